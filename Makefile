@@ -1,0 +1,35 @@
+# Driftguard: two commands do everything on a fresh machine.
+#   make demo   - install, seed the demo world, run the DAGs end to end on embedded stores
+#   make test   - install test tools, lint, run the whole suite (unit, dags, integration)
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export DRIFTGUARD_HOME ?= $(CURDIR)/.driftguard
+export DRIFTGUARD_FEATURE_LOG_URL ?= sqlite:///$(DRIFTGUARD_HOME)/feature_log.db
+export GX_ANALYTICS_ENABLED := false
+export PYTHONWARNINGS ?= ignore::DeprecationWarning
+
+.PHONY: install test lint demo up bench check clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt -e .
+	@touch $@
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+
+check: install
+	$(BIN)/driftguard check
+
+test: install lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(DRIFTGUARD_HOME)

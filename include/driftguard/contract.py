@@ -1,0 +1,610 @@
+"""The model contract: one validated YAML document per monitored model.
+
+Everything Driftguard does for a model is read from its contract, so the schema is
+strict (unknown keys are errors) and every section has documented defaults. This
+module must stay light: DAG files import it at parse time, so no pandas, no GX,
+no MLflow here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+# --------------------------------------------------------------------------- durations
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Accept `90d`, `12h`, `1w`, `30m`, `45s`, a number of seconds, or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like '2d', '12h' or '1w'")
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+    raise ValueError(f"expected a duration like '2d', '12h' or '1w', got {value!r}")
+
+
+def format_duration(td: timedelta) -> str:
+    seconds = int(td.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    Field(json_schema_extra={"type": "string", "pattern": _DURATION.pattern}),
+]
+
+# --------------------------------------------------------------------------- secrets
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def interpolate_env(text: str, *, what: str = "value") -> str:
+    """Replace `${VAR}` with the environment's value; a missing variable is an error."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise ContractError(
+                [Problem("<environment>", what, f"environment variable {name} is not set")]
+            )
+        return os.environ[name]
+
+    return _ENV_REF.sub(sub, text)
+
+
+def _reject_plain_secret(url: str) -> str:
+    """A password in a URL must be a `${VAR}` reference, never the secret itself."""
+    if _ENV_REF.fullmatch(url.strip()):
+        return url
+    try:
+        parts = urlsplit(_ENV_REF.sub("ENV", url))
+    except ValueError:
+        return url
+    if "@" in parts.netloc:
+        userinfo = url.split("://", 1)[-1].split("@", 1)[0]
+        if ":" in userinfo and not _ENV_REF.search(userinfo.split(":", 1)[1]):
+            raise ValueError(
+                "secret in plain text: put the password in an environment variable "
+                "and write it as ${VAR} (or use conn_id with an Airflow connection)"
+            )
+    for key in ("password", "token", "secret", "api_key", "apikey"):
+        m = re.search(rf"[?&]{key}=([^&]*)", url, re.IGNORECASE)
+        if m and not _ENV_REF.fullmatch(m.group(1)):
+            raise ValueError(f"secret in plain text: query parameter {key!r} must be ${{VAR}}")
+    return url
+
+
+# --------------------------------------------------------------------------- base
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Task(str, Enum):
+    binary_classification = "binary_classification"
+    regression = "regression"
+
+
+class FeatureKind(str, Enum):
+    numeric = "numeric"
+    categorical = "categorical"
+
+
+class Severity(str, Enum):
+    critical = "critical"
+    warning = "warning"
+    off = "off"
+
+
+# --------------------------------------------------------------------------- source
+
+
+class LabelSource(_Strict):
+    """Where the delayed ground truth comes from."""
+
+    column: str = Field(description="Label column (0/1 for binary classification, a number for regression).")
+    table: str | None = Field(None, description="Label table; null means the feature-log table itself.")
+    join_key: str | None = Field(None, description="Key joining labels to the log; defaults to source.id_column.")
+    delay: Duration = Field(timedelta(days=1), description="How long after the event a label is final.")
+
+
+class Source(_Strict):
+    """How to reach the production feature log."""
+
+    url: str | None = Field(None, description="SQLAlchemy URL; `${ENV}` references are resolved at run time.")
+    conn_id: str | None = Field(None, description="Airflow connection id, instead of url.")
+    table: str | None = Field(None, description="Feature-log table (optionally `schema.table`).")
+    query: str | None = Field(None, description="Read-only SELECT used as the log instead of a table.")
+    timestamp_column: str = Field(description="Event (scoring) time column, UTC.")
+    id_column: str = Field(description="Entity / event id, unique per logged prediction.")
+    prediction_column: str | None = Field(
+        None, description="Logged model score (probability of class 1, or the regression estimate)."
+    )
+    labels: LabelSource | None = Field(None, description="Delayed labels; null if none exist.")
+
+    @model_validator(mode="after")
+    def _one_location(self) -> Source:
+        if (self.url is None) == (self.conn_id is None):
+            raise ValueError("give exactly one of url or conn_id")
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table or query (the feature-log table is missing)")
+        if self.query is not None and not re.match(r"^\s*(select|with)\b", self.query, re.IGNORECASE):
+            raise ValueError("query must be a read-only SELECT")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _no_secret(cls, v: str | None) -> str | None:
+        return None if v is None else _reject_plain_secret(v)
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][\w$]*(\.[A-Za-z_][\w$]*)?", v):
+            raise ValueError(f"{v!r} is not a table name (use query for anything else)")
+        return v
+
+    @property
+    def label_key(self) -> str:
+        return (self.labels.join_key if self.labels and self.labels.join_key else None) or self.id_column
+
+
+# --------------------------------------------------------------------------- features
+
+
+class Feature(_Strict):
+    name: str
+    kind: FeatureKind
+    nullable: bool = Field(True, description="False makes any null a critical quality failure.")
+    range: tuple[float, float] | None = Field(None, description="Expected [min, max]; else learned from the reference.")
+    domain: list[str] | None = Field(None, description="Expected categories; else learned from the reference.")
+    segment: bool = Field(False, description="Slice metrics and promotion guardrails by this column.")
+
+    @model_validator(mode="after")
+    def _kind_specific(self) -> Feature:
+        if self.range is not None:
+            if self.kind is not FeatureKind.numeric:
+                raise ValueError("range applies to numeric features only")
+            if self.range[0] > self.range[1]:
+                raise ValueError("range must be [min, max] with min <= max")
+        if self.domain is not None and self.kind is not FeatureKind.categorical:
+            raise ValueError("domain applies to categorical features only")
+        return self
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class ReferenceWindow(_Strict):
+    """Bootstrap reference used until a champion with its own reference exists."""
+
+    start: datetime | None = Field(None, description="Start of the bootstrap window (UTC).")
+    end: datetime | None = Field(None, description="End of the bootstrap window (UTC, exclusive).")
+    sample_size: int = Field(100_000, ge=1000, description="Rows kept in the reference sample.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            return v.replace(tzinfo=timezone.utc)
+        return v
+
+
+class VolumeCheck(_Strict):
+    min_ratio: float = Field(0.5, gt=0, description="Rows below min_ratio x the usual volume fail.")
+    max_ratio: float = Field(2.0, gt=0, description="Rows above max_ratio x the usual volume fail.")
+    required: bool = Field(True, description="An empty interval raises an alert.")
+    severity: Severity = Severity.warning
+
+
+class QualityConfig(_Strict):
+    """Great Expectations suite generated from the contract and the reference profile."""
+
+    null_tolerance: float = Field(0.05, ge=0, le=1, description="Allowed rise in null share over the reference.")
+    range_mostly: float = Field(0.99, gt=0, le=1, description="Share of values that must fall in range.")
+    unseen_category_share: float = Field(0.01, ge=0, le=1, description="Allowed share of unseen categories.")
+    freshness: Duration = Field(timedelta(days=1), description="Newest event must be at most this old at interval end.")
+    volume: VolumeCheck = VolumeCheck()
+    severity: dict[str, Severity] = Field(
+        default_factory=lambda: {
+            "schema": Severity.critical,
+            "types": Severity.critical,
+            "not_null": Severity.critical,
+            "nulls": Severity.warning,
+            "ranges": Severity.warning,
+            "domains": Severity.warning,
+            "freshness": Severity.warning,
+            "duplicates": Severity.critical,
+            "volume": Severity.warning,
+        },
+        description="Severity per check family; critical failures block retraining.",
+    )
+
+    @field_validator("severity")
+    @classmethod
+    def _known_families(cls, v: dict[str, Severity]) -> dict[str, Severity]:
+        known = {"schema", "types", "not_null", "nulls", "ranges", "domains", "freshness", "duplicates", "volume"}
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(f"unknown check family {unknown}; known: {sorted(known)}")
+        return {**QualityConfig.model_fields["severity"].default_factory(), **v}  # type: ignore[misc]
+
+
+DriftMethod = Literal["auto", "psi", "ks", "wasserstein", "jensenshannon", "chisquare", "kl_div", "anderson"]
+
+
+class FeatureDriftSpec(_Strict):
+    method: DriftMethod = "auto"
+    threshold: float | None = Field(None, gt=0, description="Method's threshold; null = the method's default.")
+
+
+class DriftConfig(_Strict):
+    """Evidently drift against the champion's reference."""
+
+    method: DriftMethod = Field("auto", description="Default method; auto = Evidently's choice by size and kind.")
+    threshold: float | None = Field(None, gt=0, description="Default threshold for `method`.")
+    features: dict[str, FeatureDriftSpec] = Field(default_factory=dict, description="Per-feature overrides.")
+    sample_size: int = Field(100_000, ge=1000, description="Rows per side used for the tests (bounded sample).")
+    drift_share: float = Field(0.5, gt=0, le=1, description="Dataset drift when this share of features drift.")
+    prediction: bool = True
+    target: bool = True
+
+
+class Persistence(_Strict):
+    k: int = Field(2, ge=1, description="Drift must be seen in k ...")
+    n: int = Field(3, ge=1, description="... of the last n runs (this run included).")
+
+    @model_validator(mode="after")
+    def _k_le_n(self) -> Persistence:
+        if self.k > self.n:
+            raise ValueError("k must be <= n")
+        return self
+
+
+class PolicyConfig(_Strict):
+    """Retrain policy: triggers propose, guards dispose."""
+
+    drift_share: float | None = Field(0.3, gt=0, le=1, description="Trigger: share of drifted features >=.")
+    important_features: int | None = Field(3, ge=1, description="Trigger: drift in any of the top-k features.")
+    metric_drop: float | None = Field(0.05, gt=0, description="Trigger: realized metric worse than champion's by >=.")
+    max_model_age: Duration | None = Field(timedelta(days=90), description="Trigger: champion older than this.")
+    cooldown: Duration = Field(timedelta(days=7), description="Guard: no retrain within this after the last.")
+    persistence: Persistence = Persistence()
+    min_new_labels: int = Field(1000, ge=0, description="Guard: labelled rows since the last retrain.")
+
+
+Estimator = Literal[
+    "gradient_boosting", "hist_gradient_boosting", "random_forest", "logistic_regression", "linear_regression", "ridge"
+]
+
+
+class TrainingConfig(_Strict):
+    estimator: Estimator = "hist_gradient_boosting"
+    params: dict[str, Any] = Field(default_factory=dict, description="Passed to the scikit-learn estimator.")
+    seed: int = 42
+    window: Duration | Literal["all"] = Field(timedelta(days=60), description="Sliding training window or `all`.")
+    validation: Duration = Field(timedelta(days=7), description="Validation period before the holdout.")
+    holdout: Duration = Field(timedelta(days=7), description="Most recent labelled period: out-of-time holdout.")
+    max_rows: int = Field(500_000, ge=1000, description="Cap on training rows (most recent kept).")
+
+
+class BootstrapConfig(_Strict):
+    samples: int = Field(1000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    seed: int = 0
+
+
+class SegmentGuard(_Strict):
+    min_rows: int = Field(200, ge=1)
+    margin: float = Field(0.02, ge=0, description="Largest allowed metric loss in any segment.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise error rate (Holm).")
+
+
+class CalibrationGuard(_Strict):
+    metric: Literal["brier", "ece"] = "brier"
+    tolerance: float = Field(0.01, ge=0)
+
+
+class PromotionConfig(_Strict):
+    """Champion-vs-challenger gate, in MLflow MetricThreshold's vocabulary."""
+
+    metric: str | None = Field(None, description="Primary metric; default roc_auc (binary) or rmse (regression).")
+    greater_is_better: bool | None = Field(None, description="Default from the metric.")
+    min_absolute_change: float = Field(0.0, ge=0)
+    min_relative_change: float = Field(0.0, ge=0)
+    mode: Literal["superiority", "non_inferiority"] = "non_inferiority"
+    margin: float = Field(0.005, ge=0, description="Non-inferiority margin on the primary metric.")
+    bootstrap: BootstrapConfig = BootstrapConfig()
+    segments: SegmentGuard = SegmentGuard()
+    calibration: CalibrationGuard = CalibrationGuard()
+    latency_budget_ms: float = Field(2000.0, gt=0, description="Max predict time per 1,000 rows, fresh process.")
+    floors: dict[str, float] = Field(default_factory=dict, description="Absolute floors for a first champion.")
+    require_approval: bool = Field(False, description="Wait for human approval (Airflow HITL) before promoting.")
+    rollback_on_unservable: bool = True
+
+
+class AlertRoute(_Strict):
+    kind: Literal["log", "webhook", "slack", "email"]
+    url: str | None = None
+    to: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> AlertRoute:
+        if self.kind in ("webhook", "slack") and not self.url:
+            raise ValueError(f"{self.kind} route needs url")
+        if self.kind == "email" and not self.to:
+            raise ValueError("email route needs to")
+        if self.url:
+            _reject_plain_secret(self.url)
+            if self.kind == "slack" and not _ENV_REF.search(self.url):
+                raise ValueError("secret in plain text: a Slack webhook URL is a secret; write it as ${VAR}")
+        return self
+
+
+class AlertConfig(_Strict):
+    routes: list[AlertRoute] = Field(default_factory=lambda: [AlertRoute(kind="log")])
+    runbook_url: str = "README.md#on-call"
+    repeat_after: Duration = Field(timedelta(days=1), description="Re-send an unchanged alert after this.")
+
+
+# --------------------------------------------------------------------------- contract
+
+_CRON_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
+
+
+def _check_schedule(v: str) -> str:
+    if v in _CRON_PRESETS:
+        return v
+    from croniter import croniter  # light; Airflow's own dependency
+
+    if not croniter.is_valid(v):
+        raise ValueError(f"{v!r} is not a cron expression or one of {sorted(_CRON_PRESETS)}")
+    return v
+
+
+class ModelContract(_Strict):
+    """One monitored model."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,62}$", description="Model id: registry name and DAG id part.")
+    description: str = ""
+    task: Task
+    decision_threshold: float = Field(0.5, gt=0, lt=1, description="Score threshold for class 1 (F1 etc.).")
+    owners: list[str] = Field(min_length=1)
+    alerts: AlertConfig = AlertConfig()
+    schedule: Annotated[str, BeforeValidator(lambda v: _check_schedule(str(v)))] = "@daily"
+    start_date: date = Field(description="First data interval the DAGs schedule (UTC).")
+    catchup: bool = False
+    source: Source
+    features: list[Feature] = Field(min_length=1)
+    reference: ReferenceWindow = ReferenceWindow()
+    quality: QualityConfig = QualityConfig()
+    drift: DriftConfig = DriftConfig()
+    policy: PolicyConfig = PolicyConfig()
+    training: TrainingConfig = TrainingConfig()
+    promotion: PromotionConfig = PromotionConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ModelContract:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate feature names: {dupes}")
+        reserved = {self.source.timestamp_column, self.source.id_column, self.source.prediction_column}
+        if self.source.labels:
+            reserved.add(self.source.labels.column)
+        clash = sorted(set(names) & reserved)
+        if clash:
+            raise ValueError(f"features {clash} are also the timestamp, id, prediction or label column")
+        unknown = sorted(set(self.drift.features) - set(names))
+        if unknown:
+            raise ValueError(f"drift.features names unknown features {unknown}")
+        metric = self.primary_metric
+        allowed = BINARY_METRICS if self.task is Task.binary_classification else REGRESSION_METRICS
+        if metric not in allowed:
+            raise ValueError(f"promotion.metric {metric!r} is not a {self.task.value} metric {sorted(allowed)}")
+        bad_floor = sorted(set(self.promotion.floors) - set(allowed))
+        if bad_floor:
+            raise ValueError(f"promotion.floors names unknown metrics {bad_floor}")
+        return self
+
+    # Derived views, so later steps never re-derive them differently.
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [f.name for f in self.features if f.kind is FeatureKind.numeric]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f.name for f in self.features if f.kind is FeatureKind.categorical]
+
+    @property
+    def segment_features(self) -> list[str]:
+        return [f.name for f in self.features if f.segment]
+
+    def feature(self, name: str) -> Feature:
+        return next(f for f in self.features if f.name == name)
+
+    @property
+    def primary_metric(self) -> str:
+        return self.promotion.metric or ("roc_auc" if self.task is Task.binary_classification else "rmse")
+
+    @property
+    def greater_is_better(self) -> bool:
+        if self.promotion.greater_is_better is not None:
+            return self.promotion.greater_is_better
+        return self.primary_metric in GREATER_IS_BETTER
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.name
+
+    def drift_spec(self, feature: str) -> FeatureDriftSpec:
+        """Effective method and threshold: the feature's override, else the section default.
+
+        A threshold belongs to a method, so the default threshold only applies when the
+        default method does."""
+        spec = self.drift.features.get(feature)
+        if spec is None or spec.method == "auto" or spec.method == self.drift.method:
+            threshold = spec.threshold if spec and spec.threshold is not None else self.drift.threshold
+            return FeatureDriftSpec(method=self.drift.method, threshold=threshold)
+        return spec
+
+
+BINARY_METRICS = {"roc_auc", "log_loss", "f1", "brier", "accuracy", "precision", "recall"}
+REGRESSION_METRICS = {"mae", "rmse", "r2"}
+GREATER_IS_BETTER = {"roc_auc", "f1", "accuracy", "precision", "recall", "r2"}
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.message}"
+
+
+class ContractError(ValueError):
+    """One or more problems in one or more contract files."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item and not str(item).startswith("function-"):
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "<root>"
+
+
+def _feature_labels(raw: Any, loc: tuple[Any, ...]) -> str:
+    """`features[3]` reads better as `features[3](distance)` in an error."""
+    text = _loc(loc)
+    if len(loc) >= 2 and loc[0] == "features" and isinstance(loc[1], int) and isinstance(raw, dict):
+        try:
+            name = raw["features"][loc[1]].get("name")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            name = None
+        if name:
+            text = text.replace(f"features[{loc[1]}]", f"features[{loc[1]}]({name})", 1)
+    return text
+
+
+def parse_contract(text: str, file: str = "<string>") -> ModelContract:
+    """Validate YAML text; raise ContractError naming the file and field paths."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<yaml>"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ContractError([Problem(file, "<yaml>", f"unreadable YAML at {where}: {problem}")]) from None
+    if not isinstance(raw, dict):
+        raise ContractError([Problem(file, "<root>", "expected a mapping of contract fields")])
+    try:
+        return ModelContract.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field (check the spelling; see the contract reference in README.md)"
+            problems.append(Problem(file, _feature_labels(raw, err["loc"]), msg))
+        raise ContractError(problems) from None
+
+
+def load_contract(path: str | Path) -> ModelContract:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ContractError([Problem(str(path), "<file>", f"cannot read: {exc.strerror}")]) from None
+    contract = parse_contract(text, str(path))
+    if contract.name != path.stem:
+        raise ContractError([Problem(str(path), "name", f"must match the file name ({path.stem!r})")])
+    return contract
+
+
+def contract_files(directory: str | Path) -> list[Path]:
+    directory = Path(directory)
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    contracts: dict[str, ModelContract]
+    errors: dict[str, ContractError]
+
+
+def load_contracts(paths: Iterable[str | Path]) -> LoadResult:
+    """Load many contracts; one broken file never hides the others."""
+    contracts: dict[str, ModelContract] = {}
+    errors: dict[str, ContractError] = {}
+    for path in paths:
+        try:
+            contract = load_contract(path)
+        except ContractError as exc:
+            errors[str(path)] = exc
+            continue
+        if contract.name in contracts:
+            errors[str(path)] = ContractError([Problem(str(path), "name", f"model {contract.name!r} is defined twice")])
+            continue
+        contracts[contract.name] = contract
+    return LoadResult(contracts, errors)
+
+
+def iter_problems(result: LoadResult) -> Iterator[Problem]:
+    for exc in result.errors.values():
+        yield from exc.problems
+
+
+def json_schema() -> dict[str, Any]:
+    schema = ModelContract.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Driftguard model contract"
+    return schema
