@@ -1,0 +1,727 @@
+"""Read one data interval of a model's feature log (and its matured labels) from SQL.
+
+Every later step (quality, drift, training, evaluation) sees the production log only through
+this module, so it owns three promises:
+
+* Interval semantics: ``[start, end)`` half-open, tz-aware UTC. Naive datetimes are rejected
+  because a silently assumed time zone shifts every window by hours.
+* Dtypes come from the contract, not from the database driver: timestamp ->
+  ``datetime64[ns, UTC]``; numeric features and the prediction -> ``float64``; categorical ->
+  ``object`` holding ``str`` with ``np.nan`` for missing (not ``pd.NA``: GX and scikit-learn
+  choke on it); binary labels -> ``int64`` 0/1; regression labels -> ``float64``. Rows are
+  sorted by timestamp, then id.
+* Identifiers are never formatted into SQL text: tables and columns are SQLAlchemy constructs
+  (quoted by the dialect), values are bound parameters, and ``source.query`` is wrapped as a
+  subquery.
+
+Timestamps supported:
+
+* PostgreSQL ``timestamptz`` and ``timestamp`` (naive values are UTC: every connection runs
+  ``SET TIME ZONE 'UTC'``).
+* SQLite text as written by SQLAlchemy / pandas (``YYYY-MM-DD HH:MM:SS[.ffffff]``, optional
+  ``+00:00``) and ISO strings with ``T`` (``YYYY-MM-DDTHH:MM:SS[.ffffff]`` with ``Z``, ``+00:00``
+  or no offset). Only UTC offsets; other offsets or epoch numbers are not supported.
+
+``strict=False`` (the monitoring quality gate) never hides data problems: missing feature /
+prediction columns are left out and wrongly typed ones are kept as read, each reported in
+``WindowStats.schema_problems`` so Great Expectations turns them into failed expectations.
+The timestamp and id columns are the key of the log and are required in both modes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from driftguard.contract import ContractError, LabelSource, ModelContract, Task, interpolate_env
+
+log = logging.getLogger(__name__)
+
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+# --------------------------------------------------------------------------- errors
+
+
+class SourceError(Exception):
+    """A feature log cannot be read as the contract describes. The message names model, table, column."""
+
+    def __init__(self, detail: str, *, model: str, table: str | None = None, column: str | None = None):
+        self.model = model
+        self.table = table
+        self.column = column
+        self.detail = detail
+        where = [f"model {model}"]
+        if table:
+            where.append(f"table {table}")
+        if column:
+            where.append(f"column {column}")
+        super().__init__(f"{', '.join(where)}: {detail}")
+
+
+class SourceConnectionError(SourceError):
+    """The database cannot be reached (the URL in the message has its password masked)."""
+
+
+class MissingTableError(SourceError):
+    """The feature-log or label table does not exist."""
+
+
+class MissingColumnError(SourceError):
+    """A column named by the contract is not in the table or query."""
+
+
+class ColumnTypeError(SourceError):
+    """A column's SQL type or its values do not fit the contract's kind."""
+
+
+class EmptyWindowError(SourceError):
+    """The interval holds no rows (or no matured labels)."""
+
+
+# --------------------------------------------------------------------------- stats
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """What was read, for logs, XComs and the history store."""
+
+    model: str
+    start: datetime
+    end: datetime
+    rows: int
+    min_ts: datetime | None
+    max_ts: datetime | None
+    chunks: int
+    schema_problems: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        def iso(d: datetime | None) -> str | None:
+            return None if d is None else d.isoformat()
+
+        return {
+            "model": self.model,
+            "start": iso(self.start),
+            "end": iso(self.end),
+            "rows": self.rows,
+            "min_ts": iso(self.min_ts),
+            "max_ts": iso(self.max_ts),
+            "chunks": self.chunks,
+            "schema_problems": list(self.schema_problems),
+        }
+
+
+# --------------------------------------------------------------------------- URLs and engines
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***, safe for logs and error messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # unparseable: mask anything that looks like user:password@
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def source_url(contract: ModelContract, url: str | None = None) -> str:
+    """The SQLAlchemy URL of the contract's feature log.
+
+    An explicit ``url`` wins (tests, CLI ``--url``); else ``source.url`` with ``${ENV}``
+    resolved; else the Airflow connection ``source.conn_id`` (imported lazily so the library
+    stays importable without Airflow)."""
+    if url:
+        return url
+    src = contract.source
+    if src.url is not None:
+        try:
+            return interpolate_env(src.url, what="source.url")
+        except ContractError as exc:
+            raise SourceConnectionError(
+                f"cannot resolve source.url: {exc.problems[0].message}",
+                model=contract.name,
+                table=_table_label(contract),
+            ) from None
+    from airflow.sdk import BaseHook  # only when the contract uses an Airflow connection
+
+    try:
+        uri = BaseHook.get_connection(src.conn_id).get_uri()
+    except Exception as exc:
+        raise SourceConnectionError(
+            f"cannot read Airflow connection {src.conn_id!r}: {exc}", model=contract.name, table=_table_label(contract)
+        ) from None
+    # Airflow names the scheme after conn_type; SQLAlchemy 2 only knows "postgresql".
+    return re.sub(r"^postgres(?=://)", "postgresql", uri)
+
+
+def _set_utc(dbapi_conn: Any, _record: Any) -> None:
+    """Naive PostgreSQL timestamps mean UTC, whatever the server's TimeZone setting."""
+    cur = dbapi_conn.cursor()
+    cur.execute("SET TIME ZONE 'UTC'")
+    cur.close()
+    dbapi_conn.commit()  # a rolled-back SET is undone
+
+
+def _check_sqlite_file(url: sa.engine.URL, contract: ModelContract) -> None:
+    """SQLite creates a missing file on connect; reading must not, and should say why it failed."""
+    db = url.database
+    in_file = db and db != ":memory:" and not db.startswith("file:") and not url.query.get("uri")
+    if in_file and not Path(db).exists():
+        raise SourceConnectionError(
+            f"cannot connect to {mask_url(str(url))}: database file {db} does not exist",
+            model=contract.name,
+            table=_table_label(contract),
+        )
+
+
+@contextmanager
+def _connect(contract: ModelContract, url: str | None) -> Iterator[sa.Connection]:
+    resolved = source_url(contract, url)
+    try:
+        parsed = sa.engine.make_url(resolved)
+        if parsed.get_backend_name() == "sqlite":
+            _check_sqlite_file(parsed, contract)
+        engine = sa.create_engine(parsed, poolclass=NullPool)
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise SourceConnectionError(
+            f"invalid database URL {mask_url(resolved)}: {exc}", model=contract.name, table=_table_label(contract)
+        ) from None
+    if engine.dialect.name == "postgresql":
+        sa.event.listen(engine, "connect", _set_utc)
+    try:
+        try:
+            conn = engine.connect()
+        except Exception as exc:
+            raise SourceConnectionError(
+                f"cannot connect to {mask_url(resolved)}: {_first_line(exc)}",
+                model=contract.name,
+                table=_table_label(contract),
+            ) from None
+        with conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+# --------------------------------------------------------------------------- relations
+
+
+def _table_label(contract: ModelContract) -> str:
+    return contract.source.table or "<source.query>"
+
+
+def _split(name: str) -> tuple[str | None, str]:
+    schema, _, table = name.rpartition(".")
+    return schema or None, table
+
+
+@dataclass(frozen=True)
+class _Relation:
+    """The feature log (a table or the wrapped query) with its columns and reflected SQL types."""
+
+    label: str
+    columns: dict[str, sa.types.TypeEngine[Any] | None]
+    selectable: sa.FromClause
+
+
+def _reflect_table(conn: sa.Connection, contract: ModelContract, name: str, what: str) -> dict[str, Any]:
+    schema, table = _split(name)
+    insp = sa.inspect(conn)
+    if not insp.has_table(table, schema=schema):
+        raise MissingTableError(
+            f"{what} table not found in {conn.engine.url.render_as_string(hide_password=True)}",
+            model=contract.name,
+            table=name,
+        )
+    return {c["name"]: c["type"] for c in insp.get_columns(table, schema=schema)}
+
+
+def _log_relation(conn: sa.Connection, contract: ModelContract) -> _Relation:
+    src = contract.source
+    if src.table is not None:
+        cols = _reflect_table(conn, contract, src.table, "feature-log")
+        schema, table = _split(src.table)
+        selectable = sa.table(table, *(sa.column(c) for c in cols), schema=schema)
+        return _Relation(src.table, cols, selectable)
+    probe = sa.text(src.query).columns().subquery("dg_probe")
+    try:
+        keys = list(conn.execute(sa.select(sa.literal_column("*")).select_from(probe).limit(0)).keys())
+    except sa.exc.DBAPIError as exc:
+        conn.rollback()
+        raise SourceError(
+            f"source.query failed: {_first_line(exc)}", model=contract.name, table="<source.query>"
+        ) from None
+    sub = sa.text(src.query).columns(*(sa.column(k) for k in keys)).subquery("dg_source")
+    return _Relation("<source.query>", dict.fromkeys(keys), sub)
+
+
+# --------------------------------------------------------------------------- column roles
+
+_NUMERIC_SQL = (sa.Integer, sa.Numeric, sa.Float, sa.Boolean, sa.String, sa.types.NullType)
+_TIME_SQL = (sa.DateTime, sa.Date, sa.String, sa.types.NullType)
+_CATEGORY_SQL = (sa.String, sa.Integer, sa.Numeric, sa.Float, sa.Boolean, sa.Enum, sa.types.NullType)
+
+
+@dataclass(frozen=True)
+class _Col:
+    name: str
+    role: str  # timestamp | id | numeric | categorical | label_binary | label_regression
+    what: str  # for messages: "numeric feature", "prediction column", ...
+
+
+def _log_columns(contract: ModelContract) -> list[_Col]:
+    src = contract.source
+    cols = [_Col(src.id_column, "id", "id column"), _Col(src.timestamp_column, "timestamp", "timestamp column")]
+    for f in contract.features:
+        cols.append(_Col(f.name, f.kind.value, f"{f.kind.value} feature"))
+    if src.prediction_column:
+        cols.append(_Col(src.prediction_column, "numeric", "prediction column"))
+    return cols
+
+
+def _label_col(contract: ModelContract) -> _Col:
+    labels = _require_labels(contract)
+    if contract.task is Task.binary_classification:
+        return _Col(labels.column, "label_binary", "binary label column")
+    return _Col(labels.column, "label_regression", "regression label column")
+
+
+def _sql_type_problem(col: _Col, sqltype: sa.types.TypeEngine[Any] | None) -> str | None:
+    if sqltype is None:  # a query's columns have no reflected type; values are checked after reading
+        return None
+    allowed: tuple[type, ...] = {
+        "timestamp": _TIME_SQL,
+        "categorical": _CATEGORY_SQL,
+        "id": (sa.types.TypeEngine,),
+    }.get(col.role, _NUMERIC_SQL)
+    if isinstance(sqltype, allowed):
+        return None
+    return f"{col.what} {col.name!r} has SQL type {sqltype}, which cannot hold a {col.role.replace('_', ' ')} value"
+
+
+# --------------------------------------------------------------------------- time filter
+
+
+def _utc(value: datetime, name: str, contract: ModelContract) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"model {contract.name}: {name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"model {contract.name}: {name}={value.isoformat()} is a naive datetime; pass a tz-aware UTC datetime "
+            "(e.g. datetime(..., tzinfo=timezone.utc) or pendulum's data_interval_start)"
+        )
+    return value.astimezone(UTC)
+
+
+def _sqlite_text(value: datetime, sep: str) -> str:
+    """Shortest UTC text for `value`: compares correctly against stored text with or without
+    microseconds and with a `+00:00` or `Z` suffix (string order == time order)."""
+    naive = value.astimezone(UTC).replace(tzinfo=None)
+    text = naive.strftime(f"%Y-%m-%d{sep}%H:%M:%S")
+    return f"{text}.{naive.microsecond:06d}" if naive.microsecond else text
+
+
+def _time_filter(col: sa.ColumnElement[Any], lo: datetime, hi: datetime, dialect: str) -> sa.ColumnElement[bool]:
+    """`lo <= col < hi`; on SQLite a range per text layout (space or 'T'), each index-friendly."""
+    if dialect == "sqlite":
+        return sa.or_(
+            *(
+                sa.and_(col >= _sqlite_text(lo, sep), col < _sqlite_text(hi, sep), sa.func.substr(col, 11, 1) == sep)
+                for sep in (" ", "T")
+            )
+        )
+    return sa.and_(col >= lo, col < hi)
+
+
+# --------------------------------------------------------------------------- dtype conversion
+
+
+def _to_timestamp(s: pd.Series) -> pd.Series:
+    out = pd.to_datetime(s, utc=True, format="ISO8601") if s.dtype == object else pd.to_datetime(s, utc=True)
+    return out.dt.as_unit("ns")
+
+
+def _to_numeric(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(float64 values, mask of non-null values that are not numbers)."""
+    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+        return s.astype("float64"), pd.Series(False, index=s.index)
+    values = s.map(lambda v: float(v) if isinstance(v, bool) else v)
+    coerced = pd.to_numeric(values, errors="coerce")
+    bad = coerced.isna() & s.notna()
+    return coerced.astype("float64"), bad
+
+
+def _to_category(s: pd.Series) -> pd.Series:
+    """str values with np.nan for missing; integral floats (INTEGER with NULLs) lose their '.0'."""
+    if pd.api.types.is_float_dtype(s):
+        nonnull = s.dropna()
+        if len(nonnull) and bool((nonnull % 1 == 0).all()):
+            s = s.astype("Int64")
+    mask = s.isna().to_numpy()
+    out = pd.Series(np.full(len(s), np.nan, dtype=object), index=s.index, name=s.name)
+    if (~mask).any():
+        out[~mask] = s[~mask].astype(str).to_numpy(dtype=object)
+    return out
+
+
+def _examples(s: pd.Series, bad: pd.Series) -> str:
+    values = list(dict.fromkeys(s[bad].head(50).tolist()))[:3]
+    return ", ".join(repr(v) for v in values)
+
+
+def _convert(
+    df: pd.DataFrame, cols: list[_Col], contract: ModelContract, table: str, strict: bool, raw: set[str]
+) -> list[str]:
+    """Enforce contract dtypes in place; return problems (strict: raise the first)."""
+    problems: list[str] = []
+
+    def fail(col: _Col, detail: str) -> None:
+        if strict or col.role in ("timestamp", "id") or col.role.startswith("label"):
+            raise ColumnTypeError(detail, model=contract.name, table=table, column=col.name)
+        problems.append(f"column {col.name!r}: {detail}; kept as read")
+        raw.add(col.name)
+
+    for col in cols:
+        if col.name not in df.columns or col.name in raw:
+            continue
+        s = df[col.name]
+        if col.role == "timestamp":
+            try:
+                df[col.name] = _to_timestamp(s)
+            except (ValueError, TypeError) as exc:
+                fail(col, f"{col.what} holds values that are not UTC timestamps ({exc})")
+        elif col.role in ("numeric", "label_regression", "label_binary"):
+            values, bad = _to_numeric(s)
+            if bad.any():
+                fail(
+                    col,
+                    f"{col.what} holds non-numeric values in {int(bad.sum())} of {len(s)} rows, e.g. "
+                    f"{_examples(s, bad)}",
+                )
+                continue
+            if col.role == "label_binary":
+                wrong = values.notna() & ~values.isin([0.0, 1.0])
+                if wrong.any():
+                    fail(col, f"{col.what} must be 0/1, found {_examples(s, wrong)} in {int(wrong.sum())} rows")
+                df[col.name] = values.astype("int64")
+            else:
+                df[col.name] = values
+        elif col.role == "categorical":
+            df[col.name] = _to_category(s)
+    return problems
+
+
+def _empty_frame(cols: list[_Col], sqltypes: dict[str, Any]) -> pd.DataFrame:
+    data: dict[str, pd.Series] = {}
+    for col in cols:
+        if col.role == "timestamp":
+            dtype: Any = "datetime64[ns, UTC]"
+        elif col.role in ("numeric", "label_regression"):
+            dtype = "float64"
+        elif col.role == "label_binary" or (col.role == "id" and isinstance(sqltypes.get(col.name), sa.Integer)):
+            dtype = "int64"
+        else:
+            dtype = object
+        data[col.name] = pd.Series([], dtype=dtype)
+    return pd.DataFrame(data)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _stream(conn: sa.Connection, stmt: sa.Select[Any], chunksize: int) -> tuple[pd.DataFrame | None, int]:
+    """Stream the result in partitions of `chunksize` rows (server-side cursor on PostgreSQL)."""
+    result = conn.execution_options(stream_results=True, yield_per=chunksize).execute(stmt)
+    keys = list(result.keys())
+    frames = [pd.DataFrame.from_records(part, columns=keys, coerce_float=True) for part in result.partitions()]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return None, 0
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return frame, len(frames)
+
+
+def _execute(conn: sa.Connection, stmt: sa.Select[Any], chunksize: int, contract: ModelContract, table: str):
+    try:
+        return _stream(conn, stmt, chunksize)
+    except sa.exc.DBAPIError as exc:
+        raise SourceError(f"query failed: {_first_line(exc)}", model=contract.name, table=table) from None
+
+
+def _check_columns(
+    relation: _Relation, cols: list[_Col], contract: ModelContract, strict: bool
+) -> tuple[list[_Col], list[str], set[str]]:
+    """Columns to read, problems (lenient mode) and columns to keep as read (bad SQL type)."""
+    missing = [c for c in cols if c.name not in relation.columns]
+    required_missing = [c for c in missing if c.role in ("timestamp", "id") or c.role.startswith("label")]
+    if missing and (strict or required_missing):
+        first = (required_missing or missing)[0]
+        names = ", ".join(f"{c.what} {c.name!r}" for c in missing)
+        raise MissingColumnError(
+            f"not found: {names} (columns present: {sorted(relation.columns)})",
+            model=contract.name,
+            table=relation.label,
+            column=first.name,
+        )
+    problems = [f"column {c.name!r}: {c.what} not found in {relation.label}" for c in missing]
+    raw: set[str] = set()
+    for c in cols:
+        if c in missing:
+            continue
+        problem = _sql_type_problem(c, relation.columns[c.name])
+        if problem is None:
+            continue
+        if strict or c.role in ("timestamp", "id") or c.role.startswith("label"):
+            raise ColumnTypeError(problem, model=contract.name, table=relation.label, column=c.name)
+        problems.append(f"column {c.name!r}: {problem}; kept as read")
+        raw.add(c.name)
+    return [c for c in cols if c not in missing], problems, raw
+
+
+def read_window(
+    contract: ModelContract,
+    start: datetime,
+    end: datetime,
+    *,
+    url: str | None = None,
+    chunksize: int = 50_000,
+    strict: bool = True,
+    allow_empty: bool = False,
+) -> tuple[pd.DataFrame, WindowStats]:
+    """Rows of the feature log with start <= timestamp < end: id, timestamp, features, prediction.
+
+    The label column is never read here (even when it lives in the log table): labels are
+    only trustworthy once matured, which `read_labels` decides."""
+    lo, hi = _utc(start, "start", contract), _utc(end, "end", contract)
+    if lo >= hi:
+        raise ValueError(f"model {contract.name}: empty interval, start {lo.isoformat()} >= end {hi.isoformat()}")
+    if chunksize < 1:
+        raise ValueError("chunksize must be >= 1")
+    src = contract.source
+    with _connect(contract, url) as conn:
+        relation = _log_relation(conn, contract)
+        cols, problems, raw = _check_columns(relation, _log_columns(contract), contract, strict)
+        rel = relation.selectable
+        stmt = sa.select(*(rel.c[c.name] for c in cols)).where(
+            _time_filter(rel.c[src.timestamp_column], lo, hi, conn.dialect.name)
+        )
+        frame, chunks = _execute(conn, stmt, chunksize, contract, relation.label)
+    if frame is None:
+        if not allow_empty:
+            raise EmptyWindowError(
+                f"no rows with {src.timestamp_column} in [{lo.isoformat()}, {hi.isoformat()})",
+                model=contract.name,
+                table=relation.label,
+                column=src.timestamp_column,
+            )
+        frame = _empty_frame(cols, relation.columns)
+    else:
+        problems += _convert(frame, cols, contract, relation.label, strict, raw)
+        frame = frame.sort_values([src.timestamp_column, src.id_column], kind="mergesort", ignore_index=True)
+    stats = _stats(contract, lo, hi, frame, chunks, problems)
+    log.info(
+        "%s: read %d rows in %d chunks from %s for [%s, %s); timestamps %s .. %s%s",
+        contract.name,
+        stats.rows,
+        chunks,
+        relation.label,
+        lo.isoformat(),
+        hi.isoformat(),
+        stats.min_ts,
+        stats.max_ts,
+        f"; schema problems: {problems}" if problems else "",
+    )
+    return frame, stats
+
+
+def _stats(
+    contract: ModelContract, lo: datetime, hi: datetime, frame: pd.DataFrame, chunks: int, problems: list[str]
+) -> WindowStats:
+    ts = frame[contract.source.timestamp_column]
+    empty = len(frame) == 0
+    return WindowStats(
+        model=contract.name,
+        start=lo,
+        end=hi,
+        rows=len(frame),
+        min_ts=None if empty else ts.min().to_pydatetime(),
+        max_ts=None if empty else ts.max().to_pydatetime(),
+        chunks=chunks,
+        schema_problems=tuple(problems),
+    )
+
+
+def _require_labels(contract: ModelContract) -> LabelSource:
+    if contract.source.labels is None:
+        raise SourceError(
+            "the contract has no source.labels section", model=contract.name, table=_table_label(contract)
+        )
+    return contract.source.labels
+
+
+def read_labels(
+    contract: ModelContract, start: datetime, end: datetime, *, as_of: datetime, url: str | None = None
+) -> pd.DataFrame:
+    """Labels of events in [start, end) that have matured: event timestamp + labels.delay <= as_of.
+
+    Columns: the join key (labels.join_key, default source.id_column) and the label column.
+    Events without a label row or with a NULL label are absent. Maturity is judged on the
+    event's timestamp in the log, so a label table needs no time column of its own."""
+    labels = _require_labels(contract)
+    lo, hi = _utc(start, "start", contract), _utc(end, "end", contract)
+    cutoff = _utc(as_of, "as_of", contract) - labels.delay
+    hi = min(hi, cutoff + _ONE_MICROSECOND)  # ts <= cutoff  <=>  ts < cutoff + 1us
+    src, key, label = contract.source, contract.source.label_key, _label_col(contract)
+    key_col = _Col(key, "id", "label join key")
+    with _connect(contract, url) as conn:
+        relation = _log_relation(conn, contract)
+        log_rel = relation.selectable
+        _check_columns(relation, [_Col(src.timestamp_column, "timestamp", "timestamp column")], contract, True)
+        if labels.table is None:
+            _check_columns(relation, [key_col, label], contract, True)
+            table_name, lab_rel = relation.label, log_rel
+            stmt = sa.select(lab_rel.c[key], lab_rel.c[label.name])
+        else:
+            lab_types = _reflect_table(conn, contract, labels.table, "label")
+            table_name = labels.table
+            lab_relation = _Relation(
+                labels.table,
+                lab_types,
+                sa.table(_split(labels.table)[1], *(sa.column(c) for c in lab_types), schema=_split(labels.table)[0]),
+            )
+            _check_columns(lab_relation, [key_col, label], contract, True)
+            _check_columns(relation, [_Col(src.id_column, "id", "id column")], contract, True)
+            lab_rel = lab_relation.selectable
+            stmt = sa.select(lab_rel.c[key], lab_rel.c[label.name]).select_from(
+                lab_rel.join(log_rel, log_rel.c[src.id_column] == lab_rel.c[key])
+            )
+        if lo < hi:
+            stmt = stmt.where(_time_filter(log_rel.c[src.timestamp_column], lo, hi, conn.dialect.name))
+            stmt = stmt.where(lab_rel.c[label.name].is_not(None))
+            frame, _ = _execute(conn, stmt, 50_000, contract, table_name)
+        else:
+            frame = None
+    if frame is None:
+        frame = _empty_frame([key_col, label], {})
+    else:
+        _convert(frame, [label], contract, table_name, True, set())
+        conflicts = frame.groupby(key)[label.name].nunique()
+        conflicts = conflicts[conflicts > 1]
+        if len(conflicts):
+            raise SourceError(
+                f"{len(conflicts)} keys have conflicting labels, e.g. {conflicts.index[:3].tolist()}",
+                model=contract.name,
+                table=table_name,
+                column=key,
+            )
+        frame = frame.drop_duplicates(subset=[key], ignore_index=True)
+    log.info(
+        "%s: %d matured labels for [%s, %s) as of %s (delay %s)",
+        contract.name,
+        len(frame),
+        lo.isoformat(),
+        hi.isoformat(),
+        as_of.isoformat(),
+        labels.delay,
+    )
+    return frame
+
+
+def read_labelled(
+    contract: ModelContract,
+    start: datetime,
+    end: datetime,
+    *,
+    as_of: datetime,
+    url: str | None = None,
+    strict: bool = True,
+    allow_empty: bool = False,
+) -> tuple[pd.DataFrame, WindowStats]:
+    """`read_window` inner-joined with matured labels: training and realized-performance data.
+
+    Stats describe the joined frame. Raises EmptyWindowError when no row has a matured label
+    (unless allow_empty)."""
+    frame, stats = read_window(contract, start, end, url=url, strict=strict, allow_empty=allow_empty)
+    labels = read_labels(contract, start, end, as_of=as_of, url=url)
+    src, key = contract.source, contract.source.label_key
+    label = _require_labels(contract).column
+    labels = labels.rename(columns={key: src.id_column}) if key != src.id_column else labels
+    if frame[src.id_column].dtype != labels[src.id_column].dtype:
+        labels[src.id_column] = labels[src.id_column].astype(frame[src.id_column].dtype)
+    joined = frame.merge(labels[[src.id_column, label]], on=src.id_column, how="inner", validate="many_to_one")
+    joined = joined.sort_values([src.timestamp_column, src.id_column], kind="mergesort", ignore_index=True)
+    if joined.empty and not allow_empty:
+        raise EmptyWindowError(
+            f"none of the {stats.rows} rows in [{stats.start.isoformat()}, {stats.end.isoformat()}) has a matured "
+            f"label as of {as_of.isoformat()} (labels.delay {src.labels.delay})",  # type: ignore[union-attr]
+            model=contract.name,
+            table=src.labels.table or _table_label(contract),
+            column=label,  # type: ignore[union-attr]
+        )
+    out = _stats(contract, stats.start, stats.end, joined, stats.chunks, list(stats.schema_problems))
+    log.info("%s: %d of %d rows have matured labels", contract.name, out.rows, stats.rows)
+    return joined, out
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_source(contract: ModelContract, url: str | None = None) -> list[str]:
+    """Problems reaching the log as the contract describes, as `field.path: message` lines:
+    connection, missing tables, missing columns, incompatible SQL types. Reads no rows."""
+    field = "source.table" if contract.source.table else "source.query"
+    try:
+        with _connect(contract, url) as conn:
+            problems: list[str] = []
+            try:
+                relation = _log_relation(conn, contract)
+            except SourceError as exc:
+                return [f"{field}: {exc}"]
+            for c in _log_columns(contract):
+                if c.name not in relation.columns:
+                    problems.append(f"{field}: {c.what} {c.name!r} not found in {relation.label}")
+                elif problem := _sql_type_problem(c, relation.columns[c.name]):
+                    problems.append(f"{field}: {problem}")
+            if contract.source.labels is not None:
+                problems += _check_labels(conn, contract, relation)
+            return problems
+    except SourceConnectionError as exc:
+        return [f"{'source.url' if contract.source.url else 'source.conn_id'}: {exc}"]
+
+
+def _check_labels(conn: sa.Connection, contract: ModelContract, relation: _Relation) -> list[str]:
+    labels = contract.source.labels
+    assert labels is not None
+    label = _label_col(contract)
+    key = contract.source.label_key
+    if labels.table is None:
+        columns, where, field = relation.columns, relation.label, "source.labels.column"
+    else:
+        try:
+            columns = _reflect_table(conn, contract, labels.table, "label")
+        except SourceError as exc:
+            return [f"source.labels.table: {exc}"]
+        where, field = labels.table, "source.labels"
+    problems = []
+    for col in (_Col(key, "id", "label join key"), label):
+        if col.name not in columns:
+            problems.append(f"{field}: {col.what} {col.name!r} not found in {where}")
+        elif problem := _sql_type_problem(col, columns[col.name]):
+            problems.append(f"{field}: {problem}")
+    return problems
