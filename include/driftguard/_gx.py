@@ -1,0 +1,126 @@
+"""Great Expectations plumbing: one quiet ephemeral context per process, and HTML rendering.
+
+Kept apart from quality.py so the suite logic reads without GX boilerplate. GX reads
+GX_ANALYTICS_ENABLED when it starts, so it is set here before GX is imported; progress bars
+are switched off in the context's config (they would otherwise flood Airflow task logs).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import logging
+import math
+import os
+from decimal import Decimal
+from typing import Any
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+import numpy as np
+import pandas as pd
+from great_expectations.core import ExpectationSuite, ExpectationSuiteValidationResult
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+__all__ = ["ExpectationSuite", "ExpectationSuiteValidationResult", "gxe", "jsonable", "render_html", "run_suite"]
+
+log = logging.getLogger(__name__)
+
+_BATCH_DEFINITION: Any = None
+
+# Which HTML we keep for a validation (recorded in QualityResult.to_dict()["docs_renderer"]).
+RENDERER_GX = "gx-data-docs-renderer"  # GX's own ValidationResultsPageRenderer + DefaultJinjaPageView
+RENDERER_FALLBACK = "driftguard-html"  # our escaped table, used only if GX's renderer raises
+
+
+def _batch_definition() -> Any:
+    """A whole-dataframe batch definition on a cached ephemeral context (no files written)."""
+    global _BATCH_DEFINITION
+    if _BATCH_DEFINITION is None:
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        context.config.analytics_enabled = False
+        source = context.data_sources.add_pandas("driftguard")
+        asset = source.add_dataframe_asset("feature_window")
+        _BATCH_DEFINITION = asset.add_batch_definition_whole_dataframe("whole_window")
+    return _BATCH_DEFINITION
+
+
+def run_suite(
+    suite: ExpectationSuite, df: pd.DataFrame, parameters: dict[str, Any] | None = None
+) -> ExpectationSuiteValidationResult:
+    """Validate a pandas frame. SUMMARY (not BOOLEAN_ONLY) because messages quote observed
+    values; in pandas it costs little more (see NOTES.md), and only 5 examples are kept."""
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": df})
+    result_format = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
+    result = batch.validate(suite, result_format=result_format, expectation_parameters=parameters or {})
+    for r in result.results:  # GX's renderer chokes on numpy scalars (num_to_str uses repr)
+        r.result = jsonable(r.result)
+    return result
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars, timestamps, NaN/NaT and decimals made portable."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date)):
+        return None if pd.isna(value) else value.isoformat()
+    if isinstance(value, Decimal):
+        value = float(value)
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, int):
+        return value
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def render_html(result: ExpectationSuiteValidationResult, title: str) -> tuple[str, str]:
+    """HTML of one validation: GX's Data Docs page renderer, else our own escaped page.
+
+    Rendering GX's page directly avoids a file context (a whole gx/ project tree per run);
+    the page is the same one UpdateDataDocsAction writes, minus the site index around it."""
+    try:
+        from great_expectations.render.renderer import ValidationResultsPageRenderer
+        from great_expectations.render.view import DefaultJinjaPageView
+
+        document = ValidationResultsPageRenderer().render(result)
+        page = DefaultJinjaPageView().render(document)
+        return page.replace("<title></title>", f"<title>{html.escape(title)}</title>", 1), RENDERER_GX
+    except Exception as exc:  # rendering must never fail a validation
+        log.warning("GX Data Docs rendering failed (%s: %s); writing a plain HTML page", type(exc).__name__, exc)
+        return fallback_html(result.to_json_dict(), title), RENDERER_FALLBACK
+
+
+def fallback_html(result_json: dict[str, Any], title: str) -> str:
+    """A self-contained table of expectations and outcomes; every value is escaped."""
+    rows = []
+    for r in result_json.get("results", []):
+        config = r.get("expectation_config") or {}
+        meta = config.get("meta") or {}
+        kwargs = json.dumps(jsonable(config.get("kwargs") or {}), sort_keys=True)
+        observed = json.dumps(jsonable(r.get("result") or {}), sort_keys=True)
+        status = "passed" if r.get("success") else "FAILED"
+        cells = [status, meta.get("family", ""), meta.get("severity", ""), config.get("type", ""), kwargs, observed]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("status", "family", "severity", "expectation", "kwargs", "observed"))
+    stats = html.escape(json.dumps(jsonable(result_json.get("statistics") or {}), sort_keys=True))
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>{stats}</p><table border='1'><tr>{head}</tr>"
+        + "".join(rows)
+        + "</table></body></html>"
+    )
