@@ -20,7 +20,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -138,11 +138,16 @@ def contract_columns(contract: ModelContract) -> list[str]:
 
 
 def problem_columns(contract: ModelContract, schema_problems: Sequence[str]) -> dict[str, list[str]]:
-    """Map each schema problem to the contract column it names (longest name wins on overlap)."""
+    """Map each schema problem to the contract column it names ("" when none is named).
+
+    sources.py writes "column 'x': ..."; a quoted name is preferred over a bare word, and
+    longer names over their prefixes (num_10 before num_1)."""
     names = sorted(contract_columns(contract), key=len, reverse=True)
     found: dict[str, list[str]] = {}
     for problem in schema_problems:
-        col = next((n for n in names if re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", problem)), None)
+        col = next((n for n in names if f"'{n}'" in problem or f'"{n}"' in problem), None)
+        if col is None:
+            col = next((n for n in names if re.search(rf"(?<!\w){re.escape(n)}(?!\w)", problem)), None)
         found.setdefault(col or "", []).append(problem)
     return found
 
@@ -436,24 +441,30 @@ def _cutoff(df: pd.DataFrame, column: str, end: datetime, contract: ModelContrac
     return cut
 
 
-def _schema_checks(contract: ModelContract, schema_problems: Sequence[str]) -> list[CheckResult]:
+def _schema_checks(
+    contract: ModelContract, schema_problems: Sequence[str], gx_checks: list[CheckResult]
+) -> list[CheckResult]:
+    """Source schema problems as failed schema checks (computed here, not by GX).
+
+    A problem about a column GX already reports as missing is appended to that check's
+    message instead, so one missing column is one failure."""
     severity = family_severity(contract, "schema")
     if severity is Severity.off:
-        return []
-    checks = []
+        return gx_checks
+    missing = {
+        c.column: i for i, c in enumerate(gx_checks) if c.expectation == "expect_column_to_exist" and not c.success
+    }
+    checks = list(gx_checks)
     for column, problems in problem_columns(contract, schema_problems).items():
         for problem in problems:
+            if column in missing:
+                i = missing[column]
+                checks[i] = replace(checks[i], message=f"{checks[i].message[:-1]} (source: {problem}).")
+                continue
             where = f"Column {column!r}" if column else "The source"
+            message = f"{where} does not match the contract: {problem}"
             checks.append(
-                CheckResult(
-                    "schema",
-                    SOURCE_SCHEMA_CHECK,
-                    column or None,
-                    severity.value,
-                    False,
-                    problem,
-                    f"{where} does not match the contract: {problem}",
-                )
+                CheckResult("schema", SOURCE_SCHEMA_CHECK, column or None, severity.value, False, problem, message)
             )
     return checks
 
@@ -493,7 +504,7 @@ def validate_window(
     if len(df) == 0 and not contract.quality.volume.required and expected_rows is not None:
         checks = [_allow_empty(c) if c.family == "volume" else c for c in checks]
     checks = sorted(
-        _schema_checks(contract, schema_problems) + checks,
+        _schema_checks(contract, schema_problems, checks),
         key=lambda c: (FAMILIES.index(c.family) if c.family in FAMILIES else 99, c.column or ""),
     )
     result = QualityResult(contract.name, start, end, len(df), checks)

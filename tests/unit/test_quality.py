@@ -18,6 +18,7 @@ from driftguard.quality import (
     CheckResult,
     QualityResult,
     build_suite,
+    problem_columns,
     validate_window,
 )
 
@@ -233,29 +234,43 @@ def test_missing_column_fails_schema_without_noise(contract: ModelContract, prof
     assert [c.family for c in result.checks if c.column == "num_4"] == ["schema"]
 
 
-def test_schema_problems_fail_schema_naming_the_column(contract: ModelContract, profile: dict) -> None:
-    problem = "scoring_log.num_5: expected numeric, found text values; column dropped"
+def test_schema_problem_for_a_missing_column_is_one_failure(contract: ModelContract, profile: dict) -> None:
+    problem = "column 'num_5': numeric feature not found in scoring_log"  # sources.py's wording
     df = make_frame().drop(columns=["num_5"])
     result = run(contract, profile, df, schema_problems=[problem])
-    bad = [c for c in result.checks if not c.success]
-    assert {(c.family, c.column, c.expectation) for c in bad} == {
-        ("schema", "num_5", SOURCE_SCHEMA_CHECK),
-        ("schema", "num_5", "expect_column_to_exist"),
-    }
-    source_check = next(c for c in bad if c.expectation == SOURCE_SCHEMA_CHECK)
-    assert source_check.severity == "critical" and problem in source_check.message
+    check = only_failure(result, "schema", "num_5")
+    assert check.expectation == "expect_column_to_exist" and check.severity == "critical"
+    assert check.message == f"Column 'num_5' is missing; the contract requires it (source: {problem})."
     suite = build_suite(contract, profile, schema_problems=[problem])
     assert [e.meta["family"] for e in suite.expectations if e.meta["column"] == "num_5"] == ["schema"]
     assert suite.meta["driftguard"]["schema_problems"] == [problem]
+
+
+def test_schema_problem_for_a_column_kept_as_read(contract: ModelContract, profile: dict) -> None:
+    problem = "column 'num_1': numeric feature holds non-numeric values in 3 of 3000 rows, e.g. 'n/a'; kept as read"
+    df = make_frame()
+    df["num_1"] = df["num_1"].astype(object)
+    df.loc[df.index[:3], "num_1"] = "n/a"
+    result = run(contract, profile, df, schema_problems=[problem])
+    check = only_failure(result, "schema", "num_1")  # no types/ranges noise on the raw column
+    assert check.expectation == SOURCE_SCHEMA_CHECK and check.severity == "critical"
+    assert check.message == f"Column 'num_1' does not match the contract: {problem}"
+    assert check.observed == problem
+
+
+def test_problem_columns_prefers_quoted_and_longest_names(contract: ModelContract) -> None:
+    found = problem_columns(contract, ["column 'cat_b': x", "region num_0 broken", "table is a view"])
+    assert found == {"cat_b": ["column 'cat_b': x"], "region": ["region num_0 broken"], "": ["table is a view"]}
 
 
 def test_schema_problem_on_a_kept_but_coerced_column(contract: ModelContract, profile: dict) -> None:
     df = make_frame()
     df["cat_a"] = np.nan  # a reader that coerced unreadable values would leave this
     df["cat_a"] = df["cat_a"].astype(object)
-    result = run(contract, profile, df, schema_problems=["cat_a has type INTEGER in the table, contract: categorical"])
+    problem = "cat_a has type INTEGER in the table, contract: categorical"
+    result = run(contract, profile, df, schema_problems=[problem])
     check = only_failure(result, "schema", "cat_a")
-    assert "cat_a has type INTEGER" in check.message  # no not_null noise for the coerced column
+    assert check.message.endswith(problem)  # no not_null noise for the coerced column
 
 
 # --------------------------------------------------------------------------- empty frames
