@@ -1,0 +1,348 @@
+"""The retrain decision: a pure function of what the runs found and what the champion is.
+
+Triggers propose a retrain, guards dispose. Every trigger and every guard yields a
+`Reason` with its numbers, fired or not, so a decision can always be explained.
+
+Which guards gate which triggers (a trigger counts only if it fired AND all of its guards pass;
+retrain = at least one trigger counts):
+
+=====================  ============  ========  ===========  ==============
+trigger                data_quality  cooldown  persistence  min_new_labels
+=====================  ============  ========  ===========  ==============
+no_champion            yes           no        no           no
+drift_share            yes           yes       yes          yes
+important_features     yes           yes       yes          yes
+metric_drop            yes           yes       no           yes
+model_age              yes           yes       no           yes
+=====================  ============  ========  ===========  ==============
+
+Why: broken or missing data is never a basis to train on (data_quality gates everything).
+Persistence is a statement about drift, so it only gates the drift triggers; a realized
+metric drop is already evidence from matured labels and model age is a calendar fact.
+Without a champion there is nothing to cool down from and no "since last retrain": the
+first model is trained on the bootstrap window, and the training step checks its own data.
+
+For a guard, `Reason.fired` means "this guard blocks"; `Reason.passed` reads the other way.
+No I/O and no clock here: `now` is a parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from driftguard.contract import PolicyConfig, format_duration
+
+TRIGGER = "trigger"
+GUARD = "guard"
+
+# Guard -> the triggers it gates (see the module docstring).
+DRIFT_TRIGGERS = ("drift_share", "important_features")
+GUARD_SCOPE: Mapping[str, tuple[str, ...]] = {
+    "data_quality": ("no_champion", *DRIFT_TRIGGERS, "metric_drop", "model_age"),
+    "cooldown": (*DRIFT_TRIGGERS, "metric_drop", "model_age"),
+    "persistence": DRIFT_TRIGGERS,
+    "min_new_labels": (*DRIFT_TRIGGERS, "metric_drop", "model_age"),
+}
+
+_EPS = 1e-9  # float comparisons: 0.74 - 0.71 must count as a drop of 0.03
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What one monitoring run found (also what the store returns as history)."""
+
+    model: str
+    interval_start: datetime
+    interval_end: datetime
+    status: str  # "ok" | "no_data" | "quality_failed"
+    quality_passed: bool
+    drift_share: float | None
+    drifted_features: tuple[str, ...]
+    metric_value: float | None
+    labelled_rows: int
+    retrain: bool = False
+
+
+@dataclass(frozen=True)
+class ChampionFacts:
+    version: str | None
+    trained_at: datetime | None
+    validation_metric: float | None
+    feature_importance: tuple[str, ...] = ()  # most important first
+    last_retrain_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Reason:
+    rule: str
+    kind: str  # "trigger" | "guard"
+    fired: bool  # trigger: proposes a retrain; guard: blocks
+    detail: str
+    applies_to: tuple[str, ...] = field(default=())  # guards: the triggers they gate
+
+    @property
+    def passed(self) -> bool:
+        """A guard passes when it does not fire; for a trigger this is simply `not fired`."""
+        return not self.fired
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "kind": self.kind,
+            "fired": self.fired,
+            "detail": self.detail,
+            "applies_to": list(self.applies_to),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Reason:
+        return cls(
+            rule=str(d["rule"]),
+            kind=str(d["kind"]),
+            fired=bool(d["fired"]),
+            detail=str(d.get("detail", "")),
+            applies_to=tuple(d.get("applies_to") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    retrain: bool
+    reasons: tuple[Reason, ...]
+
+    @property
+    def fired_triggers(self) -> list[Reason]:
+        return [r for r in self.reasons if r.kind == TRIGGER and r.fired]
+
+    @property
+    def blocking_guards(self) -> list[Reason]:
+        return [r for r in self.reasons if r.kind == GUARD and r.fired]
+
+    def reason(self, rule: str) -> Reason:
+        return next(r for r in self.reasons if r.rule == rule)
+
+    def summary(self) -> str:
+        """One line for logs, alerts and the index page."""
+        fired = self.fired_triggers
+        if not fired:
+            return "no retrain: no trigger fired"
+        if self.retrain:
+            counted = [r for r in fired if not _blockers(r.rule, self.reasons)]
+            return "retrain: " + "; ".join(r.detail for r in counted)
+        parts = []
+        for trig in fired:
+            blockers = _blockers(trig.rule, self.reasons)
+            parts.append(f"{trig.rule} blocked by " + ", ".join(b.detail for b in blockers))
+        return "no retrain: " + "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"retrain": self.retrain, "summary": self.summary(), "reasons": [r.to_dict() for r in self.reasons]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Decision:
+        return cls(retrain=bool(d["retrain"]), reasons=tuple(Reason.from_dict(r) for r in d.get("reasons", ())))
+
+
+def _blockers(trigger: str, reasons: Sequence[Reason]) -> list[Reason]:
+    return [r for r in reasons if r.kind == GUARD and r.fired and trigger in r.applies_to]
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _ago(td: timedelta) -> str:
+    """`3d`, `5h`, `3d 4h`: coarse enough to read, precise enough to check."""
+    seconds = max(int(td.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    return f"{minutes}m"
+
+
+def _f(x: float) -> str:
+    return f"{x:.2f}" if abs(x) >= 0.1 or x == 0 else f"{x:.3g}"
+
+
+def _valid(x: float | None) -> bool:
+    return x is not None and not math.isnan(x)
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def top_features(policy: PolicyConfig, importance: Sequence[str]) -> tuple[str, ...]:
+    if policy.important_features is None:
+        return ()
+    return tuple(importance[: policy.important_features])
+
+
+def drift_detected(policy: PolicyConfig, run: RunFacts, importance: Sequence[str]) -> bool:
+    """Drift as the drift triggers see it: share over threshold, or a top-k feature drifted.
+
+    With both drift triggers off nothing counts as drift."""
+    if policy.drift_share is not None and _valid(run.drift_share) and run.drift_share >= policy.drift_share - _EPS:
+        return True
+    top = set(top_features(policy, importance))
+    return bool(top & set(run.drifted_features))
+
+
+def _trigger_drift_share(policy: PolicyConfig, run: RunFacts) -> Reason:
+    if policy.drift_share is None:
+        return Reason("drift_share", TRIGGER, False, "drift share trigger is off")
+    if not _valid(run.drift_share):
+        return Reason("drift_share", TRIGGER, False, "drift share unknown (no drift result for this run)")
+    share = float(run.drift_share)  # type: ignore[arg-type]
+    fired = share >= policy.drift_share - _EPS
+    op = ">=" if fired else "<"
+    return Reason("drift_share", TRIGGER, fired, f"drift share {_f(share)} {op} {_f(policy.drift_share)}")
+
+
+def _trigger_important(policy: PolicyConfig, run: RunFacts, importance: Sequence[str]) -> Reason:
+    k = policy.important_features
+    if k is None:
+        return Reason("important_features", TRIGGER, False, "important-feature trigger is off")
+    top = top_features(policy, importance)
+    if not top:
+        return Reason("important_features", TRIGGER, False, "no feature importance known for the champion")
+    hit = [f for f in top if f in set(run.drifted_features)]
+    if hit:
+        return Reason("important_features", TRIGGER, True, f"drift in top-{k} important feature(s): {', '.join(hit)}")
+    return Reason("important_features", TRIGGER, False, f"no drift in the top-{k} features ({', '.join(top)})")
+
+
+def _trigger_metric(
+    policy: PolicyConfig, run: RunFacts, champion: ChampionFacts, metric: str, greater_is_better: bool
+) -> Reason:
+    if policy.metric_drop is None:
+        return Reason("metric_drop", TRIGGER, False, "metric-drop trigger is off")
+    if not _valid(run.metric_value):
+        return Reason("metric_drop", TRIGGER, False, f"{metric} not measured yet (no matured labels in this run)")
+    if not _valid(champion.validation_metric):
+        return Reason("metric_drop", TRIGGER, False, f"champion has no validation {metric} to compare with")
+    realized, baseline = float(run.metric_value), float(champion.validation_metric)  # type: ignore[arg-type]
+    drop = baseline - realized if greater_is_better else realized - baseline
+    fired = drop >= policy.metric_drop - _EPS
+    op = ">=" if fired else "<"
+    word = "worse" if drop > 0 else "better"
+    return Reason(
+        "metric_drop",
+        TRIGGER,
+        fired,
+        f"{metric} {realized:.4f} vs champion validation {baseline:.4f}: {word} by {abs(drop):.4f}"
+        f" ({'drop' if drop > 0 else 'change'} {drop:.4f} {op} {policy.metric_drop:.4f})",
+    )
+
+
+def _trigger_age(policy: PolicyConfig, now: datetime, champion: ChampionFacts) -> Reason:
+    if policy.max_model_age is None:
+        return Reason("model_age", TRIGGER, False, "model-age trigger is off")
+    if champion.trained_at is None:
+        return Reason("model_age", TRIGGER, False, "champion training time unknown")
+    age = now - champion.trained_at
+    fired = age >= policy.max_model_age
+    op = ">=" if fired else "<"
+    return Reason("model_age", TRIGGER, fired, f"champion age {_ago(age)} {op} {format_duration(policy.max_model_age)}")
+
+
+# --------------------------------------------------------------------------- guards
+
+
+def _guard(rule: str, blocks: bool, detail: str) -> Reason:
+    return Reason(rule, GUARD, blocks, detail, GUARD_SCOPE[rule])
+
+
+def _guard_quality(run: RunFacts) -> Reason:
+    if run.status == "no_data":
+        return _guard("data_quality", True, "data: no rows in this interval")
+    if not run.quality_passed or run.status == "quality_failed":
+        return _guard("data_quality", True, "data quality: critical check failed")
+    return _guard("data_quality", False, "data quality: no critical failure")
+
+
+def _guard_cooldown(policy: PolicyConfig, now: datetime, champion: ChampionFacts) -> Reason:
+    cooldown = format_duration(policy.cooldown)
+    if champion.last_retrain_at is None:
+        return _guard("cooldown", False, f"cooldown: no earlier retrain ({cooldown})")
+    since = now - champion.last_retrain_at
+    blocks = since < policy.cooldown
+    op = "<" if blocks else ">="
+    return _guard("cooldown", blocks, f"cooldown: last retrain {_ago(since)} ago {op} {cooldown}")
+
+
+def _guard_persistence(
+    policy: PolicyConfig, current: RunFacts, history: Sequence[RunFacts], importance: Sequence[str]
+) -> Reason:
+    k, n = policy.persistence.k, policy.persistence.n
+    window = last_runs(current, history, n)
+    seen = sum(drift_detected(policy, r, importance) for r in window)
+    blocks = seen < k
+    op = "<" if blocks else ">="
+    detail = f"persistence: drift in {seen} of the last {len(window)} run(s) {op} {k} of {n}"
+    return _guard("persistence", blocks, detail)
+
+
+def last_runs(current: RunFacts, history: Sequence[RunFacts], n: int) -> list[RunFacts]:
+    """The last n runs ordered by interval, this run included; a rerun of the current
+    interval in the history is replaced by the current facts, later intervals are ignored."""
+    key = (current.interval_start, current.interval_end)
+    earlier = [
+        h for h in history if (h.interval_start, h.interval_end) != key and h.interval_end <= current.interval_end
+    ]
+    earlier.sort(key=lambda r: (r.interval_end, r.interval_start))
+    return [*earlier[-(n - 1) :], current] if n > 1 else [current]
+
+
+def _guard_labels(policy: PolicyConfig, labelled_rows: int) -> Reason:
+    need = policy.min_new_labels
+    blocks = labelled_rows < need
+    op = "<" if blocks else ">="
+    return _guard("min_new_labels", blocks, f"labels: {labelled_rows:,} labelled rows since last retrain {op} {need:,}")
+
+
+# --------------------------------------------------------------------------- decide
+
+
+def decide(
+    policy: PolicyConfig,
+    *,
+    now: datetime,
+    current: RunFacts,
+    history: Sequence[RunFacts],
+    champion: ChampionFacts,
+    metric_name: str,
+    greater_is_better: bool,
+    labelled_rows_since_retrain: int,
+) -> Decision:
+    """Evaluate every trigger and guard; retrain if any trigger fired with all of its guards passing.
+
+    `history` holds earlier runs of the same model (any order; later intervals are ignored);
+    `labelled_rows_since_retrain` must include the current run's labelled rows."""
+    importance = champion.feature_importance
+    if champion.version is None:
+        first = Reason("no_champion", TRIGGER, True, "no champion yet: train the first model")
+    else:
+        first = Reason("no_champion", TRIGGER, False, f"champion is version {champion.version}")
+    triggers = [
+        first,
+        _trigger_drift_share(policy, current),
+        _trigger_important(policy, current, importance),
+        _trigger_metric(policy, current, champion, metric_name, greater_is_better),
+        _trigger_age(policy, now, champion),
+    ]
+    guards = [
+        _guard_quality(current),
+        _guard_cooldown(policy, now, champion),
+        _guard_persistence(policy, current, history, importance),
+        _guard_labels(policy, labelled_rows_since_retrain),
+    ]
+    reasons = (*triggers, *guards)
+    retrain = any(t.fired and not _blockers(t.rule, reasons) for t in triggers)
+    return Decision(retrain=retrain, reasons=reasons)

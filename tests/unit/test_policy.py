@@ -1,0 +1,274 @@
+"""The retrain decision: every trigger and guard, their numbers, and which guards gate which triggers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from driftguard.contract import Persistence, PolicyConfig
+from driftguard.policy import (
+    GUARD_SCOPE,
+    ChampionFacts,
+    Decision,
+    RunFacts,
+    decide,
+    drift_detected,
+    last_runs,
+)
+
+NOW = datetime(2013, 6, 3, 1, 0, tzinfo=UTC)
+WEEK = timedelta(days=7)
+POLICY = PolicyConfig(
+    drift_share=0.3,
+    important_features=2,
+    metric_drop=0.03,
+    max_model_age=timedelta(days=120),
+    cooldown=timedelta(days=7),
+    persistence=Persistence(k=2, n=3),
+    min_new_labels=1000,
+)
+IMPORTANCE = ("distance", "carrier", "temp", "humid")
+
+
+def run(
+    weeks_back: int = 0,
+    *,
+    share: float | None = 0.0,
+    drifted: tuple[str, ...] = (),
+    metric: float | None = None,
+    status: str = "ok",
+    quality: bool = True,
+) -> RunFacts:
+    end = datetime(2013, 6, 3, tzinfo=UTC) - weeks_back * WEEK
+    return RunFacts(
+        model="flight_delay",
+        interval_start=end - WEEK,
+        interval_end=end,
+        status=status,
+        quality_passed=quality,
+        drift_share=share,
+        drifted_features=drifted,
+        metric_value=metric,
+        labelled_rows=5000,
+    )
+
+
+def champion(**kw) -> ChampionFacts:
+    base = {
+        "version": "3",
+        "trained_at": NOW - timedelta(days=30),
+        "validation_metric": 0.74,
+        "feature_importance": IMPORTANCE,
+        "last_retrain_at": NOW - timedelta(days=30),
+    }
+    return ChampionFacts(**{**base, **kw})
+
+
+def decide_(current: RunFacts, history=(), champ: ChampionFacts | None = None, labels: int = 5000, **kw) -> Decision:
+    return decide(
+        kw.pop("policy", POLICY),
+        now=kw.pop("now", NOW),
+        current=current,
+        history=list(history),
+        champion=champ or champion(),
+        metric_name="roc_auc",
+        greater_is_better=kw.pop("greater_is_better", True),
+        labelled_rows_since_retrain=labels,
+    )
+
+
+def test_every_trigger_and_guard_yields_a_reason_in_a_fixed_order() -> None:
+    d = decide_(run())
+    assert [(r.rule, r.kind) for r in d.reasons] == [
+        ("no_champion", "trigger"),
+        ("drift_share", "trigger"),
+        ("important_features", "trigger"),
+        ("metric_drop", "trigger"),
+        ("model_age", "trigger"),
+        ("data_quality", "guard"),
+        ("cooldown", "guard"),
+        ("persistence", "guard"),
+        ("min_new_labels", "guard"),
+    ]
+    assert not d.retrain
+    assert d.summary() == "no retrain: no trigger fired"
+    assert d.reason("drift_share").detail == "drift share 0.00 < 0.30"
+    assert d.reason("model_age").detail == "champion age 30d < 120d"
+    assert d.reason("cooldown").detail == "cooldown: last retrain 30d ago >= 1w"
+    assert d.reason("metric_drop").detail == "roc_auc not measured yet (no matured labels in this run)"
+
+
+def test_drift_share_with_persistence_retrains_and_explains() -> None:
+    history = [run(2, share=0.1), run(1, share=0.35)]
+    d = decide_(run(share=0.42), history)
+    assert d.retrain
+    assert d.reason("drift_share").fired and d.reason("drift_share").detail == "drift share 0.42 >= 0.30"
+    assert d.reason("persistence").detail == "persistence: drift in 2 of the last 3 run(s) >= 2 of 3"
+    assert d.reason("persistence").passed
+    assert d.summary() == "retrain: drift share 0.42 >= 0.30"
+
+
+def test_drift_share_exactly_at_threshold_fires() -> None:
+    d = decide_(run(share=0.3), [run(1, share=0.3)])
+    assert d.reason("drift_share").fired
+    assert d.retrain
+
+
+def test_single_drifted_run_is_blocked_by_persistence() -> None:
+    d = decide_(run(share=0.5), [run(2), run(1)])
+    assert not d.retrain
+    assert d.reason("persistence").fired
+    assert d.reason("persistence").detail == "persistence: drift in 1 of the last 3 run(s) < 2 of 3"
+    assert d.summary() == ("no retrain: drift_share blocked by persistence: drift in 1 of the last 3 run(s) < 2 of 3")
+
+
+def test_persistence_window_counts_only_the_last_n_runs_ordered_by_interval() -> None:
+    # Old drift four weeks ago falls out of a 3-run window; history order must not matter.
+    history = [run(1), run(4, share=0.9), run(2), run(3, share=0.9)]
+    d = decide_(run(share=0.5), history)
+    assert d.reason("persistence").detail == "persistence: drift in 1 of the last 3 run(s) < 2 of 3"
+    window = last_runs(run(), history, 3)
+    assert [r.interval_end for r in window] == [run(2).interval_end, run(1).interval_end, run().interval_end]
+
+
+def test_rerun_of_the_same_interval_replaces_its_history_entry() -> None:
+    # The store may already hold this interval from an earlier attempt: it must not count twice.
+    history = [run(1), run(0, share=0.9)]
+    d = decide_(run(share=0.9), history)
+    assert d.reason("persistence").detail == "persistence: drift in 1 of the last 2 run(s) < 2 of 3"
+
+
+def test_important_feature_drift_fires_even_with_a_low_share() -> None:
+    history = [run(1, share=0.1, drifted=("carrier",))]
+    d = decide_(run(share=0.1, drifted=("carrier", "dewp")), history)
+    assert not d.reason("drift_share").fired
+    assert d.reason("important_features").fired
+    assert d.reason("important_features").detail == "drift in top-2 important feature(s): carrier"
+    assert d.retrain
+
+
+def test_drift_outside_the_top_k_does_not_fire() -> None:
+    d = decide_(run(share=0.1, drifted=("temp",)))
+    assert not d.reason("important_features").fired
+    assert d.reason("important_features").detail == "no drift in the top-2 features (distance, carrier)"
+    assert not drift_detected(POLICY, run(share=0.1, drifted=("temp",)), IMPORTANCE)
+    assert drift_detected(POLICY, run(share=0.1, drifted=("distance",)), IMPORTANCE)
+
+
+@pytest.mark.parametrize(
+    ("greater", "realized", "fired", "detail"),
+    [
+        (True, 0.71, True, "roc_auc 0.7100 vs champion validation 0.7400: worse by 0.0300 (drop 0.0300 >= 0.0300)"),
+        (True, 0.72, False, "roc_auc 0.7200 vs champion validation 0.7400: worse by 0.0200 (drop 0.0200 < 0.0300)"),
+        (True, 0.80, False, "roc_auc 0.8000 vs champion validation 0.7400: better by 0.0600 (change -0.0600 < 0.0300)"),
+        # Lower is better (e.g. rmse/log_loss): a rise is the drop.
+        (False, 0.78, True, "roc_auc 0.7800 vs champion validation 0.7400: worse by 0.0400 (drop 0.0400 >= 0.0300)"),
+        (
+            False,
+            0.70,
+            False,
+            "roc_auc 0.7000 vs champion validation 0.7400: better by 0.0400 (change -0.0400 < 0.0300)",
+        ),
+    ],
+)
+def test_metric_drop_respects_direction(greater: bool, realized: float, fired: bool, detail: str) -> None:
+    d = decide_(run(metric=realized), greater_is_better=greater)
+    assert d.reason("metric_drop").fired is fired
+    assert d.reason("metric_drop").detail == detail
+    assert d.retrain is fired
+
+
+def test_metric_drop_is_not_gated_by_persistence() -> None:
+    d = decide_(run(metric=0.60), [run(2), run(1)])
+    assert d.reason("persistence").fired  # no drift at all
+    assert d.retrain
+    assert d.summary().startswith("retrain: roc_auc 0.6000")
+
+
+def test_age_trigger_is_not_blocked_by_persistence_but_is_by_labels() -> None:
+    old = champion(trained_at=NOW - timedelta(days=150), last_retrain_at=NOW - timedelta(days=150))
+    d = decide_(run(), [run(1)], champ=old)
+    assert d.reason("model_age").fired
+    assert d.reason("model_age").detail == "champion age 150d >= 120d"
+    assert d.reason("persistence").fired
+    assert d.retrain
+    d = decide_(run(), [run(1)], champ=old, labels=999)
+    assert not d.retrain
+    assert d.reason("min_new_labels").detail == "labels: 999 labelled rows since last retrain < 1,000"
+    assert "model_age blocked by labels: 999" in d.summary()
+
+
+def test_cooldown_blocks_every_trigger_but_no_champion() -> None:
+    recent = champion(last_retrain_at=NOW - timedelta(days=3))
+    d = decide_(run(share=0.9, metric=0.5), [run(1, share=0.9)], champ=recent)
+    assert d.reason("cooldown").fired
+    assert d.reason("cooldown").detail == "cooldown: last retrain 3d ago < 1w"
+    assert not d.retrain
+    assert d.summary().count("blocked by cooldown: last retrain 3d ago < 1w") == 2
+
+
+def test_critical_quality_failure_blocks_everything_including_first_champion() -> None:
+    none = ChampionFacts(version=None, trained_at=None, validation_metric=None)
+    d = decide_(run(share=0.9, status="quality_failed", quality=False), champ=none)
+    assert d.reason("no_champion").fired
+    assert d.reason("data_quality").fired
+    assert d.reason("data_quality").detail == "data quality: critical check failed"
+    assert not d.retrain
+    d = decide_(run(share=None, status="no_data"), champ=none)
+    assert d.reason("data_quality").detail == "data: no rows in this interval"
+    assert not d.retrain
+
+
+def test_no_champion_retrains_without_cooldown_labels_or_persistence() -> None:
+    none = ChampionFacts(version=None, trained_at=None, validation_metric=None, last_retrain_at=NOW)
+    d = decide_(run(), champ=none, labels=0)
+    assert d.retrain
+    assert d.reason("no_champion").detail == "no champion yet: train the first model"
+    assert d.reason("cooldown").fired and d.reason("min_new_labels").fired  # evaluated, but do not gate it
+    assert d.summary() == "retrain: no champion yet: train the first model"
+    assert d.reason("important_features").detail == "no feature importance known for the champion"
+    assert d.reason("model_age").detail == "champion training time unknown"
+
+
+def test_triggers_set_to_null_are_off() -> None:
+    off = PolicyConfig(drift_share=None, important_features=None, metric_drop=None, max_model_age=None)
+    old = champion(trained_at=NOW - timedelta(days=999))
+    d = decide_(run(share=1.0, drifted=IMPORTANCE, metric=0.1), [run(1, share=1.0)], champ=old, policy=off)
+    assert not d.retrain
+    assert [r.detail for r in d.reasons if r.kind == "trigger"][1:] == [
+        "drift share trigger is off",
+        "important-feature trigger is off",
+        "metric-drop trigger is off",
+        "model-age trigger is off",
+    ]
+    assert not drift_detected(off, run(share=1.0, drifted=IMPORTANCE), IMPORTANCE)
+
+
+def test_guard_scope_is_documented_on_each_guard_reason() -> None:
+    d = decide_(run())
+    for r in d.reasons:
+        if r.kind == "guard":
+            assert r.applies_to == GUARD_SCOPE[r.rule]
+    assert "model_age" not in GUARD_SCOPE["persistence"]
+    assert "no_champion" not in GUARD_SCOPE["cooldown"]
+
+
+def test_decision_round_trips_through_a_dict() -> None:
+    d = decide_(run(share=0.42), [run(1, share=0.5)])
+    data = d.to_dict()
+    assert data["summary"] == d.summary()
+    assert data["reasons"][1] == {
+        "rule": "drift_share",
+        "kind": "trigger",
+        "fired": True,
+        "detail": "drift share 0.42 >= 0.30",
+        "applies_to": [],
+    }
+    assert Decision.from_dict(data) == d
+
+
+def test_nan_metric_and_share_are_treated_as_unknown() -> None:
+    d = decide_(run(share=float("nan"), metric=float("nan")))
+    assert not d.reason("drift_share").fired
+    assert d.reason("drift_share").detail == "drift share unknown (no drift result for this run)"
+    assert not d.reason("metric_drop").fired
