@@ -1,0 +1,699 @@
+"""History tables: what every monitoring run found and decided, promotions, retrains, alerts.
+
+SQLAlchemy 2 Core on SQLite (embedded) or PostgreSQL (production). Tables are prefixed `dg_`
+and created lazily. The retrain decision is stored in its `dg_runs` row (`retrain`, `reasons`,
+`summary`): one decision per run, written in the same transaction as the run, so a run and its
+decision can never disagree. Datetimes go in and come out tz-aware UTC on both databases.
+
+Reruns are idempotent: a run is keyed by (model, interval_start, interval_end); recording it
+again replaces the row and its child rows (feature drift, quality checks) in one transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+
+from driftguard.policy import RunFacts
+
+log = logging.getLogger(__name__)
+
+RUN_STATUSES = ("ok", "no_data", "quality_failed")
+RETRAIN_ACTIONS = ("promote", "first_champion")  # promotion actions that count as "a retrain happened"
+RETRYABLE_RETRAIN_STATUSES = ("failed",)
+
+
+class StoreError(RuntimeError):
+    """A history write or read failed; the message names the model, interval and table."""
+
+
+# --------------------------------------------------------------------------- types
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timestamps stored as UTC; returned tz-aware UTC even from SQLite (which drops the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__} {value!r}")
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the history store: pass tz-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values: numpy scalars unwrapped, NaN/inf -> None, datetimes ISO, tuples/sets -> lists."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return [jsonable(v) for v in sorted(value, key=str)]
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    item = getattr(value, "item", None)  # numpy scalar
+    if callable(item):
+        try:
+            return jsonable(item())
+        except (TypeError, ValueError):
+            pass
+    tolist = getattr(value, "tolist", None)  # numpy array
+    if callable(tolist):
+        return jsonable(tolist())
+    if hasattr(value, "value") and isinstance(getattr(value, "value", None), (str, int)):  # Enum
+        return value.value
+    return str(value)
+
+
+def _float(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+# --------------------------------------------------------------------------- tables
+
+metadata = sa.MetaData()
+_JSON = sa.JSON()
+
+runs_table = sa.Table(
+    "dg_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("interval_start", UTCDateTime, nullable=False),
+    sa.Column("interval_end", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False, default=0),
+    sa.Column("quality_passed", sa.Boolean, nullable=False),
+    sa.Column("critical_failures", sa.Integer, nullable=False, default=0),
+    sa.Column("warnings", sa.Integer, nullable=False, default=0),
+    sa.Column("drift_share", sa.Float, nullable=True),
+    sa.Column("drifted_features", _JSON, nullable=False),
+    sa.Column("metric_name", sa.String(64), nullable=True),
+    sa.Column("metric_value", sa.Float, nullable=True),
+    sa.Column("proxy_metrics", _JSON, nullable=False),
+    sa.Column("labelled_rows", sa.BigInteger, nullable=False, default=0),
+    sa.Column("retrain", sa.Boolean, nullable=False, default=False),
+    sa.Column("reasons", _JSON, nullable=False),
+    sa.Column("champion_version", sa.String(64), nullable=True),
+    sa.Column("report_paths", _JSON, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False, default=""),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("model", "interval_start", "interval_end", name="uq_dg_runs_model_interval"),
+)
+
+feature_drift_table = sa.Table(
+    "dg_feature_drift",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("interval_start", UTCDateTime, nullable=False),
+    sa.Column("interval_end", UTCDateTime, nullable=False),
+    sa.Column("feature", sa.String(255), nullable=False),
+    sa.Column("method", sa.String(64), nullable=True),
+    sa.Column("threshold", sa.Float, nullable=True),
+    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("drifted", sa.Boolean, nullable=False),
+    sa.UniqueConstraint("model", "interval_start", "interval_end", "feature", name="uq_dg_feature_drift"),
+)
+
+quality_checks_table = sa.Table(
+    "dg_quality_checks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("interval_start", UTCDateTime, nullable=False),
+    sa.Column("interval_end", UTCDateTime, nullable=False),
+    sa.Column("family", sa.String(32), nullable=False),
+    sa.Column("expectation", sa.String(255), nullable=False),
+    sa.Column("column", sa.String(255), nullable=True),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("observed", _JSON, nullable=True),
+    sa.Column("message", sa.Text, nullable=False, default=""),
+)
+
+promotions_table = sa.Table(
+    "dg_promotions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("version", sa.String(64), nullable=True),
+    sa.Column("previous_version", sa.String(64), nullable=True),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("details", _JSON, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+alerts_table = sa.Table(
+    "dg_alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=True),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+)
+
+retrains_table = sa.Table(
+    "dg_retrains",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("interval_start", UTCDateTime, nullable=False),
+    sa.Column("interval_end", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("candidate_version", sa.String(64), nullable=True),
+    sa.Column("verdict", _JSON, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("model", "interval_start", "interval_end", name="uq_dg_retrains_model_interval"),
+)
+
+for _t, _cols in (
+    (runs_table, ("model", "interval_end")),
+    (feature_drift_table, ("model", "interval_start", "interval_end")),
+    (quality_checks_table, ("model", "interval_start", "interval_end")),
+    (promotions_table, ("model", "at")),
+    (alerts_table, ("model", "fingerprint", "sent_at")),
+):
+    sa.Index(f"ix_{_t.name}_{'_'.join(_cols)}", *(_t.c[c] for c in _cols))
+
+FEATURE_DRIFT_FIELDS = ("feature", "method", "threshold", "score", "drifted")
+QUALITY_CHECK_FIELDS = ("family", "expectation", "column", "severity", "success", "observed", "message")
+
+
+# --------------------------------------------------------------------------- record
+
+
+@dataclass
+class RunRecord:
+    """One monitoring run of one model over one data interval, with its decision."""
+
+    model: str
+    interval_start: datetime
+    interval_end: datetime
+    status: str = "ok"
+    rows: int = 0
+    quality_passed: bool = True
+    critical_failures: int = 0
+    warnings: int = 0
+    drift_share: float | None = None
+    drifted_features: list[str] = field(default_factory=list)
+    metric_name: str | None = None
+    metric_value: float | None = None
+    proxy_metrics: dict[str, Any] = field(default_factory=dict)
+    labelled_rows: int = 0
+    retrain: bool = False
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    champion_version: str | None = None
+    report_paths: dict[str, str] = field(default_factory=dict)
+    summary: str = ""
+    updated_at: datetime | None = None
+    feature_drift: list[dict[str, Any]] = field(default_factory=list)
+    quality_checks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, datetime, datetime]:
+        return (self.model, self.interval_start, self.interval_end)
+
+    def to_facts(self) -> RunFacts:
+        return RunFacts(
+            model=self.model,
+            interval_start=self.interval_start,
+            interval_end=self.interval_end,
+            status=self.status,
+            quality_passed=self.quality_passed,
+            drift_share=self.drift_share,
+            drifted_features=tuple(self.drifted_features),
+            metric_value=self.metric_value,
+            labelled_rows=self.labelled_rows,
+            retrain=self.retrain,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(dataclasses.asdict(self))
+
+
+def _where(model: str, start: datetime | None = None, end: datetime | None = None) -> str:
+    if start is None:
+        return f"model {model!r}"
+    return f"model {model!r}, interval {start.isoformat()} .. {end.isoformat() if end else '?'}"
+
+
+def _validate(record: RunRecord) -> None:
+    """Reject what the database would reject less clearly (before anything is written)."""
+    where = _where(record.model, record.interval_start, record.interval_end)
+    if not record.model:
+        raise ValueError("RunRecord.model is empty")
+    for name in ("interval_start", "interval_end"):
+        value = getattr(record, name)
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"{where}: RunRecord.{name} must be a tz-aware UTC datetime, got {value!r}")
+    if record.interval_end <= record.interval_start:
+        raise ValueError(f"{where}: interval_end must be after interval_start")
+    if record.status not in RUN_STATUSES:
+        raise ValueError(f"{where}: RunRecord.status {record.status!r} is not one of {list(RUN_STATUSES)}")
+    for table, rows, allowed in (
+        ("dg_feature_drift", record.feature_drift, FEATURE_DRIFT_FIELDS),
+        ("dg_quality_checks", record.quality_checks, QUALITY_CHECK_FIELDS),
+    ):
+        for i, row in enumerate(rows):
+            unknown = sorted(set(row) - set(allowed))
+            if unknown:
+                raise ValueError(f"{where}: {table} row {i} has unknown field(s) {unknown}; allowed: {list(allowed)}")
+
+
+# --------------------------------------------------------------------------- engines
+
+_ENGINES: dict[str, Engine] = {}
+_CREATED: set[str] = set()
+_LOCK = threading.Lock()
+
+
+def engine_for(url: str) -> Engine:
+    """One engine per URL and process (connection pools are per engine)."""
+    with _LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True}
+            if url.startswith("sqlite"):
+                kwargs["connect_args"] = {"timeout": 30}  # concurrent Airflow tasks wait instead of failing
+            engine = sa.create_engine(url, **kwargs)
+            _ENGINES[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached pool (tests; forked workers)."""
+    with _LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+        _CREATED.clear()
+
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise StoreError(f"unsupported history database {conn.dialect.name!r}: use SQLite or PostgreSQL")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- store
+
+
+class HistoryStore:
+    """Read and write the dg_ tables at one SQLAlchemy URL."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = engine_for(url)
+
+    def __repr__(self) -> str:
+        return f"HistoryStore({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- schema
+
+    def create_all(self) -> None:
+        """Create missing tables; idempotent, and safe when two processes race to do it."""
+        if self.url in _CREATED:
+            return
+        try:
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+            except (OperationalError, ProgrammingError, IntegrityError):
+                # Another process created a table between our check and our CREATE: check again.
+                metadata.create_all(self.engine, checkfirst=True)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot create the dg_ history tables at {self!r}: {_first_line(exc)}") from exc
+        _CREATED.add(self.url)
+
+    def _begin(self) -> Any:
+        self.create_all()
+        return self.engine.begin()
+
+    # -- runs
+
+    def record_run(self, record: RunRecord) -> None:
+        """Upsert one run and replace its child rows, all in ONE transaction."""
+        _validate(record)
+        where = _where(*record.key)
+        values = {
+            "model": record.model,
+            "interval_start": record.interval_start,
+            "interval_end": record.interval_end,
+            "status": record.status,
+            "rows": int(record.rows),
+            "quality_passed": bool(record.quality_passed),
+            "critical_failures": int(record.critical_failures),
+            "warnings": int(record.warnings),
+            "drift_share": _float(record.drift_share),
+            "drifted_features": jsonable(list(record.drifted_features)),
+            "metric_name": record.metric_name,
+            "metric_value": _float(record.metric_value),
+            "proxy_metrics": jsonable(record.proxy_metrics or {}),
+            "labelled_rows": int(record.labelled_rows),
+            "retrain": bool(record.retrain),
+            "reasons": jsonable(list(record.reasons)),
+            "champion_version": record.champion_version,
+            "report_paths": jsonable({k: str(v) for k, v in (record.report_paths or {}).items()}),
+            "summary": record.summary or "",
+            "updated_at": record.updated_at or _now(),
+        }
+        key_cols = ("model", "interval_start", "interval_end")
+        key = {c: values[c] for c in key_cols}
+        table = "dg_runs"
+        self.create_all()
+        try:
+            with self._begin() as conn:
+                stmt = _insert(conn, runs_table).values(**values)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=list(key_cols), set_={k: v for k, v in values.items() if k not in key_cols}
+                )
+                conn.execute(stmt)
+                for child, rows, fields in (
+                    (feature_drift_table, record.feature_drift, FEATURE_DRIFT_FIELDS),
+                    (quality_checks_table, record.quality_checks, QUALITY_CHECK_FIELDS),
+                ):
+                    table = child.name
+                    conn.execute(child.delete().where(*(child.c[c] == key[c] for c in key_cols)))
+                    if rows:
+                        conn.execute(child.insert(), [self._child(key, row, fields) for row in rows])
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{where}: writing {table} failed, nothing was changed: {_first_line(exc)}") from exc
+        log.info("recorded run %s: status=%s retrain=%s", where, record.status, record.retrain)
+
+    @staticmethod
+    def _child(key: Mapping[str, Any], row: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+        out: dict[str, Any] = dict(key)
+        for f in fields:
+            v = row.get(f)
+            if f in ("threshold", "score"):
+                v = _float(v)
+            elif f == "observed":
+                v = jsonable(v)
+            elif f == "message":
+                v = "" if v is None else str(v)
+            elif f in ("drifted", "success") and v is not None:
+                v = bool(v)
+            out[f] = v
+        return out
+
+    def _row_to_record(self, row: Mapping[str, Any]) -> RunRecord:
+        return RunRecord(
+            model=row["model"],
+            interval_start=row["interval_start"],
+            interval_end=row["interval_end"],
+            status=row["status"],
+            rows=int(row["rows"]),
+            quality_passed=bool(row["quality_passed"]),
+            critical_failures=int(row["critical_failures"]),
+            warnings=int(row["warnings"]),
+            drift_share=row["drift_share"],
+            drifted_features=list(row["drifted_features"] or []),
+            metric_name=row["metric_name"],
+            metric_value=row["metric_value"],
+            proxy_metrics=dict(row["proxy_metrics"] or {}),
+            labelled_rows=int(row["labelled_rows"]),
+            retrain=bool(row["retrain"]),
+            reasons=list(row["reasons"] or []),
+            champion_version=row["champion_version"],
+            report_paths=dict(row["report_paths"] or {}),
+            summary=row["summary"] or "",
+            updated_at=row["updated_at"],
+        )
+
+    def runs(
+        self, model: str, *, before: datetime | None = None, limit: int | None = None, details: bool = False
+    ) -> list[RunRecord]:
+        """Runs ordered by interval (oldest first). `before`: intervals starting before it;
+        `limit`: the most recent `limit` of those; `details`: also load child rows."""
+        t = runs_table
+        q = sa.select(t).where(t.c.model == model)
+        if before is not None:
+            q = q.where(t.c.interval_start < before)
+        q = q.order_by(t.c.interval_start.desc(), t.c.interval_end.desc())
+        if limit is not None:
+            q = q.limit(limit)
+        with self._begin() as conn:
+            records = [self._row_to_record(r._mapping) for r in conn.execute(q)]
+            records.reverse()
+            if details:
+                for rec in records:
+                    self._load_children(conn, rec)
+        return records
+
+    def get_run(self, model: str, start: datetime, end: datetime) -> RunRecord | None:
+        """One run with its feature-drift and quality-check rows, or None."""
+        t = runs_table
+        q = sa.select(t).where(t.c.model == model, t.c.interval_start == start, t.c.interval_end == end)
+        with self._begin() as conn:
+            row = conn.execute(q).first()
+            if row is None:
+                return None
+            rec = self._row_to_record(row._mapping)
+            self._load_children(conn, rec)
+        return rec
+
+    def _load_children(self, conn: Connection, rec: RunRecord) -> None:
+        for child, fields, attr, order in (
+            (feature_drift_table, FEATURE_DRIFT_FIELDS, "feature_drift", "feature"),
+            (quality_checks_table, QUALITY_CHECK_FIELDS, "quality_checks", "id"),
+        ):
+            q = (
+                sa.select(*(child.c[f] for f in fields))
+                .where(
+                    child.c.model == rec.model,
+                    child.c.interval_start == rec.interval_start,
+                    child.c.interval_end == rec.interval_end,
+                )
+                .order_by(child.c[order])
+            )
+            setattr(rec, attr, [dict(r._mapping) for r in conn.execute(q)])
+
+    def history_facts(self, model: str, *, before: datetime, n: int) -> list[RunFacts]:
+        """The last n runs whose interval starts before `before`, oldest first (persistence window)."""
+        if n <= 0:
+            return []
+        return [r.to_facts() for r in self.runs(model, before=before, limit=n)]
+
+    def labelled_rows_since(self, model: str, since: datetime | None) -> int:
+        """Labelled rows of recorded runs whose interval ends after `since` (all runs if None).
+
+        The interval that was being decided when the retrain happened ended before it, so it is
+        not counted; the next interval (which starts before the retrain) is."""
+        t = runs_table
+        q = sa.select(sa.func.coalesce(sa.func.sum(t.c.labelled_rows), 0)).where(t.c.model == model)
+        if since is not None:
+            q = q.where(t.c.interval_end > since)
+        with self._begin() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def models(self) -> list[str]:
+        """Every model with a run or a promotion on record, sorted."""
+        q = sa.union(sa.select(runs_table.c.model), sa.select(promotions_table.c.model))
+        with self._begin() as conn:
+            return sorted({r[0] for r in conn.execute(q)})
+
+    # -- promotions
+
+    def record_promotion(
+        self,
+        model: str,
+        *,
+        action: str,
+        version: str | None,
+        previous_version: str | None,
+        actor: str,
+        reason: str,
+        details: Mapping[str, Any] | None = None,
+        at: datetime,
+    ) -> bool:
+        """Append a promotion event; a rerun repeating the latest event (same action, version and
+        previous version) is not recorded twice. Returns True if a row was written."""
+        t = promotions_table
+        with self._begin() as conn:
+            latest = conn.execute(
+                sa.select(t.c.action, t.c.version, t.c.previous_version)
+                .where(t.c.model == model)
+                .order_by(t.c.at.desc(), t.c.id.desc())
+                .limit(1)
+            ).first()
+            if latest is not None and tuple(latest) == (action, _str(version), _str(previous_version)):
+                log.info("promotion %s of %s v%s already recorded: not duplicated", action, model, version)
+                return False
+            conn.execute(
+                t.insert().values(
+                    model=model,
+                    action=action,
+                    version=_str(version),
+                    previous_version=_str(previous_version),
+                    actor=actor,
+                    reason=reason or "",
+                    details=jsonable(dict(details or {})),
+                    at=at,
+                )
+            )
+        log.info("recorded promotion %s of %s: v%s (was v%s) by %s", action, model, version, previous_version, actor)
+        return True
+
+    def promotions(self, model: str) -> list[dict[str, Any]]:
+        """Promotion events, oldest first."""
+        t = promotions_table
+        q = sa.select(t).where(t.c.model == model).order_by(t.c.at, t.c.id)
+        with self._begin() as conn:
+            return [{k: v for k, v in r._mapping.items() if k != "id"} for r in conn.execute(q)]
+
+    def last_retrain_at(self, model: str) -> datetime | None:
+        """When a retrained model last became champion (promote / first_champion)."""
+        t = promotions_table
+        q = sa.select(sa.func.max(t.c.at)).where(t.c.model == model, t.c.action.in_(RETRAIN_ACTIONS))
+        with self._begin() as conn:
+            return conn.execute(q).scalar_one_or_none()
+
+    # -- retrains
+
+    def claim_retrain(
+        self, model: str, start: datetime, end: datetime, *, stale_after: timedelta | None = None
+    ) -> dict[str, Any] | None:
+        """Claim the retrain of one interval. None = claimed (a "running" row now exists, go ahead);
+        a dict = someone already did or is doing it (that row), so do nothing new.
+
+        A "failed" row is reclaimed (a retry should retry); a "running" row older than
+        `stale_after` is reclaimed too (its worker died)."""
+        t = retrains_table
+        now = _now()
+        key = (t.c.model == model, t.c.interval_start == start, t.c.interval_end == end)
+        with self._begin() as conn:
+            stmt = _insert(conn, t).values(
+                model=model, interval_start=start, interval_end=end, status="running", updated_at=now
+            )
+            stmt = stmt.on_conflict_do_nothing(index_elements=["model", "interval_start", "interval_end"])
+            result = conn.execute(stmt)
+            if result.rowcount == 1:
+                log.info("claimed retrain of %s", _where(model, start, end))
+                return None
+            row = dict(conn.execute(sa.select(t).where(*key)).one()._mapping)
+            row.pop("id", None)
+            stale = row["status"] == "running" and stale_after is not None and now - row["updated_at"] >= stale_after
+            if row["status"] in RETRYABLE_RETRAIN_STATUSES or stale:
+                # Compare-and-set on the status we saw, so two retries cannot both take it over.
+                taken = conn.execute(
+                    t.update()
+                    .where(*key, t.c.status == row["status"], t.c.updated_at == row["updated_at"])
+                    .values(status="running", candidate_version=None, verdict=None, updated_at=now)
+                ).rowcount
+                if taken == 1:
+                    log.info("reclaimed retrain of %s (was %s)", _where(model, start, end), row["status"])
+                    return None
+                row = dict(conn.execute(sa.select(t).where(*key)).one()._mapping)
+                row.pop("id", None)
+        log.info("retrain of %s already %s: nothing new to do", _where(model, start, end), row["status"])
+        return row
+
+    def finish_retrain(
+        self,
+        model: str,
+        start: datetime,
+        end: datetime,
+        status: str,
+        candidate_version: str | None = None,
+        verdict: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record how a claimed retrain ended (e.g. promoted, rejected, awaiting_approval, failed)."""
+        t = retrains_table
+        with self._begin() as conn:
+            n = conn.execute(
+                t.update()
+                .where(t.c.model == model, t.c.interval_start == start, t.c.interval_end == end)
+                .values(
+                    status=status,
+                    candidate_version=_str(candidate_version),
+                    verdict=jsonable(dict(verdict)) if verdict is not None else None,
+                    updated_at=_now(),
+                )
+            ).rowcount
+        if n != 1:
+            raise StoreError(f"{_where(model, start, end)}: no dg_retrains row to finish: call claim_retrain first")
+        log.info("retrain of %s finished: %s (candidate v%s)", _where(model, start, end), status, candidate_version)
+
+    def retrains(self, model: str) -> list[dict[str, Any]]:
+        t = retrains_table
+        q = sa.select(t).where(t.c.model == model).order_by(t.c.interval_start, t.c.interval_end)
+        with self._begin() as conn:
+            return [{k: v for k, v in r._mapping.items() if k != "id"} for r in conn.execute(q)]
+
+    # -- alerts
+
+    def alert_last_sent(self, model: str, fingerprint: str) -> datetime | None:
+        t = alerts_table
+        q = sa.select(sa.func.max(t.c.sent_at)).where(t.c.model == model, t.c.fingerprint == fingerprint)
+        with self._begin() as conn:
+            return conn.execute(q).scalar_one_or_none()
+
+    def record_alert(
+        self,
+        model: str,
+        *,
+        kind: str,
+        fingerprint: str,
+        sent_at: datetime,
+        severity: str | None = None,
+        title: str | None = None,
+    ) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                alerts_table.insert().values(
+                    model=model, kind=kind, fingerprint=fingerprint, sent_at=sent_at, severity=severity, title=title
+                )
+            )
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None else str(v)

@@ -1,0 +1,338 @@
+"""History store on real SQLite and PostgreSQL: upserts, atomicity, ordering, claims, UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from driftguard.policy import RunFacts
+from driftguard.store import HistoryStore, RunRecord, StoreError, dispose_engines
+
+T0 = datetime(2013, 3, 4, tzinfo=UTC)
+WEEK = timedelta(days=7)
+
+
+@pytest.fixture(autouse=True)
+def _close_pools():
+    """Engines are cached per URL; each PostgreSQL test has its own schema URL, so close them."""
+    yield
+    dispose_engines()
+
+
+def record(i: int = 0, model: str = "flight_delay", **kw) -> RunRecord:
+    start = T0 + i * WEEK
+    base = dict(
+        model=model,
+        interval_start=start,
+        interval_end=start + WEEK,
+        status="ok",
+        rows=5000 + i,
+        quality_passed=True,
+        critical_failures=0,
+        warnings=1,
+        drift_share=0.1 * i,
+        drifted_features=["carrier", "distance"][: i % 3],
+        metric_name="roc_auc",
+        metric_value=0.7 + 0.01 * i,
+        proxy_metrics={"mean_score": 0.21, "positive_rate": 0.2},
+        labelled_rows=1000 * (i + 1),
+        retrain=False,
+        reasons=[{"rule": "drift_share", "kind": "trigger", "fired": False, "detail": "drift share 0.10 < 0.30"}],
+        champion_version="2",
+        report_paths={"drift": "drift.html", "quality": "validation.html"},
+        summary="no retrain: no trigger fired",
+        updated_at=datetime(2026, 1, 1, 12, tzinfo=UTC),
+        feature_drift=[
+            {"feature": "carrier", "method": "jensenshannon", "threshold": 0.1, "score": 0.05, "drifted": False},
+            {"feature": "distance", "method": "wasserstein", "threshold": 0.1, "score": 0.2, "drifted": True},
+        ],
+        quality_checks=[
+            {
+                "family": "ranges",
+                "expectation": "expect_column_values_to_be_between",
+                "column": "distance",
+                "severity": "warning",
+                "success": False,
+                "observed": {"unexpected_percent": 2.5, "partial": [5001, 6000]},
+                "message": "2.5% of distance outside [0, 5000]",
+            }
+        ],
+    )
+    base.update(kw)
+    return RunRecord(**base)
+
+
+def counts(store: HistoryStore) -> dict[str, int]:
+    with store.engine.connect() as conn:
+        return {
+            t: conn.execute(sa.text(f"select count(*) from {t}")).scalar_one()
+            for t in ("dg_runs", "dg_feature_drift", "dg_quality_checks")
+        }
+
+
+def test_record_run_round_trips_every_field_in_utc(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    rec = record(1)
+    store.record_run(rec)
+    got = store.get_run(rec.model, rec.interval_start, rec.interval_end)
+    assert got == rec
+    assert got.interval_start.tzinfo is not None and got.interval_start.utcoffset() == timedelta(0)
+    assert got.updated_at == datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+def test_non_utc_input_is_stored_as_the_same_instant(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    cet = timezone(timedelta(hours=1))
+    rec = record(
+        0, interval_start=datetime(2013, 3, 4, 1, tzinfo=cet), interval_end=datetime(2013, 3, 11, 1, tzinfo=cet)
+    )
+    store.record_run(rec)
+    (got,) = store.runs("flight_delay")
+    assert got.interval_start == T0 and got.interval_start.tzinfo == UTC
+    assert got.interval_end == T0 + WEEK
+
+
+def test_upsert_twice_gives_identical_counts_and_content(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    for i in range(3):
+        store.record_run(record(i))
+    first_counts = counts(store)
+    first = store.runs("flight_delay", details=True)
+    for i in range(3):
+        store.record_run(record(i))
+    assert counts(store) == first_counts == {"dg_runs": 3, "dg_feature_drift": 6, "dg_quality_checks": 3}
+    assert store.runs("flight_delay", details=True) == first
+
+
+def test_rerun_replaces_the_run_and_its_child_rows(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    store.record_run(record(0))
+    changed = record(
+        0,
+        drift_share=0.5,
+        retrain=True,
+        summary="retrain: drift share 0.50 >= 0.30",
+        feature_drift=[{"feature": "temp", "method": "ks", "threshold": 0.05, "score": 0.001, "drifted": True}],
+        quality_checks=[],
+    )
+    store.record_run(changed)
+    got = store.get_run("flight_delay", T0, T0 + WEEK)
+    assert got.drift_share == 0.5 and got.retrain is True
+    assert got.feature_drift == changed.feature_drift
+    assert got.quality_checks == []
+    assert counts(store) == {"dg_runs": 1, "dg_feature_drift": 1, "dg_quality_checks": 0}
+
+
+def test_failure_mid_write_leaves_the_previous_record_intact(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    good = record(0)
+    store.record_run(good)
+    # A NULL feature name passes field validation but the database rejects it, after the run
+    # row itself was already upserted in the same transaction.
+    bad = record(0, drift_share=0.99, feature_drift=[{"feature": None, "method": "ks", "drifted": True}])
+    with pytest.raises(StoreError) as exc:
+        store.record_run(bad)
+    assert "model 'flight_delay', interval 2013-03-04T00:00:00+00:00" in str(exc.value)
+    assert "writing dg_feature_drift failed, nothing was changed" in str(exc.value)
+    assert store.get_run("flight_delay", T0, T0 + WEEK) == good
+    assert counts(store) == {"dg_runs": 1, "dg_feature_drift": 2, "dg_quality_checks": 1}
+
+
+def test_bad_records_are_rejected_with_the_model_and_field_named(sqlite_url: str) -> None:
+    store = HistoryStore(sqlite_url)
+    with pytest.raises(
+        ValueError, match=r"model 'flight_delay'.*dg_quality_checks row 0 has unknown field\(s\) \['col'\]"
+    ):
+        store.record_run(record(0, quality_checks=[{"family": "ranges", "col": "x"}]))
+    with pytest.raises(
+        ValueError, match=r"RunRecord.status 'done' is not one of \['ok', 'no_data', 'quality_failed'\]"
+    ):
+        store.record_run(record(0, status="done"))
+    with pytest.raises(ValueError, match=r"RunRecord.interval_start must be a tz-aware UTC datetime"):
+        store.record_run(record(0, interval_start=datetime(2013, 3, 4)))
+    with pytest.raises(ValueError, match="interval_end must be after interval_start"):
+        store.record_run(record(0, interval_end=T0))
+
+
+def test_nan_and_numpy_values_are_stored_as_plain_json(sqlite_url: str) -> None:
+    import numpy as np
+
+    store = HistoryStore(sqlite_url)
+    rec = record(
+        0,
+        metric_value=float("nan"),
+        proxy_metrics={"mean_score": np.float64(0.25), "n": np.int64(3), "bad": float("inf")},
+        quality_checks=[
+            {
+                "family": "nulls",
+                "expectation": "expect_column_values_to_not_be_null",
+                "column": "temp",
+                "severity": "warning",
+                "success": np.bool_(True),
+                "observed": {"values": np.array([1.5, np.nan])},
+                "message": None,
+            }
+        ],
+    )
+    store.record_run(rec)
+    got = store.get_run("flight_delay", T0, T0 + WEEK)
+    assert got.metric_value is None
+    assert got.proxy_metrics == {"mean_score": 0.25, "n": 3, "bad": None}
+    assert got.quality_checks[0]["observed"] == {"values": [1.5, None]}
+    assert got.quality_checks[0]["success"] is True and got.quality_checks[0]["message"] == ""
+
+
+def test_runs_are_ordered_by_interval_and_filtered(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    for i in (3, 0, 2, 1, 4):
+        store.record_run(record(i))
+    store.record_run(record(0, model="other_model"))
+    starts = [r.interval_start for r in store.runs("flight_delay")]
+    assert starts == [T0 + i * WEEK for i in range(5)]
+    before = store.runs("flight_delay", before=T0 + 3 * WEEK, limit=2)
+    assert [r.interval_start for r in before] == [T0 + WEEK, T0 + 2 * WEEK]
+    assert before[0].feature_drift == []  # details only when asked
+    facts = store.history_facts("flight_delay", before=T0 + 4 * WEEK, n=3)
+    assert [f.interval_start for f in facts] == [T0 + WEEK, T0 + 2 * WEEK, T0 + 3 * WEEK]
+    assert facts[0] == RunFacts(
+        model="flight_delay",
+        interval_start=T0 + WEEK,
+        interval_end=T0 + 2 * WEEK,
+        status="ok",
+        quality_passed=True,
+        drift_share=0.1,
+        drifted_features=("carrier",),
+        metric_value=0.71,
+        labelled_rows=2000,
+        retrain=False,
+    )
+    assert store.history_facts("flight_delay", before=T0, n=3) == []
+    assert store.models() == ["flight_delay", "other_model"]
+
+
+def test_labelled_rows_since_counts_intervals_ending_after_the_retrain(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    for i in range(4):  # labelled rows 1000, 2000, 3000, 4000
+        store.record_run(record(i))
+    assert store.labelled_rows_since("flight_delay", None) == 10_000
+    # Retrain minutes after interval 1 ended: intervals 2 and 3 are new.
+    retrain_at = T0 + 2 * WEEK + timedelta(minutes=5)
+    assert store.labelled_rows_since("flight_delay", retrain_at) == 3000 + 4000
+    assert store.labelled_rows_since("nobody", None) == 0
+
+
+def test_promotions_and_last_retrain_at(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    assert store.last_retrain_at("flight_delay") is None
+    at1, at2, at3 = T0 + WEEK, T0 + 5 * WEEK, T0 + 6 * WEEK
+    assert store.record_promotion(
+        "flight_delay",
+        action="first_champion",
+        version="1",
+        previous_version=None,
+        actor="driftguard",
+        reason="floors met",
+        details={"roc_auc": 0.74},
+        at=at1,
+    )
+    assert store.record_promotion(
+        "flight_delay",
+        action="promote",
+        version="2",
+        previous_version="1",
+        actor="driftguard",
+        reason="non-inferior",
+        details={},
+        at=at2,
+    )
+    # A rerun repeating the same promotion is not recorded twice.
+    assert not store.record_promotion(
+        "flight_delay",
+        action="promote",
+        version="2",
+        previous_version="1",
+        actor="driftguard",
+        reason="non-inferior",
+        details={},
+        at=at2 + timedelta(hours=1),
+    )
+    assert store.record_promotion(
+        "flight_delay",
+        action="rollback",
+        version="1",
+        previous_version="2",
+        actor="oncall@example.com",
+        reason="unservable",
+        details={"error": "load failed"},
+        at=at3,
+    )
+    assert store.last_retrain_at("flight_delay") == at2  # a rollback is not a retrain
+    promos = store.promotions("flight_delay")
+    assert [(p["action"], p["version"], p["previous_version"]) for p in promos] == [
+        ("first_champion", "1", None),
+        ("promote", "2", "1"),
+        ("rollback", "1", "2"),
+    ]
+    assert promos[0]["details"] == {"roc_auc": 0.74} and promos[0]["at"] == at1
+    assert store.models() == ["flight_delay"]
+
+
+def test_claim_retrain_is_idempotent(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    end = T0 + WEEK
+    assert store.claim_retrain("flight_delay", T0, end) is None
+    again = store.claim_retrain("flight_delay", T0, end)
+    assert again is not None and again["status"] == "running"
+    store.finish_retrain("flight_delay", T0, end, "rejected", candidate_version="7", verdict={"passed": False})
+    done = store.claim_retrain("flight_delay", T0, end)
+    assert done["status"] == "rejected" and done["candidate_version"] == "7" and done["verdict"] == {"passed": False}
+    assert done["interval_start"] == T0 and done["updated_at"].tzinfo is not None
+    assert len(store.retrains("flight_delay")) == 1
+    # Another interval is its own claim.
+    assert store.claim_retrain("flight_delay", end, end + WEEK) is None
+    assert len(store.retrains("flight_delay")) == 2
+
+
+def test_failed_or_stale_retrains_can_be_reclaimed(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    end = T0 + WEEK
+    assert store.claim_retrain("flight_delay", T0, end) is None
+    store.finish_retrain("flight_delay", T0, end, "failed")
+    assert store.claim_retrain("flight_delay", T0, end) is None  # a retry retries
+    assert store.claim_retrain("flight_delay", T0, end)["status"] == "running"
+    # A running claim whose worker died is taken over after stale_after.
+    assert store.claim_retrain("flight_delay", T0, end, stale_after=timedelta(0)) is None
+    assert store.retrains("flight_delay")[0]["status"] == "running"
+
+
+def test_finish_without_claim_is_an_error(sqlite_url: str) -> None:
+    store = HistoryStore(sqlite_url)
+    with pytest.raises(StoreError, match="no dg_retrains row to finish: call claim_retrain first"):
+        store.finish_retrain("flight_delay", T0, T0 + WEEK, "promoted")
+
+
+def test_alert_records(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    assert store.alert_last_sent("flight_delay", "abc") is None
+    store.record_alert("flight_delay", kind="drift", fingerprint="abc", sent_at=T0, severity="warning", title="t")
+    store.record_alert("flight_delay", kind="drift", fingerprint="abc", sent_at=T0 + WEEK)
+    store.record_alert("flight_delay", kind="drift", fingerprint="other", sent_at=T0 + 2 * WEEK)
+    assert store.alert_last_sent("flight_delay", "abc") == T0 + WEEK
+    assert store.alert_last_sent("flight_delay", "abc").tzinfo is not None
+
+
+def test_create_all_is_idempotent_and_one_engine_per_url(sqlite_url: str) -> None:
+    a, b = HistoryStore(sqlite_url), HistoryStore(sqlite_url)
+    assert a.engine is b.engine
+    a.create_all()
+    b.create_all()
+    with a.engine.connect() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+    assert {"dg_runs", "dg_feature_drift", "dg_quality_checks", "dg_promotions", "dg_alerts", "dg_retrains"} <= tables
+
+
+def test_unreachable_database_names_the_url_without_password(tmp_path) -> None:
+    store = HistoryStore(f"sqlite:///{tmp_path}/missing/dir/history.db")
+    with pytest.raises(StoreError, match=r"cannot create the dg_ history tables at HistoryStore\('sqlite:///"):
+        store.models()
