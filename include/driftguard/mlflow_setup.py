@@ -1,0 +1,135 @@
+"""Point MLflow at the configured tracking store, and fail fast when it is not there.
+
+MLflow's HTTP client retries a refused connection with exponential backoff for minutes
+before giving up; a monitoring task should say "the tracking server at X is down" in
+seconds instead. SQLite backends get a file artifact location next to the database (or
+DRIFTGUARD_MLFLOW_ARTIFACTS), never MLflow's default of ./mlruns in the working directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from driftguard.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+# Bounded retries: a transient blip is retried, a dead server is reported within seconds.
+HTTP_ENV_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+HEALTH_TIMEOUT_S = 5.0
+
+
+class MlflowUnavailable(RuntimeError):
+    """The tracking server or store named by the URI cannot be used."""
+
+
+def experiment_name(model: str) -> str:
+    """One experiment per model, so its runs are easy to find in the MLflow UI."""
+    return f"driftguard/{model}"
+
+
+def _is_http(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///...` URI (None for other schemes or in-memory)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    path = unquote(urlsplit(uri).path)
+    if not path or path == "/:memory:":
+        return None
+    # sqlite:///rel.db -> path "/rel.db" (relative); sqlite:////abs.db -> "//abs.db" (absolute)
+    return Path(path[1:])
+
+
+def artifacts_dir(tracking_uri: str) -> Path | None:
+    """Local artifact root for a SQLite backend: DRIFTGUARD_MLFLOW_ARTIFACTS when set, else
+    `mlartifacts` next to the database (for the default settings both are $DRIFTGUARD_HOME/mlartifacts)."""
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        return None
+    if os.environ.get("DRIFTGUARD_MLFLOW_ARTIFACTS"):
+        return get_settings().mlflow_artifacts_dir
+    return db.resolve().parent / "mlartifacts"
+
+
+def check_http(uri: str, *, timeout: float = HEALTH_TIMEOUT_S) -> None:
+    """GET <uri>/health once, with a short timeout; raise MlflowUnavailable naming the URI."""
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            if resp.status >= 400:
+                raise MlflowUnavailable(f"MLflow tracking server {uri} answered HTTP {resp.status} on /health")
+    except urllib.error.HTTPError as exc:
+        raise MlflowUnavailable(
+            f"MLflow tracking server {uri} answered HTTP {exc.code} on /health; check MLFLOW_TRACKING_URI "
+            "(a 403 'Invalid Host header' means the server needs --allowed-hosts)"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise MlflowUnavailable(
+            f"MLflow tracking server {uri} is unreachable ({reason}); start it or point MLFLOW_TRACKING_URI "
+            "at a running server"
+        ) from None
+
+
+def configure(tracking_uri: str | None = None) -> str:
+    """Set MLflow's tracking (and registry) URI from the argument or the settings and return it.
+
+    http(s): bounded client retries plus a health check, so a dead server is an error in seconds.
+    sqlite: the database's folder and the artifact folder are created."""
+    import mlflow
+
+    uri = tracking_uri or get_settings().mlflow_tracking_uri
+    for key, value in HTTP_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    if _is_http(uri):
+        check_http(uri)
+    else:
+        db = sqlite_path(uri)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            art = artifacts_dir(uri)
+            if art is not None:
+                art.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def ensure_experiment(model: str, tracking_uri: str) -> str:
+    """Id of the model's experiment, created on first use (with a local artifact location for
+    SQLite backends); safe when two processes create it at the same time."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    name = experiment_name(model)
+    client = MlflowClient(tracking_uri)
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        if existing.lifecycle_stage == "deleted":
+            client.restore_experiment(existing.experiment_id)
+        return existing.experiment_id
+    location = None
+    art = artifacts_dir(tracking_uri)
+    if art is not None:
+        location = (art / re.sub(r"[^A-Za-z0-9_.-]", "_", name)).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location, tags={"driftguard.model": model})
+    except MlflowException:
+        again = client.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return again.experiment_id

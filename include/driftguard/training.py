@@ -1,0 +1,641 @@
+"""Reproducible challenger training: time-ordered splits, a contract-driven pipeline, one MLflow run.
+
+Why time-ordered: production scores the future, so a random split leaks tomorrow's patterns into
+training and overstates every metric. The holdout is the most recent labelled period and is what
+the promotion gate compares champion and challenger on.
+
+Why a content hash: "same data + seed -> same model" is only checkable when the data is named;
+the fingerprint (bounds, row counts, sha256 of the canonical frame) is logged with every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from driftguard.contract import ModelContract, Task, format_duration
+from driftguard.settings import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "holdout")
+MISSING_CATEGORY = "__missing__"
+MIN_CATEGORY_FREQUENCY = 10  # rarer categories share one "infrequent" code: no overfitting to one-off values
+IMPORTANCE_ROWS = 5_000  # permutation importance sample (bounded: cost grows with rows x features x repeats)
+IMPORTANCE_REPEATS = 5
+INPUT_EXAMPLE_ROWS = 5
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # start of the "all" training window
+
+LINEAR_ESTIMATORS = frozenset({"logistic_regression", "linear_regression", "ridge"})
+_ESTIMATORS: dict[str, dict[Task, type[BaseEstimator]]] = {
+    "gradient_boosting": {
+        Task.binary_classification: GradientBoostingClassifier,
+        Task.regression: GradientBoostingRegressor,
+    },
+    "hist_gradient_boosting": {
+        Task.binary_classification: HistGradientBoostingClassifier,
+        Task.regression: HistGradientBoostingRegressor,
+    },
+    "random_forest": {Task.binary_classification: RandomForestClassifier, Task.regression: RandomForestRegressor},
+    "logistic_regression": {Task.binary_classification: LogisticRegression},
+    "linear_regression": {Task.regression: LinearRegression},
+    "ridge": {Task.regression: Ridge},
+}
+
+
+class TrainingError(ValueError):
+    """Training cannot proceed as the contract asks; the message names the model and what to change."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Split:
+    """Three consecutive, non-overlapping periods; bounds are half-open [start, end) ISO strings."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    holdout: pd.DataFrame
+    bounds: dict[str, dict[str, str]]
+
+    def part(self, name: str) -> pd.DataFrame:
+        return {"train": self.train, "validation": self.validation, "holdout": self.holdout}[name]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    frame: pd.DataFrame
+    split: Split
+    fingerprint: dict[str, Any]
+
+
+def _label_column(contract: ModelContract) -> str:
+    if contract.source.labels is None:
+        raise TrainingError(f"model {contract.name!r}: cannot train without labels; add source.labels to the contract")
+    return contract.source.labels.column
+
+
+def _aware(value: datetime, what: str, contract: ModelContract) -> datetime:
+    if value.tzinfo is None:
+        raise TrainingError(f"model {contract.name!r}: {what} must be timezone-aware (UTC), got {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def _iso(value: Any) -> str:
+    return pd.Timestamp(value).tz_convert("UTC").isoformat()
+
+
+def training_columns(contract: ModelContract) -> list[str]:
+    """The columns a training frame keeps: key, time, features, label (never the logged prediction)."""
+    src = contract.source
+    return [src.id_column, src.timestamp_column, *contract.feature_names, _label_column(contract)]
+
+
+def _check_labels(frame: pd.DataFrame, contract: ModelContract) -> pd.DataFrame:
+    label = _label_column(contract)
+    missing = int(frame[label].isna().sum())
+    if missing:
+        log.warning("%s: dropping %d rows without a label in column %s", contract.name, missing, label)
+        frame = frame[frame[label].notna()]
+    if contract.task is Task.binary_classification:
+        bad = sorted(set(pd.unique(frame[label]).tolist()) - {0, 1})
+        if bad:
+            raise TrainingError(
+                f"model {contract.name!r}: label column {label!r} must hold 0/1 for binary_classification, "
+                f"found {bad[:5]}"
+            )
+        return frame.astype({label: "int64"})
+    return frame.astype({label: "float64"})
+
+
+def _drop_intervals(
+    frame: pd.DataFrame, contract: ModelContract, intervals: Sequence[tuple[datetime, datetime]]
+) -> tuple[pd.DataFrame, int]:
+    """Remove rows of intervals whose quality gate failed critically: bad data never feeds a retrain."""
+    if not intervals:
+        return frame, 0
+    ts = frame[contract.source.timestamp_column]
+    drop = pd.Series(False, index=frame.index)
+    for lo, hi in intervals:
+        lo, hi = _aware(lo, "exclude_intervals start", contract), _aware(hi, "exclude_intervals end", contract)
+        drop |= (ts >= pd.Timestamp(lo)) & (ts < pd.Timestamp(hi))
+    n = int(drop.sum())
+    if n:
+        log.info(
+            "%s: dropped %d rows from %d excluded intervals (failed quality gates)", contract.name, n, len(intervals)
+        )
+    return frame[~drop], n
+
+
+def load_training_data(
+    contract: ModelContract,
+    *,
+    as_of: datetime,
+    url: str | None = None,
+    exclude_intervals: Sequence[tuple[datetime, datetime]] = (),
+) -> TrainingData:
+    """Labelled rows of the training window before `as_of` (labels matured by then), minus excluded
+    intervals, capped to the most recent `training.max_rows`, split by time and fingerprinted."""
+    from driftguard import sources
+
+    _label_column(contract)
+    as_of = _aware(as_of, "as_of", contract)
+    window = contract.training.window
+    start = EPOCH if window == "all" else as_of - window
+    frame, stats = sources.read_labelled(contract, start, as_of, as_of=as_of, url=url)
+    frame = _check_labels(frame[training_columns(contract)], contract)
+    frame, excluded = _drop_intervals(frame, contract, exclude_intervals)
+    cap = contract.training.max_rows
+    if len(frame) > cap:
+        log.info(
+            "%s: keeping the most recent %d of %d labelled rows (training.max_rows)", contract.name, cap, len(frame)
+        )
+        frame = frame.iloc[-cap:]
+    frame = frame.reset_index(drop=True)
+    split = split_by_time(frame, contract, as_of=as_of)
+    fingerprint = {
+        "model": contract.name,
+        "as_of": as_of.isoformat(),
+        "window": {"start": start.isoformat(), "end": as_of.isoformat()},
+        "bounds": split.bounds,
+        "rows": {"total": len(frame), **{name: len(split.part(name)) for name in SPLITS}},
+        "rows_read": stats.rows,
+        "rows_excluded": excluded,
+        "exclude_intervals": [[_iso(lo), _iso(hi)] for lo, hi in exclude_intervals],
+        "sha256": frame_hash(frame, contract),
+    }
+    log.info(
+        "%s: training data %s rows (train %s, validation %s, holdout %s), sha256 %s",
+        contract.name,
+        f"{len(frame):,}",
+        *(f"{len(split.part(n)):,}" for n in SPLITS),
+        fingerprint["sha256"][:12],
+    )
+    return TrainingData(frame=frame, split=split, fingerprint=fingerprint)
+
+
+def _column_bytes(col: pd.Series) -> bytes:
+    """Canonical bytes of one column, independent of driver dtypes and pandas version."""
+    if isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(col):
+        values = pd.to_datetime(col, utc=True).dt.as_unit("ns")
+        return b"T" + values.astype("int64").to_numpy().tobytes()
+    if pd.api.types.is_integer_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return b"I" + col.astype("int64").to_numpy().tobytes()
+    if pd.api.types.is_float_dtype(col):
+        arr = col.to_numpy(dtype="float64", copy=True)
+        arr[np.isnan(arr)] = np.nan  # one NaN bit pattern
+        arr[arr == 0] = 0.0  # -0.0 == 0.0
+        return b"F" + arr.tobytes()
+    text = "\x1f".join("\x00" if pd.isna(v) else str(v) for v in col.tolist())
+    return b"S" + text.encode("utf-8")
+
+
+def frame_hash(frame: pd.DataFrame, contract: ModelContract) -> str:
+    """sha256 of the frame's content: rows sorted by (timestamp, id), columns by name."""
+    src = contract.source
+    ordered = frame.sort_values([src.timestamp_column, src.id_column], kind="mergesort")
+    digest = hashlib.sha256()
+    for name in sorted(ordered.columns):
+        digest.update(name.encode("utf-8") + b"\x1e")
+        digest.update(_column_bytes(ordered[name]) + b"\x1d")
+    return digest.hexdigest()
+
+
+def split_by_time(frame: pd.DataFrame, contract: ModelContract, *, as_of: datetime) -> Split:
+    """holdout = the last `training.holdout` of labelled data (up to its newest event), validation =
+    the `training.validation` before it, train = everything earlier. Never random across time."""
+    as_of = _aware(as_of, "as_of", contract)
+    tcol, label = contract.source.timestamp_column, _label_column(contract)
+    ts = frame[tcol]
+    late = ts >= pd.Timestamp(as_of)
+    if late.any():
+        log.warning("%s: ignoring %d rows at or after as_of %s", contract.name, int(late.sum()), as_of.isoformat())
+        frame, ts = frame[~late], ts[~late]
+    if frame.empty:
+        raise TrainingError(
+            f"model {contract.name!r}: no labelled rows before {as_of.isoformat()}; nothing to train on "
+            "(check the feature log, labels.delay and training.window)"
+        )
+    cfg = contract.training
+    hold_start = ts.max() - pd.Timedelta(cfg.holdout)
+    val_start = hold_start - pd.Timedelta(cfg.validation)
+    parts = {
+        "train": frame[ts < val_start],
+        "validation": frame[(ts >= val_start) & (ts < hold_start)],
+        "holdout": frame[ts >= hold_start],
+    }
+    edges = {
+        "train": (ts.min(), val_start),
+        "validation": (val_start, hold_start),
+        "holdout": (hold_start, pd.Timestamp(as_of)),
+    }
+    bounds = {name: {"start": _iso(lo), "end": _iso(hi)} for name, (lo, hi) in edges.items()}
+    for name, part in parts.items():
+        period = f"{bounds[name]['start']}..{bounds[name]['end']}"
+        if part.empty:
+            raise TrainingError(
+                f"model {contract.name!r}: the {name} split ({period}) has no labelled rows; labelled data spans "
+                f"{_iso(ts.min())}..{_iso(ts.max())} ({len(frame)} rows). Widen training.window or shorten "
+                f"training.validation ({format_duration(cfg.validation)}) / training.holdout "
+                f"({format_duration(cfg.holdout)})"
+            )
+        if contract.task is Task.binary_classification:
+            classes = sorted(pd.unique(part[label]).tolist())
+            if len(classes) < 2:
+                raise TrainingError(
+                    f"model {contract.name!r}: the {name} split ({period}) has only class {classes[0]} in label "
+                    f"column {label!r} ({len(part)} rows); a binary classifier needs both classes there. Widen "
+                    "training.window or the split durations"
+                )
+    return Split(
+        train=parts["train"].reset_index(drop=True),
+        validation=parts["validation"].reset_index(drop=True),
+        holdout=parts["holdout"].reset_index(drop=True),
+        bounds=bounds,
+    )
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def estimator_class(contract: ModelContract) -> type[BaseEstimator]:
+    name = contract.training.estimator
+    by_task = _ESTIMATORS.get(name)
+    if by_task is None:
+        raise TrainingError(
+            f"model {contract.name!r}: training.estimator {name!r} is unknown; known: {sorted(_ESTIMATORS)}"
+        )
+    if contract.task not in by_task:
+        fits = sorted(n for n, t in _ESTIMATORS.items() if contract.task in t)
+        raise TrainingError(
+            f"model {contract.name!r}: training.estimator {name!r} does not fit task {contract.task.value}; "
+            f"use one of {fits}"
+        )
+    return by_task[contract.task]
+
+
+def _estimator(contract: ModelContract) -> BaseEstimator:
+    cls = estimator_class(contract)
+    valid = cls().get_params()
+    params = dict(contract.training.params)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise TrainingError(
+            f"model {contract.name!r}: training.params {unknown} are not parameters of {cls.__name__} "
+            f"(training.estimator {contract.training.estimator!r}); valid: {sorted(valid)}"
+        )
+    if "random_state" in valid:
+        params.setdefault("random_state", contract.training.seed)
+    return cls(**params)
+
+
+def build_pipeline(contract: ModelContract) -> Pipeline:
+    """Preprocessing from the contract's feature kinds, then the contract's estimator (seeded).
+
+    Linear models get scaled numerics and one-hot categories; tree models ordinal codes. Unseen
+    and rare categories map to a shared code, so production data never breaks prediction."""
+    linear = contract.training.estimator in LINEAR_ESTIMATORS
+    estimator = _estimator(contract)
+    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
+    if linear:
+        numeric_steps.append(("scale", StandardScaler()))
+    if linear:
+        encoder: Any = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=MIN_CATEGORY_FREQUENCY)
+    else:
+        encoder = OrdinalEncoder(
+            handle_unknown="use_encoded_value", unknown_value=-1, min_frequency=MIN_CATEGORY_FREQUENCY
+        )
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if contract.numeric_features:
+        transformers.append(("numeric", Pipeline(numeric_steps), contract.numeric_features))
+    if contract.categorical_features:
+        categorical = Pipeline(
+            [("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)), ("encode", encoder)]
+        )
+        transformers.append(("categorical", categorical, contract.categorical_features))
+    pre = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.3 if linear else 0.0)
+    return Pipeline([("preprocess", pre), ("model", estimator)])
+
+
+def _xy(frame: pd.DataFrame, contract: ModelContract) -> tuple[pd.DataFrame, np.ndarray]:
+    return frame[contract.feature_names], frame[_label_column(contract)].to_numpy()
+
+
+def fit(pipeline: Pipeline, frame: pd.DataFrame, contract: ModelContract) -> Pipeline:
+    """Fit, turning scikit-learn's parameter errors into errors naming the contract field."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = _xy(frame, contract)
+    try:
+        return pipeline.fit(X, y)
+    except InvalidParameterError as exc:
+        raise TrainingError(
+            f"model {contract.name!r}: training.params for {contract.training.estimator!r} are invalid: {exc}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _input_columns(model: Any) -> list[str] | None:
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        return list(names)
+    metadata = getattr(model, "metadata", None)
+    schema = metadata.get_input_schema() if metadata is not None else None
+    return list(schema.input_names()) if schema is not None else None
+
+
+def _string_columns(model: Any) -> list[str]:
+    metadata = getattr(model, "metadata", None)
+    schema = metadata.get_input_schema() if metadata is not None else None
+    if schema is None:
+        return []
+    return [c.name for c in schema.inputs if str(getattr(c.type, "name", c.type)) == "string"]
+
+
+def score(model: Any, frame: pd.DataFrame, task: Task | str) -> np.ndarray:
+    """The model's score per row: P(class 1) for binary classification, the estimate for regression.
+
+    Accepts a fitted scikit-learn pipeline or an MLflow pyfunc model logged by `train_candidate`
+    (whose pyfunc predict is predict_proba for classifiers)."""
+    task = Task(task)
+    cols = _input_columns(model)
+    X = frame[cols] if cols else frame
+    if hasattr(model, "predict_proba") and task is Task.binary_classification:
+        proba = model.predict_proba(X)
+        return np.asarray(proba[:, list(model.classes_).index(1)], dtype="float64")
+    strings = [c for c in _string_columns(model) if c in X.columns and X[c].dtype != object]
+    if strings:  # an all-missing categorical column arrives as float; the pyfunc schema wants strings
+        X = X.astype({c: object for c in strings})
+    out = model.predict(X)
+    out = np.asarray(out.to_numpy() if isinstance(out, pd.DataFrame | pd.Series) else out, dtype="float64")
+    if task is Task.binary_classification:
+        if out.ndim != 2 or out.shape[1] != 2:
+            raise TrainingError(
+                f"expected class probabilities of shape (n, 2) from the model, got shape {out.shape}; a "
+                "classifier must be logged with pyfunc_predict_fn='predict_proba' (as train_candidate does)"
+            )
+        return out[:, 1]
+    return out.reshape(-1)
+
+
+# --------------------------------------------------------------------------- training run
+
+
+@dataclass(frozen=True)
+class Candidate:
+    run_id: str
+    model_uri: str
+    metrics: dict[str, dict[str, float]]
+    fingerprint: dict[str, Any]
+    trained_at: datetime
+    feature_importance: dict[str, float] = field(default_factory=dict)
+
+    def metric(self, name: str, split: str = "holdout") -> float:
+        return self.metrics[split][name]
+
+
+def permutation_importances(pipeline: Pipeline, frame: pd.DataFrame, contract: ModelContract) -> dict[str, float]:
+    """Mean drop in the score when a feature is shuffled, on a seeded bounded sample; ranked."""
+    from sklearn.inspection import permutation_importance
+
+    seed = contract.training.seed
+    sample = frame.sample(n=IMPORTANCE_ROWS, random_state=seed) if len(frame) > IMPORTANCE_ROWS else frame
+    X, y = _xy(sample, contract)
+    if contract.task is Task.regression:
+        scoring = "neg_root_mean_squared_error"
+    else:
+        scoring = "roc_auc" if len(np.unique(y)) == 2 else "neg_brier_score"
+    result = permutation_importance(
+        pipeline, X, y, scoring=scoring, n_repeats=IMPORTANCE_REPEATS, random_state=seed, n_jobs=1
+    )
+    values = {name: float(result.importances_mean[i]) for i, name in enumerate(X.columns)}
+    return dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def package_versions() -> dict[str, str]:
+    import cloudpickle
+    import mlflow
+    import sklearn
+
+    import driftguard
+
+    return {
+        "scikit-learn": sklearn.__version__,
+        "pandas": pd.__version__,
+        "numpy": np.__version__,
+        "cloudpickle": cloudpickle.__version__,
+        "mlflow": mlflow.__version__,
+        "driftguard": driftguard.__version__,
+    }
+
+
+def pip_requirements() -> list[str]:
+    """Pinned, so log_model skips its 3-4 s requirement inference and serving matches training."""
+    versions = package_versions()
+    return [f"{pkg}=={versions[pkg]}" for pkg in ("mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle")]
+
+
+def trigger_summary(trigger: dict[str, Any] | None) -> str:
+    if not trigger:
+        return "manual"
+    reasons = trigger.get("reasons")
+    if isinstance(reasons, list | tuple) and reasons:
+        text = "; ".join(str(r) for r in reasons)
+    else:
+        text = json.dumps(trigger, sort_keys=True, default=str)
+    return text[:500]
+
+
+def model_signature(contract: ModelContract, output: np.ndarray) -> Any:
+    """Declared from the contract (not inferred from a few rows, where an all-missing categorical
+    column would look numeric): numeric -> double, categorical -> string, all optional."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = Schema(
+        [
+            ColSpec("double" if f.kind.value == "numeric" else "string", f.name, required=False)
+            for f in contract.features
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=infer_signature(model_output=output).outputs)
+
+
+def _params(contract: ModelContract, data: TrainingData) -> dict[str, Any]:
+    cfg = contract.training
+    window = cfg.window if cfg.window == "all" else format_duration(cfg.window)
+    params: dict[str, Any] = {
+        "estimator": cfg.estimator,
+        "seed": cfg.seed,
+        "task": contract.task.value,
+        "decision_threshold": contract.decision_threshold,
+        "training.window": window,
+        "training.validation": format_duration(cfg.validation),
+        "training.holdout": format_duration(cfg.holdout),
+        "training.max_rows": cfg.max_rows,
+        "data.as_of": data.fingerprint.get("as_of"),
+        **{f"data.rows.{k}": v for k, v in data.fingerprint.get("rows", {}).items()},
+    }
+    params.update({f"params.{k}": json.dumps(v) if isinstance(v, dict | list) else v for k, v in cfg.params.items()})
+    return params
+
+
+def _tags(contract: ModelContract, data: TrainingData, trigger: dict[str, Any] | None) -> dict[str, str]:
+    tags = {
+        "driftguard.model": contract.name,
+        "driftguard.kind": "candidate",
+        "driftguard.task": contract.task.value,
+        "driftguard.trigger": trigger_summary(trigger),
+        "driftguard.data_sha256": str(data.fingerprint.get("sha256", "")),
+        **{f"driftguard.version.{k}": v for k, v in package_versions().items()},
+    }
+    commit = _git_commit()
+    if commit:
+        tags["driftguard.git_commit"] = commit
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def train_candidate(
+    contract: ModelContract,
+    data: TrainingData,
+    *,
+    tracking_uri: str | None = None,
+    trigger: dict[str, Any] | None = None,
+) -> Candidate:
+    """Fit on train, evaluate on all three splits, log one MLflow run in "driftguard/<model>" with
+    params, metrics, tags, the model (pyfunc returns scores), importances, the data fingerprint
+    and the reference artifacts monitoring compares against once this model is champion."""
+    import mlflow
+    import mlflow.sklearn
+
+    from driftguard import mlflow_setup
+    from driftguard.metrics import task_metrics
+    from driftguard.reference import SCORE_COLUMN, log_reference
+
+    uri = mlflow_setup.configure(tracking_uri)
+    experiment_id = mlflow_setup.ensure_experiment(contract.name, uri)
+    split = data.split
+    trained_at = datetime.now(UTC)
+    log.info(
+        "%s: training %s (%s) on %s rows (%s..%s), seed %d; trigger: %s",
+        contract.name,
+        contract.training.estimator,
+        contract.task.value,
+        f"{len(split.train):,}",
+        split.bounds["train"]["start"],
+        split.bounds["train"]["end"],
+        contract.training.seed,
+        trigger_summary(trigger),
+    )
+    run_name = f"{contract.name}-{trained_at:%Y%m%dT%H%M%S}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.set_tags(_tags(contract, data, trigger))
+        mlflow.log_params(_params(contract, data))
+        pipeline = fit(build_pipeline(contract), split.train, contract)
+        metrics: dict[str, dict[str, float]] = {}
+        for name in SPLITS:
+            part = split.part(name)
+            y_score = score(pipeline, part, contract.task)
+            metrics[name] = task_metrics(
+                contract.task, part[_label_column(contract)].to_numpy(), y_score, threshold=contract.decision_threshold
+            )
+            mlflow.log_metrics({f"{name}_{k}": float(v) for k, v in metrics[name].items()})
+        primary = contract.primary_metric
+        log.info(
+            "%s: holdout %s %.4f (validation %.4f, train %.4f)",
+            contract.name,
+            primary,
+            metrics["holdout"][primary],
+            metrics["validation"][primary],
+            metrics["train"][primary],
+        )
+        importance = permutation_importances(pipeline, split.validation, contract)
+        log.info("%s: most important features %s", contract.name, list(importance)[:5])
+
+        example = split.train[contract.feature_names].head(INPUT_EXAMPLE_ROWS)
+        raw_output = (
+            pipeline.predict_proba(example)
+            if contract.task is Task.binary_classification
+            else (pipeline.predict(example))
+        )
+        mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=model_signature(contract, raw_output),
+            input_example=example,
+            serialization_format="cloudpickle",
+            pip_requirements=pip_requirements(),
+            pyfunc_predict_fn="predict_proba" if contract.task is Task.binary_classification else "predict",
+        )
+        mlflow.log_dict(data.fingerprint, "data/fingerprint.json")
+        mlflow.log_dict({"metrics": metrics, "primary_metric": primary}, "metrics.json")
+
+        # The reference is out-of-sample data (validation + holdout): the model's scores there look
+        # like its production scores, unlike scores on rows it was fitted on.
+        sample = pd.concat([split.validation, split.holdout], ignore_index=True)
+        sample[SCORE_COLUMN] = score(pipeline, sample, contract.task)
+        log_reference(sample, contract, importance=importance, metrics=metrics["holdout"])
+        run_id = run.info.run_id
+    log.info("%s: candidate run %s logged to %s", contract.name, run_id, uri)
+    return Candidate(
+        run_id=run_id,
+        model_uri=f"runs:/{run_id}/model",
+        metrics=metrics,
+        fingerprint=data.fingerprint,
+        trained_at=trained_at,
+        feature_importance=importance,
+    )
+
+
+__all__ = [
+    "EPOCH",
+    "SPLITS",
+    "Candidate",
+    "Split",
+    "TrainingData",
+    "TrainingError",
+    "build_pipeline",
+    "frame_hash",
+    "load_training_data",
+    "permutation_importances",
+    "score",
+    "split_by_time",
+    "train_candidate",
+]

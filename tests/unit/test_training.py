@@ -1,0 +1,393 @@
+"""driftguard.training with real SQLite feature logs, real scikit-learn and a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from driftguard import mlflow_setup, training
+from driftguard.contract import ModelContract
+from driftguard.reference import SCORE_COLUMN
+from driftguard.training import Candidate, TrainingData, TrainingError
+from mlflow import MlflowClient
+from sklearn.compose import ColumnTransformer
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from training_support import AS_OF, T0, make_contract, make_log, seeded_log, tracking
+
+TASKS = ["binary_classification", "regression"]
+
+
+# --------------------------------------------------------------------------- shared fixtures
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("training")
+
+
+@pytest.fixture(scope="module")
+def logs(workdir: Path) -> dict[str, str]:
+    return {task: seeded_log(workdir, task) for task in TASKS}
+
+
+@pytest.fixture(scope="module")
+def contracts(logs: dict[str, str]) -> dict[str, ModelContract]:
+    return {task: make_contract(task, logs[task]) for task in TASKS}
+
+
+@pytest.fixture(scope="module")
+def datasets(contracts: dict[str, ModelContract]) -> dict[str, TrainingData]:
+    return {task: training.load_training_data(contracts[task], as_of=AS_OF) for task in TASKS}
+
+
+@pytest.fixture(scope="module")
+def candidates(
+    workdir: Path, contracts: dict[str, ModelContract], datasets: dict[str, TrainingData]
+) -> dict[str, Candidate]:
+    uri = tracking(workdir)
+    trigger = {"reasons": ["drift share 0.50 >= 0.30", "model age 95d > 90d"]}
+    return {
+        task: training.train_candidate(contracts[task], datasets[task], tracking_uri=uri, trigger=trigger)
+        for task in TASKS
+    }
+
+
+def labelled_frame(task: str, n: int = 600, seed: int = 1) -> pd.DataFrame:
+    """A training-shaped frame built in memory (sources dtypes), for split and pipeline tests."""
+    log, labels = make_log(task, n, seed=seed)
+    frame = log.drop(columns=["prediction"]).assign(y=labels["y"].to_numpy())
+    frame["cat"] = frame["cat"].astype(object).where(frame["cat"].notna(), np.nan)
+    return frame
+
+
+# --------------------------------------------------------------------------- loading and splitting
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_split_is_ordered_in_time_without_overlap(task: str, datasets: dict[str, TrainingData]) -> None:
+    data = datasets[task]
+    split = data.split
+    train, val, hold = split.train["ts"], split.validation["ts"], split.holdout["ts"]
+    assert train.max() < val.min() and val.max() < hold.min()
+    assert len(train) + len(val) + len(hold) == len(data.frame) == 3000
+    assert set(split.train["event_id"]).isdisjoint(split.validation["event_id"])
+    assert set(split.validation["event_id"]).isdisjoint(split.holdout["event_id"])
+    assert hold.max() == data.frame["ts"].max()  # the holdout is the latest labelled data
+    newest = data.frame["ts"].max()
+    assert hold.min() >= newest - timedelta(days=7) and val.min() >= newest - timedelta(days=14)
+    assert split.bounds["holdout"] == {
+        "start": (newest - timedelta(days=7)).isoformat(),
+        "end": AS_OF.isoformat(),
+    }
+    assert split.bounds["train"]["end"] == split.bounds["validation"]["start"]
+    assert split.bounds["validation"]["end"] == split.bounds["holdout"]["start"]
+    assert list(data.frame.columns) == ["event_id", "ts", "x1", "x2", "cat", "region", "y"]  # no logged prediction
+    assert str(data.frame["ts"].dtype) == "datetime64[ns, UTC]"
+    assert data.frame["y"].dtype == (np.int64 if task == "binary_classification" else np.float64)
+
+
+def test_split_errors_name_model_split_and_period(contracts: dict[str, ModelContract]) -> None:
+    contract = contracts["binary_classification"]
+    frame = labelled_frame("binary_classification")
+    # a gap: nothing in the validation period (days 46..53 of 60)
+    gap = frame[(frame["ts"] < T0 + timedelta(days=40)) | (frame["ts"] >= T0 + timedelta(days=53, hours=1))]
+    with pytest.raises(
+        TrainingError, match=r"model 'toy_binary': the validation split \(2024-02-1\d.*\) has no labelled"
+    ):
+        training.split_by_time(gap, contract, as_of=AS_OF)
+
+    single = frame.copy()
+    single.loc[single["ts"] >= T0 + timedelta(days=53), "y"] = 0
+    with pytest.raises(
+        TrainingError, match=r"'toy_binary': the holdout split \(.*\) has only class 0 in label column 'y'"
+    ):
+        training.split_by_time(single, contract, as_of=AS_OF)
+
+    with pytest.raises(TrainingError, match=r"'toy_binary': no labelled rows before 2024-01-01"):
+        training.split_by_time(frame, contract, as_of=T0)
+
+
+def test_split_ignores_rows_after_as_of(contracts: dict[str, ModelContract]) -> None:
+    contract = contracts["regression"]
+    frame = labelled_frame("regression")
+    as_of = T0 + timedelta(days=40)
+    split = training.split_by_time(frame, contract, as_of=as_of)
+    assert split.holdout["ts"].max() < pd.Timestamp(as_of)
+    assert split.bounds["holdout"]["end"] == as_of.isoformat()
+
+
+def test_exclude_intervals_drop_rows(contracts: dict[str, ModelContract], datasets: dict[str, TrainingData]) -> None:
+    contract = contracts["binary_classification"]
+    bad = (T0 + timedelta(days=10), T0 + timedelta(days=12))
+    data = training.load_training_data(contract, as_of=AS_OF, exclude_intervals=[bad])
+    ts = data.frame["ts"]
+    assert not ((ts >= pd.Timestamp(bad[0])) & (ts < pd.Timestamp(bad[1]))).any()
+    full = datasets["binary_classification"].frame
+    dropped = int(((full["ts"] >= pd.Timestamp(bad[0])) & (full["ts"] < pd.Timestamp(bad[1]))).sum())
+    assert dropped == 100  # 2 of 60 days of 3000 evenly spread events
+    assert len(data.frame) == len(full) - dropped
+    assert data.fingerprint["rows_excluded"] == dropped
+    assert data.fingerprint["exclude_intervals"] == [[bad[0].isoformat(), bad[1].isoformat()]]
+    assert data.fingerprint["sha256"] != datasets["binary_classification"].fingerprint["sha256"]
+
+
+def test_window_and_max_rows_keep_the_most_recent(logs: dict[str, str]) -> None:
+    contract = make_contract("regression", logs["regression"], training={"window": "30d", "max_rows": 1000})
+    data = training.load_training_data(contract, as_of=AS_OF)
+    assert len(data.frame) == 1000
+    assert data.frame["ts"].max() == pd.Timestamp(T0 + timedelta(days=60)) - timedelta(days=60) / 3000
+    assert data.frame["ts"].min() == pd.Timestamp(T0) + 2000 * (timedelta(days=60) / 3000)  # events 2001..3000
+    assert data.fingerprint["window"]["start"] == (AS_OF - timedelta(days=30)).isoformat()
+    assert data.fingerprint["rows"]["total"] == 1000
+
+
+def test_binary_labels_must_be_zero_or_one(logs: dict[str, str], contracts: dict[str, ModelContract]) -> None:
+    frame = labelled_frame("binary_classification")
+    frame.loc[3, "y"] = 2
+    with pytest.raises(TrainingError, match=r"'toy_binary': label column 'y' must hold 0/1.*\[2\]"):
+        training._check_labels(frame, contracts["binary_classification"])
+
+
+def test_training_needs_labels(logs: dict[str, str]) -> None:
+    contract = make_contract("regression", logs["regression"])
+    unlabelled = contract.model_copy(update={"source": contract.source.model_copy(update={"labels": None})})
+    with pytest.raises(TrainingError, match=r"'toy_regression': cannot train without labels; add source.labels"):
+        training.load_training_data(unlabelled, as_of=AS_OF)
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+def test_fingerprint_is_stable_and_sensitive(
+    contracts: dict[str, ModelContract], datasets: dict[str, TrainingData]
+) -> None:
+    contract = contracts["binary_classification"]
+    data = datasets["binary_classification"]
+    again = training.load_training_data(contract, as_of=AS_OF)
+    assert again.fingerprint == data.fingerprint
+    assert len(data.fingerprint["sha256"]) == 64
+
+    frame = data.frame
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    assert training.frame_hash(shuffled, contract) == data.fingerprint["sha256"]  # row order is not content
+
+    changed = frame.copy()
+    changed.loc[1234, "x1"] += 1e-9
+    assert training.frame_hash(changed, contract) != data.fingerprint["sha256"]
+    relabelled = frame.copy()
+    relabelled.loc[5, "y"] = 1 - relabelled.loc[5, "y"]
+    assert training.frame_hash(relabelled, contract) != data.fingerprint["sha256"]
+    category = frame.copy()
+    category.loc[7, "cat"] = np.nan if isinstance(category.loc[7, "cat"], str) else "a"
+    assert training.frame_hash(category, contract) != data.fingerprint["sha256"]
+
+    # canonical dtypes: the same ids read as int32 by another driver hash alike
+    ids_as_int32 = frame.astype({"event_id": "int32"})
+    assert training.frame_hash(ids_as_int32, contract) == data.fingerprint["sha256"]
+    assert data.fingerprint["rows"] == {"total": 3000, "train": 2299, "validation": 350, "holdout": 351}
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+ESTIMATOR_CASES = [
+    ("gradient_boosting", "binary_classification", "GradientBoostingClassifier", {"n_estimators": 20}),
+    ("hist_gradient_boosting", "binary_classification", "HistGradientBoostingClassifier", {"max_iter": 20}),
+    ("random_forest", "binary_classification", "RandomForestClassifier", {"n_estimators": 10}),
+    ("logistic_regression", "binary_classification", "LogisticRegression", {"C": 0.5}),
+    ("gradient_boosting", "regression", "GradientBoostingRegressor", {"n_estimators": 20}),
+    ("hist_gradient_boosting", "regression", "HistGradientBoostingRegressor", {"max_iter": 20}),
+    ("random_forest", "regression", "RandomForestRegressor", {"n_estimators": 10}),
+    ("linear_regression", "regression", "LinearRegression", {}),
+    ("ridge", "regression", "Ridge", {"alpha": 2.0}),
+]
+
+
+@pytest.mark.parametrize(("estimator", "task", "cls", "params"), ESTIMATOR_CASES)
+def test_pipeline_per_estimator_and_task(
+    estimator: str, task: str, cls: str, params: dict[str, Any], logs: dict[str, str]
+) -> None:
+    contract = make_contract(task, logs[task], training={"estimator": estimator, "params": params, "seed": 11})
+    pipeline = training.build_pipeline(contract)
+    model = pipeline.named_steps["model"]
+    assert type(model).__name__ == cls
+    for key, value in params.items():
+        assert getattr(model, key) == value
+    if "random_state" in model.get_params():
+        assert model.random_state == 11
+    pre: ColumnTransformer = pipeline.named_steps["preprocess"]
+    kinds = {name: cols for name, _, cols in pre.transformers}
+    assert kinds == {"numeric": ["x1", "x2"], "categorical": ["cat", "region"]}
+    linear = estimator in training.LINEAR_ESTIMATORS
+    numeric_steps = dict(pre.transformers[0][1].steps)
+    encoder = dict(pre.transformers[1][1].steps)["encode"]
+    assert isinstance(numeric_steps.get("scale"), StandardScaler) == linear
+    assert isinstance(encoder, OneHotEncoder if linear else OrdinalEncoder)
+
+    frame = labelled_frame(task)
+    training.fit(pipeline, frame, contract)
+    unseen = frame.head(50).copy()
+    unseen["cat"] = "never-seen"  # production brings new categories: no failure
+    unseen.loc[unseen.index[:5], "x1"] = np.nan
+    scores = training.score(pipeline, unseen, task)
+    assert scores.shape == (50,) and scores.dtype == np.float64 and np.isfinite(scores).all()
+    if task == "binary_classification":
+        assert ((scores >= 0) & (scores <= 1)).all()
+
+
+@pytest.mark.parametrize(
+    ("task", "estimator"),
+    [
+        ("binary_classification", "linear_regression"),
+        ("binary_classification", "ridge"),
+        ("regression", "logistic_regression"),
+    ],
+)
+def test_estimator_task_mismatch_is_a_clear_error(task: str, estimator: str, logs: dict[str, str]) -> None:
+    contract = make_contract(task, logs[task], training={"estimator": estimator, "params": {}})
+    with pytest.raises(TrainingError, match=rf"training.estimator '{estimator}' does not fit task {task}; use one of"):
+        training.build_pipeline(contract)
+
+
+def test_unknown_and_invalid_params_name_the_field(logs: dict[str, str]) -> None:
+    url = logs["binary_classification"]
+    contract = make_contract("binary_classification", url, training={"params": {"max_itr": 10}})
+    with pytest.raises(
+        TrainingError,
+        match=r"'toy_binary': training.params \['max_itr'\] are not parameters of "
+        r"HistGradientBoostingClassifier",
+    ):
+        training.build_pipeline(contract)
+    contract = make_contract("binary_classification", url, training={"params": {"max_iter": -3}})
+    pipeline = training.build_pipeline(contract)
+    with pytest.raises(TrainingError, match=r"'toy_binary': training.params for 'hist_gradient_boosting' are invalid"):
+        training.fit(pipeline, labelled_frame("binary_classification"), contract)
+
+
+# --------------------------------------------------------------------------- MLflow run
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_candidate_run_is_fully_logged(
+    task: str, workdir: Path, contracts: dict[str, ModelContract], candidates: dict[str, Candidate]
+) -> None:
+    contract, candidate = contracts[task], candidates[task]
+    client = MlflowClient(tracking(workdir))
+    run = client.get_run(candidate.run_id)
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == f"driftguard/{contract.name}"
+    assert experiment.artifact_location.startswith((workdir / "mlartifacts").as_uri())  # not ./mlruns in the cwd
+    assert candidate.model_uri == f"runs:/{candidate.run_id}/model"
+
+    params = run.data.params
+    assert params["estimator"] == contract.training.estimator and params["seed"] == "7"
+    assert params["training.holdout"] == "1w" and params["training.window"] == "all"
+    assert params["data.rows.train"] == "2299" and params["data.rows.holdout"] == "351"
+    first_param = next(iter(contract.training.params))
+    assert params[f"params.{first_param}"] == str(contract.training.params[first_param])
+
+    names = ["roc_auc", "log_loss", "f1", "brier", "accuracy", "precision", "recall"]
+    if task == "regression":
+        names = ["mae", "rmse", "r2"]
+    for split in training.SPLITS:
+        assert set(candidate.metrics[split]) == set(names)
+        for name in names:
+            assert run.data.metrics[f"{split}_{name}"] == pytest.approx(candidate.metrics[split][name])
+    if task == "binary_classification":
+        assert 0.7 < candidate.metrics["holdout"]["roc_auc"] < 1.0  # the synthetic signal is learnable
+    else:
+        assert candidate.metrics["holdout"]["r2"] > 0.9
+
+    tags = run.data.tags
+    assert tags["driftguard.model"] == contract.name
+    assert tags["driftguard.trigger"] == "drift share 0.50 >= 0.30; model age 95d > 90d"
+    assert tags["driftguard.data_sha256"] == candidate.fingerprint["sha256"]
+    assert tags["driftguard.version.scikit-learn"] == __import__("sklearn").__version__
+    assert tags["driftguard.version.pandas"] == pd.__version__
+    assert tags["driftguard.version.mlflow"] == mlflow.__version__
+    assert tags["driftguard.version.driftguard"] == __import__("driftguard").__version__
+    assert len(tags["driftguard.git_commit"]) == 40  # the repository is a git checkout
+
+    artifacts = {a.path for a in client.list_artifacts(candidate.run_id)}
+    assert {"data", "reference", "metrics.json"} <= artifacts
+    reference = {a.path for a in client.list_artifacts(candidate.run_id, "reference")}
+    assert reference == {
+        f"reference/{f}" for f in ("sample.parquet", "profile.json", "importance.json", "metrics.json")
+    }
+    local = Path(client.download_artifacts(candidate.run_id, "data/fingerprint.json", str(workdir / task)))
+    assert json.loads(local.read_text()) == candidate.fingerprint
+    ranked = json.loads(
+        Path(client.download_artifacts(candidate.run_id, "reference/importance.json", str(workdir / task))).read_text()
+    )
+    assert ranked["ranked"] == list(candidate.feature_importance)
+    assert ranked["ranked"][0] == "x1"  # the strongest synthetic effect
+    assert list(candidate.feature_importance.values()) == sorted(candidate.feature_importance.values(), reverse=True)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_logged_model_loads_and_scores_like_the_reference(
+    task: str, datasets: dict[str, TrainingData], candidates: dict[str, Candidate], workdir: Path
+) -> None:
+    mlflow_setup.configure(tracking(workdir))
+    model = mlflow.pyfunc.load_model(candidates[task].model_uri)
+    holdout = datasets[task].split.holdout
+    scores = training.score(model, holdout, task)
+    assert scores.shape == (len(holdout),)
+    if task == "binary_classification":
+        assert ((scores >= 0) & (scores <= 1)).all() and 0.05 < scores.mean() < 0.95
+    client = MlflowClient(tracking(workdir))
+    path = client.download_artifacts(candidates[task].run_id, "reference/sample.parquet", str(workdir / f"s_{task}"))
+    sample = pd.read_parquet(path)
+    assert len(sample) == 701  # validation + holdout, under reference.sample_size
+    assert list(sample.columns) == ["x1", "x2", "cat", "region", "y", SCORE_COLUMN]
+    np.testing.assert_allclose(sample[SCORE_COLUMN].to_numpy()[-len(holdout) :], scores, rtol=1e-12)
+
+    # an all-missing categorical column arrives as float64; the pyfunc schema wants strings
+    blank = holdout.head(20).assign(cat=np.nan)
+    assert blank["cat"].dtype == np.float64
+    assert np.isfinite(training.score(model, blank, task)).all()
+
+
+def test_same_data_and_seed_give_identical_results(
+    workdir: Path,
+    contracts: dict[str, ModelContract],
+    datasets: dict[str, TrainingData],
+    candidates: dict[str, Candidate],
+) -> None:
+    task = "binary_classification"
+    again = training.train_candidate(contracts[task], datasets[task], tracking_uri=tracking(workdir))
+    first = candidates[task]
+    assert again.run_id != first.run_id
+    assert again.metrics == first.metrics
+    assert again.feature_importance == first.feature_importance
+    assert again.fingerprint == first.fingerprint
+    run = MlflowClient(tracking(workdir)).get_run(again.run_id)
+    assert run.data.tags["driftguard.trigger"] == "manual"
+
+
+def test_a_different_seed_changes_the_model(
+    contracts: dict[str, ModelContract], datasets: dict[str, TrainingData]
+) -> None:
+    base = contracts["binary_classification"]
+    rf = {"estimator": "random_forest", "params": {"n_estimators": 15}}
+    data = datasets["binary_classification"]
+    scores = []
+    for seed in (1, 1, 2):
+        contract = make_contract("binary_classification", base.source.url or "", training={**rf, "seed": seed})
+        pipeline = training.fit(training.build_pipeline(contract), data.split.train, contract)
+        scores.append(training.score(pipeline, data.split.holdout, contract.task))
+    np.testing.assert_array_equal(scores[0], scores[1])
+    assert not np.array_equal(scores[0], scores[2])
+
+
+def test_trigger_summary() -> None:
+    assert training.trigger_summary(None) == "manual"
+    assert training.trigger_summary({"reasons": ["a", "b"]}) == "a; b"
+    assert training.trigger_summary({"kind": "schedule"}) == '{"kind": "schedule"}'
+    assert len(training.trigger_summary({"reasons": ["x" * 900]})) == 500
