@@ -1,10 +1,11 @@
 """Task metrics, shared by training, monitoring and the promotion gate.
 
-Every metric is implemented once, in numpy, in a *batched* form: it takes 2-D arrays of shape
-(replicates, rows) and returns one value per replicate. The paired bootstrap of the gate
-evaluates thousands of resamples, and one vectorised call is orders of magnitude faster than
-thousands of scikit-learn calls. The results equal scikit-learn's on ordinary input (the unit
-tests compare them); the differences are deliberate and only concern degenerate input.
+Every metric is implemented once, in numpy, in a *weighted* form: it takes the rows plus a
+matrix of per-row bootstrap counts (replicates x rows) and returns one value per replicate.
+The paired bootstrap of the gate evaluates thousands of resamples, and one vectorised call is
+orders of magnitude faster than thousands of scikit-learn calls (and sorts the scores once).
+The results equal scikit-learn's on ordinary input (the unit tests compare them); the
+differences are deliberate and only concern degenerate input.
 
 Degenerate input never raises, the undefined metric is NaN instead (callers decide what a NaN
 means; the gate treats it as "not testable"):
@@ -30,8 +31,8 @@ import numpy as np
 
 from driftguard.contract import BINARY_METRICS, GREATER_IS_BETTER, REGRESSION_METRICS, Task
 
-BatchMetric = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""(y_true[B, n], y_score[B, n]) -> values[B]."""
+WeightedMetric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(y_true[n], y_score[n], weights[B, n]) -> values[B]; weights are bootstrap counts (ones = plain metric)."""
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -58,7 +59,10 @@ def greater_is_better(name: str) -> bool:
     return name in GREATER_IS_BETTER
 
 
-# --------------------------------------------------------------------------- batched kernels
+# --------------------------------------------------------------------------- weighted kernels
+# A bootstrap resample only changes how often each original row counts, so every metric is a
+# function of per-row counts W[B, n]: means become W @ per_row / W.sum(1), and the AUC needs
+# one sort of the original scores instead of one per resample.
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -69,101 +73,81 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _no_rows(y: np.ndarray) -> np.ndarray | None:
-    """NaN per replicate when there are no rows (a mean over nothing is undefined)."""
-    return np.full(y.shape[0], np.nan) if y.shape[1] == 0 else None
+def _weighted_mean(per_row: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Row-weighted mean per replicate; NaN for a replicate without rows."""
+    return _safe_div(w @ per_row, w.sum(axis=1))
 
 
-def _rank_rows(s: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based) per row, ties share their mean rank (like scipy's rankdata)."""
-    b, n = s.shape
-    order = np.argsort(s, axis=1, kind="mergesort")
-    ss = np.take_along_axis(s, order, axis=1)
-    # Tie groups: a new group starts wherever the sorted value changes.
-    new = np.ones((b, n), dtype=bool)
-    new[:, 1:] = ss[:, 1:] != ss[:, :-1]
-    group = np.cumsum(new, axis=1) - 1  # group id per sorted position, per row
-    pos = np.broadcast_to(np.arange(1, n + 1, dtype=float), (b, n))
-    flat = group + (np.arange(b)[:, None] * n)  # unique group ids across rows
-    sums = np.bincount(flat.ravel(), weights=pos.ravel(), minlength=b * n)
-    counts = np.bincount(flat.ravel(), minlength=b * n)
-    avg = _safe_div(sums, counts)[flat]
-    ranks = np.empty_like(avg)
-    np.put_along_axis(ranks, order, avg, axis=1)
-    return ranks
+def _roc_auc(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted Mann-Whitney AUC: P(score_pos > score_neg) + 0.5 P(tie), exact and tie-aware."""
+    if y.size == 0:
+        return np.full(w.shape[0], np.nan)
+    order = np.argsort(s, kind="mergesort")
+    ss = s[order]
+    pos = w[:, order]
+    pos *= y[order]
+    neg = w[:, order]
+    neg -= pos
+    if ss.size > 1 and (ss[1:] == ss[:-1]).any():  # tied scores: one group per distinct score
+        starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
+        pos = np.add.reduceat(pos, starts, axis=1)
+        neg = np.add.reduceat(neg, starts, axis=1)
+    below = np.cumsum(neg, axis=1)
+    below -= 0.5 * neg  # negatives strictly below, plus half of the tied ones
+    wins = np.einsum("ij,ij->i", pos, below)
+    return _safe_div(wins, pos.sum(axis=1) * neg.sum(axis=1))
 
 
-def _roc_auc(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Mann-Whitney form of the ROC AUC: exact, tie-aware, one sort per row."""
-    if (empty := _no_rows(y)) is not None:
-        return empty
-    n1 = y.sum(axis=1)
-    n0 = y.shape[1] - n1
-    rank_sum = (_rank_rows(s) * y).sum(axis=1)
-    return _safe_div(rank_sum - n1 * (n1 + 1) / 2.0, n1 * n0)
-
-
-def _log_loss(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    if (empty := _no_rows(y)) is not None:
-        return empty
+def _log_loss(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
     p = np.clip(s, _EPS, 1 - _EPS)
-    return -(y * np.log(p) + (1 - y) * np.log1p(-p)).mean(axis=1)
+    return _weighted_mean(-(y * np.log(p) + (1 - y) * np.log1p(-p)), w)
 
 
-def _brier(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    if (empty := _no_rows(y)) is not None:
-        return empty
-    return ((s - y) ** 2).mean(axis=1)
+def _brier(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return _weighted_mean((s - y) ** 2, w)
 
 
-def _confusion(y: np.ndarray, s: np.ndarray, threshold: float) -> tuple[np.ndarray, ...]:
+def _confusion(y: np.ndarray, s: np.ndarray, w: np.ndarray, threshold: float) -> tuple[np.ndarray, ...]:
     pred = s >= threshold
     pos = y == 1
-    tp = (pred & pos).sum(axis=1)
-    fp = (pred & ~pos).sum(axis=1)
-    fn = (~pred & pos).sum(axis=1)
-    tn = (~pred & ~pos).sum(axis=1)
-    return tp, fp, fn, tn
+    return tuple(w @ (m.astype(float)) for m in (pred & pos, pred & ~pos, ~pred & pos, ~pred & ~pos))
 
 
-def _accuracy(y: np.ndarray, s: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    tp, fp, fn, tn = _confusion(y, s, threshold)
+def _accuracy(y: np.ndarray, s: np.ndarray, w: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    tp, fp, fn, tn = _confusion(y, s, w, threshold)
     return _safe_div(tp + tn, tp + fp + fn + tn)
 
 
-def _precision(y: np.ndarray, s: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    tp, fp, _, _ = _confusion(y, s, threshold)
+def _precision(y: np.ndarray, s: np.ndarray, w: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    tp, fp, _, _ = _confusion(y, s, w, threshold)
     return _safe_div(tp, tp + fp)
 
 
-def _recall(y: np.ndarray, s: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    tp, _, fn, _ = _confusion(y, s, threshold)
+def _recall(y: np.ndarray, s: np.ndarray, w: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    tp, _, fn, _ = _confusion(y, s, w, threshold)
     return _safe_div(tp, tp + fn)
 
 
-def _f1(y: np.ndarray, s: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    tp, fp, fn, _ = _confusion(y, s, threshold)
+def _f1(y: np.ndarray, s: np.ndarray, w: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    tp, fp, fn, _ = _confusion(y, s, w, threshold)
     return _safe_div(2 * tp, 2 * tp + fp + fn)
 
 
-def _mae(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    if (empty := _no_rows(y)) is not None:
-        return empty
-    return np.abs(s - y).mean(axis=1)
+def _mae(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return _weighted_mean(np.abs(s - y), w)
 
 
-def _rmse(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    if (empty := _no_rows(y)) is not None:
-        return empty
-    return np.sqrt(((s - y) ** 2).mean(axis=1))
+def _rmse(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return np.sqrt(_weighted_mean((s - y) ** 2, w))
 
 
-def _r2(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    if y.shape[1] < 2:
-        return np.full(y.shape[0], np.nan)
-    ss_res = ((y - s) ** 2).sum(axis=1)
-    ss_tot = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
-    return 1.0 - _safe_div(ss_res, ss_tot)
+def _r2(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    total = w.sum(axis=1)
+    yc = y - (y.mean() if y.size else 0.0)  # centre first: no cancellation for large-mean targets
+    mean_c = _safe_div(w @ yc, total)
+    ss_tot = np.maximum(w @ (yc**2) - total * mean_c**2, 0.0)  # sum w (y - weighted mean)^2
+    out = 1.0 - _safe_div(w @ ((y - s) ** 2), ss_tot)
+    return np.where(total < 2, np.nan, out)
 
 
 _KERNELS: dict[str, Callable[..., np.ndarray]] = {
@@ -181,8 +165,8 @@ _KERNELS: dict[str, Callable[..., np.ndarray]] = {
 _THRESHOLDED = {"accuracy", "precision", "recall", "f1"}
 
 
-def batch_metric_fn(name: str, *, threshold: float = 0.5) -> BatchMetric:
-    """Vectorised metric over resamples: (y[B, n], score[B, n]) -> values[B]."""
+def weighted_metric_fn(name: str, *, threshold: float = 0.5) -> WeightedMetric:
+    """Vectorised metric over bootstrap count matrices: (y[n], score[n], W[B, n]) -> values[B]."""
     greater_is_better(name)  # validates the name
     kernel = _KERNELS[name]
     return partial(kernel, threshold=threshold) if name in _THRESHOLDED else kernel
@@ -192,11 +176,11 @@ def metric_fn(name: str, *, threshold: float = 0.5) -> Callable[[np.ndarray, np.
     """Scalar metric (y_true, y_score) -> float, e.g. for a custom bootstrap.
 
     The threshold for f1/accuracy/precision/recall is bound here (or with functools.partial)."""
-    batch = batch_metric_fn(name, threshold=threshold)
+    weighted = weighted_metric_fn(name, threshold=threshold)
 
     def fn(y_true: np.ndarray, y_score: np.ndarray) -> float:
         y, s = _as_pair(y_true, y_score)
-        return float(batch(y[None, :], s[None, :])[0])
+        return float(weighted(y, s, np.ones((1, y.size)))[0])
 
     fn.__name__ = name
     return fn
@@ -223,8 +207,8 @@ def task_metrics(task: Task | str, y_true: Any, y_score: Any, *, threshold: floa
         bad = ~np.isin(y, (0.0, 1.0))
         if bad.any():
             raise ValueError(f"binary labels must be 0 or 1; found {np.unique(y[bad])[:5].tolist()}")
-    yb, sb = y[None, :], s[None, :]
-    return {name: float(batch_metric_fn(name, threshold=threshold)(yb, sb)[0]) for name in metric_names(t)}
+    ones = np.ones((1, y.size))
+    return {name: float(weighted_metric_fn(name, threshold=threshold)(y, s, ones)[0]) for name in metric_names(t)}
 
 
 def expected_calibration_error(y_true: Any, y_prob: Any, bins: int = 10) -> float:

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from driftguard.contract import Task
 from driftguard.metrics import (
-    batch_metric_fn,
     expected_calibration_error,
     metric_fn,
     proxy_metrics,
     segment_metrics,
     task_metrics,
+    weighted_metric_fn,
 )
 from sklearn import metrics as skm
 
@@ -91,9 +91,22 @@ def test_metric_fn_and_batched_agree(binary: tuple[np.ndarray, np.ndarray]) -> N
     f1 = metric_fn("f1", threshold=0.4)
     assert f1(y, s) == pytest.approx(skm.f1_score(y, (s >= 0.4).astype(int)))
     idx = np.random.default_rng(0).integers(0, y.size, size=(5, y.size))
-    batch = batch_metric_fn("roc_auc")(y[idx].astype(float), s[idx])
-    single = [skm.roc_auc_score(y[i], s[i]) for i in idx]
-    np.testing.assert_allclose(batch, single, rtol=1e-12)
+    counts = np.stack([np.bincount(i, minlength=y.size) for i in idx]).astype(float)
+    yf = y.astype(float)
+    for name, ref in [
+        ("roc_auc", skm.roc_auc_score),
+        ("log_loss", skm.log_loss),
+        ("f1", lambda t, p: skm.f1_score(t, p >= 0.5)),
+    ]:
+        weighted = weighted_metric_fn(name)(yf, s, counts)  # counts of a resample == the resample itself
+        np.testing.assert_allclose(weighted, [ref(y[i], s[i]) for i in idx], rtol=1e-10, err_msg=name)
+    rng = np.random.default_rng(1)
+    yr = rng.normal(1e6, 2.0, 300)  # large mean: r2 must not cancel
+    pr = yr + rng.normal(0, 1.0, 300)
+    idx_r = rng.integers(0, 300, size=(5, 300))
+    counts_r = np.stack([np.bincount(i, minlength=300) for i in idx_r]).astype(float)
+    r2 = weighted_metric_fn("r2")(yr, pr, counts_r)
+    np.testing.assert_allclose(r2, [skm.r2_score(yr[i], pr[i]) for i in idx_r], rtol=1e-8)
 
 
 def test_expected_calibration_error_hand_worked() -> None:

@@ -1,0 +1,648 @@
+"""The promotion gate: champion vs challenger on the same out-of-time holdout. Pure decisions.
+
+Nothing here does I/O: the caller scores both models on the *same* holdout rows and passes the
+arrays (plus the servability result of the fresh-process check); the gate returns a
+:class:`GateVerdict` whose checks each carry a verdict, a human reason and the numbers behind
+it. ``promote`` is True only if every check passed.
+
+Checks with a champion:
+
+- ``output_sanity``: challenger (and champion) scores are finite, in [0, 1] for binary tasks,
+  and not collapsed to one value. If it fails, the metric checks are not run (their numbers
+  would be meaningless) and the verdict is a reject.
+- ``primary_metric_threshold``: MLflow MetricThreshold semantics: the challenger must improve
+  the primary metric by at least ``min_absolute_change`` and by ``min_relative_change`` x
+  |champion|; a threshold of 0 is "not set" and not checked (so ties are left to the
+  significance check).
+- ``significance``: paired bootstrap of the metric difference (challenger - champion, oriented
+  so positive = challenger better). superiority: the CI's lower bound > 0; non_inferiority:
+  lower bound > -margin.
+- ``segment_guardrails``: see :func:`segment_guardrails` for the exact rule.
+- ``calibration`` (binary): Brier or ECE of the challenger not worse than the champion's by
+  more than ``tolerance``.
+- ``servability``: loaded and predicted in a fresh process within ``latency_budget_ms`` per
+  1,000 rows. No servability result at all is a failure: no evidence, no promotion.
+
+First champion (no champion scores): ``output_sanity``, ``first_champion_floors`` (every
+``promotion.floors`` metric at or beyond its floor, in the metric's direction; a floor for a
+lower-is-better metric is a ceiling) and ``servability``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from driftguard.contract import ModelContract, Task
+from driftguard.metrics import expected_calibration_error, metric_fn, weighted_metric_fn
+from driftguard.metrics import greater_is_better as metric_greater_is_better
+
+if TYPE_CHECKING:
+    from driftguard.servability import ServabilityResult
+
+logger = logging.getLogger(__name__)
+
+Number = float | int | str | None
+
+COLLAPSED_STD = 1e-9
+"""Scores whose standard deviation is below this are one constant: the model learned nothing."""
+
+_MAX_CELLS = 2_000_000
+"""Resampling indices are drawn in chunks of at most this many cells (B x n), bounding memory."""
+
+
+# --------------------------------------------------------------------------- verdict types
+
+
+def _clean(value: Any) -> Number:
+    """JSON-safe numbers: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+    numbers: dict[str, Number] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "detail": self.detail,
+            "numbers": {k: _clean(v) for k, v in self.numbers.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Check:
+        return cls(data["name"], bool(data["passed"]), data["detail"], dict(data.get("numbers") or {}))
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    promote: bool
+    checks: tuple[Check, ...]
+    metric: str | None = None
+    first_champion: bool = False
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+    def check(self, name: str) -> Check:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(f"no check {name!r} in this verdict; checks: {[c.name for c in self.checks]}")
+
+    def reasons(self) -> list[str]:
+        """One line per failed check (empty when promoted)."""
+        return [f"{c.name}: {c.detail}" for c in self.failed]
+
+    def summary(self) -> str:
+        what = "first champion" if self.first_champion else f"challenger vs champion on {self.metric}"
+        if self.promote:
+            return f"PROMOTE ({what}): all {len(self.checks)} checks passed"
+        return f"REJECT ({what}): " + "; ".join(self.reasons())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "promote": self.promote,
+            "metric": self.metric,
+            "first_champion": self.first_champion,
+            "summary": self.summary(),
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GateVerdict:
+        return cls(
+            promote=bool(data["promote"]),
+            checks=tuple(Check.from_dict(c) for c in data["checks"]),
+            metric=data.get("metric"),
+            first_champion=bool(data.get("first_champion", False)),
+        )
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+Batched = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(y[n], scores[n], idx[B, n], counts[B, n]) -> metric per resample[B]."""
+
+
+def _metric_callables(metric: str | Callable[[np.ndarray, np.ndarray], float], threshold: float) -> tuple[str, Batched]:
+    """Names use the vectorised weighted kernels (counts); a scalar callable is looped over idx (slow path)."""
+    if isinstance(metric, str):
+        weighted = weighted_metric_fn(metric, threshold=threshold)
+        return metric, lambda y, s, idx, counts: weighted(y, s, counts)
+    scalar = metric
+
+    def looped(y: np.ndarray, s: np.ndarray, idx: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        return np.array([scalar(y[i], s[i]) for i in idx], dtype=float)
+
+    return getattr(metric, "__name__", "custom"), looped
+
+
+def _paired_diffs(
+    batch: Batched,
+    y: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    sign: float,
+    samples: int,
+    seed: int,
+) -> tuple[float, float, np.ndarray]:
+    """Point metrics of a and b, and ``sign * (m(b*) - m(a*))`` for each paired resample.
+
+    The same row indices are used for both models in every resample (paired), which removes
+    the shared holdout noise from the difference. Indices are drawn as a (chunk x n) int array
+    and turned into per-row counts for the vectorised kernels."""
+    n = y.size
+    full_idx = np.arange(n)[None, :]
+    ones = np.ones((1, n))
+    point_a = float(batch(y, a, full_idx, ones)[0])
+    point_b = float(batch(y, b, full_idx, ones)[0])
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _MAX_CELLS // max(n, 1))
+    diffs = np.empty(samples, dtype=float)
+    for start in range(0, samples, chunk):
+        rows = min(chunk, samples - start)
+        idx = rng.integers(0, n, size=(rows, n))
+        offsets = (np.arange(rows) * n)[:, None]
+        counts = np.bincount((idx + offsets).ravel(), minlength=rows * n).reshape(rows, n).astype(float)
+        diffs[start : start + rows] = sign * (batch(y, b, idx, counts) - batch(y, a, idx, counts))
+    return point_a, point_b, diffs
+
+
+def paired_bootstrap(
+    metric: str | Callable[[np.ndarray, np.ndarray], float],
+    y_true: Any,
+    a_scores: Any,
+    b_scores: Any,
+    *,
+    samples: int,
+    confidence: float,
+    seed: int,
+    greater_is_better: bool | None = None,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Percentile CI of the oriented difference ``b - a`` (positive = b, the challenger, better).
+
+    ``metric`` is a metric name (vectorised) or a scalar callable (y, score) -> float. Resamples
+    where the metric is undefined (e.g. one class drawn) are dropped and counted; with fewer
+    than half valid, the CI is NaN (inconclusive)."""
+    y, a, b = (np.asarray(v, dtype=float).ravel() for v in (y_true, a_scores, b_scores))
+    if not (y.size == a.size == b.size):
+        raise ValueError(f"paired bootstrap needs equal lengths; got y={y.size}, a={a.size}, b={b.size}")
+    if y.size == 0:
+        raise ValueError("paired bootstrap needs at least one row")
+    if samples < 1 or not 0 < confidence < 1:
+        raise ValueError(f"need samples >= 1 and 0 < confidence < 1; got {samples}, {confidence}")
+    name, batch = _metric_callables(metric, threshold)
+    gib = metric_greater_is_better(name) if greater_is_better is None else greater_is_better
+    point_a, point_b, diffs = _paired_diffs(batch, y, a, b, sign=1.0 if gib else -1.0, samples=samples, seed=seed)
+    valid = diffs[np.isfinite(diffs)]
+    tail = (1.0 - confidence) / 2.0
+    if valid.size * 2 >= samples:
+        low, high = (float(q) for q in np.quantile(valid, [tail, 1.0 - tail]))
+    else:
+        low = high = float("nan")
+    return {
+        "metric": name,
+        "greater_is_better": gib,
+        "champion": point_a,
+        "challenger": point_b,
+        "diff": (point_b - point_a) * (1.0 if gib else -1.0),
+        "ci_low": low,
+        "ci_high": high,
+        "confidence": confidence,
+        "samples": samples,
+        "valid_samples": int(valid.size),
+        "seed": seed,
+    }
+
+
+def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
+    """Holm-Bonferroni step-down: which hypotheses are rejected at family-wise error ``alpha``.
+
+    Sort p ascending; reject the k-th smallest (k = 0..m-1) while p <= alpha / (m - k); stop at
+    the first that is not rejected. NaN p-values are never rejected (but count in m)."""
+    p = np.asarray(p_values, dtype=float)
+    m = p.size
+    reject = [False] * m
+    order = np.argsort(np.where(np.isnan(p), np.inf, p), kind="stable")
+    for k, i in enumerate(order):
+        if not (p[i] <= alpha / (m - k)):
+            break
+        reject[int(i)] = True
+    return reject
+
+
+def _one_sided_p(loss: float, boot_losses: np.ndarray, margin: float) -> tuple[float, float]:
+    """p-value of H0: loss <= margin vs H1: loss > margin, with the paired-bootstrap standard error.
+
+    Wald test z = (loss - margin) / se(bootstrap); p = 1 - Phi(z). Continuous p-values keep Holm
+    usable however many segments there are (a percentile-count p-value bottoms out at 1/(B+1))."""
+    valid = boot_losses[np.isfinite(boot_losses)]
+    se = float(valid.std(ddof=1)) if valid.size > 1 else float("nan")
+    if not math.isfinite(loss) or not math.isfinite(se):
+        return float("nan"), se
+    if se == 0.0:
+        return (0.0 if loss > margin else 1.0), se
+    z = (loss - margin) / se
+    return 0.5 * math.erfc(z / math.sqrt(2.0)), se
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _score_problems(scores: np.ndarray, task: Task) -> list[str]:
+    problems = []
+    bad = int((~np.isfinite(scores)).sum())
+    if bad:
+        problems.append(f"{bad} of {scores.size} scores are NaN/inf")
+    finite = scores[np.isfinite(scores)]
+    if task is Task.binary_classification and finite.size:
+        out = int(((finite < 0) | (finite > 1)).sum())
+        if out:
+            problems.append(f"{out} probabilities outside [0, 1] (min {finite.min():.4g}, max {finite.max():.4g})")
+    if finite.size and float(finite.std()) <= COLLAPSED_STD:
+        problems.append(f"predictions collapsed to one value ({finite[0]:.6g})")
+    return problems
+
+
+def output_sanity(task: Task, challenger: np.ndarray, champion: np.ndarray | None) -> Check:
+    """Scores must be finite, probabilities in [0, 1], and not one constant."""
+    numbers: dict[str, Number] = {"rows": int(challenger.size)}
+    issues = []
+    for who, scores in (("challenger", challenger), ("champion", champion)):
+        if scores is None:
+            continue
+        finite = scores[np.isfinite(scores)]
+        numbers[f"{who}_non_finite"] = int(scores.size - finite.size)
+        numbers[f"{who}_min"] = float(finite.min()) if finite.size else None
+        numbers[f"{who}_max"] = float(finite.max()) if finite.size else None
+        numbers[f"{who}_std"] = float(finite.std()) if finite.size else None
+        issues += [f"{who}: {p}" for p in _score_problems(scores, task)]
+    if issues:
+        return Check("output_sanity", False, "; ".join(issues), numbers)
+    return Check("output_sanity", True, "scores finite, in range and not collapsed", numbers)
+
+
+def primary_metric_threshold(
+    metric: str, champion: float, challenger: float, *, gib: bool, min_absolute: float, min_relative: float
+) -> Check:
+    """MLflow MetricThreshold: improvement >= min_absolute_change and >= min_relative_change x |champion|."""
+    improvement = (challenger - champion) if gib else (champion - challenger)
+    relative = improvement / abs(champion) if champion else float("nan")
+    numbers: dict[str, Number] = {
+        "metric": metric,
+        "champion": champion,
+        "challenger": challenger,
+        "improvement": improvement,
+        "relative_improvement": relative,
+        "min_absolute_change": min_absolute,
+        "min_relative_change": min_relative,
+    }
+    if not (math.isfinite(champion) and math.isfinite(challenger)):
+        return Check(
+            "primary_metric_threshold",
+            False,
+            f"{metric} is undefined on the holdout (champion {champion}, challenger {challenger}): "
+            "e.g. only one class in the labels",
+            numbers,
+        )
+    failures = []
+    if min_absolute > 0 and not improvement >= min_absolute:
+        failures.append(f"improvement {improvement:+.4f} < min_absolute_change {min_absolute:g}")
+    if min_relative > 0 and not (math.isfinite(relative) and relative >= min_relative):
+        failures.append(f"relative improvement {relative:+.2%} < min_relative_change {min_relative:.2%}")
+    head = f"{metric} champion {champion:.4f} -> challenger {challenger:.4f}"
+    if failures:
+        return Check("primary_metric_threshold", False, f"{head}: " + "; ".join(failures), numbers)
+    if min_absolute == 0 and min_relative == 0:
+        return Check("primary_metric_threshold", True, f"{head} (no minimum change configured)", numbers)
+    return Check("primary_metric_threshold", True, f"{head}: meets the minimum change", numbers)
+
+
+def significance(boot: dict[str, Any], *, mode: str, margin: float) -> Check:
+    """superiority: CI lower bound > 0; non_inferiority: lower bound > -margin."""
+    bound = 0.0 if mode == "superiority" else -margin
+    low, high = boot["ci_low"], boot["ci_high"]
+    numbers: dict[str, Number] = {
+        "metric": boot["metric"],
+        "mode": mode,
+        "margin": margin if mode == "non_inferiority" else 0.0,
+        "diff": boot["diff"],
+        "ci_low": low,
+        "ci_high": high,
+        "confidence": boot["confidence"],
+        "samples": boot["samples"],
+        "valid_samples": boot["valid_samples"],
+        "seed": boot["seed"],
+    }
+    ci = f"{boot['confidence']:.0%} CI of the {boot['metric']} gain [{low:+.4f}, {high:+.4f}]"
+    if not math.isfinite(low):
+        return Check(
+            "significance",
+            False,
+            f"inconclusive: only {boot['valid_samples']}/{boot['samples']} bootstrap resamples had a defined "
+            f"{boot['metric']}",
+            numbers,
+        )
+    if low > bound:
+        what = "better than the champion" if mode == "superiority" else f"not worse than the champion by {margin:g}"
+        return Check("significance", True, f"{ci}: challenger {what}", numbers)
+    if mode == "superiority":
+        return Check(
+            "significance", False, f"{ci}: not significantly better than the champion (lower bound <= 0)", numbers
+        )
+    return Check("significance", False, f"{ci}: lower bound <= -{margin:g}, non-inferiority not shown", numbers)
+
+
+def _segment_keys(values: np.ndarray) -> np.ndarray:
+    keys = np.array(["<null>" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values])
+    return keys.astype(object)
+
+
+def segment_guardrails(
+    metric: str,
+    y: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    segments: Mapping[str, Any],
+    *,
+    gib: bool,
+    threshold: float,
+    min_rows: int,
+    margin: float,
+    alpha: float,
+    samples: int,
+    seed: int,
+) -> Check:
+    """No segment may lose more than ``margin`` of the primary metric, significantly.
+
+    Exact rule. For every segment column and every value with >= ``min_rows`` rows, the loss is
+    ``champion - challenger`` oriented so that positive = challenger worse. Each segment tests
+    H0: loss <= margin against H1: loss > margin with a one-sided Wald test whose standard error
+    is the paired bootstrap's (``samples`` resamples inside the segment, same indices for both
+    models). Holm's step-down corrects the p-values over *all* segments of all columns at
+    family-wise level ``alpha``. The check fails iff at least one segment's H0 is rejected.
+    Segments where the metric is undefined (e.g. one class) are counted as untestable and
+    skipped; smaller segments are skipped as noise. A segment whose point loss exceeds the
+    margin without significance passes, and is named in the detail as a warning."""
+    _, batch = _metric_callables(metric, threshold)
+    sign = 1.0 if gib else -1.0
+    tested: list[tuple[str, float, float, int]] = []  # (label, loss, p, rows)
+    numbers: dict[str, Number] = {"metric": metric, "margin": margin, "alpha": alpha, "min_rows": min_rows}
+    untestable = small = 0
+    for col_i, (col, raw) in enumerate(segments.items()):
+        values = _segment_keys(np.asarray(raw, dtype=object).ravel())
+        if values.size != y.size:
+            raise ValueError(f"segment column {col!r} has {values.size} values for {y.size} holdout rows")
+        for val_i, value in enumerate(sorted(set(values.tolist()))):
+            mask = values == value
+            rows = int(mask.sum())
+            if rows < min_rows:
+                small += 1
+                continue
+            a, b, diffs = _paired_diffs(
+                batch,
+                y[mask],
+                champion[mask],
+                challenger[mask],
+                sign=sign,
+                samples=samples,
+                seed=seed + 1009 * col_i + val_i,
+            )
+            loss = -sign * (b - a)
+            if not math.isfinite(loss):
+                untestable += 1
+                continue
+            p, se = _one_sided_p(loss, -diffs, margin)
+            label = f"{col}={value}"
+            tested.append((label, loss, p, rows))
+            numbers[f"loss[{label}]"] = loss
+            numbers[f"p[{label}]"] = p
+            numbers[f"se[{label}]"] = se
+            numbers[f"rows[{label}]"] = rows
+    numbers.update(segments_tested=len(tested), segments_untestable=untestable, segments_below_min_rows=small)
+    if not tested:
+        return Check("segment_guardrails", True, f"no segment with >= {min_rows} rows to test", numbers)
+    rejected = holm([t[2] for t in tested], alpha)
+    worst = max(tested, key=lambda t: t[1])
+    numbers.update(worst_segment=worst[0], worst_loss=worst[1], worst_p=worst[2])
+    failing = [t for t, r in zip(tested, rejected, strict=True) if r]
+    if failing:
+        listed = ", ".join(f"{lbl} loses {loss:.4f} (p={p:.2g}, {n} rows)" for lbl, loss, p, n in failing)
+        numbers["failing_segments"] = ", ".join(t[0] for t in failing)
+        return Check(
+            "segment_guardrails",
+            False,
+            f"challenger significantly worse than the champion by more than {margin:g} {metric} in: {listed} "
+            f"(Holm, alpha {alpha:g}, {len(tested)} segments tested)",
+            numbers,
+        )
+    note = ""
+    over = [t for t in tested if t[1] > margin]
+    if over:
+        note = "; not significant but above the margin: " + ", ".join(f"{t[0]} ({t[1]:.4f})" for t in over)
+    return Check(
+        "segment_guardrails",
+        True,
+        f"{len(tested)} segments tested, none significantly worse than the margin {margin:g}; "
+        f"worst {worst[0]} loses {worst[1]:.4f}{note}",
+        numbers,
+    )
+
+
+def calibration(
+    task: Task, y: np.ndarray, champion: np.ndarray, challenger: np.ndarray, *, metric: str, tolerance: float
+) -> Check:
+    """Binary only: Brier or ECE of the challenger at most ``tolerance`` worse than the champion's."""
+    if task is not Task.binary_classification:
+        return Check("calibration", True, "not applicable to regression", {"metric": None})
+    if metric == "ece":
+        champ, chall = expected_calibration_error(y, champion), expected_calibration_error(y, challenger)
+    else:
+        brier = metric_fn("brier")
+        champ, chall = brier(y, champion), brier(y, challenger)
+    worse = chall - champ
+    numbers: dict[str, Number] = {
+        "metric": metric,
+        "champion": champ,
+        "challenger": chall,
+        "worsening": worse,
+        "tolerance": tolerance,
+    }
+    head = f"{metric} champion {champ:.4f} -> challenger {chall:.4f}"
+    if not worse <= tolerance:
+        return Check("calibration", False, f"{head}: worse by {worse:.4f} > tolerance {tolerance:g}", numbers)
+    return Check("calibration", True, f"{head}: within tolerance {tolerance:g}", numbers)
+
+
+def servability_check(result: ServabilityResult | None, budget_ms: float) -> Check:
+    """Fresh-process load and predict worked, within the latency budget per 1,000 rows."""
+    if result is None:
+        return Check("servability", False, "not checked: no fresh-process load/predict result was given", {})
+    numbers: dict[str, Number] = {
+        "model_uri": result.model_uri,
+        "load_seconds": result.load_seconds,
+        "ms_per_1k_rows": result.ms_per_1k_rows,
+        "latency_budget_ms": budget_ms,
+    }
+    if not result.ok:
+        first = (result.error or "unknown error").strip().splitlines()
+        return Check(
+            "servability",
+            False,
+            f"{result.model_uri} not servable: {first[-1] if first else ''}",
+            {**numbers, "error": result.error},
+        )
+    if result.ms_per_1k_rows is None or result.ms_per_1k_rows > budget_ms:
+        return Check(
+            "servability",
+            False,
+            f"predict takes {result.ms_per_1k_rows} ms per 1k rows > budget {budget_ms:g} ms",
+            numbers,
+        )
+    return Check(
+        "servability",
+        True,
+        f"loads in {result.load_seconds:.2f}s, {result.ms_per_1k_rows:.1f} ms per 1k rows (budget {budget_ms:g})",
+        numbers,
+    )
+
+
+def first_champion_floors(metrics: Mapping[str, float], floors: Mapping[str, float]) -> Check:
+    """Absolute floors for a first champion (a ceiling for lower-is-better metrics)."""
+    numbers: dict[str, Number] = {}
+    failures = []
+    for name, floor in sorted(floors.items()):
+        value = metrics.get(name, float("nan"))
+        gib = metric_greater_is_better(name)
+        ok = value >= floor if gib else value <= floor  # False for NaN
+        numbers[name] = value
+        numbers[f"{name}_floor"] = floor
+        if not ok:
+            failures.append(f"{name} {value:.4f} {'<' if gib else '>'} floor {floor:g}")
+    if not floors:
+        return Check("first_champion_floors", True, "first champion: no floors configured", numbers)
+    if failures:
+        return Check("first_champion_floors", False, "first champion below floor: " + "; ".join(failures), numbers)
+    met = ", ".join(f"{n} {metrics[n]:.4f}" for n in sorted(floors))
+    return Check("first_champion_floors", True, f"first champion meets every floor: {met}", numbers)
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+def _as_float(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=float).ravel()
+
+
+def evaluate_gate(
+    contract: ModelContract,
+    *,
+    y_true: Any,
+    champion_scores: Any | None,
+    challenger_scores: Any,
+    segments: Mapping[str, Any] | None = None,
+    servability: ServabilityResult | None = None,
+) -> GateVerdict:
+    """Decide promotion from scores on the same holdout rows. Pure: same input, same verdict."""
+    task, promo = contract.task, contract.promotion
+    metric, gib, threshold = contract.primary_metric, contract.greater_is_better, contract.decision_threshold
+    y = _as_float(y_true)
+    chall = _as_float(challenger_scores)
+    champ = None if champion_scores is None else _as_float(champion_scores)
+    _validate_inputs(contract, y, chall, champ)
+
+    sanity = output_sanity(task, chall, champ)
+    serve = servability_check(servability, promo.latency_budget_ms)
+    if champ is None:
+        checks: list[Check] = [sanity]
+        if sanity.passed:
+            metrics = {n: metric_fn(n, threshold=threshold)(y, chall) for n in promo.floors}
+            checks.append(first_champion_floors(metrics, promo.floors))
+        checks.append(serve)
+        return _verdict(contract, checks, metric, first=True)
+
+    checks = [sanity]
+    if sanity.passed:
+        boot = paired_bootstrap(
+            metric,
+            y,
+            champ,
+            chall,
+            samples=promo.bootstrap.samples,
+            confidence=promo.bootstrap.confidence,
+            seed=promo.bootstrap.seed,
+            greater_is_better=gib,
+            threshold=threshold,
+        )
+        checks += [
+            primary_metric_threshold(
+                metric,
+                boot["champion"],
+                boot["challenger"],
+                gib=gib,
+                min_absolute=promo.min_absolute_change,
+                min_relative=promo.min_relative_change,
+            ),
+            significance(boot, mode=promo.mode, margin=promo.margin),
+            segment_guardrails(
+                metric,
+                y,
+                champ,
+                chall,
+                segments or {},
+                gib=gib,
+                threshold=threshold,
+                min_rows=promo.segments.min_rows,
+                margin=promo.segments.margin,
+                alpha=promo.segments.alpha,
+                samples=promo.bootstrap.samples,
+                seed=promo.bootstrap.seed,
+            ),
+            calibration(task, y, champ, chall, metric=promo.calibration.metric, tolerance=promo.calibration.tolerance),
+        ]
+    checks.append(serve)
+    return _verdict(contract, checks, metric, first=False)
+
+
+def _validate_inputs(contract: ModelContract, y: np.ndarray, chall: np.ndarray, champ: np.ndarray | None) -> None:
+    """Caller bugs (not model quality) raise, naming the model and the array."""
+    name = contract.name
+    if y.size == 0:
+        raise ValueError(f"gate for model {name!r}: the holdout has no labelled rows")
+    if chall.size != y.size or (champ is not None and champ.size != y.size):
+        sizes = f"y_true={y.size}, challenger_scores={chall.size}"
+        if champ is not None:
+            sizes += f", champion_scores={champ.size}"
+        raise ValueError(f"gate for model {name!r}: both models must be scored on the same holdout rows ({sizes})")
+    if not np.isfinite(y).all():
+        raise ValueError(f"gate for model {name!r}: y_true has {int((~np.isfinite(y)).sum())} missing labels")
+    if contract.task is Task.binary_classification and not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError(f"gate for model {name!r}: binary labels must be 0 or 1")
+
+
+def _verdict(contract: ModelContract, checks: list[Check], metric: str, *, first: bool) -> GateVerdict:
+    verdict = GateVerdict(
+        promote=all(c.passed for c in checks), checks=tuple(checks), metric=metric, first_champion=first
+    )
+    log = logger.info if verdict.promote else logger.warning
+    log("gate for model %s: %s", contract.name, verdict.summary())
+    return verdict

@@ -1,0 +1,266 @@
+"""The promotion gate on synthetic score arrays with known properties (pure, no I/O)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from driftguard.contract import ModelContract
+from driftguard.gate import Check, GateVerdict, evaluate_gate, holm, paired_bootstrap
+from driftguard.servability import ServabilityResult
+from sklearn.metrics import roc_auc_score
+
+N = 3000
+SERVABLE = ServabilityResult(ok=True, load_seconds=0.4, ms_per_1k_rows=12.0, error=None, model_uri="models:/m/2")
+
+
+def make_contract(task: str = "binary_classification", **promotion: Any) -> ModelContract:
+    promo = {"bootstrap": {"samples": 400, "confidence": 0.95, "seed": 0}, **promotion}
+    return ModelContract.model_validate(
+        {
+            "name": "gate_model",
+            "task": task,
+            "owners": ["a@example.com"],
+            "start_date": "2024-01-01",
+            "source": {"url": "sqlite:///x.db", "table": "log", "timestamp_column": "ts", "id_column": "id"},
+            "features": [{"name": "origin", "kind": "categorical", "segment": True}],
+            "promotion": promo,
+        }
+    )
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, np.ndarray]:
+    """Labels, a shared noise draw and three segments of 1,000 rows."""
+    rng = np.random.default_rng(123)
+    y = rng.binomial(1, 0.35, N).astype(float)
+    return {
+        "y": y,
+        "noise_a": rng.normal(0, 1, N),
+        "noise_b": rng.normal(0, 1, N),
+        "origin": np.repeat(np.array(["EWR", "JFK", "LGA"], dtype=object), N // 3),
+    }
+
+
+def scores(data: dict[str, np.ndarray], strength: float | np.ndarray, noise: str = "noise_a") -> np.ndarray:
+    """Probabilities whose separation grows with ``strength`` (0 = pure noise)."""
+    return sigmoid(strength * (2 * data["y"] - 1) + data[noise] - 0.6)
+
+
+def gate(contract: ModelContract, data: dict[str, np.ndarray], champion: Any, challenger: Any, **kw: Any):
+    kw.setdefault("servability", SERVABLE)
+    kw.setdefault("segments", {"origin": data["origin"]})
+    return evaluate_gate(contract, y_true=data["y"], champion_scores=champion, challenger_scores=challenger, **kw)
+
+
+def test_clearly_better_challenger_is_promoted(data: dict[str, np.ndarray]) -> None:
+    for mode in ("superiority", "non_inferiority"):
+        verdict = gate(make_contract(mode=mode), data, scores(data, 0.6), scores(data, 1.5, "noise_b"))
+        assert verdict.promote, verdict.summary()
+        assert [c.name for c in verdict.checks] == [
+            "output_sanity",
+            "primary_metric_threshold",
+            "significance",
+            "segment_guardrails",
+            "calibration",
+            "servability",
+        ]
+        sig = verdict.check("significance").numbers
+        assert sig["ci_low"] > 0.05 and sig["diff"] > sig["ci_low"]
+        assert verdict.summary() == "PROMOTE (challenger vs champion on roc_auc): all 6 checks passed"
+
+
+def test_clearly_worse_challenger_is_rejected(data: dict[str, np.ndarray]) -> None:
+    verdict = gate(make_contract(), data, scores(data, 1.5), scores(data, 0.6, "noise_b"))
+    assert not verdict.promote
+    sig = verdict.check("significance")
+    assert not sig.passed and "non-inferiority not shown" in sig.detail
+    assert sig.numbers["ci_high"] < -0.05
+    assert verdict.summary().startswith("REJECT (challenger vs champion on roc_auc): ")
+
+
+def test_overall_winner_that_loses_one_segment_is_rejected(data: dict[str, np.ndarray]) -> None:
+    lga = data["origin"] == "LGA"
+    champion = scores(data, 0.8)
+    challenger = scores(data, np.where(lga, 0.0, 2.0), "noise_b")  # great at EWR/JFK, useless at LGA
+    assert roc_auc_score(data["y"], challenger) > roc_auc_score(data["y"], champion) + 0.03
+    verdict = gate(make_contract(mode="superiority"), data, champion, challenger)
+    assert verdict.check("significance").passed
+    seg = verdict.check("segment_guardrails")
+    assert not seg.passed
+    assert seg.numbers["failing_segments"] == "origin=LGA"
+    assert seg.numbers["segments_tested"] == 3
+    assert "origin=LGA loses" in seg.detail and "Holm" in seg.detail
+    assert not verdict.promote
+    assert any(r.startswith("segment_guardrails: ") for r in verdict.reasons())
+
+
+def test_small_segments_are_not_tested(data: dict[str, np.ndarray]) -> None:
+    lga = data["origin"] == "LGA"
+    challenger = scores(data, np.where(lga, 0.0, 2.0), "noise_b")
+    verdict = gate(make_contract(segments={"min_rows": 1001}), data, scores(data, 0.8), challenger)
+    seg = verdict.check("segment_guardrails")
+    assert seg.passed and seg.numbers["segments_below_min_rows"] == 3 and seg.numbers["segments_tested"] == 0
+
+
+def test_tie_rejected_under_superiority_accepted_under_non_inferiority(data: dict[str, np.ndarray]) -> None:
+    champion = scores(data, 1.0)
+    rng = np.random.default_rng(5)
+    tie = sigmoid(np.log(champion / (1 - champion)) + rng.normal(0, 0.02, N))  # same model, tiny jitter
+    sup = gate(make_contract(mode="superiority"), data, champion, tie)
+    non = gate(make_contract(mode="non_inferiority", margin=0.005), data, champion, tie)
+    assert not sup.promote
+    assert [c.name for c in sup.failed] == ["significance"]
+    assert "not significantly better" in sup.check("significance").detail
+    assert non.promote, non.summary()
+    assert -0.005 < non.check("significance").numbers["ci_low"] <= 0 < non.check("significance").numbers["ci_high"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda s: np.where(np.arange(s.size) < 7, np.nan, s), "challenger: 7 of 3000 scores are NaN/inf"),
+        (lambda s: s * 1.5, "probabilities outside [0, 1]"),
+        (lambda s: np.full_like(s, 0.3), "predictions collapsed to one value (0.3)"),
+    ],
+    ids=["nan", "out_of_range", "collapsed"],
+)
+def test_insane_outputs_are_rejected(data: dict[str, np.ndarray], mutate: Any, message: str) -> None:
+    verdict = gate(make_contract(), data, scores(data, 0.6), mutate(scores(data, 1.5, "noise_b")))
+    assert not verdict.promote
+    sanity = verdict.check("output_sanity")
+    assert not sanity.passed and message in sanity.detail
+    # metric checks are not run on broken scores
+    assert [c.name for c in verdict.checks] == ["output_sanity", "servability"]
+
+
+def test_broken_champion_scores_are_named(data: dict[str, np.ndarray]) -> None:
+    champion = scores(data, 0.6)
+    champion[0] = np.inf
+    verdict = gate(make_contract(), data, champion, scores(data, 1.5, "noise_b"))
+    assert "champion: 1 of 3000 scores are NaN/inf" in verdict.check("output_sanity").detail
+
+
+@pytest.mark.parametrize("metric", ["brier", "ece"])
+def test_worse_calibration_is_rejected(data: dict[str, np.ndarray], metric: str) -> None:
+    champion = scores(data, 1.0)
+    distorted = champion**3  # same ranking (identical AUC), badly calibrated
+    verdict = gate(make_contract(calibration={"metric": metric, "tolerance": 0.01}), data, champion, distorted)
+    assert [c.name for c in verdict.failed] == ["calibration"]
+    cal = verdict.check("calibration")
+    assert cal.numbers["worsening"] > 0.01 and f"{metric} champion" in cal.detail
+    assert verdict.check("significance").numbers["diff"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_unservable_or_slow_or_unchecked_is_rejected(data: dict[str, np.ndarray]) -> None:
+    champion, challenger = scores(data, 0.6), scores(data, 1.5, "noise_b")
+    broken = ServabilityResult(False, None, None, "Traceback...\nOSError: No such file model.pkl", "models:/m/3")
+    verdict = gate(make_contract(), data, champion, challenger, servability=broken)
+    assert [c.detail for c in verdict.failed] == ["models:/m/3 not servable: OSError: No such file model.pkl"]
+    slow = ServabilityResult(True, 0.5, 2500.0, None, "models:/m/3")
+    verdict = gate(make_contract(latency_budget_ms=2000), data, champion, challenger, servability=slow)
+    assert verdict.reasons() == ["servability: predict takes 2500.0 ms per 1k rows > budget 2000 ms"]
+    verdict = gate(make_contract(), data, champion, challenger, servability=None)
+    assert verdict.reasons() == ["servability: not checked: no fresh-process load/predict result was given"]
+
+
+def test_first_champion_floors(data: dict[str, np.ndarray]) -> None:
+    contract = make_contract(floors={"roc_auc": 0.6, "brier": 0.25})
+    good = gate(contract, data, None, scores(data, 1.5))
+    assert good.promote and good.first_champion
+    assert [c.name for c in good.checks] == ["output_sanity", "first_champion_floors", "servability"]
+    assert good.check("first_champion_floors").detail.startswith("first champion meets every floor: brier 0.")
+    bad = gate(contract, data, None, scores(data, 0.0))
+    assert not bad.promote
+    assert bad.reasons()[0].startswith("first_champion_floors: first champion below floor: ")
+    assert "brier 0.26" in bad.reasons()[0] and "> floor 0.25" in bad.reasons()[0]  # a ceiling for brier
+    assert "roc_auc 0.49" in bad.reasons()[0] and "< floor 0.6" in bad.reasons()[0]
+    assert bad.check("first_champion_floors").numbers["roc_auc_floor"] == 0.6
+    assert bad.summary().startswith("REJECT (first champion): ")
+
+
+def _regression_data(seed: int = 9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.normal(50, 10, 2000)
+    return y, y + rng.normal(0, 6, y.size), y + rng.normal(0, 3, y.size)
+
+
+def test_regression_rmse_lower_is_better_both_directions() -> None:
+    y, weak, strong = _regression_data()
+    contract = make_contract("regression", mode="superiority")
+    assert contract.primary_metric == "rmse" and not contract.greater_is_better
+    better = evaluate_gate(contract, y_true=y, champion_scores=weak, challenger_scores=strong, servability=SERVABLE)
+    assert better.promote, better.summary()
+    assert better.check("significance").numbers["diff"] == pytest.approx(
+        np.sqrt(np.mean((weak - y) ** 2)) - np.sqrt(np.mean((strong - y) ** 2))
+    )
+    assert better.check("calibration").detail == "not applicable to regression"
+    worse = evaluate_gate(contract, y_true=y, champion_scores=strong, challenger_scores=weak, servability=SERVABLE)
+    assert not worse.promote and worse.check("significance").numbers["ci_high"] < 0
+    ceiling = make_contract("regression", floors={"rmse": 4.0})
+    first = evaluate_gate(ceiling, y_true=y, champion_scores=None, challenger_scores=weak, servability=SERVABLE)
+    assert not first.promote and "rmse 6." in first.reasons()[0] and "> floor 4" in first.reasons()[0]
+
+
+def test_min_absolute_and_relative_change(data: dict[str, np.ndarray]) -> None:
+    champion, challenger = scores(data, 0.6), scores(data, 1.5, "noise_b")
+    strict = gate(make_contract(min_absolute_change=0.5), data, champion, challenger)
+    thr = strict.check("primary_metric_threshold")
+    assert not thr.passed and "< min_absolute_change 0.5" in thr.detail
+    rel = gate(make_contract(min_relative_change=0.01), data, champion, challenger)
+    assert rel.check("primary_metric_threshold").passed
+    assert rel.check("primary_metric_threshold").numbers["relative_improvement"] > 0.01
+
+
+def test_holm_hand_worked() -> None:
+    # sorted: 0.005 <= .05/4 reject; 0.01 <= .05/3 reject; 0.03 > .05/2 stop -> 0.04 kept too
+    assert holm([0.01, 0.04, 0.03, 0.005], 0.05) == [True, False, False, True]
+    # Bonferroni (0.025 each) would keep 0.03; Holm's second step compares it with 0.05
+    assert holm([0.02, 0.03], 0.05) == [True, True]
+    assert holm([0.03, 0.02], 0.05) == [True, True]
+    assert holm([0.026, 0.03], 0.05) == [False, False]  # first step fails, nothing rejected
+    assert holm([float("nan"), 0.001], 0.05) == [False, True]
+    assert holm([], 0.05) == []
+
+
+def test_bootstrap_is_deterministic_and_paired(data: dict[str, np.ndarray]) -> None:
+    a, b = scores(data, 0.8), scores(data, 1.0, "noise_b")
+    kw = {"samples": 200, "confidence": 0.9}
+    one = paired_bootstrap("roc_auc", data["y"], a, b, seed=1, **kw)
+    two = paired_bootstrap("roc_auc", data["y"], a, b, seed=1, **kw)
+    other = paired_bootstrap("roc_auc", data["y"], a, b, seed=2, **kw)
+    assert one == two
+    assert (one["ci_low"], one["ci_high"]) != (other["ci_low"], other["ci_high"])
+    assert one["diff"] == pytest.approx(roc_auc_score(data["y"], b) - roc_auc_score(data["y"], a))
+    # the vectorised kernel equals sklearn on the very same resamples
+    slow = paired_bootstrap(roc_auc_score, data["y"], a, b, seed=1, greater_is_better=True, **kw)
+    assert slow["ci_low"] == pytest.approx(one["ci_low"], abs=1e-12)
+    assert slow["ci_high"] == pytest.approx(one["ci_high"], abs=1e-12)
+
+
+def test_bootstrap_lower_is_better_orientation() -> None:
+    y, weak, strong = _regression_data()
+    boot = paired_bootstrap("mae", y, weak, strong, samples=100, confidence=0.95, seed=0)
+    assert boot["greater_is_better"] is False and boot["diff"] > 0 and boot["ci_low"] > 0
+
+
+def test_verdict_round_trips_through_json(data: dict[str, np.ndarray]) -> None:
+    verdict = gate(make_contract(), data, scores(data, 0.6), scores(data, 1.5, "noise_b"))
+    text = json.dumps(verdict.to_dict(), allow_nan=False)
+    back = GateVerdict.from_dict(json.loads(text))
+    assert back.promote == verdict.promote and back.summary() == verdict.summary()
+    assert [c.name for c in back.checks] == [c.name for c in verdict.checks]
+    assert isinstance(back.checks[0], Check)
+
+
+def test_caller_errors_name_the_model(data: dict[str, np.ndarray]) -> None:
+    with pytest.raises(ValueError, match=r"model 'gate_model'.*same holdout rows \(y_true=3000, challenger_scores=2"):
+        gate(make_contract(), data, scores(data, 0.6), np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="segment column 'origin' has 2 values for 3000 holdout rows"):
+        gate(make_contract(), data, scores(data, 0.6), scores(data, 1.0), segments={"origin": ["a", "b"]})
