@@ -1,0 +1,425 @@
+"""Report files for stakeholders under settings.reports_dir, readable offline.
+
+Layout::
+
+    <reports_dir>/index.html                      home: one link per model
+    <reports_dir>/<model>/index.html              trend plot + table of runs + promotions
+    <reports_dir>/<model>/<start>_<end>/          one folder per run (UTC, YYYYMMDDTHHMM)
+        drift.html  validation.html  summary.json
+
+The index pages are plain HTML with an inline SVG plot: no JavaScript, no network, small.
+Every value is HTML-escaped; links are relative so the folder can be copied or served as is.
+Files are written atomically (temporary file + rename) so a reader never sees half a page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from driftguard.store import RunRecord, jsonable
+
+log = logging.getLogger(__name__)
+
+DRIFT_HTML = "drift.html"
+QUALITY_HTML = "validation.html"
+SUMMARY_JSON = "summary.json"
+INDEX_HTML = "index.html"
+# RunRecord.report_paths keys -> default file name in the run folder.
+REPORT_FILES = {"drift": DRIFT_HTML, "quality": QUALITY_HTML, "summary": SUMMARY_JSON}
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+# --------------------------------------------------------------------------- paths and files
+
+
+def _stamp(value: datetime, what: str) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"{what} {value.isoformat()} is naive: report folders are named in UTC, pass tz-aware")
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M")
+
+
+def _model_dir(reports_dir: Path, model: str) -> Path:
+    if not _SAFE_NAME.match(model) or ".." in model:
+        raise ValueError(f"model name {model!r} cannot be a report folder name (letters, digits, _ . - only)")
+    return Path(reports_dir) / model
+
+
+def run_dir_name(start: datetime, end: datetime) -> str:
+    return f"{_stamp(start, 'interval start')}_{_stamp(end, 'interval end')}"
+
+
+def run_dir(reports_dir: Path, model: str, start: datetime, end: datetime) -> Path:
+    """`<reports_dir>/<model>/<YYYYMMDDTHHMM>_<YYYYMMDDTHHMM>/` (UTC); not created here."""
+    return _model_dir(reports_dir, model) / run_dir_name(start, end)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write via a temporary file in the same folder and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_summary(run_dir: Path, summary: Mapping[str, Any]) -> Path:
+    """summary.json of one run (numpy values unwrapped, NaN -> null, datetimes ISO 8601)."""
+    text = json.dumps(jsonable(dict(summary)), indent=2, sort_keys=True, allow_nan=False)
+    return atomic_write_text(Path(run_dir) / SUMMARY_JSON, text + "\n")
+
+
+# --------------------------------------------------------------------------- html helpers
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem;color:#222;max-width:1200px}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.bad{color:#b00020;font-weight:600}.warn{color:#9a6700}.good{color:#1a7f37}
+.retrain{color:#8250df;font-weight:600}details summary{cursor:pointer}
+ul.reasons{margin:.25rem 0 0 1rem;padding:0}.muted{color:#777}
+svg text{font-size:11px;fill:#444}
+""".strip()
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
+        f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _when(value: datetime | None) -> str:
+    return "—" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _interval(rec: RunRecord) -> str:
+    return f"{_when(rec.interval_start)} → {_when(rec.interval_end)}"
+
+
+def _href(target: Path, base: Path) -> str:
+    return quote(Path(os.path.relpath(target, base)).as_posix())
+
+
+def _report_link(rec: RunRecord, key: str, model_dir: Path) -> str | None:
+    """Relative href from the model index to one of the run's files, or None if there is none."""
+    folder = model_dir / run_dir_name(rec.interval_start, rec.interval_end)
+    given = (rec.report_paths or {}).get(key)
+    if given:
+        path = Path(given)
+        target = path if path.is_absolute() else folder / path
+        return _href(target, model_dir)
+    default = folder / REPORT_FILES[key]
+    return _href(default, model_dir) if default.exists() else None
+
+
+# --------------------------------------------------------------------------- plot
+
+_W, _PANEL_H, _LEFT, _RIGHT, _TOP, _GAP = 760, 120, 56, 16, 18, 34
+
+
+def _scale(lo: float, hi: float, out_lo: float, out_hi: float) -> Callable[[float], float]:
+    span = (hi - lo) or 1.0
+    return lambda v: out_lo + (v - lo) / span * (out_hi - out_lo)
+
+
+def _series(
+    points: Sequence[tuple[float, float | None, RunRecord]],
+    css: str,
+    label: str,
+    fx: Callable[[float], float],
+    fy: Callable[[float], float],
+) -> list[str]:
+    """Polyline segments broken at missing values, plus one circle (with a tooltip) per value."""
+    out: list[str] = []
+    segment: list[str] = []
+    for x, y, _ in [*points, (0.0, None, None)]:
+        if y is None:
+            if len(segment) > 1:
+                out.append(f'<polyline class="line {css}" fill="none" points="{" ".join(segment)}"/>')
+            segment = []
+        else:
+            segment.append(f"{fx(x):.1f},{fy(y):.1f}")
+    for x, y, rec in points:
+        if y is None:
+            continue
+        quality = "q-fail" if not rec.quality_passed or rec.status == "quality_failed" else "q-ok"
+        out.append(
+            f'<circle class="pt {css} {quality}" cx="{fx(x):.1f}" cy="{fy(y):.1f}" r="3.5" '
+            f'data-interval="{_e(_interval(rec))}" data-value="{y:.6g}">'
+            f"<title>{_e(_interval(rec))}: {_e(label)} {y:.4g}</title></circle>"
+        )
+    return out
+
+
+def trend_svg(
+    records: Sequence[RunRecord],
+    *,
+    promotions: Sequence[Mapping[str, Any]] = (),
+    drift_threshold: float | None = None,
+    metric_name: str | None = None,
+) -> str:
+    """Two stacked panels sharing a time axis: drift share (0-1) and the realized metric.
+
+    Retrain decisions are purple dashed verticals, promotions green diamonds on the axis;
+    failed-quality runs are red points. Inline SVG only."""
+    records = sorted(records, key=lambda r: (r.interval_end, r.interval_start))
+    metric_name = metric_name or next((r.metric_name for r in records if r.metric_name), None) or "metric"
+    height = _TOP + 2 * _PANEL_H + _GAP + 34
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="trend" viewBox="0 0 {_W} {height}" '
+        f'width="100%" role="img" aria-label="drift share and {_e(metric_name)} over time">',
+        "<style>.line{stroke-width:1.5;fill:none}.line.drift{stroke:#0969da}.line.metric{stroke:#bf8700}"
+        "circle.drift{fill:#0969da}circle.metric{fill:#bf8700}circle.q-fail{fill:#d1242f}"
+        ".axis{stroke:#999}.grid{stroke:#eee}"
+        ".threshold{stroke:#d1242f;stroke-dasharray:4 3}.retrain-marker{stroke:#8250df;stroke-dasharray:5 3}"
+        ".promotion-marker{fill:#1a7f37}</style>",
+    ]
+    if not records:
+        parts.append(f'<text x="{_W / 2}" y="{height / 2}" text-anchor="middle">no runs yet</text></svg>')
+        return "".join(parts)
+
+    times = [r.interval_end.timestamp() for r in records]
+    t_lo, t_hi = min(times), max(times)
+    if t_lo == t_hi:
+        t_lo, t_hi = t_lo - 86400, t_hi + 86400
+    fx = _scale(t_lo, t_hi, _LEFT + 8, _W - _RIGHT - 8)
+    top1, top2 = _TOP, _TOP + _PANEL_H + _GAP
+
+    # Panel 1: drift share on a fixed 0..1 scale.
+    fy1 = _scale(0.0, 1.0, top1 + _PANEL_H, top1)
+    parts += _panel_frame(top1, "drift share", [(0.0, "0"), (0.5, "0.5"), (1.0, "1")], fy1)
+    if drift_threshold is not None:
+        y = fy1(drift_threshold)
+        parts.append(f'<line class="threshold" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
+    drift_points = [(t, r.drift_share, r) for t, r in zip(times, records, strict=True)]
+    parts += _series(drift_points, "drift", "drift share", fx, fy1)
+
+    # Panel 2: the metric on its own range.
+    values = [r.metric_value for r in records if r.metric_value is not None]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = (hi - lo) * 0.1 or 0.05
+    lo, hi = lo - pad, hi + pad
+    fy2 = _scale(lo, hi, top2 + _PANEL_H, top2)
+    ticks = [(lo, f"{lo:.3g}"), ((lo + hi) / 2, f"{(lo + hi) / 2:.3g}"), (hi, f"{hi:.3g}")]
+    parts += _panel_frame(top2, metric_name, ticks, fy2)
+    metric_points = [(t, r.metric_value, r) for t, r in zip(times, records, strict=True)]
+    parts += _series(metric_points, "metric", metric_name, fx, fy2)
+    if not values:
+        parts.append(f'<text x="{_W / 2}" y="{top2 + _PANEL_H / 2}" text-anchor="middle">no matured labels yet</text>')
+
+    # Decisions and promotions.
+    bottom = top2 + _PANEL_H
+    for t, rec in zip(times, records, strict=True):
+        if rec.retrain:
+            x = fx(t)
+            parts.append(
+                f'<line class="retrain-marker" x1="{x:.1f}" x2="{x:.1f}" y1="{top1}" y2="{bottom}" '
+                f'data-interval="{_e(_interval(rec))}"><title>retrain decided: {_e(rec.summary)}</title></line>'
+                f'<text x="{x + 3:.1f}" y="{top1 + 10}" fill="#8250df">retrain</text>'
+            )
+    for promo in promotions:
+        at = promo.get("at")
+        if not isinstance(at, datetime) or not (t_lo <= at.timestamp() <= t_hi):
+            continue
+        x, y = fx(at.timestamp()), bottom
+        parts.append(
+            f'<path class="promotion-marker" d="M{x:.1f},{y - 6:.1f} l5,6 l-5,6 l-5,-6 z">'
+            f"<title>{_e(promo.get('action'))} v{_e(promo.get('version'))} at {_e(_when(at))}</title></path>"
+        )
+
+    # Time axis: first, middle and last interval end.
+    ticks_t = sorted({times[0], times[len(times) // 2], times[-1]})
+    for t in ticks_t:
+        label = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
+        anchor = "start" if t == times[0] and len(ticks_t) > 1 else "end" if t == times[-1] else "middle"
+        if len(ticks_t) == 1:
+            anchor = "middle"
+        parts.append(f'<text x="{fx(t):.1f}" y="{bottom + 16}" text-anchor="{anchor}">{label}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _panel_frame(top: float, title: str, ticks: Sequence[tuple[float, str]], fy: Callable[[float], float]) -> list[str]:
+    out = [f'<text x="{_LEFT}" y="{top - 5}">{_e(title)}</text>']
+    for value, label in ticks:
+        y = fy(value)
+        out.append(f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        out.append(f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_e(label)}</text>')
+    out.append(f'<line class="axis" x1="{_LEFT}" x2="{_LEFT}" y1="{top}" y2="{top + _PANEL_H}"/>')
+    return out
+
+
+# --------------------------------------------------------------------------- model index
+
+_LEGEND = (
+    '<p class="legend muted"><span style="color:#0969da">●</span> drift share · '
+    '<span style="color:#bf8700">●</span> realized metric (matured labels) · '
+    '<span style="color:#d1242f">●</span> critical quality failure · '
+    '<span style="color:#d1242f">- -</span> drift-share threshold · '
+    '<span style="color:#8250df">┆</span> retrain decided · '
+    '<span style="color:#1a7f37">◆</span> promotion</p>'
+)
+
+
+def _quality_cell(rec: RunRecord) -> str:
+    if rec.status == "no_data":
+        return '<span class="warn">no data</span>'
+    if not rec.quality_passed or rec.status == "quality_failed":
+        return f'<span class="bad">failed: {rec.critical_failures} critical</span>, {rec.warnings} warning(s)'
+    if rec.warnings:
+        return f'<span class="warn">passed, {rec.warnings} warning(s)</span>'
+    return '<span class="good">passed</span>'
+
+
+def _decision_cell(rec: RunRecord) -> str:
+    text = rec.summary or ("retrain" if rec.retrain else "no retrain")
+    out = [f'<span class="retrain">{_e(text)}</span>' if rec.retrain else _e(text)]
+    if rec.reasons:
+        items = []
+        for r in rec.reasons:
+            kind, fired = r.get("kind", ""), bool(r.get("fired"))
+            state = ("fired" if fired else "not fired") if kind == "trigger" else ("blocks" if fired else "passes")
+            css = ' class="bad"' if kind == "guard" and fired else (' class="retrain"' if fired else "")
+            items.append(
+                f'<li{css} data-rule="{_e(r.get("rule"))}">{_e(kind)} {_e(r.get("rule"))} {state}: '
+                f"{_e(r.get('detail'))}</li>"
+            )
+        out.append(f'<details><summary>reasons</summary><ul class="reasons">{"".join(items)}</ul></details>')
+    return "".join(out)
+
+
+def _links_cell(rec: RunRecord, model_dir: Path) -> str:
+    links = []
+    for key, label in (("drift", "drift"), ("quality", "quality"), ("summary", "summary.json")):
+        href = _report_link(rec, key, model_dir)
+        if href:
+            links.append(f'<a class="report-{key}" href="{_e(href)}">{_e(label)}</a>')
+    return " · ".join(links) or '<span class="muted">—</span>'
+
+
+def _runs_table(records: Sequence[RunRecord], model_dir: Path) -> str:
+    head = (
+        "<tr><th>Interval (UTC)</th><th>Rows</th><th>Quality</th><th>Drift share</th><th>Drifted features</th>"
+        "<th>Metric</th><th>Labelled</th><th>Decision</th><th>Reports</th></tr>"
+    )
+    rows = []
+    for rec in sorted(records, key=lambda r: (r.interval_end, r.interval_start), reverse=True):
+        metric = "—" if rec.metric_value is None else f"{_e(rec.metric_name or 'metric')} {rec.metric_value:.4f}"
+        drifted = ", ".join(rec.drifted_features) if rec.drifted_features else "—"
+        rows.append(
+            f'<tr class="run" data-interval="{_e(run_dir_name(rec.interval_start, rec.interval_end))}">'
+            f'<td>{_e(_interval(rec))}</td><td class="num">{rec.rows:,}</td><td>{_quality_cell(rec)}</td>'
+            f'<td class="num">{_fmt(rec.drift_share, 2)}</td><td>{_e(drifted)}</td><td>{metric}</td>'
+            f'<td class="num">{rec.labelled_rows:,}</td><td>{_decision_cell(rec)}</td>'
+            f"<td>{_links_cell(rec, model_dir)}</td></tr>"
+        )
+    if not rows:
+        rows.append('<tr><td colspan="9" class="muted">no runs recorded yet</td></tr>')
+    return f'<table class="runs"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _promotions_list(promotions: Sequence[Mapping[str, Any]]) -> str:
+    if not promotions:
+        return '<p class="muted">No promotions yet.</p>'
+    items = []
+    for p in sorted(promotions, key=lambda p: p.get("at") or datetime.min.replace(tzinfo=UTC), reverse=True):
+        prev = f" (was v{_e(p.get('previous_version'))})" if p.get("previous_version") else ""
+        reason = f": {_e(p.get('reason'))}" if p.get("reason") else ""
+        items.append(
+            f'<li class="promotion">{_e(_when(p.get("at")))} <strong>{_e(p.get("action"))}</strong> '
+            f"v{_e(p.get('version'))}{prev} by {_e(p.get('actor'))}{reason}</li>"
+        )
+    return f'<ul class="promotions">{"".join(items)}</ul>'
+
+
+def write_model_index(
+    reports_dir: Path,
+    model: str,
+    records: Sequence[RunRecord],
+    *,
+    promotions: Sequence[Mapping[str, Any]] = (),
+    drift_threshold: float | None = None,
+    description: str = "",
+) -> Path:
+    """`<model>/index.html`: trend plot, table of runs (newest first) with links, promotions."""
+    model_dir = _model_dir(reports_dir, model)
+    latest = max(records, key=lambda r: r.interval_end, default=None)
+    champion = latest.champion_version if latest is not None else None
+    facts = [f"{len(records)} run(s)"]
+    if latest is not None:
+        facts.append(f"latest interval {_interval(latest)}")
+    if champion is not None:
+        facts.append(f"champion v{champion}")
+    body = [
+        f'<p><a href="../{INDEX_HTML}">All models</a></p>',
+        f"<h1>{_e(model)}</h1>",
+        f"<p>{_e(description)}</p>" if description else "",
+        f'<p class="muted">{_e(" · ".join(facts))} · generated {_e(_when(datetime.now(UTC)))} UTC</p>',
+        "<h2>Trend</h2>",
+        trend_svg(records, promotions=promotions, drift_threshold=drift_threshold),
+        _LEGEND,
+        "<h2>Runs</h2>",
+        _runs_table(records, model_dir),
+        "<h2>Promotions</h2>",
+        _promotions_list(promotions),
+    ]
+    path = atomic_write_text(model_dir / INDEX_HTML, _page(f"Driftguard: {model}", "\n".join(b for b in body if b)))
+    log.info("wrote model index %s (%d runs)", path, len(records))
+    return path
+
+
+def write_home(reports_dir: Path, models: Sequence[str], *, latest: Mapping[str, RunRecord] | None = None) -> Path:
+    """`<reports_dir>/index.html`: one row per model, linking its index; `latest` adds its last run."""
+    latest = latest or {}
+    rows = []
+    for model in sorted(models):
+        _model_dir(reports_dir, model)  # validates the name
+        rec = latest.get(model)
+        if rec is None:
+            cells = '<td colspan="4" class="muted">no runs yet</td>'
+        else:
+            decision = '<span class="retrain">retrain</span>' if rec.retrain else "no retrain"
+            cells = (
+                f"<td>{_e(_interval(rec))}</td><td>{_quality_cell(rec)}</td>"
+                f'<td class="num">{_fmt(rec.drift_share, 2)}</td><td>{decision}</td>'
+            )
+        rows.append(f'<tr class="model"><td><a href="{_e(quote(model))}/{INDEX_HTML}">{_e(model)}</a></td>{cells}</tr>')
+    if not rows:
+        rows.append('<tr><td colspan="5" class="muted">no models monitored yet</td></tr>')
+    table = (
+        '<table class="models"><thead><tr><th>Model</th><th>Latest interval (UTC)</th><th>Quality</th>'
+        f"<th>Drift share</th><th>Decision</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+    body = f'<h1>Driftguard reports</h1>\n<p class="muted">generated {_e(_when(datetime.now(UTC)))} UTC</p>\n{table}'
+    path = atomic_write_text(Path(reports_dir) / INDEX_HTML, _page("Driftguard reports", body))
+    log.info("wrote reports home %s (%d models)", path, len(models))
+    return path

@@ -1,0 +1,228 @@
+"""Report files: folder layout, atomic summary.json, and the index pages parsed as HTML."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from driftguard.reports import run_dir, trend_svg, write_home, write_model_index, write_summary
+from driftguard.store import HistoryStore, RunRecord, dispose_engines
+
+T0 = datetime(2013, 3, 4, tzinfo=UTC)
+WEEK = timedelta(days=7)
+
+
+class Page(HTMLParser):
+    """Collects links, SVG points/markers, table rows and the visible text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.circles: list[dict[str, str]] = []
+        self.markers: list[dict[str, str]] = []
+        self.rows: list[dict[str, str]] = []
+        self.tags: list[str] = []
+        self.text: list[str] = []
+        self._stack: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        self.tags.append(tag)
+        if tag == "a":
+            self.links.append(a["href"])
+        if tag == "circle":
+            self.circles.append(a)
+        if tag in ("line", "path") and "marker" in a.get("class", ""):
+            self.markers.append(a)
+        if tag == "tr" and "run" in a.get("class", "").split():
+            self.rows.append(a)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(path: Path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    page.close()
+    return page
+
+
+def rec(i: int, **kw) -> RunRecord:
+    start = T0 + i * WEEK
+    base = dict(
+        model="flight_delay",
+        interval_start=start,
+        interval_end=start + WEEK,
+        rows=1000 + i,
+        drift_share=0.1 * i,
+        drifted_features=["carrier"] if i else [],
+        metric_name="roc_auc",
+        metric_value=0.70 + 0.01 * i,
+        labelled_rows=900,
+        reasons=[{"rule": "drift_share", "kind": "trigger", "fired": False, "detail": f"drift share {0.1 * i:.2f}"}],
+        summary="no retrain: no trigger fired",
+    )
+    base.update(kw)
+    return RunRecord(**base)
+
+
+def test_run_dir_is_named_by_the_utc_interval(tmp_path: Path) -> None:
+    cet = timezone(timedelta(hours=1))
+    d = run_dir(tmp_path, "flight_delay", datetime(2013, 3, 4, 1, 30, tzinfo=cet), datetime(2013, 3, 11, tzinfo=UTC))
+    assert d == tmp_path / "flight_delay" / "20130304T0030_20130311T0000"
+    with pytest.raises(ValueError, match="interval start 2013-03-04T00:00:00 is naive"):
+        run_dir(tmp_path, "flight_delay", datetime(2013, 3, 4), T0)
+    with pytest.raises(ValueError, match=r"model name '\.\./etc' cannot be a report folder name"):
+        run_dir(tmp_path, "../etc", T0, T0 + WEEK)
+
+
+def test_write_summary_is_plain_json_written_atomically(tmp_path: Path) -> None:
+    import numpy as np
+
+    d = run_dir(tmp_path, "flight_delay", T0, T0 + WEEK)
+    path = write_summary(d, {"drift_share": np.float64(0.25), "metric": float("nan"), "at": T0, "rows": np.int64(3)})
+    assert path == d / "summary.json"
+    assert json.loads(path.read_text()) == {
+        "at": "2013-03-04T00:00:00+00:00",
+        "drift_share": 0.25,
+        "metric": None,
+        "rows": 3,
+    }
+    write_summary(d, {"rows": 4})
+    assert json.loads(path.read_text()) == {"rows": 4}
+    assert sorted(p.name for p in d.iterdir()) == ["summary.json"]  # no temporary files left
+
+
+def test_model_index_table_links_plot_and_markers(tmp_path: Path) -> None:
+    records = [
+        rec(0),
+        rec(1, status="quality_failed", quality_passed=False, critical_failures=2, drift_share=None, metric_value=None),
+        rec(2),
+        rec(3, retrain=True, summary="retrain: drift share 0.30 >= 0.30"),
+    ]
+    # Run 0 and 3 have their files on disk; run 2 names its drift report explicitly.
+    for r in (records[0], records[3]):
+        d = run_dir(tmp_path, "flight_delay", r.interval_start, r.interval_end)
+        d.mkdir(parents=True)
+        (d / "drift.html").write_text("<html></html>")
+        (d / "validation.html").write_text("<html></html>")
+        write_summary(d, {"ok": True})
+    records[2].report_paths = {"drift": "drift.html"}
+    promotions = [
+        {
+            "action": "first_champion",
+            "version": "1",
+            "previous_version": None,
+            "actor": "driftguard",
+            "reason": "floors met",
+            "at": records[1].interval_end + timedelta(hours=2),
+        },
+        {
+            "action": "promote",
+            "version": "2",
+            "previous_version": "1",
+            "actor": "driftguard",
+            "reason": "ok",
+            "at": records[3].interval_end + timedelta(hours=2),
+        },
+    ]
+    path = write_model_index(tmp_path, "flight_delay", records, promotions=promotions, drift_threshold=0.3)
+    assert path == tmp_path / "flight_delay" / "index.html"
+    page = parse(path)
+
+    # Table: newest first, one row per run.
+    assert [r["data-interval"] for r in page.rows] == [
+        "20130325T0000_20130401T0000",
+        "20130318T0000_20130325T0000",
+        "20130311T0000_20130318T0000",
+        "20130304T0000_20130311T0000",
+    ]
+    # Relative links to every existing report; nothing for run 1, which has none.
+    assert "../index.html" in page.links
+    for stamp in ("20130325T0000_20130401T0000", "20130304T0000_20130311T0000"):
+        for name in ("drift.html", "validation.html", "summary.json"):
+            assert f"{stamp}/{name}" in page.links
+            assert (tmp_path / "flight_delay" / stamp / name).exists()
+    assert "20130318T0000_20130325T0000/drift.html" in page.links
+    assert not [link for link in page.links if link.startswith("20130311T0000")]
+
+    # Plot: one drift and one metric point per run with a value (run 1 has neither).
+    drift = [c for c in page.circles if "drift" in c["class"].split()]
+    metric = [c for c in page.circles if "metric" in c["class"].split()]
+    assert [c["data-value"] for c in drift] == ["0", "0.2", "0.3"]
+    assert [c["data-value"] for c in metric] == ["0.7", "0.72", "0.73"]
+    xs = [float(c["cx"]) for c in drift]
+    assert xs == sorted(xs) and len(set(xs)) == 3
+    ys = [float(c["cy"]) for c in drift]
+    assert ys[0] > ys[1] > ys[2]  # larger share is higher up
+    retrain_markers = [m for m in page.markers if "retrain-marker" in m["class"]]
+    assert [m["data-interval"] for m in retrain_markers] == ["2013-03-25 00:00 → 2013-04-01 00:00"]
+    assert float(retrain_markers[0]["x1"]) == xs[-1]
+    # Only the first promotion falls inside the plotted range, between runs 1 and 2.
+    (promo,) = [m for m in page.markers if "promotion-marker" in m["class"]]
+    x_promo = float(promo["d"].split(",")[0].removeprefix("M"))
+    assert xs[0] < x_promo < xs[1]
+    text = " ".join(page.text)
+    assert "failed: 2 critical" in text
+    assert "retrain: drift share 0.30 >= 0.30" in text
+    assert "promote" in text and "v2" in text and "(was v1)" in text
+    assert "script" not in page.tags  # no JavaScript
+    assert path.stat().st_size < 40_000
+
+
+def test_everything_is_html_escaped(tmp_path: Path) -> None:
+    evil = '<script>alert("x")</script>'
+    r = rec(
+        1,
+        drifted_features=[evil],
+        summary=evil,
+        metric_name=evil,
+        reasons=[{"rule": evil, "kind": "trigger", "fired": True, "detail": evil}],
+    )
+    promotions = [{"action": evil, "version": evil, "actor": evil, "reason": evil, "at": T0 + WEEK}]
+    path = write_model_index(tmp_path, "flight_delay", [r], promotions=promotions)
+    raw = path.read_text()
+    assert "<script>" not in raw
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in raw
+    page = parse(path)
+    assert "script" not in page.tags
+    assert evil in "".join(page.text)  # still readable once unescaped
+
+
+def test_index_from_the_store_and_home_page(tmp_path: Path, sqlite_url: str) -> None:
+    store = HistoryStore(sqlite_url)
+    try:
+        for i in range(3):
+            store.record_run(rec(i))
+        store.record_run(rec(0, model="taxi_fare"))
+        models = store.models()
+        latest = {m: store.runs(m, limit=1)[0] for m in models}
+        for m in models:
+            write_model_index(tmp_path, m, store.runs(m), promotions=store.promotions(m))
+    finally:
+        dispose_engines()
+    home = write_home(tmp_path, models, latest=latest)
+    page = parse(home)
+    assert page.links == ["flight_delay/index.html", "taxi_fare/index.html"]
+    for link in page.links:
+        assert (tmp_path / link).exists()
+    assert "2013-03-18 00:00 → 2013-03-25 00:00" in " ".join(page.text)
+    assert len([c for c in parse(tmp_path / "flight_delay" / "index.html").circles if "drift" in c["class"]]) == 3
+
+
+def test_empty_index_and_home(tmp_path: Path) -> None:
+    page = parse(write_model_index(tmp_path, "flight_delay", []))
+    assert "no runs recorded yet" in " ".join(page.text) and page.circles == []
+    assert "no models monitored yet" in " ".join(parse(write_home(tmp_path, [])).text)
+
+
+def test_single_run_plot_is_centred() -> None:
+    svg = trend_svg([rec(2)])
+    page = Page()
+    page.feed(svg)
+    (drift,) = [c for c in page.circles if "drift" in c["class"]]
+    assert abs(float(drift["cx"]) - (56 + 8 + 760 - 16 - 8) / 2) < 0.2
