@@ -31,6 +31,7 @@ The timestamp and id columns are the key of the log and are required in both mod
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -136,14 +137,15 @@ def source_url(contract: ModelContract, url: str | None = None) -> str:
     """The SQLAlchemy URL of the contract's feature log.
 
     An explicit ``url`` wins (tests, CLI ``--url``); else ``source.url`` with ``${ENV}``
-    resolved; else the Airflow connection ``source.conn_id`` (imported lazily so the library
-    stays importable without Airflow)."""
+    resolved (an unset ``DRIFTGUARD_FEATURE_LOG_URL`` means the settings default); else the
+    Airflow connection ``source.conn_id`` (imported lazily so the library stays importable
+    without Airflow)."""
     if url:
         return url
     src = contract.source
     if src.url is not None:
         try:
-            return interpolate_env(src.url, what="source.url")
+            return interpolate_env(_settings_defaults(src.url), what="source.url")
         except ContractError as exc:
             raise SourceConnectionError(
                 f"cannot resolve source.url: {exc.problems[0].message}",
@@ -160,6 +162,17 @@ def source_url(contract: ModelContract, url: str | None = None) -> str:
         ) from None
     # Airflow names the scheme after conn_type; SQLAlchemy 2 only knows "postgresql".
     return re.sub(r"^postgres(?=://)", "postgresql", uri)
+
+
+def _settings_defaults(url: str) -> str:
+    """`${DRIFTGUARD_FEATURE_LOG_URL}` falls back to its settings default (SQLite in DRIFTGUARD_HOME)
+    when unset, as everywhere else in Driftguard; other variables must be set."""
+    name = "DRIFTGUARD_FEATURE_LOG_URL"
+    if f"${{{name}}}" in url and name not in os.environ:
+        from driftguard.settings import get_settings
+
+        return url.replace(f"${{{name}}}", get_settings().feature_log_url)
+    return url
 
 
 def _set_utc(dbapi_conn: Any, _record: Any) -> None:

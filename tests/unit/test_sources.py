@@ -347,6 +347,15 @@ def test_source_url_resolution(monkeypatch: pytest.MonkeyPatch, sqlite_url: str)
     assert sources.source_url(contract) == sqlite_url
 
 
+def test_feature_log_url_defaults_to_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.delenv("DRIFTGUARD_FEATURE_LOG_URL", raising=False)
+    monkeypatch.setenv("DRIFTGUARD_HOME", str(tmp_path))
+    contract = make_contract("${DRIFTGUARD_FEATURE_LOG_URL}")
+    assert sources.source_url(contract) == f"sqlite:///{tmp_path.resolve() / 'feature_log.db'}"
+    monkeypatch.setenv("DRIFTGUARD_FEATURE_LOG_URL", "sqlite:///elsewhere.db")
+    assert sources.source_url(contract) == "sqlite:///elsewhere.db"
+
+
 def test_source_url_from_airflow_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_DG_FEATURES", "postgres://reader:pw@db.example:5432/features")
     raw = make_contract("sqlite://").model_dump(mode="json")
