@@ -88,24 +88,37 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def render_html(result: ExpectationSuiteValidationResult, title: str) -> tuple[str, str]:
+# GX's status icons come from Font Awesome on a CDN; offline they vanish and a reader cannot
+# tell passed from failed. These glyphs keep the status visible without network access.
+_OFFLINE_ICONS = (
+    "<style>.fa-check-circle::before{content:'\\2714';color:#28a745}"
+    ".fa-times::before{content:'\\2716';color:#dc3545}"
+    ".dg-summary{font-family:sans-serif;margin:1em 2em;padding:1em;border:2px solid #888}"
+    ".dg-summary td,.dg-summary th{padding:2px 8px;text-align:left;vertical-align:top}</style>"
+)
+
+
+def render_html(result: ExpectationSuiteValidationResult, title: str, header: str = "") -> tuple[str, str]:
     """HTML of one validation: GX's Data Docs page renderer, else our own escaped page.
 
     Rendering GX's page directly avoids a file context (a whole gx/ project tree per run);
-    the page is the same one UpdateDataDocsAction writes, minus the site index around it."""
+    the page is the one UpdateDataDocsAction writes, minus the site index around it.
+    `header` (already escaped HTML) goes on top: Driftguard's verdict in contract terms."""
     try:
         from great_expectations.render.renderer import ValidationResultsPageRenderer
         from great_expectations.render.view import DefaultJinjaPageView
 
         document = ValidationResultsPageRenderer().render(result)
         page = DefaultJinjaPageView().render(document)
-        return page.replace("<title></title>", f"<title>{html.escape(title)}</title>", 1), RENDERER_GX
+        page = page.replace("<title></title>", f"<title>{html.escape(title)}</title>", 1)
+        page = page.replace("<body>", f"<body>{_OFFLINE_ICONS}{header}", 1)
+        return page, RENDERER_GX
     except Exception as exc:  # rendering must never fail a validation
         log.warning("GX Data Docs rendering failed (%s: %s); writing a plain HTML page", type(exc).__name__, exc)
-        return fallback_html(result.to_json_dict(), title), RENDERER_FALLBACK
+        return fallback_html(result.to_json_dict(), title, header), RENDERER_FALLBACK
 
 
-def fallback_html(result_json: dict[str, Any], title: str) -> str:
+def fallback_html(result_json: dict[str, Any], title: str, header: str = "") -> str:
     """A self-contained table of expectations and outcomes; every value is escaped."""
     rows = []
     for r in result_json.get("results", []):
@@ -120,7 +133,7 @@ def fallback_html(result_json: dict[str, Any], title: str) -> str:
     stats = html.escape(json.dumps(jsonable(result_json.get("statistics") or {}), sort_keys=True))
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-        f"<body><h1>{html.escape(title)}</h1><p>{stats}</p><table border='1'><tr>{head}</tr>"
+        f"<body>{header}<h1>{html.escape(title)}</h1><p>{stats}</p><table border='1'><tr>{head}</tr>"
         + "".join(rows)
         + "</table></body></html>"
     )

@@ -15,6 +15,7 @@ because the reader has already dropped or coerced those values before GX sees th
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import math
@@ -469,8 +470,21 @@ def _schema_checks(
     return checks
 
 
+def _header(result: QualityResult, title: str) -> str:
+    """Escaped verdict block for the top of the HTML page: failures with contract severities."""
+    rows = "".join(
+        f"<tr><td>{html.escape(c.severity)}</td><td>{html.escape(c.family)}</td>"
+        f"<td>{html.escape(c.column or '(table)')}</td><td>{html.escape(c.message)}</td></tr>"
+        for c in result.critical_failures + result.warnings
+    )
+    table = (
+        f"<table><tr><th>severity</th><th>family</th><th>column</th><th>finding</th></tr>{rows}</table>" if rows else ""
+    )
+    return f"<div class='dg-summary'><h2>{html.escape(title)}</h2><p>{html.escape(result.summary())}</p>{table}</div>"
+
+
 def _write(
-    out_dir: Path, suite: ExpectationSuite, result: ExpectationSuiteValidationResult, title: str
+    out_dir: Path, suite: ExpectationSuite, result: ExpectationSuiteValidationResult, title: str, header: str
 ) -> tuple[str, str, str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     suite_path = out_dir / "suite.json"
@@ -478,7 +492,7 @@ def _write(
     (out_dir / "validation.json").write_text(
         json.dumps(_gx.jsonable(result.to_json_dict()), indent=2, sort_keys=True), encoding="utf-8"
     )
-    page, renderer = _gx.render_html(result, title)
+    page, renderer = _gx.render_html(result, title, header)
     docs_path = out_dir / "validation.html"
     docs_path.write_text(page, encoding="utf-8")
     return str(suite_path), str(docs_path), renderer
@@ -510,7 +524,10 @@ def validate_window(
     result = QualityResult(contract.name, start, end, len(df), checks)
     if out_dir is not None:
         title = f"{contract.name} data quality {_iso(start)} to {_iso(end)}"
-        result.suite_path, result.docs_path, result.docs_renderer = _write(Path(out_dir), suite, gx_result, title)
+        header = _header(result, title)
+        result.suite_path, result.docs_path, result.docs_renderer = _write(
+            Path(out_dir), suite, gx_result, title, header
+        )
     log.info("%s", result.summary())
     for check in result.critical_failures + result.warnings:
         log.info("%s %s failed: %s", check.severity, check.family, check.message)

@@ -351,6 +351,9 @@ def test_suite_json_round_trips_and_html_is_written(contract: ModelContract, pro
     page = Path(result.docs_path).read_text()
     assert result.docs_renderer == _gx.RENDERER_GX
     assert "num_2" in page and "toy_model data quality" in page
+    header = page[page.index("<div class='dg-summary'>") :]
+    assert "<td>warning</td><td>nulls</td><td>num_2</td>" in header  # verdict readable without GX's CDN assets
+    assert "may be at most" in header and "&#x27;num_2&#x27;" in header
     saved = json.loads((tmp_path / "out" / "validation.json").read_text())
     assert saved["success"] is False
     as_dict = result.to_dict()
