@@ -1,0 +1,330 @@
+"""Distribution drift of one window against the champion's reference, with Evidently 0.7.
+
+One ValueDrift metric per column, each with the contract's method and threshold for that
+column. That is deliberate: DataDriftPreset's num/cat thresholds apply to every column
+whatever its method, and a p-value threshold (drift when below) is meaningless for a
+distance (drift when above). The verdict per column is Evidently's own test (FAIL = drift);
+the score comes from ValueDrift; for `auto` the method and threshold Evidently picked are
+read back from the result.
+
+Both sides are sampled to at most drift.sample_size rows (seeded) so run time and memory
+stay bounded whatever the window size (see NOTES.md for the accuracy of 100k samples).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from driftguard import _evidently as ev
+from driftguard.contract import FeatureKind, ModelContract, Task
+
+log = logging.getLogger(__name__)
+
+P_VALUE_METHODS = frozenset({"ks", "chisquare", "z", "anderson"})  # drift when score < threshold
+NUMERIC_ONLY = frozenset({"ks", "wasserstein", "anderson"})
+CATEGORICAL_ONLY = frozenset({"chisquare"})
+
+
+class DriftError(ValueError):
+    """Drift cannot be computed for this model and data; the message says what to fix."""
+
+    def __init__(self, message: str, *, model: str, column: str | None = None):
+        self.model = model
+        self.column = column
+        super().__init__(f"model {model}: {message}")
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """Drift verdict for one column; method and threshold are the ones Evidently applied."""
+
+    feature: str
+    kind: str
+    method: str
+    threshold: float
+    score: float
+    drifted: bool
+
+    @property
+    def severity(self) -> float:
+        """How far past its threshold, comparable across methods: score/threshold for
+        distances, log(p)/log(threshold) for p-values (1.0 = on the threshold)."""
+        if self.method in P_VALUE_METHODS:
+            p = min(max(self.score, 1e-300), 1.0)
+            return math.log(p) / math.log(self.threshold) if 0 < self.threshold < 1 else 0.0
+        return self.score / self.threshold if self.threshold else 0.0
+
+
+@dataclass
+class DriftResult:
+    """Features' verdicts (drift_share counts features only), prediction/target apart.
+
+    sample_rows: rows used on the larger side after sampling (each side <= drift.sample_size)."""
+
+    features: list[FeatureDrift]
+    drift_share: float
+    dataset_drift: bool
+    prediction: FeatureDrift | None
+    target: FeatureDrift | None
+    reference_rows: int
+    current_rows: int
+    sample_rows: int
+    report_path: str | None = None
+    model: str | None = None
+
+    @property
+    def drifted_features(self) -> list[str]:
+        """Drifted feature names, most severe first (prediction and target excluded)."""
+        drifted = sorted((f for f in self.features if f.drifted), key=lambda f: (-f.severity, f.feature))
+        return [f.feature for f in drifted]
+
+    def to_dict(self) -> dict[str, Any]:
+        def one(f: FeatureDrift | None) -> dict[str, Any] | None:
+            return None if f is None else {**asdict(f), "severity": f.severity}
+
+        return {
+            "model": self.model,
+            "features": [one(f) for f in self.features],
+            "drifted_features": self.drifted_features,
+            "drift_share": self.drift_share,
+            "dataset_drift": self.dataset_drift,
+            "prediction": one(self.prediction),
+            "target": one(self.target),
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+            "sample_rows": self.sample_rows,
+            "report_path": self.report_path,
+        }
+
+    def summary(self) -> str:
+        """One paragraph for logs and alerts."""
+        who = f"Drift for {self.model}" if self.model else "Drift"
+        n, drifted = len(self.features), self.drifted_features
+        text = (
+            f"{who}: {len(drifted)} of {n} features drifted ({self.drift_share:.0%}); "
+            f"dataset drift: {'yes' if self.dataset_drift else 'no'}."
+        )
+        if drifted:
+            by_name = {f.feature: f for f in self.features}
+            text += " Drifted: " + ", ".join(_describe(by_name[name]) for name in drifted) + "."
+        for label, f in (("Prediction", self.prediction), ("Target", self.target)):
+            if f is not None:
+                text += f" {label} drift: {'yes' if f.drifted else 'no'} ({_describe(f)})."
+        return text + (
+            f" Compared {self.reference_rows:,} reference and {self.current_rows:,} current rows"
+            f" (at most {self.sample_rows:,} per side)."
+        )
+
+
+def _describe(f: FeatureDrift) -> str:
+    """e.g. "num_0 wasserstein 0.52 >= 0.1" or "num_0 ks 0.003 < 0.05"."""
+    past = "<" if f.method in P_VALUE_METHODS else ">="
+    within = ">=" if f.method in P_VALUE_METHODS else "<"
+    return f"{f.feature} {f.method} {f.score:.3g} {past if f.drifted else within} {f.threshold:g}"
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    kind: str  # "numeric" | "categorical"
+    role: str  # "feature" | "prediction" | "target"
+    method: str | None  # None = Evidently's choice
+    threshold: float | None
+
+
+def _feature_columns(contract: ModelContract) -> list[_Column]:
+    """Per-feature method and threshold; a default method that does not apply to a kind
+    falls back to Evidently's choice, an explicit per-feature one is an error."""
+    cols = []
+    for feature in contract.features:
+        spec = contract.drift_spec(feature.name)
+        kind = feature.kind.value
+        method = None if spec.method == "auto" else spec.method
+        threshold = spec.threshold
+        if method and not _applies(method, feature.kind):
+            override = contract.drift.features.get(feature.name)
+            if override is not None and override.method == method:
+                raise DriftError(
+                    f"drift.features.{feature.name}.method {method!r} does not apply to a {kind} feature "
+                    f"(numeric only: {sorted(NUMERIC_ONLY)}; categorical only: {sorted(CATEGORICAL_ONLY)})",
+                    model=contract.name,
+                    column=feature.name,
+                )
+            log.info(
+                "%s: drift.method %s does not apply to %s feature %s; using Evidently's default",
+                contract.name,
+                method,
+                kind,
+                feature.name,
+            )
+            method, threshold = None, None
+        cols.append(_Column(feature.name, kind, "feature", method, threshold))
+    return cols
+
+
+def _applies(method: str, kind: FeatureKind) -> bool:
+    if kind is FeatureKind.numeric:
+        return method not in CATEGORICAL_ONLY
+    return method not in NUMERIC_ONLY
+
+
+def _extra_columns(contract: ModelContract, prediction: str | None, target: str | None) -> list[_Column]:
+    cols = []
+    if prediction and contract.drift.prediction:
+        cols.append(_Column(prediction, "numeric", "prediction", None, None))
+    if target and contract.drift.target:
+        kind = "categorical" if contract.task is Task.binary_classification else "numeric"
+        cols.append(_Column(target, kind, "target", None, None))
+    return cols
+
+
+def _check_frame(contract: ModelContract, df: pd.DataFrame, side: str, cols: list[_Column]) -> list[_Column]:
+    """Fail clearly on what Evidently would fail on obscurely; drop unusable prediction/target."""
+    if len(df) == 0:
+        raise DriftError(f"the {side} frame is empty; drift needs rows on both sides", model=contract.name)
+    kept = []
+    for col in cols:
+        if col.name not in df.columns:
+            if col.role == "feature":
+                raise DriftError(
+                    f"feature {col.name!r} is missing from the {side} frame", model=contract.name, column=col.name
+                )
+            raise DriftError(
+                f"{col.role} column {col.name!r} is missing from the {side} frame", model=contract.name, column=col.name
+            )
+        if df[col.name].isna().all():
+            if col.role == "feature":
+                raise DriftError(
+                    f"feature {col.name!r} is entirely null in the {side} frame ({len(df):,} rows); "
+                    "fix the feature log (the quality report shows it) before comparing distributions",
+                    model=contract.name,
+                    column=col.name,
+                )
+            log.warning(
+                "%s: %s column %s is entirely null in the %s frame; %s drift skipped",
+                contract.name,
+                col.role,
+                col.name,
+                side,
+                col.role,
+            )
+            continue
+        kept.append(col)
+    return kept
+
+
+def _prepare(
+    contract: ModelContract, df: pd.DataFrame, side: str, cols: list[_Column], n: int, seed: int
+) -> pd.DataFrame:
+    """Bounded seeded sample with the columns typed the way Evidently reads them."""
+    if len(df) > n:
+        df = df.sample(n=n, random_state=seed)
+    out = {}
+    for col in cols:
+        s = df[col.name]
+        if col.kind == "numeric":
+            values = pd.to_numeric(s, errors="coerce")
+            if values.isna().sum() > s.isna().sum():
+                bad = s[values.isna() & s.notna()].head(3).tolist()
+                raise DriftError(
+                    f"{col.role} {col.name!r} in the {side} frame has non-numeric values, e.g. {bad!r}",
+                    model=contract.name,
+                    column=col.name,
+                )
+            out[col.name] = values.astype("float64")
+        else:
+            out[col.name] = s.map(_category, na_action="ignore").astype(object)
+    return pd.DataFrame(out).reset_index(drop=True)
+
+
+def _category(value: Any) -> str:
+    """0/1 labels read as 0.0/1.0 must still be the categories "0" and "1"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run_drift(
+    contract: ModelContract,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    prediction_column: str | None = None,
+    target_column: str | None = None,
+    out_html: Path | None = None,
+    seed: int = 0,
+    assets_dir: Path | None = None,
+) -> DriftResult:
+    """Per-feature drift with the contract's methods; prediction/target drift reported apart.
+
+    assets_dir: where the shared Evidently JS bundle is kept (default: next to out_html)."""
+    cols = _feature_columns(contract) + _extra_columns(contract, prediction_column, target_column)
+    cols = _check_frame(contract, reference, "reference", cols)
+    cols = _check_frame(contract, current, "current", cols)
+    n = contract.drift.sample_size
+    ref = _prepare(contract, reference, "reference", cols, n, seed)
+    cur = _prepare(contract, current, "current", cols, n, seed + 1)
+    definition = ev.DataDefinition(
+        numerical_columns=[c.name for c in cols if c.kind == "numeric"],
+        categorical_columns=[c.name for c in cols if c.kind == "categorical"],
+    )
+    metrics = [ev.ValueDrift(column=c.name, method=c.method, threshold=c.threshold) for c in cols]
+    try:
+        snapshot = ev.run_report(metrics, ref, cur, definition)
+    except ValueError as exc:  # Evidently's own input errors, e.g. a method it cannot apply
+        raise DriftError(f"Evidently could not compute drift: {exc}", model=contract.name) from exc
+    verdicts = _verdicts(contract, ev.snapshot_json(snapshot), cols)
+
+    features = [verdicts[c.name] for c in cols if c.role == "feature"]
+    share = sum(f.drifted for f in features) / len(features)
+    result = DriftResult(
+        features=features,
+        drift_share=share,
+        dataset_drift=share >= contract.drift.drift_share,
+        prediction=next((verdicts[c.name] for c in cols if c.role == "prediction"), None),
+        target=next((verdicts[c.name] for c in cols if c.role == "target"), None),
+        reference_rows=len(reference),
+        current_rows=len(current),
+        sample_rows=max(len(ref), len(cur)),
+        model=contract.name,
+    )
+    if out_html is not None:
+        result.report_path = str(ev.save_html(snapshot, Path(out_html), assets_dir))
+    log.info("%s", result.summary())
+    return result
+
+
+def _verdicts(contract: ModelContract, data: dict[str, Any], cols: list[_Column]) -> dict[str, FeatureDrift]:
+    """FeatureDrift per column from the snapshot JSON: metric value = score, test status = verdict."""
+    status = {t["metric_config"]["metric_id"]: t["status"] for t in data.get("tests", [])}
+    kinds = {c.name: c.kind for c in cols}
+    out: dict[str, FeatureDrift] = {}
+    for metric in data["metrics"]:
+        config = metric["config"]
+        column = config["column"]
+        if metric["id"] not in status:
+            raise DriftError(f"Evidently returned no drift test for {column!r}", model=contract.name, column=column)
+        out[column] = FeatureDrift(
+            feature=column,
+            kind=kinds[column],
+            method=ev.method_id(config["method"]),
+            threshold=float(config["threshold"]),
+            score=float(metric["value"]),
+            drifted=status[metric["id"]] == "FAIL",
+        )
+    missing = [c.name for c in cols if c.name not in out]
+    if missing:
+        raise DriftError(f"Evidently returned no result for {missing}", model=contract.name, column=missing[0])
+    return out
