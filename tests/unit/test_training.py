@@ -18,7 +18,7 @@ from driftguard.training import Candidate, TrainingData, TrainingError
 from mlflow import MlflowClient
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
-from training_support import AS_OF, T0, make_contract, make_log, seeded_log, tracking
+from training_support import AS_OF, FEATURES, ID, LABEL, T0, TS, labelled_frame, make_contract, seeded_log, tracking
 
 TASKS = ["binary_classification", "regression"]
 
@@ -58,14 +58,6 @@ def candidates(
     }
 
 
-def labelled_frame(task: str, n: int = 600, seed: int = 1) -> pd.DataFrame:
-    """A training-shaped frame built in memory (sources dtypes), for split and pipeline tests."""
-    log, labels = make_log(task, n, seed=seed)
-    frame = log.drop(columns=["prediction"]).assign(y=labels["y"].to_numpy())
-    frame["cat"] = frame["cat"].astype(object).where(frame["cat"].notna(), np.nan)
-    return frame
-
-
 # --------------------------------------------------------------------------- loading and splitting
 
 
@@ -73,13 +65,13 @@ def labelled_frame(task: str, n: int = 600, seed: int = 1) -> pd.DataFrame:
 def test_split_is_ordered_in_time_without_overlap(task: str, datasets: dict[str, TrainingData]) -> None:
     data = datasets[task]
     split = data.split
-    train, val, hold = split.train["ts"], split.validation["ts"], split.holdout["ts"]
+    train, val, hold = split.train[TS], split.validation[TS], split.holdout[TS]
     assert train.max() < val.min() and val.max() < hold.min()
     assert len(train) + len(val) + len(hold) == len(data.frame) == 3000
-    assert set(split.train["event_id"]).isdisjoint(split.validation["event_id"])
-    assert set(split.validation["event_id"]).isdisjoint(split.holdout["event_id"])
-    assert hold.max() == data.frame["ts"].max()  # the holdout is the latest labelled data
-    newest = data.frame["ts"].max()
+    assert set(split.train[ID]).isdisjoint(split.validation[ID])
+    assert set(split.validation[ID]).isdisjoint(split.holdout[ID])
+    assert hold.max() == data.frame[TS].max()  # the holdout is the latest labelled data
+    newest = data.frame[TS].max()
     assert hold.min() >= newest - timedelta(days=7) and val.min() >= newest - timedelta(days=14)
     assert split.bounds["holdout"] == {
         "start": (newest - timedelta(days=7)).isoformat(),
@@ -87,27 +79,28 @@ def test_split_is_ordered_in_time_without_overlap(task: str, datasets: dict[str,
     }
     assert split.bounds["train"]["end"] == split.bounds["validation"]["start"]
     assert split.bounds["validation"]["end"] == split.bounds["holdout"]["start"]
-    assert list(data.frame.columns) == ["event_id", "ts", "x1", "x2", "cat", "region", "y"]  # no logged prediction
-    assert str(data.frame["ts"].dtype) == "datetime64[ns, UTC]"
-    assert data.frame["y"].dtype == (np.int64 if task == "binary_classification" else np.float64)
+    assert list(data.frame.columns) == [ID, TS, *FEATURES, LABEL]  # never the logged prediction
+    assert str(data.frame[TS].dtype) == "datetime64[ns, UTC]"
+    assert data.frame[LABEL].dtype == (np.int64 if task == "binary_classification" else np.float64)
 
 
 def test_split_errors_name_model_split_and_period(contracts: dict[str, ModelContract]) -> None:
     contract = contracts["binary_classification"]
-    frame = labelled_frame("binary_classification")
-    # a gap: nothing in the validation period (days 46..53 of 60)
-    gap = frame[(frame["ts"] < T0 + timedelta(days=40)) | (frame["ts"] >= T0 + timedelta(days=53, hours=1))]
+    frame = labelled_frame("binary_classification")  # 20 days from T0
+    as_of = T0 + timedelta(days=21)
+    # holdout starts 7d before the newest event (day 19) so in day 12; validation covers days 5..12
+    gap = frame[(frame[TS] < T0 + timedelta(days=5)) | (frame[TS] >= T0 + timedelta(days=13))]
     with pytest.raises(
-        TrainingError, match=r"model 'toy_binary': the validation split \(2024-02-1\d.*\) has no labelled"
+        TrainingError, match=r"model 'toy_binary': the validation split \(2024-01-0\d.*\) has no labelled rows"
     ):
-        training.split_by_time(gap, contract, as_of=AS_OF)
+        training.split_by_time(gap, contract, as_of=as_of)
 
     single = frame.copy()
-    single.loc[single["ts"] >= T0 + timedelta(days=53), "y"] = 0
+    single.loc[single[TS] >= T0 + timedelta(days=12), LABEL] = 0
     with pytest.raises(
-        TrainingError, match=r"'toy_binary': the holdout split \(.*\) has only class 0 in label column 'y'"
+        TrainingError, match=r"'toy_binary': the holdout split \(.*\) has only class 0 in label column 'label'"
     ):
-        training.split_by_time(single, contract, as_of=AS_OF)
+        training.split_by_time(single, contract, as_of=as_of)
 
     with pytest.raises(TrainingError, match=r"'toy_binary': no labelled rows before 2024-01-01"):
         training.split_by_time(frame, contract, as_of=T0)
@@ -116,9 +109,10 @@ def test_split_errors_name_model_split_and_period(contracts: dict[str, ModelCont
 def test_split_ignores_rows_after_as_of(contracts: dict[str, ModelContract]) -> None:
     contract = contracts["regression"]
     frame = labelled_frame("regression")
-    as_of = T0 + timedelta(days=40)
+    as_of = T0 + timedelta(days=16)
     split = training.split_by_time(frame, contract, as_of=as_of)
-    assert split.holdout["ts"].max() < pd.Timestamp(as_of)
+    assert split.holdout[TS].max() < pd.Timestamp(as_of)
+    assert split.holdout[TS].max() == frame.loc[frame[TS] < pd.Timestamp(as_of), TS].max()
     assert split.bounds["holdout"]["end"] == as_of.isoformat()
 
 
@@ -126,31 +120,30 @@ def test_exclude_intervals_drop_rows(contracts: dict[str, ModelContract], datase
     contract = contracts["binary_classification"]
     bad = (T0 + timedelta(days=10), T0 + timedelta(days=12))
     data = training.load_training_data(contract, as_of=AS_OF, exclude_intervals=[bad])
-    ts = data.frame["ts"]
+    ts = data.frame[TS]
     assert not ((ts >= pd.Timestamp(bad[0])) & (ts < pd.Timestamp(bad[1]))).any()
     full = datasets["binary_classification"].frame
-    dropped = int(((full["ts"] >= pd.Timestamp(bad[0])) & (full["ts"] < pd.Timestamp(bad[1]))).sum())
-    assert dropped == 100  # 2 of 60 days of 3000 evenly spread events
+    dropped = int(((full[TS] >= pd.Timestamp(bad[0])) & (full[TS] < pd.Timestamp(bad[1]))).sum())
+    assert dropped == 100  # 2 days x 50 rows a day
     assert len(data.frame) == len(full) - dropped
     assert data.fingerprint["rows_excluded"] == dropped
     assert data.fingerprint["exclude_intervals"] == [[bad[0].isoformat(), bad[1].isoformat()]]
     assert data.fingerprint["sha256"] != datasets["binary_classification"].fingerprint["sha256"]
 
 
-def test_window_and_max_rows_keep_the_most_recent(logs: dict[str, str]) -> None:
+def test_window_and_max_rows_keep_the_most_recent(logs: dict[str, str], datasets: dict[str, TrainingData]) -> None:
     contract = make_contract("regression", logs["regression"], training={"window": "30d", "max_rows": 1000})
     data = training.load_training_data(contract, as_of=AS_OF)
-    assert len(data.frame) == 1000
-    assert data.frame["ts"].max() == pd.Timestamp(T0 + timedelta(days=60)) - timedelta(days=60) / 3000
-    assert data.frame["ts"].min() == pd.Timestamp(T0) + 2000 * (timedelta(days=60) / 3000)  # events 2001..3000
+    full = datasets["regression"].frame
+    assert data.frame[ID].tolist() == full[ID].tail(1000).tolist()  # 1,450 rows in the window, newest kept
     assert data.fingerprint["window"]["start"] == (AS_OF - timedelta(days=30)).isoformat()
     assert data.fingerprint["rows"]["total"] == 1000
 
 
-def test_binary_labels_must_be_zero_or_one(logs: dict[str, str], contracts: dict[str, ModelContract]) -> None:
+def test_binary_labels_must_be_zero_or_one(contracts: dict[str, ModelContract]) -> None:
     frame = labelled_frame("binary_classification")
-    frame.loc[3, "y"] = 2
-    with pytest.raises(TrainingError, match=r"'toy_binary': label column 'y' must hold 0/1.*\[2\]"):
+    frame.loc[3, LABEL] = 2
+    with pytest.raises(TrainingError, match=r"'toy_binary': label column 'label' must hold 0/1.*found \[2\]"):
         training._check_labels(frame, contracts["binary_classification"])
 
 
@@ -172,25 +165,26 @@ def test_fingerprint_is_stable_and_sensitive(
     again = training.load_training_data(contract, as_of=AS_OF)
     assert again.fingerprint == data.fingerprint
     assert len(data.fingerprint["sha256"]) == 64
+    digest = data.fingerprint["sha256"]
 
     frame = data.frame
     shuffled = frame.sample(frac=1.0, random_state=3)
-    assert training.frame_hash(shuffled, contract) == data.fingerprint["sha256"]  # row order is not content
+    assert training.frame_hash(shuffled, contract) == digest  # row order is not content
 
     changed = frame.copy()
-    changed.loc[1234, "x1"] += 1e-9
-    assert training.frame_hash(changed, contract) != data.fingerprint["sha256"]
+    changed.loc[1234, "num_0"] += 1e-9
+    assert training.frame_hash(changed, contract) != digest
     relabelled = frame.copy()
-    relabelled.loc[5, "y"] = 1 - relabelled.loc[5, "y"]
-    assert training.frame_hash(relabelled, contract) != data.fingerprint["sha256"]
+    relabelled.loc[5, LABEL] = 1 - relabelled.loc[5, LABEL]
+    assert training.frame_hash(relabelled, contract) != digest
     category = frame.copy()
-    category.loc[7, "cat"] = np.nan if isinstance(category.loc[7, "cat"], str) else "a"
-    assert training.frame_hash(category, contract) != data.fingerprint["sha256"]
+    category.loc[7, "cat_a"] = np.nan
+    assert training.frame_hash(category, contract) != digest
 
     # canonical dtypes: the same ids read as int32 by another driver hash alike
-    ids_as_int32 = frame.astype({"event_id": "int32"})
-    assert training.frame_hash(ids_as_int32, contract) == data.fingerprint["sha256"]
-    assert data.fingerprint["rows"] == {"total": 3000, "train": 2299, "validation": 350, "holdout": 351}
+    assert training.frame_hash(frame.astype({ID: "int32"}), contract) == digest
+    rows = data.fingerprint["rows"]
+    assert rows == {"total": 3000, **{name: len(data.split.part(name)) for name in training.SPLITS}}
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -223,7 +217,7 @@ def test_pipeline_per_estimator_and_task(
         assert model.random_state == 11
     pre: ColumnTransformer = pipeline.named_steps["preprocess"]
     kinds = {name: cols for name, _, cols in pre.transformers}
-    assert kinds == {"numeric": ["x1", "x2"], "categorical": ["cat", "region"]}
+    assert kinds == {"numeric": FEATURES[:6], "categorical": ["cat_a", "cat_b", "region"]}
     linear = estimator in training.LINEAR_ESTIMATORS
     numeric_steps = dict(pre.transformers[0][1].steps)
     encoder = dict(pre.transformers[1][1].steps)["encode"]
@@ -233,8 +227,8 @@ def test_pipeline_per_estimator_and_task(
     frame = labelled_frame(task)
     training.fit(pipeline, frame, contract)
     unseen = frame.head(50).copy()
-    unseen["cat"] = "never-seen"  # production brings new categories: no failure
-    unseen.loc[unseen.index[:5], "x1"] = np.nan
+    unseen["cat_a"] = "never-seen"  # production brings new categories: no failure
+    unseen.loc[unseen.index[:5], "num_0"] = np.nan
     scores = training.score(pipeline, unseen, task)
     assert scores.shape == (50,) and scores.dtype == np.float64 and np.isfinite(scores).all()
     if task == "binary_classification":
@@ -288,7 +282,8 @@ def test_candidate_run_is_fully_logged(
     params = run.data.params
     assert params["estimator"] == contract.training.estimator and params["seed"] == "7"
     assert params["training.holdout"] == "1w" and params["training.window"] == "all"
-    assert params["data.rows.train"] == "2299" and params["data.rows.holdout"] == "351"
+    rows = candidate.fingerprint["rows"]
+    assert params["data.rows.train"] == str(rows["train"]) and params["data.rows.holdout"] == str(rows["holdout"])
     first_param = next(iter(contract.training.params))
     assert params[f"params.{first_param}"] == str(contract.training.params[first_param])
 
@@ -326,7 +321,7 @@ def test_candidate_run_is_fully_logged(
         Path(client.download_artifacts(candidate.run_id, "reference/importance.json", str(workdir / task))).read_text()
     )
     assert ranked["ranked"] == list(candidate.feature_importance)
-    assert ranked["ranked"][0] == "x1"  # the strongest synthetic effect
+    assert ranked["ranked"][0] == "num_0"  # the strongest synthetic effect
     assert list(candidate.feature_importance.values()) == sorted(candidate.feature_importance.values(), reverse=True)
 
 
@@ -344,13 +339,14 @@ def test_logged_model_loads_and_scores_like_the_reference(
     client = MlflowClient(tracking(workdir))
     path = client.download_artifacts(candidates[task].run_id, "reference/sample.parquet", str(workdir / f"s_{task}"))
     sample = pd.read_parquet(path)
-    assert len(sample) == 701  # validation + holdout, under reference.sample_size
-    assert list(sample.columns) == ["x1", "x2", "cat", "region", "y", SCORE_COLUMN]
+    split = datasets[task].split
+    assert len(sample) == len(split.validation) + len(split.holdout) < 1000  # under reference.sample_size
+    assert list(sample.columns) == [*FEATURES, LABEL, SCORE_COLUMN]
     np.testing.assert_allclose(sample[SCORE_COLUMN].to_numpy()[-len(holdout) :], scores, rtol=1e-12)
 
     # an all-missing categorical column arrives as float64; the pyfunc schema wants strings
-    blank = holdout.head(20).assign(cat=np.nan)
-    assert blank["cat"].dtype == np.float64
+    blank = holdout.head(20).assign(cat_b=np.nan)
+    assert blank["cat_b"].dtype == np.float64
     assert np.isfinite(training.score(model, blank, task)).all()
 
 
@@ -391,3 +387,35 @@ def test_trigger_summary() -> None:
     assert training.trigger_summary({"reasons": ["a", "b"]}) == "a; b"
     assert training.trigger_summary({"kind": "schedule"}) == '{"kind": "schedule"}'
     assert len(training.trigger_summary({"reasons": ["x" * 900]})) == 500
+
+
+def test_demo_contract_builds_its_pipeline() -> None:
+    from driftguard.contract import load_contract
+    from driftguard.settings import REPO_ROOT
+
+    contract = load_contract(REPO_ROOT / "include" / "models" / "flight_delay.yaml")
+    model = training.build_pipeline(contract).named_steps["model"]
+    assert type(model).__name__ == "HistGradientBoostingClassifier"
+    assert (model.max_iter, model.learning_rate, model.random_state) == (200, 0.1, 42)
+
+
+def test_score_rejects_a_classifier_logged_without_probabilities(
+    workdir: Path, contracts: dict[str, ModelContract]
+) -> None:
+    import mlflow.sklearn
+
+    contract = contracts["binary_classification"]
+    frame = labelled_frame("binary_classification")
+    pipeline = training.fit(training.build_pipeline(contract), frame, contract)
+    uri = mlflow_setup.configure(tracking(workdir))
+    with mlflow.start_run(experiment_id=mlflow_setup.ensure_experiment("label_only", uri)):
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            serialization_format="cloudpickle",
+            pip_requirements=training.pip_requirements(),
+            signature=training.model_signature(contract, pipeline.predict(frame[FEATURES].head(3))),
+        )
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    with pytest.raises(TrainingError, match=r"expected class probabilities of shape \(n, 2\).*predict_proba"):
+        training.score(model, frame.head(10), "binary_classification")
