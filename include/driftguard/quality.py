@@ -35,7 +35,22 @@ from driftguard.contract import FeatureKind, ModelContract, Severity, format_dur
 log = logging.getLogger(__name__)
 
 FAMILIES = ("schema", "types", "not_null", "nulls", "ranges", "domains", "duplicates", "volume", "freshness")
-NUMERIC_TYPES = ["float64", "float32", "int64", "int32", "int16", "int8", "Float64", "Float32", "Int64", "Int32"]
+# numpy/pandas dtypes for typed columns; "float"/"int" match Python numbers inside an object column,
+# so a column mixing numbers and text reports only the text values as unexpected.
+NUMERIC_TYPES = [
+    "float64",
+    "float32",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "Float64",
+    "Float32",
+    "Int64",
+    "Int32",
+    "float",
+    "int",
+]
 RANGE_MARGIN = 0.1  # learned ranges widen the reference [min, max] by 10% of its width on each side
 FRESHNESS_PARAMETER = "freshness_cutoff"
 SOURCE_SCHEMA_CHECK = "driftguard_source_schema"  # computed, not a GX expectation (see module docstring)
@@ -395,27 +410,50 @@ def _message(
     return f"{col}: {family} {'passed' if ok else 'failed'}."
 
 
+EVALUATION_ERROR = "evaluation_error"  # CheckResult.observed of a check GX could not compute
+
+
+def _exception(info: Any) -> str | None:
+    """GX reports errors flat ({raised_exception, exception_message}) or per metric id."""
+    if not isinstance(info, dict):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "unknown error").splitlines()[0]
+    return next((m for v in info.values() if isinstance(v, dict) and (m := _exception(v))), None)
+
+
 def _check(r: Any) -> CheckResult:
     config = r.expectation_config
     meta = dict(config.meta or {})
     kwargs = _gx.jsonable(dict(config.kwargs))
     result = _gx.jsonable(dict(r.result or {}))
     family, column = meta.get("family", "unknown"), meta.get("column")
-    exc = r.exception_info or {}
-    if exc.get("raised_exception"):
-        text = str(exc.get("exception_message") or "unknown error").splitlines()[0]
+    severity = meta.get("severity", "critical")
+    error = _exception(r.exception_info)
+    if error:
         where = f"Column {column!r}" if column else "The window"
-        message = f"{where}: {config.type} could not be evaluated ({text})."
-        return CheckResult(family, config.type, column, meta.get("severity", "critical"), False, None, message)
+        message = f"{where}: {config.type} could not be evaluated ({error})."
+        return CheckResult(family, config.type, column, severity, False, {EVALUATION_ERROR: error}, message)
     return CheckResult(
         family=family,
         expectation=config.type,
         column=column,
-        severity=meta.get("severity", "critical"),
+        severity=severity,
         success=bool(r.success),
         observed=_observed(result),
         message=_message(family, column, bool(r.success), kwargs, meta, result),
     )
+
+
+def _drop_type_noise(checks: list[CheckResult]) -> list[CheckResult]:
+    """A column that failed its type check cannot be range- or domain-checked (GX raises on
+    mixed types): keep the one type failure, not a second "could not be evaluated"."""
+    mistyped = {c.column for c in checks if c.family == "types" and not c.success}
+    return [
+        c
+        for c in checks
+        if not (c.column in mistyped and isinstance(c.observed, dict) and EVALUATION_ERROR in c.observed)
+    ]
 
 
 # --------------------------------------------------------------------------- validation
@@ -514,7 +552,7 @@ def validate_window(
     runnable = _runnable(suite, set(map(str, df.columns)))
     cutoff = _cutoff(df, contract.source.timestamp_column, end, contract)
     gx_result = _gx.run_suite(runnable, df, parameters={FRESHNESS_PARAMETER: cutoff})
-    checks = [_check(r) for r in gx_result.results]
+    checks = _drop_type_noise([_check(r) for r in gx_result.results])
     if len(df) == 0 and not contract.quality.volume.required and expected_rows is not None:
         checks = [_allow_empty(c) if c.family == "volume" else c for c in checks]
     checks = sorted(

@@ -386,3 +386,37 @@ def test_fallback_html_escapes_everything() -> None:
     page = _gx.fallback_html(result_json, "t <i>")
     assert "<script>" not in page and "<b>x" not in page and "<i>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "FAILED" in page
+
+
+# --------------------------------------------------------------------------- driftguard.testing logs
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> tuple[ModelContract, dict]:
+    from driftguard.testing import DEFAULT_START, generate_log, synthetic_contract
+
+    contract = synthetic_contract(url="sqlite:///unused.db")
+    reference, _ = generate_log("binary_classification", start=DEFAULT_START, days=2, rows_per_day=1500, seed=1)
+    return contract, profile_frame(reference, contract)
+
+
+@pytest.mark.parametrize(
+    ("kind", "column", "magnitude", "family", "severity"),
+    [
+        (None, None, 0, None, None),
+        ("null_spike", "num_2", 1.0, "nulls", "warning"),
+        ("new_category", "cat_a", 0.5, "domains", "warning"),
+        ("type_change", "num_3", 0.2, "types", "critical"),
+        ("mean_shift", "num_0", 10.0, "ranges", "warning"),
+    ],
+)
+def test_injections_from_the_synthetic_log(synthetic, kind, column, magnitude, family, severity) -> None:
+    from driftguard.testing import DEFAULT_START, Injection, generate_log
+
+    contract, profile = synthetic
+    start = DEFAULT_START + timedelta(days=10)
+    injections = [Injection(kind, start, column=column, magnitude=magnitude)] if kind else []
+    df, _ = generate_log("binary_classification", start=start, days=1, rows_per_day=2000, seed=2, injections=injections)
+    result = validate_window(contract, df, profile, start=start, end=start + timedelta(days=1), expected_rows=2000)
+    bad = [(c.family, c.column, c.severity) for c in result.checks if not c.success]
+    assert bad == ([(family, column, severity)] if kind else []), [c.message for c in result.checks if not c.success]
