@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -523,6 +524,7 @@ def _tags(contract: ModelContract, data: TrainingData, trigger: dict[str, Any] |
         "driftguard.task": contract.task.value,
         "driftguard.trigger": trigger_summary(trigger),
         "driftguard.data_sha256": str(data.fingerprint.get("sha256", "")),
+        "driftguard.config_sha256": config_hash(contract),
         **{f"driftguard.version.{k}": v for k, v in package_versions().items()},
     }
     commit = _git_commit()
@@ -532,16 +534,85 @@ def _tags(contract: ModelContract, data: TrainingData, trigger: dict[str, Any] |
     return tags
 
 
+def config_hash(contract: ModelContract) -> str:
+    """sha256 of everything besides the data that determines a candidate: task, feature names and
+    kinds, training section, decision threshold, reference sample size, library versions."""
+    doc = {
+        "task": contract.task.value,
+        "decision_threshold": contract.decision_threshold,
+        "features": [[f.name, f.kind.value] for f in contract.features],
+        "training": contract.training.model_dump(mode="json"),
+        "reference_sample_size": contract.reference.sample_size,
+        "versions": package_versions(),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _split_metrics(run_metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {name: {} for name in SPLITS}
+    for key, value in run_metrics.items():
+        split, _, metric = key.partition("_")
+        if split in out and metric:
+            out[split][metric] = float(value)
+    return out
+
+
+def find_candidate(contract: ModelContract, data: TrainingData, tracking_uri: str) -> Candidate | None:
+    """A finished run of this model with the same data hash and config hash, rebuilt as a Candidate:
+    an Airflow retry (or a rerun of the same interval) must not log a duplicate candidate."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    from driftguard import mlflow_setup
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(mlflow_setup.experiment_name(contract.name))
+    if experiment is None:
+        return None
+    query = (
+        f"tags.`driftguard.data_sha256` = '{data.fingerprint.get('sha256', '')}' and "
+        f"tags.`driftguard.config_sha256` = '{config_hash(contract)}' and attributes.status = 'FINISHED'"
+    )
+    runs = client.search_runs([experiment.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        return None
+    run = runs[0]
+    metrics = _split_metrics(run.data.metrics)
+    try:
+        text = download_artifacts(
+            run_id=run.info.run_id, artifact_path="reference/importance.json", tracking_uri=tracking_uri
+        )
+        importance = json.loads(Path(text).read_text())["importance"]
+    except (MlflowException, OSError, ValueError, KeyError) as exc:
+        log.warning("%s: run %s matches but cannot be reused (%s); training anew", contract.name, run.info.run_id, exc)
+        return None
+    if not all(metrics.values()):
+        return None
+    return Candidate(
+        run_id=run.info.run_id,
+        model_uri=f"runs:/{run.info.run_id}/model",
+        metrics=metrics,
+        fingerprint=data.fingerprint,
+        trained_at=datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC),
+        feature_importance=dict(sorted(importance.items(), key=lambda kv: (-kv[1], kv[0]))),
+    )
+
+
 def train_candidate(
     contract: ModelContract,
     data: TrainingData,
     *,
     tracking_uri: str | None = None,
     trigger: dict[str, Any] | None = None,
+    reuse: bool = True,
 ) -> Candidate:
     """Fit on train, evaluate on all three splits, log one MLflow run in "driftguard/<model>" with
     params, metrics, tags, the model (pyfunc returns scores), importances, the data fingerprint
-    and the reference artifacts monitoring compares against once this model is champion."""
+    and the reference artifacts monitoring compares against once this model is champion.
+
+    With `reuse`, an existing finished run for the same data and config is returned instead of
+    training a duplicate (the result would be identical: training is deterministic)."""
     import mlflow
     import mlflow.sklearn
 
@@ -551,6 +622,16 @@ def train_candidate(
 
     uri = mlflow_setup.configure(tracking_uri)
     experiment_id = mlflow_setup.ensure_experiment(contract.name, uri)
+    if reuse:
+        existing = find_candidate(contract, data, uri)
+        if existing is not None:
+            log.info(
+                "%s: reusing candidate run %s: same data (sha256 %s) and config already trained",
+                contract.name,
+                existing.run_id,
+                str(data.fingerprint.get("sha256", ""))[:12],
+            )
+            return existing
     split = data.split
     trained_at = datetime.now(UTC)
     log.info(

@@ -357,7 +357,7 @@ def test_same_data_and_seed_give_identical_results(
     candidates: dict[str, Candidate],
 ) -> None:
     task = "binary_classification"
-    again = training.train_candidate(contracts[task], datasets[task], tracking_uri=tracking(workdir))
+    again = training.train_candidate(contracts[task], datasets[task], tracking_uri=tracking(workdir), reuse=False)
     first = candidates[task]
     assert again.run_id != first.run_id
     assert again.metrics == first.metrics
@@ -365,6 +365,37 @@ def test_same_data_and_seed_give_identical_results(
     assert again.fingerprint == first.fingerprint
     run = MlflowClient(tracking(workdir)).get_run(again.run_id)
     assert run.data.tags["driftguard.trigger"] == "manual"
+
+
+def test_rerun_reuses_the_finished_candidate(
+    workdir: Path,
+    logs: dict[str, str],
+    contracts: dict[str, ModelContract],
+    datasets: dict[str, TrainingData],
+    candidates: dict[str, Candidate],
+) -> None:
+    task, uri = "regression", tracking(workdir)
+    client = MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name("driftguard/toy_regression").experiment_id
+
+    def runs() -> int:
+        return len(client.search_runs([experiment_id]))
+
+    before = runs()
+    again = training.train_candidate(contracts[task], datasets[task], tracking_uri=uri, trigger={"reasons": ["retry"]})
+    assert runs() == before  # an Airflow retry logs no duplicate candidate
+    first = candidates[task]
+    assert again.run_id == first.run_id and again.model_uri == first.model_uri
+    assert again.metrics == first.metrics
+    assert again.feature_importance == first.feature_importance
+    assert list(again.feature_importance) == list(first.feature_importance)
+
+    changed = make_contract(task, logs[task], training={"params": {"alpha": 5.0}})
+    other = training.train_candidate(changed, datasets[task], tracking_uri=uri)
+    assert runs() == before + 1 and other.run_id != first.run_id
+    tags = client.get_run(other.run_id).data.tags
+    assert tags["driftguard.data_sha256"] == first.fingerprint["sha256"]
+    assert tags["driftguard.config_sha256"] == training.config_hash(changed) != training.config_hash(contracts[task])
 
 
 def test_a_different_seed_changes_the_model(
