@@ -86,7 +86,8 @@ def check_http(uri: str, *, timeout: float = HEALTH_TIMEOUT_S) -> None:
 
 
 def configure(tracking_uri: str | None = None) -> str:
-    """Set MLflow's tracking (and registry) URI from the argument or the settings and return it.
+    """Set MLflow's tracking URI (process-wide, also MLFLOW_TRACKING_URI) from the argument or the
+    settings and return it; the model registry follows it.
 
     http(s): bounded client retries plus a health check, so a dead server is an error in seconds.
     sqlite: the database's folder and the artifact folder are created."""
@@ -104,8 +105,9 @@ def configure(tracking_uri: str | None = None) -> str:
             art = artifacts_dir(uri)
             if art is not None:
                 art.mkdir(parents=True, exist_ok=True)
+    # The registry URI is left unset so it follows the tracking URI (setting it would pin
+    # MLFLOW_REGISTRY_URI in the environment and outlive a later tracking-URI change).
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     return uri
 
 

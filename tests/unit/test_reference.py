@@ -22,7 +22,16 @@ from driftguard.profile import profile_frame
 from driftguard.reference import SCORE_COLUMN, Reference, ReferenceError
 from driftguard.training import Candidate
 from mlflow import MlflowClient
-from training_support import AS_OF, FEATURES, LABEL, T0, make_contract, seeded_log, tracking
+from training_support import (
+    AS_OF,
+    FEATURES,
+    LABEL,
+    T0,
+    make_contract,
+    restore_mlflow_globals,  # noqa: F401 (autouse fixture)
+    seeded_log,
+    tracking,
+)
 
 TASKS = ["binary_classification", "regression"]
 

@@ -18,7 +18,19 @@ from driftguard.training import Candidate, TrainingData, TrainingError
 from mlflow import MlflowClient
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
-from training_support import AS_OF, FEATURES, ID, LABEL, T0, TS, labelled_frame, make_contract, seeded_log, tracking
+from training_support import (
+    AS_OF,
+    FEATURES,
+    ID,
+    LABEL,
+    T0,
+    TS,
+    labelled_frame,
+    make_contract,
+    restore_mlflow_globals,  # noqa: F401 (autouse fixture)
+    seeded_log,
+    tracking,
+)
 
 TASKS = ["binary_classification", "regression"]
 
