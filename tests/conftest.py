@@ -1,17 +1,67 @@
-"""Shared fixtures: real SQLite files and the real PostgreSQL server.
+"""Shared fixtures: real SQLite files, the real PostgreSQL server, an isolated Airflow.
 
 PostgreSQL tests use DRIFTGUARD_TEST_PG_URL (default: the local server on 127.0.0.1:5432).
 Locally, an absent server skips them with a loud reason; with DRIFTGUARD_REQUIRE_POSTGRES=1
 (set by .ci/run) an absent server fails the run instead.
+
+Airflow reads its configuration once, when first imported, so the block below sets the test
+environment at conftest import time (pytest imports conftest before any test module):
+AIRFLOW_HOME and DRIFTGUARD_HOME in a session temp dir, the repo's dags/ folder, no examples,
+a SQLite metadata DB (migrated once by the `airflow_db` fixture in tests/airflow_support.py).
 """
 
 from __future__ import annotations
 
+# --------------------------------------------------------------------------- Airflow environment (keep first)
+import atexit
 import os
-import uuid
-from collections.abc import Iterator
+import shutil
+import tempfile
+from pathlib import Path
 
-import pytest
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="driftguard-tests-"))
+atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
+
+
+def _isolate_environment() -> None:
+    """Point Airflow and Driftguard at throwaway stores; never at a developer's .driftguard/."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "_driftguard_airflow_env", Path(__file__).resolve().parents[1] / "scripts" / "airflow_env.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    home = _SESSION_DIR / "driftguard"
+    home.mkdir()
+    for key in (
+        "DRIFTGUARD_FEATURE_LOG_URL",
+        "DRIFTGUARD_HISTORY_URL",
+        "DRIFTGUARD_MODELS_DIR",
+        "DRIFTGUARD_REPORTS_DIR",
+        "DRIFTGUARD_MLFLOW_ARTIFACTS",
+        "DRIFTGUARD_SCHEDULE_END",
+        "MLFLOW_TRACKING_URI",
+    ):
+        os.environ.pop(key, None)
+    env = module.airflow_env(home, port=8793)
+    # Task failures are retried after this in tests (default 5 minutes would stall dag.test()).
+    env["DRIFTGUARD_RETRY_DELAY"] = "1s"
+    os.environ.update(env)
+
+
+_isolate_environment()
+# --------------------------------------------------------------------------- end of Airflow environment
+
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+pytest_plugins = ["airflow_support"]  # tests/ is on sys.path (rootdir conftest, no __init__.py)
 
 PG_URL = os.environ.get("DRIFTGUARD_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 

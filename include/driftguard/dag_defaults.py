@@ -1,0 +1,189 @@
+"""What every Driftguard DAG shares: ids, default_args, tags, docs, schedule bounds.
+
+DAG files (monitoring, retraining) build their DAGs from a contract with these helpers, so
+owners, retries, tags and the runbook link are decided in one place. Plain dicts and strings:
+nothing here imports Airflow at module level (DAG files import this at parse time, and the
+library must stay usable without Airflow). `timetable()` imports the Task SDK lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from driftguard.contract import (
+    ContractError,
+    LoadResult,
+    ModelContract,
+    Problem,
+    contract_files,
+    iter_problems,
+    load_contract,
+    load_contracts,
+    parse_duration,
+)
+from driftguard.settings import get_settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from airflow.sdk.bases.timetable import BaseTimetable
+
+README_RUNBOOK = "README.md#on-call"
+TAG = "driftguard"
+DEFAULT_RETRIES = 2
+DEFAULT_RETRY_DELAY = timedelta(minutes=5)
+
+# Environment knobs (all optional). Production leaves them unset.
+ENV_RETRY_DELAY = "DRIFTGUARD_RETRY_DELAY"  # e.g. "10s": how long Airflow waits before a retry
+ENV_SCHEDULE_END = "DRIFTGUARD_SCHEDULE_END"  # ISO date: no scheduled runs after it (the demo replays 2013)
+ENV_MODELS_DIR = "DRIFTGUARD_MODELS_DIR"
+
+
+def dag_id(kind: str, model: str) -> str:
+    """`driftguard_monitor__flight_delay`: the kind first so the UI groups DAGs by purpose."""
+    return f"driftguard_{kind}__{model}"
+
+
+def owner(contract: ModelContract) -> str:
+    return ", ".join(contract.owners)
+
+
+def retry_delay() -> timedelta:
+    """Transient failures (database hiccups) are retried after this; data errors never are."""
+    raw = os.environ.get(ENV_RETRY_DELAY)
+    return parse_duration(raw) if raw else DEFAULT_RETRY_DELAY
+
+
+def default_args(contract: ModelContract) -> dict[str, Any]:
+    return {
+        "owner": owner(contract),
+        "retries": DEFAULT_RETRIES,
+        "retry_delay": retry_delay(),
+    }
+
+
+def tags(kind: str, contract: ModelContract) -> list[str]:
+    return [TAG, kind, contract.name]
+
+
+def start_date(contract: ModelContract) -> datetime:
+    """The contract's start date as midnight UTC (a stdlib datetime; pendulum in the DAG file)."""
+    d = contract.start_date
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+def schedule_end() -> datetime | None:
+    """Optional end of scheduling, from DRIFTGUARD_SCHEDULE_END (a date or datetime, UTC).
+
+    Why: the demo replays 2013 with a running scheduler; without an end date, unpausing a
+    catchup=False DAG makes the scheduler also create a run for the current (empty) week."""
+    raw = os.environ.get(ENV_SCHEDULE_END, "").strip()
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_SCHEDULE_END}={raw!r} is not an ISO date like 2013-12-31") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def timetable(contract: ModelContract) -> BaseTimetable | str:
+    """Data-interval semantics for the contract's cron schedule.
+
+    A run covers [data_interval_start, data_interval_end) and starts after the interval ends,
+    which is what "monitor last week's predictions" means. Airflow 3 defaults a cron string to
+    CronTriggerTimetable, whose interval is a single instant (start == end): an empty window."""
+    if contract.schedule == "@once":
+        return "@once"
+    from airflow.sdk import CronDataIntervalTimetable
+
+    return CronDataIntervalTimetable(contract.schedule, timezone="UTC")
+
+
+def doc_md(module_doc: str | None, contract: ModelContract, kind: str) -> str:
+    """The DAG's documentation page: what the DAG does, what the model is, where the runbook is."""
+    parts = [(module_doc or "").strip()]
+    parts.append(f"### Model `{contract.name}` ({contract.task.value})")
+    if contract.description.strip():
+        parts.append(contract.description.strip())
+    parts.append(
+        f"Owners: {owner(contract)}. Schedule: `{contract.schedule}` from {contract.start_date.isoformat()} (UTC)."
+    )
+    parts.append(f"Runbook: [{README_RUNBOOK}]({README_RUNBOOK}); model runbook: {contract.alerts.runbook_url}.")
+    return "\n\n".join(p for p in parts if p)
+
+
+# --------------------------------------------------------------------------- contracts at parse and run time
+
+
+def model_contracts() -> LoadResult:
+    """Every contract in the models folder (DRIFTGUARD_MODELS_DIR), valid and broken apart.
+
+    A missing folder is reported as a problem, not silently treated as "no models"."""
+    models_dir = get_settings().models_dir
+    if not models_dir.is_dir():
+        problem = Problem(str(models_dir), "<folder>", f"models folder does not exist (set {ENV_MODELS_DIR})")
+        return LoadResult({}, {str(models_dir): ContractError([problem])})
+    return load_contracts(contract_files(models_dir))
+
+
+def load_model_contract(model: str) -> ModelContract:
+    """Reload one model's contract inside a task (tasks run in other processes than the parser)."""
+    models_dir = get_settings().models_dir
+    for path in contract_files(models_dir) if models_dir.is_dir() else []:
+        if path.stem == model:
+            return load_contract(path)
+    raise ContractError([Problem(str(models_dir / f"{model}.yaml"), "<file>", f"no contract for model {model!r}")])
+
+
+class BrokenContracts(ContractError):
+    """Raised by dags/contract_errors.py so Airflow shows broken contracts as one import error."""
+
+    def __init__(self, problems: list[Problem], models_dir: str):
+        super().__init__(problems)
+        files = sorted({p.file for p in problems})
+        self.headline = (
+            f"{len(files)} broken model contract file(s) in {models_dir}: their DAGs are not loaded "
+            f"(every other model's DAGs are). Fix each line below; runbook: {README_RUNBOOK}"
+        )
+
+    def __str__(self) -> str:
+        return "\n".join([self.headline, *(str(p) for p in self.problems)])
+
+
+def broken_contracts(result: LoadResult) -> BrokenContracts | None:
+    problems = list(iter_problems(result))
+    return BrokenContracts(problems, str(get_settings().models_dir)) if problems else None
+
+
+# --------------------------------------------------------------------------- task failures
+
+# Bad data or a bad contract will not fix itself: retrying only delays the alert.
+DATA_ERRORS: tuple[type[Exception], ...] = (ValueError, LookupError)
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Contract and data problems (retrying cannot help) versus transient ones (it can).
+
+    driftguard.sources errors are data errors except a failed connection. The module is looked
+    up, not imported: it pulls in pandas, and if it was never imported it raised nothing."""
+    sources = sys.modules.get("driftguard.sources")
+    if sources is not None and isinstance(exc, sources.SourceError):
+        return not isinstance(exc, sources.SourceConnectionError)
+    return isinstance(exc, DATA_ERRORS)
+
+
+@contextmanager
+def fail_fast_on_data_errors(model: str, step: str) -> Iterator[None]:
+    """Turn data/contract errors into AirflowFailException (no retries); let others retry."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_data_error(exc):
+            raise
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"model {model!r}, step {step}: {type(exc).__name__}: {exc}") from exc
