@@ -220,8 +220,12 @@ def promote(
     actor: str,
     reason: str,
     tracking_uri: str | None = None,
+    at: datetime | None = None,
 ) -> None:
     """Make ``version`` the champion: the LAST step of a promotion, guarded.
+
+    ``at`` is the data time the decision was made for (a backfill's or backtest's interval end);
+    the retrain policy's cooldown compares against it. Default: now.
 
     Re-reads @champion first; if it is not ``expected_champion`` (the version the gate compared
     against, None for a first champion) it raises ConcurrentPromotionError and moves nothing.
@@ -237,7 +241,7 @@ def promote(
     if current == version:
         logger.info("%s: v%s already is @champion: nothing to move", model, version)
         previous = _version_str(_by_alias(c, model, PREVIOUS))
-        _record(store, model, "promote" if previous else "first_champion", version, previous, actor, reason)
+        _record(store, model, "promote" if previous else "first_champion", version, previous, actor, reason, at)
         return
     if current != expected:
         raise ConcurrentPromotionError(
@@ -254,12 +258,20 @@ def promote(
     c.set_model_version_tag(model, version, TAG_PROMOTED_AT, _now().isoformat())
     action = "promote" if current is not None else "first_champion"
     logger.info("%s: %s v%s -> @champion (was %s) by %s: %s", model, action, version, current, actor, reason)
-    _record(store, model, action, version, current, actor, reason)
+    _record(store, model, action, version, current, actor, reason, at)
 
 
 def _record(
-    store: HistoryStore, model: str, action: str, version: str, previous: str | None, actor: str, reason: str
+    store: HistoryStore,
+    model: str,
+    action: str,
+    version: str,
+    previous: str | None,
+    actor: str,
+    reason: str,
+    at: datetime | None = None,
 ) -> None:
+    now = _now()
     store.record_promotion(
         model,
         action=action,
@@ -267,8 +279,8 @@ def _record(
         previous_version=previous,
         actor=actor,
         reason=reason,
-        details={"aliases": {CHAMPION: version, PREVIOUS: previous}},
-        at=_now(),
+        details={"aliases": {CHAMPION: version, PREVIOUS: previous}, "recorded_at": now.isoformat()},
+        at=at or now,
     )
 
 

@@ -1,0 +1,510 @@
+"""One monitoring run: one model, one data interval, as the steps the monitoring DAG wires.
+
+Each step reads what the previous ones left in the run's work folder and returns a small
+JSON-able summary (XCom-sized). `run_monitoring` chains them in-process for the backtest and
+the benchmarks, so the DAG and those tools share one code path.
+
+Time is data time: "now" for the policy is the interval's end, so a backfill or a backtest
+decides exactly as the scheduled run at that moment would have.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from driftguard.contract import ModelContract, load_contract
+from driftguard.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+SCORE = "__score__"
+
+
+class MonitorError(RuntimeError):
+    """A monitoring step cannot go on; the message names the model, interval and the cause."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where one run keeps its files; rebuilt identically by every step."""
+
+    contract: ModelContract
+    start: datetime
+    end: datetime
+    settings: Settings
+
+    @classmethod
+    def create(
+        cls, model: str | ModelContract, start: datetime, end: datetime, settings: Settings | None = None
+    ) -> RunContext:
+        settings = settings or get_settings()
+        contract = model if isinstance(model, ModelContract) else load_contract(settings.models_dir / f"{model}.yaml")
+        return cls(contract, start, end, settings)
+
+    @property
+    def name(self) -> str:
+        return self.contract.name
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} [{self.start.isoformat()}, {self.end.isoformat()})"
+
+    @property
+    def report_dir(self) -> Path:
+        from driftguard import reports
+
+        return reports.run_dir(self.settings.reports_dir, self.name, self.start, self.end)
+
+    @property
+    def work_dir(self) -> Path:
+        """Intermediate frames between steps; removed when the run is published."""
+        from driftguard import reports
+
+        return self.settings.home / "work" / self.name / reports.run_dir_name(self.start, self.end)
+
+    def path(self, name: str) -> Path:
+        return self.work_dir / name
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.path(name).write_text(json.dumps(data, default=str, indent=1))
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        try:
+            return json.loads(self.path(name).read_text())
+        except FileNotFoundError:
+            raise MonitorError(
+                f"{self.label}: {name} is missing from {self.work_dir}; an earlier step did not run. "
+                "Clear and rerun the whole DAG run, not a single task."
+            ) from None
+
+    def read_frame(self, name: str) -> Any:
+        import pandas as pd
+
+        path = self.path(name)
+        if not path.exists():
+            raise MonitorError(f"{self.label}: {path} is missing; rerun the whole DAG run, not a single task.")
+        return pd.read_parquet(path)
+
+
+def label_window(contract: ModelContract, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """Events whose labels are final by `end`, shifted back by the label delay so that
+    consecutive runs evaluate each event exactly once."""
+    delay = contract.source.labels.delay if contract.source.labels else timedelta(0)
+    return start - delay, end - delay
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def extract(ctx: RunContext) -> dict[str, Any]:
+    """Read the interval's log (lenient: schema problems go to the quality gate) and the
+    matured labels of the label window."""
+    from driftguard import sources
+
+    frame, stats = sources.read_window(ctx.contract, ctx.start, ctx.end, strict=False, allow_empty=True)
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(ctx.path("window.parquet"), index=False)
+    labelled_rows = 0
+    if ctx.contract.source.labels is not None:
+        lo, hi = label_window(ctx.contract, ctx.start, ctx.end)
+        labelled, _ = sources.read_labelled(ctx.contract, lo, hi, as_of=ctx.end, strict=False, allow_empty=True)
+        labelled.to_parquet(ctx.path("labelled.parquet"), index=False)
+        labelled_rows = len(labelled)
+    summary = {**stats.to_dict(), "labelled_rows": labelled_rows}
+    ctx.write_json("extract.json", summary)
+    log.info(
+        "%s: read %s rows (%s .. %s) in %s chunks, %s matured labels; schema problems: %s",
+        ctx.label, f"{stats.rows:,}", stats.min_ts, stats.max_ts, stats.chunks, f"{labelled_rows:,}",
+        "; ".join(stats.schema_problems) or "none",
+    )
+    return summary
+
+
+def load_reference(ctx: RunContext) -> dict[str, Any]:
+    """The champion's training reference (or the contract's bootstrap window before one exists)."""
+    from driftguard import reference
+
+    ref = reference.load_reference(ctx.contract, tracking_uri=ctx.settings.mlflow_tracking_uri)
+    ref.sample.to_parquet(ctx.path("reference.parquet"), index=False)
+    meta = {
+        "source": ref.source,
+        "model_version": ref.model_version,
+        "run_id": ref.run_id,
+        "trained_at": ref.trained_at.isoformat() if ref.trained_at else None,
+        "validation_metrics": ref.validation_metrics,
+        "feature_importance": list(ref.feature_importance),
+        "profile": ref.profile,
+        "rows": len(ref.sample),
+    }
+    ctx.write_json("reference.json", meta)
+    log.info("%s: reference is %s (%s rows)", ctx.label, ref.source, f"{len(ref.sample):,}")
+    return {k: meta[k] for k in ("source", "model_version", "rows")}
+
+
+def score(ctx: RunContext) -> dict[str, Any]:
+    """Scores for the window and the labelled rows: the logged prediction when the log has one,
+    else the @champion's scores. Without either, prediction drift and metrics are skipped."""
+    from driftguard import registry, training
+
+    contract = ctx.contract
+    meta = ctx.read_json("reference.json")
+    frames = {name: ctx.read_frame(name) for name in ("window.parquet", "labelled.parquet") if ctx.path(name).exists()}
+    source = "none"
+    if contract.source.prediction_column:
+        source = f"logged column {contract.source.prediction_column}"
+        for frame in frames.values():
+            frame[SCORE] = frame.get(contract.source.prediction_column)
+    elif meta.get("model_version"):
+        loaded = registry.load_champion(contract.registered_model_name, tracking_uri=ctx.settings.mlflow_tracking_uri)
+        if loaded is not None:
+            model, version = loaded
+            source = f"champion v{version}"
+            for name, frame in frames.items():
+                if not (len(frame) and set(contract.feature_names) <= set(frame.columns)):
+                    continue
+                try:
+                    frame[SCORE] = training.score(model, frame[contract.feature_names], contract.task)
+                except Exception as exc:  # bad data must not hide the quality report: score-less run
+                    log.error("%s: champion v%s could not score %s: %s", ctx.label, version, name, exc)
+                    source = f"champion v{version} (failed on {name})"
+    for name, frame in frames.items():
+        frame.to_parquet(ctx.path(name), index=False)
+    log.info("%s: scores from %s", ctx.label, source)
+    ctx.write_json("score.json", {"source": source})
+    return {"source": source}
+
+
+def check_quality(ctx: RunContext, *, expected_rows: float | None = None) -> dict[str, Any]:
+    """Great Expectations suite from the contract and the reference profile."""
+    from driftguard import quality
+
+    extracted = ctx.read_json("extract.json")
+    meta = ctx.read_json("reference.json")
+    if expected_rows is None:
+        expected_rows = usual_volume(ctx)
+    result = quality.validate_window(
+        ctx.contract,
+        ctx.read_frame("window.parquet"),
+        meta["profile"],
+        start=ctx.start,
+        end=ctx.end,
+        expected_rows=expected_rows,
+        schema_problems=extracted.get("schema_problems", ()),
+        out_dir=ctx.report_dir,
+    )
+    data = result.to_dict()
+    data["summary"] = result.summary()
+    data["expected_rows"] = expected_rows
+    ctx.write_json("quality.json", data)
+    log.info("%s", result.summary())
+    return {
+        "passed_critical": result.passed_critical,
+        "critical_failures": len(result.critical_failures),
+        "warnings": len(result.warnings),
+    }
+
+
+def usual_volume(ctx: RunContext) -> float | None:
+    """Mean rows of the last recorded runs with data; None on the first runs (volume unchecked)."""
+    store = history_store(ctx.settings)
+    rows = [r.rows for r in store.runs(ctx.name, before=ctx.start, limit=8) if r.status != "no_data" and r.rows]
+    if len(rows) < 2:
+        log.info("%s: fewer than 2 earlier runs with data, volume is not checked yet", ctx.label)
+        return None
+    return sum(rows) / len(rows)
+
+
+def detect_drift(ctx: RunContext) -> dict[str, Any]:
+    """Evidently drift of the window against the reference sample (features, prediction, target)."""
+    from driftguard import drift
+
+    current = ctx.read_frame("window.parquet")
+    if current.empty:
+        ctx.write_json("drift.json", {"skipped": "no rows in the interval"})
+        return {"skipped": "no rows in the interval"}
+    ref = ctx.read_frame("reference.parquet")
+    prediction = SCORE if SCORE in current.columns and SCORE in ref.columns and ref[SCORE].notna().any() else None
+    target = None
+    label_col = ctx.contract.source.labels.column if ctx.contract.source.labels else None
+    if ctx.contract.drift.target and label_col and label_col in ref.columns and ctx.path("labelled.parquet").exists():
+        labelled = ctx.read_frame("labelled.parquet")
+        if len(labelled) and label_col in labelled.columns:
+            # Target drift compares label distributions; the labelled rows are the newest labels.
+            current = current.merge(
+                labelled[[ctx.contract.source.id_column, label_col]], on=ctx.contract.source.id_column, how="left"
+            )
+            if current[label_col].notna().sum() >= 30:
+                target = label_col
+            else:
+                current = current.drop(columns=[label_col])
+    if not ctx.contract.drift.prediction:
+        prediction = None
+    try:
+        result = drift.run_drift(
+            ctx.contract,
+            ref,
+            current,
+            prediction_column=prediction,
+            target_column=target,
+            out_html=ctx.report_dir / "drift.html",
+            assets_dir=ctx.settings.reports_dir / "_assets",
+        )
+    except drift.DriftError as exc:
+        log.error("%s: drift not computed: %s", ctx.label, exc)
+        ctx.write_json("drift.json", {"error": str(exc)})
+        return {"error": str(exc)}
+    data = result.to_dict()
+    data["summary"] = result.summary()
+    ctx.write_json("drift.json", data)
+    log.info("%s", result.summary())
+    return {"drift_share": result.drift_share, "drifted_features": result.drifted_features}
+
+
+def evaluate_model(ctx: RunContext) -> dict[str, Any]:
+    """Realized metrics on matured labels (overall and per segment) and proxy metrics on scores."""
+    from driftguard import metrics
+
+    contract = ctx.contract
+    out: dict[str, Any] = {"metric_name": contract.primary_metric, "metric_value": None, "labelled_rows": 0}
+    window = ctx.read_frame("window.parquet")
+    if SCORE in window.columns and window[SCORE].notna().any():
+        out["proxy"] = metrics.proxy_metrics(
+            contract.task, window[SCORE].dropna().to_numpy(), threshold=contract.decision_threshold
+        )
+    if ctx.path("labelled.parquet").exists():
+        labelled = ctx.read_frame("labelled.parquet")
+        label = contract.source.labels.column if contract.source.labels else None
+        out["labelled_rows"] = len(labelled)
+        if label and SCORE in labelled.columns and len(labelled):
+            scored = labelled[labelled[SCORE].notna()]
+            values = metrics.task_metrics(
+                contract.task, scored[label].to_numpy(), scored[SCORE].to_numpy(), threshold=contract.decision_threshold
+            )
+            out["metrics"] = values
+            out["metric_value"] = values.get(contract.primary_metric)
+            if contract.segment_features:
+                out["segments"] = metrics.segment_metrics(
+                    contract.task,
+                    scored,
+                    label=label,
+                    score=SCORE,
+                    segments=contract.segment_features,
+                    threshold=contract.decision_threshold,
+                    min_rows=contract.promotion.segments.min_rows,
+                )
+    meta = ctx.read_json("reference.json")
+    out["champion_metric"] = (meta.get("validation_metrics") or {}).get(contract.primary_metric)
+    ctx.write_json("evaluate.json", out)
+    log.info(
+        "%s: %s = %s on %s matured labels (champion validation: %s)",
+        ctx.label, contract.primary_metric, _fmt(out["metric_value"]), f"{out['labelled_rows']:,}",
+        _fmt(out["champion_metric"]),
+    )
+    return {k: out[k] for k in ("metric_name", "metric_value", "labelled_rows")}
+
+
+def decide(ctx: RunContext) -> dict[str, Any]:
+    """The retrain policy on this run's results, the recent history and the champion's facts."""
+    from driftguard import policy
+
+    facts = current_facts(ctx)
+    meta = ctx.read_json("reference.json")
+    store = history_store(ctx.settings)
+    cfg = ctx.contract.policy
+    history = store.history_facts(ctx.name, before=ctx.start, n=max(cfg.persistence.n - 1, 0))
+    last_retrain = store.last_retrain_at(ctx.name)
+    trained_at = datetime.fromisoformat(meta["trained_at"]) if meta.get("trained_at") else None
+    champion = policy.ChampionFacts(
+        version=meta.get("model_version"),
+        trained_at=trained_at,
+        validation_metric=(meta.get("validation_metrics") or {}).get(ctx.contract.primary_metric),
+        feature_importance=tuple(meta.get("feature_importance") or ()),
+        last_retrain_at=last_retrain or trained_at,
+    )
+    since = store.labelled_rows_since(ctx.name, champion.last_retrain_at) + facts.labelled_rows
+    decision = policy.decide(
+        cfg,
+        now=ctx.end,
+        current=facts,
+        history=history,
+        champion=champion,
+        metric_name=ctx.contract.primary_metric,
+        greater_is_better=ctx.contract.greater_is_better,
+        labelled_rows_since_retrain=since,
+    )
+    data = decision.to_dict()
+    data["summary"] = decision.summary()
+    ctx.write_json("decision.json", data)
+    log.info("%s: %s", ctx.label, decision.summary())
+    return {"retrain": decision.retrain, "summary": decision.summary()}
+
+
+def current_facts(ctx: RunContext) -> Any:
+    from driftguard import policy
+
+    extracted = ctx.read_json("extract.json")
+    q = ctx.read_json("quality.json")
+    d = ctx.read_json("drift.json")
+    e = ctx.read_json("evaluate.json")
+    rows = extracted["rows"]
+    status = "no_data" if rows == 0 else ("ok" if q["passed_critical"] else "quality_failed")
+    return policy.RunFacts(
+        model=ctx.name,
+        interval_start=ctx.start,
+        interval_end=ctx.end,
+        status=status,
+        quality_passed=bool(q["passed_critical"]) and rows > 0,
+        drift_share=d.get("drift_share"),
+        drifted_features=tuple(d.get("drifted_features") or ()),
+        metric_value=e.get("metric_value"),
+        labelled_rows=int(e.get("labelled_rows") or 0),
+    )
+
+
+def publish(ctx: RunContext) -> dict[str, Any]:
+    """Write history (one upsert), the run's summary and index pages, send alerts. Only this step
+    writes history, so a run whose steps did not all finish leaves no partial record."""
+    from driftguard import alerts, reports
+    from driftguard import store as store_mod
+
+    facts = current_facts(ctx)
+    q, d, e = ctx.read_json("quality.json"), ctx.read_json("drift.json"), ctx.read_json("evaluate.json")
+    decision = ctx.read_json("decision.json")
+    meta = ctx.read_json("reference.json")
+    paths = {
+        key: str(ctx.report_dir / name)
+        for key, name in (("drift", "drift.html"), ("quality", "validation.html"), ("suite", "suite.json"))
+        if (ctx.report_dir / name).exists()
+    }
+    paths["summary"] = str(ctx.report_dir / "summary.json")
+    summary_text = " ".join(
+        s for s in (q.get("summary"), d.get("summary") or d.get("error") or d.get("skipped"), decision["summary"]) if s
+    )
+    record = store_mod.RunRecord(
+        model=ctx.name,
+        interval_start=ctx.start,
+        interval_end=ctx.end,
+        status=facts.status,
+        rows=ctx.read_json("extract.json")["rows"],
+        quality_passed=facts.quality_passed,
+        critical_failures=len([c for c in q["checks"] if not c["success"] and c["severity"] == "critical"]),
+        warnings=len([c for c in q["checks"] if not c["success"] and c["severity"] == "warning"]),
+        drift_share=facts.drift_share,
+        drifted_features=list(facts.drifted_features),
+        metric_name=e.get("metric_name"),
+        metric_value=e.get("metric_value"),
+        proxy_metrics=e.get("proxy") or {},
+        labelled_rows=facts.labelled_rows,
+        retrain=bool(decision["retrain"]),
+        reasons=decision["reasons"],
+        champion_version=meta.get("model_version"),
+        report_paths=paths,
+        summary=summary_text,
+        feature_drift=[{k: f[k] for k in store_mod.FEATURE_DRIFT_FIELDS} for f in d.get("features") or []],
+        quality_checks=[{k: c.get(k) for k in store_mod.QUALITY_CHECK_FIELDS} for c in q["checks"]],
+    )
+    store = history_store(ctx.settings)
+    reports.write_summary(
+        ctx.report_dir,
+        {
+            "model": ctx.name,
+            "interval": [ctx.start.isoformat(), ctx.end.isoformat()],
+            "extract": ctx.read_json("extract.json"),
+            "reference": {k: meta[k] for k in ("source", "model_version", "run_id", "rows")},
+            "quality": q,
+            "drift": d,
+            "evaluation": e,
+            "decision": decision,
+        },
+    )
+    store.record_run(record)
+    records = store.runs(ctx.name)
+    reports.write_model_index(
+        ctx.settings.reports_dir,
+        ctx.name,
+        records,
+        promotions=store.promotions(ctx.name),
+        drift_threshold=ctx.contract.policy.drift_share,
+        description=ctx.contract.description,
+    )
+    reports.write_home(ctx.settings.reports_dir, store.models())
+    sent = [a.kind for a in run_alerts(ctx, facts, q, d, decision) if alerts.dispatch(
+        a, ctx.contract.alerts, store=store, now=ctx.end
+    )]
+    shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    result = {
+        "status": facts.status,
+        "rows": record.rows,
+        "quality_passed": facts.quality_passed,
+        "drift_share": facts.drift_share,
+        "drifted_features": list(facts.drifted_features),
+        "metric": e.get("metric_value"),
+        "retrain": record.retrain,
+        "alerts": sent,
+        "report": paths.get("drift") or paths["summary"],
+        "summary": summary_text,
+    }
+    log.info("%s: published. %s", ctx.label, summary_text)
+    return result
+
+
+def run_alerts(
+    ctx: RunContext, facts: Any, q: dict[str, Any], d: dict[str, Any], decision: dict[str, Any]
+) -> list[Any]:
+    from driftguard.alerts import Alert
+
+    c, report = ctx.contract, str(ctx.report_dir / ("drift.html" if (ctx.report_dir / "drift.html").exists()
+                                                   else "summary.json"))
+    common = {"model": ctx.name, "report_path": report, "runbook_url": c.alerts.runbook_url}
+    out = []
+    if facts.status == "no_data" and c.quality.volume.required:
+        out.append(Alert(kind="no_data", severity="critical", title="no rows in the interval",
+                         body=f"{ctx.label}: the feature log has no rows.", state="no_data", **common))
+    failed = sorted({f"{x['family']}:{x['column']}" for x in q["checks"]
+                     if not x["success"] and x["severity"] == "critical"})
+    if failed and facts.status != "no_data":
+        out.append(Alert(kind="quality_critical", severity="critical", title="critical data quality failure",
+                         body=q.get("summary", ""), state=",".join(failed), **common))
+    if d.get("dataset_drift") or (d.get("drift_share") or 0) >= (c.policy.drift_share or 1.0):
+        out.append(Alert(kind="drift", severity="warning", title=f"drift in {len(facts.drifted_features)} features",
+                         body=d.get("summary", ""), state=",".join(sorted(facts.drifted_features)), **common))
+    if decision["retrain"]:
+        fired = sorted(r["rule"] for r in decision["reasons"] if r["kind"] == "trigger" and r["fired"])
+        out.append(Alert(kind="retrain", severity="info", title="retraining requested",
+                         body=decision["summary"], state=",".join(fired), **common))
+    return out
+
+
+def history_store(settings: Settings) -> Any:
+    from driftguard.store import HistoryStore
+
+    return HistoryStore(settings.history_url)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+STEPS = ("extract", "load_reference", "score", "check_quality", "detect_drift", "evaluate_model", "decide", "publish")
+
+
+def run_monitoring(
+    model: str | ModelContract, start: datetime, end: datetime, *, settings: Settings | None = None
+) -> dict[str, Any]:
+    """All steps in-process, in DAG order; returns publish's summary."""
+    ctx = RunContext.create(model, start, end, settings)
+    extract(ctx)
+    load_reference(ctx)
+    score(ctx)
+    check_quality(ctx)
+    detect_drift(ctx)
+    evaluate_model(ctx)
+    decide(ctx)
+    return publish(ctx)

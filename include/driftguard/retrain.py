@@ -1,0 +1,313 @@
+"""One retraining run: train a candidate, gate it against @champion, register, promote or not.
+
+The steps mirror the retraining DAG's tasks; `run_retraining` chains them in-process for the
+backtest. A run is keyed by (model, decided interval): the store's claim makes a second run for
+the same interval do nothing new, and MLflow registration is idempotent per training run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from driftguard.contract import ModelContract, load_contract
+from driftguard.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+ACTOR = "driftguard-retraining"
+
+
+class RetrainError(RuntimeError):
+    """A retraining step cannot go on; the message names the model, interval and cause."""
+
+
+@dataclass(frozen=True)
+class RetrainContext:
+    contract: ModelContract
+    start: datetime  # the decided interval (its end is the training cut-off, `as_of`)
+    end: datetime
+    settings: Settings
+    trigger: dict[str, Any]
+
+    @classmethod
+    def create(
+        cls,
+        model: str | ModelContract,
+        start: datetime,
+        end: datetime,
+        *,
+        trigger: dict[str, Any] | None = None,
+        settings: Settings | None = None,
+    ) -> RetrainContext:
+        settings = settings or get_settings()
+        contract = model if isinstance(model, ModelContract) else load_contract(settings.models_dir / f"{model}.yaml")
+        return cls(contract, start, end, settings, dict(trigger or {}))
+
+    @property
+    def name(self) -> str:
+        return self.contract.name
+
+    @property
+    def as_of(self) -> datetime:
+        return self.end
+
+    @property
+    def label(self) -> str:
+        return f"retrain {self.name} as of {self.end.isoformat()}"
+
+    @property
+    def work_dir(self) -> Path:
+        from driftguard import reports
+
+        return self.settings.home / "work" / f"{self.name}-retrain" / reports.run_dir_name(self.start, self.end)
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.work_dir / name).write_text(json.dumps(data, default=str, indent=1))
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        try:
+            return json.loads((self.work_dir / name).read_text())
+        except FileNotFoundError:
+            raise RetrainError(
+                f"{self.label}: {name} missing in {self.work_dir}; clear and rerun the whole DAG run"
+            ) from None
+
+    def store(self) -> Any:
+        from driftguard.store import HistoryStore
+
+        return HistoryStore(self.settings.history_url)
+
+
+def claim(ctx: RetrainContext) -> dict[str, Any]:
+    """Claim the interval; a retrain already decided (or running) for it means: do nothing new."""
+    existing = ctx.store().claim_retrain(ctx.name, ctx.start, ctx.end)
+    if existing is not None:
+        log.info("%s: already %s (candidate v%s); nothing new to do", ctx.label, existing.get("status"),
+                 existing.get("candidate_version"))
+        return {"proceed": False, "status": existing.get("status"), "version": existing.get("candidate_version")}
+    log.info("%s: claimed; trigger: %s", ctx.label, ctx.trigger.get("summary") or ctx.trigger or "manual")
+    return {"proceed": True}
+
+
+def quality_failed_intervals(ctx: RetrainContext) -> list[tuple[datetime, datetime]]:
+    """Intervals whose critical quality checks failed: their rows never feed a retrain."""
+    return [(r.interval_start, r.interval_end) for r in ctx.store().runs(ctx.name) if not r.quality_passed
+            and r.status != "no_data"]
+
+
+def train(ctx: RetrainContext) -> dict[str, Any]:
+    from driftguard import training
+
+    excluded = quality_failed_intervals(ctx)
+    if excluded:
+        log.info("%s: excluding %d intervals that failed critical quality checks", ctx.label, len(excluded))
+    data = training.load_training_data(ctx.contract, as_of=ctx.as_of, exclude_intervals=excluded)
+    candidate = training.train_candidate(
+        ctx.contract, data, tracking_uri=ctx.settings.mlflow_tracking_uri, trigger=ctx.trigger
+    )
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    data.split.holdout.to_parquet(ctx.work_dir / "holdout.parquet", index=False)
+    out = {
+        "run_id": candidate.run_id,
+        "model_uri": candidate.model_uri,
+        "metrics": candidate.metrics,
+        "fingerprint": candidate.fingerprint,
+        "excluded_intervals": [[a.isoformat(), b.isoformat()] for a, b in excluded],
+    }
+    ctx.write_json("candidate.json", out)
+    metric = ctx.contract.primary_metric
+    log.info("%s: candidate run %s, holdout %s %.4f on %s rows", ctx.label, candidate.run_id, metric,
+             candidate.metric(metric), f"{len(data.split.holdout):,}")
+    return {"run_id": candidate.run_id, f"holdout_{metric}": candidate.metric(metric)}
+
+
+def register(ctx: RetrainContext) -> dict[str, Any]:
+    from driftguard import registry
+
+    cand = ctx.read_json("candidate.json")
+    mv = registry.register_candidate(
+        ctx.contract.registered_model_name,
+        cand["run_id"],
+        tracking_uri=ctx.settings.mlflow_tracking_uri,
+        tags={"driftguard.interval": f"{ctx.start.isoformat()}/{ctx.end.isoformat()}"},
+    )
+    ctx.write_json("registered.json", {"version": str(mv.version)})
+    log.info("%s: registered as %s v%s", ctx.label, ctx.contract.registered_model_name, mv.version)
+    return {"version": str(mv.version)}
+
+
+def _champion_scores(ctx: RetrainContext, holdout: Any) -> tuple[str | None, Any]:
+    """(@champion version, its holdout scores). An unloadable champion is said loudly and, when the
+    contract allows, rolled back to @previous_champion before the comparison."""
+    from driftguard import registry, training
+
+    name, uri = ctx.contract.registered_model_name, ctx.settings.mlflow_tracking_uri
+    for attempt in (1, 2):
+        mv = registry.champion_version(name, tracking_uri=uri)
+        if mv is None:
+            return None, None
+        try:
+            loaded = registry.load_champion(name, tracking_uri=uri)
+            if loaded is None:
+                return None, None
+            model, version = loaded
+            return version, training.score(model, holdout[ctx.contract.feature_names], ctx.contract.task)
+        except Exception as exc:  # any load or predict failure makes the champion unservable
+            log.error("%s: CHAMPION v%s IS NOT SERVABLE: %s", ctx.label, mv.version, exc)
+            _alert(ctx, "unservable", "critical", f"champion v{mv.version} cannot be loaded or scored",
+                   f"{type(exc).__name__}: {exc}", state=str(mv.version))
+            if attempt == 2 or not ctx.contract.promotion.rollback_on_unservable:
+                raise RetrainError(f"{ctx.label}: champion v{mv.version} is not servable: {exc}") from exc
+            frm, to = registry.rollback(name, store=ctx.store(), actor=ACTOR,
+                                        reason=f"champion v{mv.version} not servable: {exc}", tracking_uri=uri)
+            log.error("%s: rolled @champion back from v%s to v%s", ctx.label, frm, to)
+    return None, None
+
+
+def evaluate(ctx: RetrainContext) -> dict[str, Any]:
+    """Score champion and challenger on the same out-of-time holdout rows; run the gate."""
+    import pandas as pd
+
+    from driftguard import gate, registry, servability
+
+    contract = ctx.contract
+    cand, reg = ctx.read_json("candidate.json"), ctx.read_json("registered.json")
+    holdout = pd.read_parquet(ctx.work_dir / "holdout.parquet")
+    label = contract.source.labels.column if contract.source.labels else None
+    if label is None:
+        raise RetrainError(f"{ctx.label}: the contract has no labels; a candidate cannot be evaluated")
+    version = reg["version"]
+    model_uri = f"models:/{contract.registered_model_name}/{version}"
+    servable = servability.check_servable(
+        model_uri,
+        holdout[contract.feature_names].head(1000),
+        tracking_uri=ctx.settings.mlflow_tracking_uri,
+        budget_ms_per_1k=contract.promotion.latency_budget_ms,
+    )
+    champion_version, champion_scores = _champion_scores(ctx, holdout)
+    challenger_scores = _challenger_scores(ctx, model_uri if servable.ok else None, holdout)
+    verdict = gate.evaluate_gate(
+        contract,
+        y_true=holdout[label].to_numpy(),
+        champion_scores=champion_scores,
+        challenger_scores=challenger_scores,
+        segments={c: holdout[c].to_numpy() for c in contract.segment_features},
+        servability=servable,
+    )
+    registry.record_verdict(
+        contract.registered_model_name, version, verdict,
+        trigger=ctx.trigger, fingerprint=cand["fingerprint"], tracking_uri=ctx.settings.mlflow_tracking_uri,
+    )
+    out = {
+        "version": version,
+        "champion_version": champion_version,
+        "promote": verdict.promote,
+        "summary": verdict.summary(),
+        "verdict": verdict.to_dict(),
+    }
+    ctx.write_json("verdict.json", out)
+    log.info("%s: v%s vs champion %s -> %s", ctx.label, version,
+             f"v{champion_version}" if champion_version else "(none)", verdict.summary())
+    return {k: out[k] for k in ("version", "champion_version", "promote", "summary")}
+
+
+def _challenger_scores(ctx: RetrainContext, model_uri: str | None, holdout: Any) -> Any:
+    """Scores of the registered version; an unservable one scores NaN so the gate's sanity and
+    servability checks both reject it with their own reasons."""
+    import numpy as np
+
+    from driftguard import training
+
+    if model_uri is None:
+        return np.full(len(holdout), np.nan)
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    return training.score(model, holdout[ctx.contract.feature_names], ctx.contract.task)
+
+
+def promote(ctx: RetrainContext, *, approved_by: str | None = None) -> dict[str, Any]:
+    """The last step: move the aliases (guarded) or keep the rejected candidate as @challenger."""
+    from driftguard import registry
+
+    v = ctx.read_json("verdict.json")
+    name, uri, store = ctx.contract.registered_model_name, ctx.settings.mlflow_tracking_uri, ctx.store()
+    version = v["version"]
+    if not v["promote"]:
+        registry.mark_challenger(name, version, tracking_uri=uri)
+        status = "rejected"
+        log.info("%s: v%s rejected, kept as @challenger. %s", ctx.label, version, v["summary"])
+    else:
+        actor = approved_by or ACTOR
+        try:
+            registry.promote(name, version, expected_champion=v["champion_version"], store=store, actor=actor,
+                             reason=v["summary"], tracking_uri=uri, at=ctx.as_of)
+            status = "promoted"
+            log.info("%s: v%s is now @champion (was %s)", ctx.label, version, v["champion_version"] or "none")
+        except registry.ConcurrentPromotionError as exc:
+            status = "aborted"
+            log.error("%s: promotion aborted: %s", ctx.label, exc)
+            _alert(ctx, "promotion", "warning", f"promotion of v{version} aborted", str(exc), state=str(version))
+    store.finish_retrain(ctx.name, ctx.start, ctx.end, status=status, candidate_version=version,
+                         verdict=v["verdict"])
+    if status == "promoted":
+        _alert(ctx, "promotion", "info", f"v{version} promoted to @champion", v["summary"], state=str(version))
+    shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    return {"status": status, "version": version, "summary": v["summary"]}
+
+
+def reject_unapproved(ctx: RetrainContext, *, by: str | None = None) -> dict[str, Any]:
+    """A person declined the promotion in the approval step."""
+    from driftguard import registry
+
+    v = ctx.read_json("verdict.json")
+    registry.mark_challenger(ctx.contract.registered_model_name, v["version"],
+                             tracking_uri=ctx.settings.mlflow_tracking_uri)
+    ctx.store().finish_retrain(ctx.name, ctx.start, ctx.end, status="declined", candidate_version=v["version"],
+                               verdict=v["verdict"])
+    log.info("%s: promotion of v%s declined by %s", ctx.label, v["version"], by or "a reviewer")
+    return {"status": "declined", "version": v["version"]}
+
+
+def fail(ctx: RetrainContext, error: str) -> None:
+    """Release the claim so a later run can retry this interval."""
+    ctx.store().finish_retrain(ctx.name, ctx.start, ctx.end, status="failed", candidate_version=None,
+                               verdict={"error": error})
+
+
+def _alert(ctx: RetrainContext, kind: str, severity: str, title: str, body: str, *, state: str) -> None:
+    from driftguard.alerts import Alert, dispatch
+
+    alert = Alert(model=ctx.name, kind=kind, severity=severity, title=title, body=body,
+                  runbook_url=ctx.contract.alerts.runbook_url, state=state)
+    dispatch(alert, ctx.contract.alerts, store=ctx.store(), now=ctx.as_of)
+
+
+def run_retraining(
+    model: str | ModelContract,
+    start: datetime,
+    end: datetime,
+    *,
+    trigger: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """All steps in-process (no human approval step); returns promote's summary."""
+    ctx = RetrainContext.create(model, start, end, trigger=trigger, settings=settings)
+    claimed = claim(ctx)
+    if not claimed["proceed"]:
+        return {"status": "skipped", "previous_status": claimed["status"], "version": claimed["version"]}
+    try:
+        train(ctx)
+        register(ctx)
+        evaluate(ctx)
+        return promote(ctx)
+    except Exception as exc:
+        fail(ctx, f"{type(exc).__name__}: {exc}")
+        raise
