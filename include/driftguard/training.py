@@ -473,10 +473,13 @@ def pip_requirements() -> list[str]:
 
 
 def trigger_summary(trigger: dict[str, Any] | None) -> str:
+    """One line for the run tag: the trigger's summary, else its reasons, else its JSON."""
     if not trigger:
         return "manual"
     reasons = trigger.get("reasons")
-    if isinstance(reasons, list | tuple) and reasons:
+    if isinstance(trigger.get("summary"), str) and trigger["summary"]:
+        text = trigger["summary"]
+    elif isinstance(reasons, list | tuple) and reasons:
         text = "; ".join(str(r) for r in reasons)
     else:
         text = json.dumps(trigger, sort_keys=True, default=str)

@@ -428,6 +428,9 @@ def test_a_different_seed_changes_the_model(
 def test_trigger_summary() -> None:
     assert training.trigger_summary(None) == "manual"
     assert training.trigger_summary({"reasons": ["a", "b"]}) == "a; b"
+    assert training.trigger_summary({"summary": "drift in 4 of 9 features", "reasons": ["a"]}) == (
+        "drift in 4 of 9 features"
+    )
     assert training.trigger_summary({"kind": "schedule"}) == '{"kind": "schedule"}'
     assert len(training.trigger_summary({"reasons": ["x" * 900]})) == 500
 
