@@ -265,13 +265,17 @@ def _reflect_table(conn: sa.Connection, contract: ModelContract, name: str, what
     return {c["name"]: c["type"] for c in insp.get_columns(table, schema=schema)}
 
 
+def _table_relation(conn: sa.Connection, contract: ModelContract, name: str, what: str) -> _Relation:
+    """A reflected table as a lightweight `sa.table` (identifiers quoted by the dialect)."""
+    cols = _reflect_table(conn, contract, name, what)
+    schema, table = _split(name)
+    return _Relation(name, cols, sa.table(table, *(sa.column(c) for c in cols), schema=schema))
+
+
 def _log_relation(conn: sa.Connection, contract: ModelContract) -> _Relation:
     src = contract.source
     if src.table is not None:
-        cols = _reflect_table(conn, contract, src.table, "feature-log")
-        schema, table = _split(src.table)
-        selectable = sa.table(table, *(sa.column(c) for c in cols), schema=schema)
-        return _Relation(src.table, cols, selectable)
+        return _table_relation(conn, contract, src.table, "feature-log")
     probe = sa.text(src.query).columns().subquery("dg_probe")
     try:
         keys = list(conn.execute(sa.select(sa.literal_column("*")).select_from(probe).limit(0)).keys())
@@ -470,7 +474,9 @@ def _stream(conn: sa.Connection, stmt: sa.Select[Any], chunksize: int) -> tuple[
     return frame, len(frames)
 
 
-def _execute(conn: sa.Connection, stmt: sa.Select[Any], chunksize: int, contract: ModelContract, table: str):
+def _execute(
+    conn: sa.Connection, stmt: sa.Select[Any], chunksize: int, contract: ModelContract, table: str
+) -> tuple[pd.DataFrame | None, int]:
     try:
         return _stream(conn, stmt, chunksize)
     except sa.exc.DBAPIError as exc:
@@ -611,13 +617,8 @@ def read_labels(
             table_name, lab_rel = relation.label, log_rel
             stmt = sa.select(lab_rel.c[key], lab_rel.c[label.name])
         else:
-            lab_types = _reflect_table(conn, contract, labels.table, "label")
+            lab_relation = _table_relation(conn, contract, labels.table, "label")
             table_name = labels.table
-            lab_relation = _Relation(
-                labels.table,
-                lab_types,
-                sa.table(_split(labels.table)[1], *(sa.column(c) for c in lab_types), schema=_split(labels.table)[0]),
-            )
             _check_columns(lab_relation, [key_col, label], contract, True)
             _check_columns(relation, [_Col(src.id_column, "id", "id column")], contract, True)
             lab_rel = lab_relation.selectable
