@@ -12,8 +12,8 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from enum import Enum
+from datetime import UTC, date, datetime, timedelta
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -121,17 +121,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     binary_classification = "binary_classification"
     regression = "regression"
 
 
-class FeatureKind(str, Enum):
+class FeatureKind(StrEnum):
     numeric = "numeric"
     categorical = "categorical"
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     critical = "critical"
     warning = "warning"
     off = "off"
@@ -194,8 +194,8 @@ class Source(_Strict):
 
 
 class Feature(_Strict):
-    name: str
-    kind: FeatureKind
+    name: str = Field(description="Column name in the feature log.")
+    kind: FeatureKind = Field(description="`numeric` or `categorical`.")
     nullable: bool = Field(True, description="False makes any null a critical quality failure.")
     range: tuple[float, float] | None = Field(None, description="Expected [min, max]; else learned from the reference.")
     domain: list[str] | None = Field(None, description="Expected categories; else learned from the reference.")
@@ -227,7 +227,7 @@ class ReferenceWindow(_Strict):
     @classmethod
     def _utc(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
-            return v.replace(tzinfo=timezone.utc)
+            return v.replace(tzinfo=UTC)
         return v
 
 
@@ -235,7 +235,7 @@ class VolumeCheck(_Strict):
     min_ratio: float = Field(0.5, gt=0, description="Rows below min_ratio x the usual volume fail.")
     max_ratio: float = Field(2.0, gt=0, description="Rows above max_ratio x the usual volume fail.")
     required: bool = Field(True, description="An empty interval raises an alert.")
-    severity: Severity = Severity.warning
+    severity: Severity = Field(Severity.warning, description="Severity of a volume failure.")
 
 
 class QualityConfig(_Strict):
@@ -245,7 +245,7 @@ class QualityConfig(_Strict):
     range_mostly: float = Field(0.99, gt=0, le=1, description="Share of values that must fall in range.")
     unseen_category_share: float = Field(0.01, ge=0, le=1, description="Allowed share of unseen categories.")
     freshness: Duration = Field(timedelta(days=1), description="Newest event must be at most this old at interval end.")
-    volume: VolumeCheck = VolumeCheck()
+    volume: VolumeCheck = Field(VolumeCheck(), description="Row count vs the usual volume.")
     severity: dict[str, Severity] = Field(
         default_factory=lambda: {
             "schema": Severity.critical,
@@ -275,7 +275,7 @@ DriftMethod = Literal["auto", "psi", "ks", "wasserstein", "jensenshannon", "chis
 
 
 class FeatureDriftSpec(_Strict):
-    method: DriftMethod = "auto"
+    method: DriftMethod = Field("auto", description="psi, ks, wasserstein, jensenshannon, chisquare, kl_div, anderson.")
     threshold: float | None = Field(None, gt=0, description="Method's threshold; null = the method's default.")
 
 
@@ -284,11 +284,11 @@ class DriftConfig(_Strict):
 
     method: DriftMethod = Field("auto", description="Default method; auto = Evidently's choice by size and kind.")
     threshold: float | None = Field(None, gt=0, description="Default threshold for `method`.")
-    features: dict[str, FeatureDriftSpec] = Field(default_factory=dict, description="Per-feature overrides.")
+    features: dict[str, FeatureDriftSpec] = Field(default_factory=dict, description="Per-feature overrides by name.")
     sample_size: int = Field(100_000, ge=1000, description="Rows per side used for the tests (bounded sample).")
     drift_share: float = Field(0.5, gt=0, le=1, description="Dataset drift when this share of features drift.")
-    prediction: bool = True
-    target: bool = True
+    prediction: bool = Field(True, description="Report prediction (score) drift.")
+    target: bool = Field(True, description="Report target drift once labels mature.")
 
 
 class Persistence(_Strict):
@@ -310,7 +310,7 @@ class PolicyConfig(_Strict):
     metric_drop: float | None = Field(0.05, gt=0, description="Trigger: realized metric worse than champion's by >=.")
     max_model_age: Duration | None = Field(timedelta(days=90), description="Trigger: champion older than this.")
     cooldown: Duration = Field(timedelta(days=7), description="Guard: no retrain within this after the last.")
-    persistence: Persistence = Persistence()
+    persistence: Persistence = Field(Persistence(), description="Guard: drift in k of the last n runs.")
     min_new_labels: int = Field(1000, ge=0, description="Guard: labelled rows since the last retrain.")
 
 
@@ -320,9 +320,9 @@ Estimator = Literal[
 
 
 class TrainingConfig(_Strict):
-    estimator: Estimator = "hist_gradient_boosting"
+    estimator: Estimator = Field("hist_gradient_boosting", description="scikit-learn model family.")
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to the scikit-learn estimator.")
-    seed: int = 42
+    seed: int = Field(42, description="Seeds the estimator and importances.")
     window: Duration | Literal["all"] = Field(timedelta(days=60), description="Sliding training window or `all`.")
     validation: Duration = Field(timedelta(days=7), description="Validation period before the holdout.")
     holdout: Duration = Field(timedelta(days=7), description="Most recent labelled period: out-of-time holdout.")
@@ -330,20 +330,20 @@ class TrainingConfig(_Strict):
 
 
 class BootstrapConfig(_Strict):
-    samples: int = Field(1000, ge=100)
-    confidence: float = Field(0.95, gt=0.5, lt=1)
-    seed: int = 0
+    samples: int = Field(1000, ge=100, description="Resamples (B).")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Two-sided CI level.")
+    seed: int = Field(0, description="Same seed, same verdict.")
 
 
 class SegmentGuard(_Strict):
-    min_rows: int = Field(200, ge=1)
+    min_rows: int = Field(200, ge=1, description="Segments smaller than this are not tested.")
     margin: float = Field(0.02, ge=0, description="Largest allowed metric loss in any segment.")
     alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise error rate (Holm).")
 
 
 class CalibrationGuard(_Strict):
-    metric: Literal["brier", "ece"] = "brier"
-    tolerance: float = Field(0.01, ge=0)
+    metric: Literal["brier", "ece"] = Field("brier", description="Calibration measure.")
+    tolerance: float = Field(0.01, ge=0, description="Allowed worsening vs the champion.")
 
 
 class PromotionConfig(_Strict):
@@ -351,23 +351,25 @@ class PromotionConfig(_Strict):
 
     metric: str | None = Field(None, description="Primary metric; default roc_auc (binary) or rmse (regression).")
     greater_is_better: bool | None = Field(None, description="Default from the metric.")
-    min_absolute_change: float = Field(0.0, ge=0)
-    min_relative_change: float = Field(0.0, ge=0)
-    mode: Literal["superiority", "non_inferiority"] = "non_inferiority"
+    min_absolute_change: float = Field(0.0, ge=0, description="Required gain (0 = not set), as MetricThreshold.")
+    min_relative_change: float = Field(0.0, ge=0, description="Required relative gain (0 = not set).")
+    mode: Literal["superiority", "non_inferiority"] = Field(
+        "non_inferiority", description="CI lower bound > 0, or > -margin."
+    )
     margin: float = Field(0.005, ge=0, description="Non-inferiority margin on the primary metric.")
-    bootstrap: BootstrapConfig = BootstrapConfig()
-    segments: SegmentGuard = SegmentGuard()
-    calibration: CalibrationGuard = CalibrationGuard()
+    bootstrap: BootstrapConfig = Field(BootstrapConfig(), description="Paired bootstrap of the metric gain.")
+    segments: SegmentGuard = Field(SegmentGuard(), description="Per-segment guardrails.")
+    calibration: CalibrationGuard = Field(CalibrationGuard(), description="Classifiers only.")
     latency_budget_ms: float = Field(2000.0, gt=0, description="Max predict time per 1,000 rows, fresh process.")
     floors: dict[str, float] = Field(default_factory=dict, description="Absolute floors for a first champion.")
     require_approval: bool = Field(False, description="Wait for human approval (Airflow HITL) before promoting.")
-    rollback_on_unservable: bool = True
+    rollback_on_unservable: bool = Field(True, description="Roll back a champion that no longer loads.")
 
 
 class AlertRoute(_Strict):
-    kind: Literal["log", "webhook", "slack", "email"]
-    url: str | None = None
-    to: list[str] | None = None
+    kind: Literal["log", "webhook", "slack", "email"] = Field(description="log always works; others need url/to.")
+    url: str | None = Field(None, description="webhook/slack URL; secrets as ${VAR}.")
+    to: list[str] | None = Field(None, description="email recipients (SMTP from DRIFTGUARD_SMTP_*).")
 
     @model_validator(mode="after")
     def _target(self) -> AlertRoute:
@@ -383,8 +385,8 @@ class AlertRoute(_Strict):
 
 
 class AlertConfig(_Strict):
-    routes: list[AlertRoute] = Field(default_factory=lambda: [AlertRoute(kind="log")])
-    runbook_url: str = "README.md#on-call"
+    routes: list[AlertRoute] = Field(default_factory=lambda: [AlertRoute(kind="log")], description="Where alerts go.")
+    runbook_url: str = Field("README.md#on-call", description="Linked from every alert.")
     repeat_after: Duration = Field(timedelta(days=1), description="Re-send an unchanged alert after this.")
 
 
@@ -407,22 +409,24 @@ class ModelContract(_Strict):
     """One monitored model."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,62}$", description="Model id: registry name and DAG id part.")
-    description: str = ""
-    task: Task
+    description: str = Field("", description="Shown in the DAG docs and report pages.")
+    task: Task = Field(description="`binary_classification` or `regression`.")
     decision_threshold: float = Field(0.5, gt=0, lt=1, description="Score threshold for class 1 (F1 etc.).")
-    owners: list[str] = Field(min_length=1)
-    alerts: AlertConfig = AlertConfig()
-    schedule: Annotated[str, BeforeValidator(lambda v: _check_schedule(str(v)))] = "@daily"
+    owners: list[str] = Field(min_length=1, description="DAG owners; alert addressees.")
+    alerts: AlertConfig = Field(AlertConfig(), description="Alert routes and de-duplication.")
+    schedule: Annotated[str, BeforeValidator(lambda v: _check_schedule(str(v)))] = Field(
+        "@daily", description="Cron expression or preset; one data interval per run."
+    )
     start_date: date = Field(description="First data interval the DAGs schedule (UTC).")
-    catchup: bool = False
-    source: Source
-    features: list[Feature] = Field(min_length=1)
-    reference: ReferenceWindow = ReferenceWindow()
-    quality: QualityConfig = QualityConfig()
-    drift: DriftConfig = DriftConfig()
-    policy: PolicyConfig = PolicyConfig()
-    training: TrainingConfig = TrainingConfig()
-    promotion: PromotionConfig = PromotionConfig()
+    catchup: bool = Field(False, description="Backfill missed intervals when the DAG is first unpaused.")
+    source: Source = Field(description="The feature log.")
+    features: list[Feature] = Field(min_length=1, description="Model inputs, monitored one by one.")
+    reference: ReferenceWindow = Field(ReferenceWindow(), description="Bootstrap reference.")
+    quality: QualityConfig = Field(QualityConfig(), description="Data quality gate.")
+    drift: DriftConfig = Field(DriftConfig(), description="Drift detection.")
+    policy: PolicyConfig = Field(PolicyConfig(), description="Retrain decision.")
+    training: TrainingConfig = Field(TrainingConfig(), description="Candidate training.")
+    promotion: PromotionConfig = Field(PromotionConfig(), description="Champion-vs-challenger gate.")
 
     @field_validator("features")
     @classmethod
@@ -627,3 +631,54 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Driftguard model contract"
     return schema
+
+
+def _default_text(field: Any) -> str:
+    from pydantic_core import PydanticUndefined
+
+    if field.is_required():
+        return "**required**"
+    value = field.default_factory() if field.default_factory is not None else field.default
+    if value is PydanticUndefined:
+        return ""
+    if isinstance(value, BaseModel):
+        return "(section)"
+    if isinstance(value, timedelta):
+        return f"`{format_duration(value)}`"
+    if isinstance(value, Enum):
+        return f"`{value.value}`"
+    if isinstance(value, dict):
+        value = {k: (v.value if isinstance(v, Enum) else v) for k, v in value.items()}
+    if isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    return f"`{value!r}`" if value is not None else "`null`"
+
+
+def reference_markdown() -> str:
+    """The contract reference as Markdown tables (README's "Contract reference" is this text)."""
+    lines: list[str] = []
+
+    def section(model: type[BaseModel], prefix: str) -> None:
+        nested: list[tuple[type[BaseModel], str]] = []
+        lines.append("| field | default | meaning |\n|---|---|---|")
+        for name, field in model.model_fields.items():
+            path = f"{prefix}{name}"
+            desc = (field.description or "").replace("|", "\\|")
+            lines.append(f"| `{path}` | {_default_text(field).replace('|', chr(92) + '|')} | {desc} |")
+            ann = field.annotation
+            is_container = getattr(ann, "__origin__", None) in (list, dict)
+            for candidate in getattr(ann, "__args__", ()) or (ann,):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    suffix = "[]." if is_container and getattr(ann, "__origin__", None) is list else "."
+                    if is_container and getattr(ann, "__origin__", None) is dict:
+                        suffix = ".<name>."
+                    nested.append((candidate, f"{path}{suffix}"))
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                nested.append((ann, f"{path}."))
+        for sub, sub_prefix in nested:
+            doc = (sub.__doc__ or "").strip().splitlines()[0] if sub.__doc__ else ""
+            lines.append(f"\n**`{sub_prefix[:-1]}`**{': ' + doc if doc else ''}\n")
+            section(sub, sub_prefix)
+
+    section(ModelContract, "")
+    return "\n".join(lines) + "\n"
