@@ -27,9 +27,12 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from driftguard.contract import AlertConfig, AlertRoute, ContractError, format_duration, interpolate_env
+
+if TYPE_CHECKING:
+    from driftguard.store import HistoryStore
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +145,7 @@ def _route_name(route: AlertRoute) -> str:
     return f"{route.kind} {route.url}" if route.url else route.kind
 
 
-def dispatch(alert: Alert, config: AlertConfig, *, store: Any, now: datetime) -> bool:
+def dispatch(alert: Alert, config: AlertConfig, *, store: HistoryStore | None, now: datetime) -> bool:
     """Send `alert` through every route of `config` unless the same alert went out within
     `config.repeat_after`. Returns True if it went out (at least the log), False if suppressed.
 

@@ -272,6 +272,13 @@ def _guard_cooldown(policy: PolicyConfig, now: datetime, champion: ChampionFacts
     if champion.last_retrain_at is None:
         return _guard("cooldown", False, f"cooldown: no earlier retrain ({cooldown})")
     since = now - champion.last_retrain_at
+    if since < timedelta(0):
+        # A retrain stamped after `now`: wall-clock stamps meeting a logical (data-interval) `now`.
+        return _guard(
+            "cooldown",
+            True,
+            f"cooldown: last retrain at {champion.last_retrain_at.isoformat()} is after now ({now.isoformat()})",
+        )
     blocks = since < policy.cooldown
     op = "<" if blocks else ">="
     return _guard("cooldown", blocks, f"cooldown: last retrain {_ago(since)} ago {op} {cooldown}")

@@ -272,3 +272,13 @@ def test_nan_metric_and_share_are_treated_as_unknown() -> None:
     assert not d.reason("drift_share").fired
     assert d.reason("drift_share").detail == "drift share unknown (no drift result for this run)"
     assert not d.reason("metric_drop").fired
+
+
+def test_a_retrain_stamped_after_now_blocks_and_says_so() -> None:
+    # e.g. a wall-clock promotion time meeting a logical `now` during a backfill
+    future = champion(last_retrain_at=NOW + timedelta(days=1))
+    d = decide_(run(metric=0.5), champ=future)
+    assert not d.retrain
+    assert d.reason("cooldown").detail == (
+        "cooldown: last retrain at 2013-06-04T01:00:00+00:00 is after now (2013-06-03T01:00:00+00:00)"
+    )
