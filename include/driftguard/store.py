@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -325,6 +326,15 @@ def dispose_engines() -> None:
             engine.dispose()
         _ENGINES.clear()
         _CREATED.clear()
+
+
+def _forget_inherited_pools() -> None:
+    """In a forked child, drop the parent's pooled connections without closing them (they are the parent's)."""
+    for engine in _ENGINES.values():
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_pools)
 
 
 def _insert(conn: Connection, table: sa.Table) -> Any:
