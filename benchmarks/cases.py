@@ -1,0 +1,266 @@
+"""One benchmark case per process, so peak RSS (ru_maxrss of this process) belongs to that case.
+
+    python -m benchmarks.cases driftguard|naive --db sqlite|postgres --rows N --home DIR --out FILE
+    python -m benchmarks.cases dagparse --out FILE
+
+Prints nothing useful; writes one JSON object to --out. Run by benchmarks.run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(stages: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
+    started = time.perf_counter()
+    out = fn()
+    stages[name] = round(time.perf_counter() - started, 3)
+    return out
+
+
+def _env(home: Path) -> None:
+    os.environ["DRIFTGUARD_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def prepare(home: Path) -> dict[str, Any]:
+    """Create the MLflow store once per home (a deployed MLflow exists before the first run)."""
+    _env(home)
+    from driftguard import mlflow_setup
+    from mlflow import MlflowClient
+
+    uri = mlflow_setup.configure()
+    MlflowClient(uri).search_registered_models()
+    return {"prepared": str(home)}
+
+
+# --------------------------------------------------------------------------- Driftguard path
+
+
+def driftguard(db: str, rows: int, ref_rows: int, home: Path) -> dict[str, Any]:
+    """The monitoring run as the DAG performs it: every driftguard.monitor step, timed."""
+    _env(home)
+    started = time.perf_counter()
+    from driftguard import monitor
+    from driftguard.settings import get_settings
+
+    from benchmarks import data
+
+    spec = data.Spec(rows, ref_rows)
+    _, (lo, hi) = data.windows()
+    ctx = monitor.RunContext.create(data.contract(db, spec), lo, hi, get_settings())
+    stages: dict[str, float] = {"import": round(time.perf_counter() - started, 3)}
+    results: dict[str, Any] = {}
+    for step in monitor.STEPS:
+        results[step] = _timed(stages, step, lambda step=step: getattr(monitor, step)(ctx))
+    total = time.perf_counter() - started
+    summary = json.loads((ctx.report_dir / "summary.json").read_text())
+    drift = summary["drift"]
+    verdicts = {f["feature"]: bool(f["drifted"]) for f in drift.get("features") or []}
+    quality = summary["quality"]
+    return {
+        "path": "driftguard",
+        "db": db,
+        "rows": rows,
+        "seconds": round(total, 3),
+        "stages": stages,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "verdicts": verdicts,
+        "scores": {f["feature"]: f["score"] for f in drift.get("features") or []},
+        "methods": {f["feature"]: f["method"] for f in drift.get("features") or []},
+        "sample_rows": drift.get("sample_rows"),
+        "quality_checks": len(quality["checks"]),
+        "quality_failed": sorted(f"{c['family']}:{c['column']}" for c in quality["checks"] if not c["success"]),
+        "html_bytes": _html_sizes(ctx.report_dir),
+        "status": results["publish"]["status"],
+    }
+
+
+def _html_sizes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in sorted(folder.glob("*.html"))}
+
+
+# --------------------------------------------------------------------------- naive path
+
+
+def _read_sql(db: str, spec: Any, lo: Any, hi: Any) -> Any:
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from benchmarks import data
+
+    table = data.qualified(db, spec)
+    engine = sa.create_engine(data.url_for(db, spec))
+    if db == "sqlite":
+        bounds = {"lo": lo.strftime("%Y-%m-%d %H:%M:%S"), "hi": hi.strftime("%Y-%m-%d %H:%M:%S")}
+    else:
+        bounds = {"lo": lo, "hi": hi}
+    query = sa.text(f"SELECT * FROM {table} WHERE event_ts >= :lo AND event_ts < :hi")  # benchmark's own table
+    try:
+        frame = pd.read_sql(query, engine, params=bounds)
+    finally:
+        engine.dispose()
+    frame["event_ts"] = pd.to_datetime(frame["event_ts"], utc=True, format="ISO8601")
+    for name in data.CATEGORICAL:
+        frame[name] = frame[name].astype(object).where(frame[name].notna(), float("nan"))
+    return frame
+
+
+def naive(db: str, rows: int, ref_rows: int, home: Path) -> dict[str, Any]:
+    """What one would write without Driftguard: read everything, GX the whole frame, the
+    DataDriftPreset on everything, a self-contained HTML report."""
+    _env(home)
+    started = time.perf_counter()
+    import warnings
+
+    warnings.simplefilter("ignore")
+    from driftguard import quality
+    from driftguard.profile import profile_frame
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    from benchmarks import data
+
+    spec = data.Spec(rows, ref_rows)
+    contract = data.contract(db, spec)
+    (ref_lo, ref_hi), (lo, hi) = data.windows()
+    stages: dict[str, float] = {"import": round(time.perf_counter() - started, 3)}
+    ref = _timed(stages, "read_reference", lambda: _read_sql(db, spec, ref_lo, ref_hi))
+    cur = _timed(stages, "read_window", lambda: _read_sql(db, spec, lo, hi))
+    out = home / "naive"
+
+    def gx() -> Any:
+        profile = profile_frame(ref, contract)
+        return quality.validate_window(contract, cur, profile, start=lo, end=hi, out_dir=out)
+
+    checks = _timed(stages, "gx_full_frame", gx)
+    columns = [*data.FEATURES, "prediction"]
+    definition = DataDefinition(
+        numerical_columns=[*data.NUMERIC, "prediction"], categorical_columns=list(data.CATEGORICAL)
+    )
+
+    def evidently() -> Any:
+        return Report([DataDriftPreset()], include_tests=True).run(
+            reference_data=Dataset.from_pandas(ref[columns], data_definition=definition),
+            current_data=Dataset.from_pandas(cur[columns], data_definition=definition),
+        )
+
+    snapshot = _timed(stages, "evidently_preset", evidently)
+    html = out / "drift.html"
+    _timed(stages, "html", lambda: snapshot.save_html(str(html)))
+    total = time.perf_counter() - started
+    verdicts, scores = _preset_verdicts(json.loads(snapshot.json()))
+    return {
+        "path": "naive",
+        "db": db,
+        "rows": rows,
+        "seconds": round(total, 3),
+        "stages": stages,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "verdicts": {k: v for k, v in verdicts.items() if k in data.FEATURES},
+        "scores": {k: v for k, v in scores.items() if k in data.FEATURES},
+        "quality_checks": len(checks.checks),
+        "quality_failed": sorted(f"{c.family}:{c.column}" for c in checks.checks if not c.success),
+        "html_bytes": _html_sizes(out),
+    }
+
+
+def _preset_verdicts(snap: dict[str, Any]) -> tuple[dict[str, bool], dict[str, float]]:
+    """Per-column verdicts of DataDriftPreset: its ValueDrift tests (FAIL = drift)."""
+    status = {t["metric_config"]["metric_id"]: t["status"] for t in snap.get("tests", [])}
+    verdicts, scores = {}, {}
+    for metric in snap["metrics"]:
+        column = metric["config"].get("column")
+        if column and metric["id"] in status:
+            verdicts[column] = status[metric["id"]] == "FAIL"
+            scores[column] = float(metric["value"])
+    return verdicts, scores
+
+
+# --------------------------------------------------------------------------- DAG parsing
+
+
+def dagparse() -> dict[str, Any]:
+    """Airflow's DagBag over dags/ in this fresh process: per-file parse seconds (Airflow's own
+    stats), plus the import time of Airflow itself for context."""
+    started = time.perf_counter()
+    import airflow.sdk  # noqa: F401
+    from airflow.dag_processing.dagbag import DagBag
+
+    airflow_import = time.perf_counter() - started
+    heavy = ("pandas", "great_expectations", "evidently", "mlflow", "sklearn")
+    before = {m for m in heavy if m in sys.modules}
+    started = time.perf_counter()
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    return {
+        "path": "dagparse",
+        "airflow_import_s": round(airflow_import, 3),
+        "dagbag_s": round(time.perf_counter() - started, 3),
+        "per_file_s": {Path(str(s.file)).name: s.duration.total_seconds() for s in bag.dagbag_stats},
+        "dags": len(bag.dags),
+        "import_errors": len(bag.import_errors),
+        "heavy_modules": sorted(m for m in heavy if m in sys.modules and m not in before),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+def dagimport(file: str) -> dict[str, Any]:
+    """Cold import of one dags/ module after Airflow is imported (what a parse of it costs)."""
+    import importlib.util
+
+    import airflow.sdk  # noqa: F401
+
+    path = REPO / "dags" / file
+    started = time.perf_counter()
+    spec = importlib.util.spec_from_file_location(f"dg_bench_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {"path": "dagimport", "file": file, "import_s": round(time.perf_counter() - started, 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("case", choices=["prepare", "driftguard", "naive", "dagparse", "dagimport"])
+    parser.add_argument("--db", default="sqlite")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--ref-rows", type=int, default=200_000)
+    parser.add_argument("--home", type=Path)
+    parser.add_argument("--file", default="")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if args.case == "prepare":
+        result = prepare(args.home)
+    elif args.case == "driftguard":
+        result = driftguard(args.db, args.rows, args.ref_rows, args.home)
+    elif args.case == "naive":
+        result = naive(args.db, args.rows, args.ref_rows, args.home)
+    elif args.case == "dagparse":
+        result = dagparse()
+    else:
+        result = dagimport(args.file)
+    args.out.write_text(json.dumps(result, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

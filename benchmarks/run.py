@@ -1,0 +1,333 @@
+"""`make bench`: Driftguard's monitoring run against the naive full-data path, per size and database.
+
+    python -m benchmarks.run [--sizes 100k,1m,10m] [--db sqlite,postgres] [--skip-naive-above 1m]
+
+Each case runs in a fresh subprocess (benchmarks.cases) so its peak RSS is its own; the table
+compares paths measured in the same run. Writes benchmarks/results/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import data
+
+RESULTS = data.RESULTS
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {
+    "speedup_1m": 10.0,  # naive / Driftguard end to end at 1M rows
+    "rss_1m_mb": 1024.0,
+    "agreement": 0.98,
+    "rss_10m_mb": 2048.0,
+    "ratio_10m_to_1m": 3.0,
+    "html_mb": 1.0,
+    "dag_parse_s": 0.050,
+}
+
+
+def _case(args: list[str], name: str, timeout: float) -> dict[str, Any]:
+    """Run one case in a fresh interpreter; its JSON, or {"error": ...} with the log's tail."""
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out = logs / f"{name}.json"
+    out.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "GX_ANALYTICS_ENABLED": "false"}
+    started = time.perf_counter()
+    with open(logs / f"{name}.log", "w") as log:
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "benchmarks.cases", *args, "--out", str(out)],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+            )
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = -1
+    if code != 0 or not out.exists():
+        tail = (logs / f"{name}.log").read_text()[-800:]
+        return {"error": f"exit {code} after {time.perf_counter() - started:.0f} s: {tail}"}
+    return json.loads(out.read_text())
+
+
+def _fresh_home(template: Path, name: str) -> Path:
+    home = RESULTS / "home" / name
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(template, home)
+    return home
+
+
+def _agreement(a: dict[str, bool], b: dict[str, bool]) -> float | None:
+    common = sorted(set(a) & set(b))
+    return sum(a[k] == b[k] for k in common) / len(common) if common else None
+
+
+def truth() -> dict[str, bool]:
+    """The injected drift: exactly the DRIFTED features."""
+    return {f: f in data.DRIFTED for f in data.FEATURES}
+
+
+def run_dags(runs: int, timeout: float) -> dict[str, Any]:
+    """DagBag over dags/ in `runs` fresh processes, and each dags/ module's cold import."""
+    parses = [_case(["dagparse"], f"dagparse_{i}", timeout) for i in range(runs)]
+    ok = [p for p in parses if "error" not in p]
+    if not ok:
+        return {"error": parses[0]["error"]}
+    files = sorted(ok[0]["per_file_s"])
+    per_file = {f: round(sum(p["per_file_s"][f] for p in ok) / len(ok), 4) for f in files}
+    imports = {}
+    for f in files:
+        got = [_case(["dagimport", "--file", f], f"dagimport_{f}_{i}", timeout) for i in range(runs)]
+        good = [g["import_s"] for g in got if "error" not in g]
+        imports[f] = round(sum(good) / len(good), 4) if good else None
+    return {
+        "runs": len(ok),
+        "parse_s_per_file": per_file,
+        "import_s_per_file": imports,
+        "airflow_import_s": round(sum(p["airflow_import_s"] for p in ok) / len(ok), 3),
+        "dags": ok[0]["dags"],
+        "import_errors": ok[0]["import_errors"],
+        "heavy_modules": ok[0]["heavy_modules"],
+    }
+
+
+def run(
+    sizes: list[int], dbs: list[str], skip_naive_above: int, dag_runs: int, timeout: float, ref_rows: int
+) -> dict[str, Any]:
+    template = RESULTS / "home" / "_template"
+    shutil.rmtree(template, ignore_errors=True)
+    prepared = _case(["prepare", "--home", str(template)], "prepare", timeout)
+    if "error" in prepared:
+        raise SystemExit(f"could not prepare the MLflow store: {prepared['error']}")
+    cases: list[dict[str, Any]] = []
+    for db in dbs:
+        for rows in sizes:
+            spec = data.Spec(rows, ref_rows)
+            print(f"[{db} {data.label(rows)}] data ...", flush=True)
+            generated = data.ensure(db, spec)
+            name = f"{db}_{data.label(rows)}"
+            print(f"[{db} {data.label(rows)}] driftguard ...", flush=True)
+            home = _fresh_home(template, name)
+            common = ["--db", db, "--rows", str(rows), "--ref-rows", str(ref_rows), "--home", str(home)]
+            dg = _case(["driftguard", *common], f"dg_{name}", timeout)
+            if rows <= skip_naive_above:
+                print(f"[{db} {data.label(rows)}] naive ...", flush=True)
+                nv = _case(["naive", *common], f"naive_{name}", timeout)
+            else:
+                nv = {
+                    "skipped": f"naive path not run above {data.label(skip_naive_above)} rows "
+                    f"(DataDriftPreset on full frames: ~100 s and ~2 GB per 1M rows, would not fit or finish)"
+                }
+            cases.append({"db": db, "rows": rows, "generate_s": round(generated, 1), "driftguard": dg, "naive": nv})
+    _derive(cases)
+    dags = run_dags(dag_runs, timeout) if dag_runs else {"skipped": "--dag-runs 0"}
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
+        "spec": {
+            "reference_rows": ref_rows,
+            "numeric": len(data.NUMERIC),
+            "categorical": len(data.CATEGORICAL),
+            "drifted": sorted(data.DRIFTED),
+        },
+        "targets": TARGETS,
+        "cases": cases,
+        "dags": dags,
+    }
+
+
+def _derive(cases: list[dict[str, Any]]) -> None:
+    """Speed-up vs naive, verdict agreement (vs naive and vs the injected truth), 10M vs 1M."""
+    by = {(c["db"], c["rows"]): c for c in cases}
+    for c in cases:
+        dg, nv = c["driftguard"], c["naive"]
+        if "error" in dg:
+            continue
+        c["agreement_truth"] = _agreement(dg["verdicts"], truth())
+        if "seconds" in nv:
+            c["speedup"] = round(nv["seconds"] / dg["seconds"], 2)
+            c["agreement_naive"] = _agreement(dg["verdicts"], nv["verdicts"])
+            c["disagreements"] = sorted(
+                k for k in dg["verdicts"] if k in nv["verdicts"] and dg["verdicts"][k] != nv["verdicts"][k]
+            )
+        base = by.get((c["db"], 1_000_000))
+        if c["rows"] > 1_000_000 and base and "seconds" in base["driftguard"]:
+            c["ratio_to_1m"] = round(dg["seconds"] / base["driftguard"]["seconds"], 2)
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _mb(n: float | None) -> str:
+    return "-" if n is None else f"{n:,.0f}"
+
+
+def _html_kb(case: dict[str, Any]) -> str:
+    sizes = case.get("html_bytes") or {}
+    return ", ".join(f"{k.removesuffix('.html')} {v / 1024:,.0f}" for k, v in sizes.items()) or "-"
+
+
+def table(result: dict[str, Any]) -> str:
+    head = ("db", "rows", "path", "wall s", "peak RSS MB", "naive/dg", "agree naive", "agree truth", "HTML KB")
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for c in result["cases"]:
+        dg, nv = c["driftguard"], c["naive"]
+        rows = data.label(c["rows"])
+        if "error" in dg:
+            lines.append(f"{c['db']} | {rows} | driftguard | FAILED: {dg['error'][:200]!r} |  |  |  |  | ")
+        else:
+            ratio = (
+                f"{c['speedup']}x"
+                if "speedup" in c
+                else (f"n/a (dg {c['ratio_to_1m']}x its 1M time)" if "ratio_to_1m" in c else "n/a")
+            )
+            agree = f"{c['agreement_naive']:.0%}" if c.get("agreement_naive") is not None else "n/a"
+            lines.append(
+                f"{c['db']} | {rows} | driftguard | {dg['seconds']:.1f} | {_mb(dg['peak_rss_mb'])} | {ratio} | "
+                f"{agree} | {c['agreement_truth']:.0%} | {_html_kb(dg)}"
+            )
+        if "seconds" in nv:
+            lines.append(
+                f"{c['db']} | {rows} | naive | {nv['seconds']:.1f} | {_mb(nv['peak_rss_mb'])} | 1x | - | "
+                f"{_agreement(nv['verdicts'], truth()):.0%} | {_html_kb(nv)}"
+            )
+        elif "error" in nv:
+            lines.append(f"{c['db']} | {rows} | naive | FAILED: {nv['error'][:200]!r} |  |  |  |  | ")
+        else:
+            lines.append(f"{c['db']} | {rows} | naive | n/a: {nv.get('skipped', '')} |  |  |  |  | ")
+    lines.append("")
+    lines.append("Stages (s):")
+    for c in result["cases"]:
+        for path in ("driftguard", "naive"):
+            stages = c[path].get("stages")
+            if stages:
+                text = ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
+                lines.append(f"  {c['db']} {data.label(c['rows'])} {path}: {text}")
+    dags = result["dags"]
+    if "parse_s_per_file" in dags:
+        lines.append("")
+        lines.append(
+            f"DAG parse (DagBag, mean of {dags['runs']} fresh processes; Airflow import "
+            f"{dags['airflow_import_s']} s not included):"
+        )
+        for f, s in dags["parse_s_per_file"].items():
+            lines.append(
+                f"  {f}: parse {s * 1000:.1f} ms, cold module import {dags['import_s_per_file'][f] * 1000:.1f} ms"
+            )
+        lines.append(f"  heavy modules imported by parsing: {dags['heavy_modules'] or 'none'}")
+    lines.append("")
+    lines.append(f"Load average when finished: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (shared machine).")
+    return "\n".join(lines)
+
+
+def targets(result: dict[str, Any]) -> list[str]:
+    """One line per issue target: met / NOT met / not measured, with the figure."""
+    t, out = TARGETS, []
+    by = {(c["db"], c["rows"]): c for c in result["cases"]}
+    for db in sorted({c["db"] for c in result["cases"]}):
+        one = by.get((db, 1_000_000))
+        if one and "seconds" in one["driftguard"]:
+            dg = one["driftguard"]
+            if "speedup" in one:
+                out.append(
+                    _line(
+                        f"{db} 1M speed-up >= {t['speedup_1m']:g}x",
+                        one["speedup"] >= t["speedup_1m"],
+                        f"{one['speedup']}x",
+                    )
+                )
+                out.append(
+                    _line(
+                        f"{db} 1M agreement >= {t['agreement']:.0%}",
+                        one["agreement_naive"] >= t["agreement"],
+                        f"{one['agreement_naive']:.1%}",
+                    )
+                )
+            out.append(
+                _line(
+                    f"{db} 1M peak RSS <= {t['rss_1m_mb']:g} MB",
+                    dg["peak_rss_mb"] <= t["rss_1m_mb"],
+                    f"{dg['peak_rss_mb']:.0f} MB",
+                )
+            )
+            big = max((kb for kb in dg["html_bytes"].values()), default=0) / 2**20
+            out.append(_line(f"{db} largest HTML <= {t['html_mb']:g} MB", big <= t["html_mb"], f"{big:.2f} MB"))
+        ten = by.get((db, 10_000_000))
+        if ten and "seconds" in ten["driftguard"]:
+            dg = ten["driftguard"]
+            out.append(
+                _line(
+                    f"{db} 10M peak RSS <= {t['rss_10m_mb']:g} MB",
+                    dg["peak_rss_mb"] <= t["rss_10m_mb"],
+                    f"{dg['peak_rss_mb']:.0f} MB",
+                )
+            )
+            if "ratio_to_1m" in ten:
+                out.append(
+                    _line(
+                        f"{db} 10M time <= {t['ratio_10m_to_1m']:g}x 1M",
+                        ten["ratio_to_1m"] <= t["ratio_10m_to_1m"],
+                        f"{ten['ratio_to_1m']}x",
+                    )
+                )
+    dags = result["dags"]
+    if "parse_s_per_file" in dags:
+        worst = max(dags["parse_s_per_file"].values())
+        out.append(
+            _line(
+                f"DAG parse <= {t['dag_parse_s'] * 1000:g} ms per file",
+                worst <= t["dag_parse_s"],
+                f"worst {worst * 1000:.1f} ms",
+            )
+        )
+    return out
+
+
+def _line(what: str, ok: bool, figure: str) -> str:
+    return f"  [{'met' if ok else 'NOT met'}] {what}: {figure}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100k,1m,10m", help="window sizes, e.g. 100k,1m,10m")
+    parser.add_argument("--db", default="sqlite,postgres", help="sqlite, postgres or both")
+    parser.add_argument("--skip-naive-above", default="1m", help="run the naive path only up to this many rows")
+    parser.add_argument("--dag-runs", type=int, default=3, help="fresh processes for DAG parse timing (0: skip)")
+    parser.add_argument("--ref-rows", default=data.label(data.REF_ROWS), help="rows in the reference period")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per case")
+    parser.add_argument("--out", type=Path, default=RESULTS / "results.json")
+    args = parser.parse_args(argv)
+    sizes = [data.parse_size(s) for s in args.sizes.split(",") if s]
+    dbs = [d.strip() for d in args.db.split(",") if d.strip()]
+    unknown = [d for d in dbs if d not in ("sqlite", "postgres")]
+    if unknown:
+        parser.error(f"unknown --db {unknown}; use sqlite and/or postgres")
+    result = run(
+        sizes, dbs, data.parse_size(args.skip_naive_above), args.dag_runs, args.timeout, data.parse_size(args.ref_rows)
+    )
+    result["target_lines"] = targets(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, default=str))
+    print()
+    print(table(result))
+    print("\nTargets:")
+    print("\n".join(result["target_lines"]))
+    print(f"\nwritten {args.out}")
+    failed = [c for c in result["cases"] if "error" in c["driftguard"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

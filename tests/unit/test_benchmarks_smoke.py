@@ -1,0 +1,107 @@
+"""The benchmark harness at a tiny size, so `make bench` cannot rot unnoticed.
+
+Runs `python -m benchmarks.run` for real (SQLite, 5k-row window, 5k-row reference, both paths,
+one DAG-parse process) into a tmp folder and checks the JSON it writes and the table it prints.
+No timing is asserted: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import data  # noqa: E402
+from benchmarks.run import table, targets, truth  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    results = tmp_path_factory.mktemp("bench")
+    out = results / "results.json"
+    env = {**os.environ, "DRIFTGUARD_BENCH_RESULTS": str(results), "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--sizes", "5k", "--db", "sqlite", "--ref-rows", "5k",
+         "--dag-runs", "1", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, f"benchmark run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_both_paths_ran_in_their_own_process_with_stages_and_memory(bench: tuple[dict[str, Any], str]) -> None:
+    result, _ = bench
+    [case] = result["cases"]
+    assert (case["db"], case["rows"]) == ("sqlite", 5000)
+    dg, nv = case["driftguard"], case["naive"]
+    assert "error" not in dg and "error" not in nv, (dg.get("error"), nv.get("error"))
+    assert list(dg["stages"]) == ["import", "extract", "load_reference", "score", "check_quality", "detect_drift",
+                                  "evaluate_model", "decide", "publish"]
+    assert set(nv["stages"]) >= {"read_window", "gx_full_frame", "evidently_preset", "html"}
+    for path in (dg, nv):
+        assert path["seconds"] >= sum(v for k, v in path["stages"].items()) - 0.01
+        assert 50 < path["peak_rss_mb"] < 4000
+    assert dg["status"] == "ok"
+    assert case["speedup"] == pytest.approx(nv["seconds"] / dg["seconds"], rel=0.01)
+
+
+def test_verdicts_cover_every_feature_and_find_the_injected_drift(bench: tuple[dict[str, Any], str]) -> None:
+    result, _ = bench
+    [case] = result["cases"]
+    dg, nv = case["driftguard"], case["naive"]
+    assert set(dg["verdicts"]) == set(nv["verdicts"]) == set(data.FEATURES)
+    # 5k rows per side is below the sample size: both paths test the same rows with the same methods.
+    assert case["agreement_naive"] == 1.0, case["disagreements"]
+    drifted = {f for f, v in dg["verdicts"].items() if v}
+    assert drifted == set(data.DRIFTED), f"expected the injected drift {sorted(data.DRIFTED)}, got {sorted(drifted)}"
+    assert case["agreement_truth"] == 1.0
+    assert truth()["f_00"] is True and truth()["f_19"] is False
+
+
+def test_reports_are_written_and_the_driftguard_report_is_small(bench: tuple[dict[str, Any], str]) -> None:
+    result, _ = bench
+    [case] = result["cases"]
+    assert set(case["driftguard"]["html_bytes"]) == {"drift.html", "validation.html"}
+    assert case["driftguard"]["html_bytes"]["drift.html"] < 2**20
+    assert case["naive"]["html_bytes"]["drift.html"] > case["driftguard"]["html_bytes"]["drift.html"]
+
+
+def test_dag_parse_is_measured_per_file(bench: tuple[dict[str, Any], str]) -> None:
+    result, _ = bench
+    dags = result["dags"]
+    assert set(dags["parse_s_per_file"]) == {p.name for p in (REPO / "dags").glob("*.py")}
+    assert dags["import_errors"] == 0
+    assert all(v is not None and v > 0 for v in dags["import_s_per_file"].values())
+
+
+def test_table_and_target_lines_name_cases_and_figures(bench: tuple[dict[str, Any], str]) -> None:
+    result, stdout = bench
+    assert table(result) in stdout
+    assert "sqlite | 5k | driftguard |" in stdout and "sqlite | 5k | naive |" in stdout
+    lines = targets(result)
+    assert any(line.startswith("  [met] DAG parse") or line.startswith("  [NOT met] DAG parse") for line in lines)
+    # 1M and 10M targets are not claimed from a 5k run.
+    assert not any("1M" in line or "10M" in line for line in lines)
+
+
+def test_sizes_labels_and_cached_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [data.parse_size(s) for s in ("100k", "1m", "10m", "5000")] == [100_000, 1_000_000, 10_000_000, 5000]
+    assert [data.label(n) for n in (100_000, 1_000_000, 10_000_000)] == ["100k", "1m", "10m"]
+    monkeypatch.setattr(data, "SQLITE_DIR", tmp_path)
+    spec = data.Spec(2000, ref_rows=1000)
+    assert data.ensure("sqlite", spec) > 0
+    assert data.ensure("sqlite", spec) == 0.0, "an identical table must be reused, not regenerated"
+    import sqlite3
+
+    with sqlite3.connect(data.sqlite_path(spec)) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {spec.table}").fetchone()[0] == 3000
+        ts = conn.execute(f"SELECT min(event_ts), max(event_ts) FROM {spec.table}").fetchone()
+    assert ts[0] == "2024-01-01 00:00:00.000000" and ts[1].startswith("2024-02-07 ")
