@@ -1,6 +1,7 @@
 # Driftguard: two commands do everything on a fresh machine.
 #   make demo   - install, seed the demo world, run the DAGs end to end on embedded stores
 #   make test   - install test tools, lint, run the whole suite (unit, dags, integration)
+#   make up     - the Airflow UI on the same embedded stores (not while `make demo` runs: same port)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := $(CURDIR)/.venv
@@ -30,6 +31,15 @@ check: install
 
 test: install lint
 	$(BIN)/python -m pytest
+
+# Seed the demo world and replay it week by week through Airflow's scheduler (scripts/demo.py).
+# Rerunnable: finished weeks are skipped. DEMO_ARGS="--weeks 4" replays only the first weeks.
+demo: install
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
+
+# Airflow UI (airflow standalone) on the embedded stores: http://localhost:8080, user admin.
+up: install
+	$(BIN)/python scripts/up.py
 
 clean:
 	rm -rf $(DRIFTGUARD_HOME)

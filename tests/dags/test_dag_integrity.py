@@ -96,17 +96,30 @@ def test_probe_catches_queries_lookups_and_heavy_imports(tmp_path: Path) -> None
     assert "pandas" in result["heavy_modules"]
 
 
+# Tasks whose DAG file sets retries=0 on purpose (a blind automatic re-run would do harm or
+# waste: the DAG has its own recovery path). Adding a task here is a reviewed decision.
+NO_RETRY_BY_DESIGN = {
+    "train_candidate": "dags/retraining.py: a failed training releases its claim; the next request retrains",
+    "rollback_champion": "dags/rollback.py: a manual action, re-run by a person",
+}
+
+
 def test_every_dag_has_tags_owner_and_retries() -> None:
     bag = parse_dags()
     assert bag.import_errors == {}
     assert bag.dags
+    no_retry: set[str] = set()
     for dag in bag.dags.values():
         assert "driftguard" in dag.tags, dag.dag_id
+        assert len(dag.tags) >= 3, f"{dag.dag_id}: tags are driftguard, the DAG kind and the model"
         assert dag.max_active_runs == 1, dag.dag_id
         assert dag.doc_md and "README.md#on-call" in dag.doc_md, dag.dag_id
         for task in dag.tasks:
             assert task.owner and task.owner != "airflow", f"{dag.dag_id}.{task.task_id} has no owner"
-            assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} has retries={task.retries}"
+            if task.retries < 1:
+                no_retry.add(task.task_id)
+    unexpected = sorted(no_retry - set(NO_RETRY_BY_DESIGN))
+    assert not unexpected, f"tasks without retries (add retries, or justify in NO_RETRY_BY_DESIGN): {unexpected}"
 
 
 def test_monitoring_dag_follows_the_contract() -> None:
@@ -121,8 +134,9 @@ def test_monitoring_dag_follows_the_contract() -> None:
     assert set(dag.tags) == {"driftguard", "monitoring", "flight_delay"}
     assert dag.owner == "ml-platform@example.com"
     assert "New York airport" in dag.doc_md
-    assert [t.task_id for t in dag.tasks] == ["extract_window", "log_summary"]
-    assert dag.task_dict["extract_window"].op_kwargs == {"model": "flight_delay"}
+    extract = dag.task_dict["extract_window"]
+    assert not extract.upstream_task_ids, "a monitoring run starts by reading its interval"
+    assert "flight_delay" in [*extract.op_args, *extract.op_kwargs.values()], "tasks get the model name"
 
 
 def _good_contract(name: str) -> dict[str, Any]:
