@@ -2,16 +2,29 @@
 ### Driftguard monitoring
 
 One DAG per valid model contract in the models folder (`DRIFTGUARD_MODELS_DIR`, default
-`include/models/`). Each run checks one data interval `[data_interval_start, data_interval_end)`
-of the model's production feature log, after the interval has ended:
+`include/models/`). Each run judges one data interval `[data_interval_start, data_interval_end)`
+of the model's production feature log, after the interval has ended, and decides with reasons
+whether the model needs retraining:
 
-1. `extract_window` reads the interval from the feature log and returns its counts
-   (an XCom of a few numbers; the rows never go through XCom).
-2. `log_summary` writes the counts to the task log.
+1. `extract_window`: the interval's log and the labels that have matured by its end.
+2. `load_reference`: the champion's training reference (its MLflow run), or the contract's
+   bootstrap window before a champion exists.
+3. `score_window`: the logged prediction, or the `@champion`'s scores when the log has none.
+4. `check_quality`: the Great Expectations suite generated from the contract. Critical failures
+   block retraining (bad data never triggers or feeds a retrain).
+5. `detect_drift`: Evidently, per feature with the contract's method and threshold, plus
+   prediction and target drift.
+6. `evaluate_model`: realized metrics on matured labels (overall, per segment), proxy metrics before.
+7. `decide_retrain`: the retrain policy; every trigger and guard is recorded with its numbers.
+8. `publish_results`: history tables (one upsert per interval: reruns replace), the HTML reports,
+   the model's index page, alerts to the owners.
+9. `retrain_or_not` branches to `request_retrain` (updates the model's retrain-request Asset,
+   which schedules the retraining DAG) or `no_retrain`.
 
-A broken contract gets no DAG here; it shows as an import error of `contract_errors.py`,
-naming the file, the field and the problem. Data and contract errors fail a task at once
-(retrying cannot fix them); transient errors (a database restart) are retried.
+XComs carry small summaries; frames stay in the run's work folder. Nothing reaches the history
+tables before `publish_results`. A broken contract gets no DAG here; it shows as an import error
+of `contract_errors.py`. Data and contract errors fail a task at once (retrying cannot fix them);
+transient errors (a database restart) are retried.
 """
 
 from __future__ import annotations
@@ -20,7 +33,7 @@ import logging
 from typing import Any
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import chain, dag, get_current_context, task
 from driftguard import dag_defaults
 from driftguard.contract import ModelContract
 
@@ -28,41 +41,89 @@ log = logging.getLogger(__name__)
 KIND = "monitoring"
 
 
-@task(multiple_outputs=False)
-def extract_window(
-    model: str,
-    data_interval_start: pendulum.DateTime | None = None,
-    data_interval_end: pendulum.DateTime | None = None,
-) -> dict[str, Any]:
-    """Read this run's interval of the feature log; return its summary (counts, never rows)."""
-    from driftguard.sources import read_window
+def _step(model: str, name: str, **kwargs: Any) -> dict[str, Any]:
+    """Run one driftguard.monitor step for this run's interval."""
+    from driftguard import monitor
 
-    with dag_defaults.fail_fast_on_data_errors(model, "extract_window"):
-        if data_interval_start is None or data_interval_end is None:
-            raise ValueError("this run has no data interval: trigger it with a logical date")
-        contract = dag_defaults.load_model_contract(model)
-        frame, stats = read_window(contract, data_interval_start, data_interval_end)
-    summary = stats.to_dict()
-    log.info(
-        "model %s: read %d rows of [%s, %s) from the feature log; summary %s",
-        model,
-        len(frame),
-        data_interval_start,
-        data_interval_end,
-        summary,
-    )
-    return summary
+    with dag_defaults.fail_fast_on_data_errors(model, name):
+        start, end = dag_defaults.interval_from_context(get_current_context())
+        ctx = monitor.RunContext.create(model, start, end)
+        return getattr(monitor, name)(ctx, **kwargs)
 
 
 @task
-def log_summary(model: str, summary: dict[str, Any]) -> None:
-    """One readable line per run, so the task log answers "what did this run see?"."""
-    details = ", ".join(f"{k}={v}" for k, v in sorted(summary.items()))
-    log.info("model %s monitoring summary: %s", model, details)
+def extract_window(model: str) -> dict[str, Any]:
+    """Read the interval (lenient: schema problems become failed quality checks) and matured labels."""
+    return _step(model, "extract")
+
+
+@task
+def load_reference(model: str) -> dict[str, Any]:
+    return _step(model, "load_reference")
+
+
+@task
+def score_window(model: str) -> dict[str, Any]:
+    return _step(model, "score")
+
+
+@task
+def check_quality(model: str) -> dict[str, Any]:
+    return _step(model, "check_quality")
+
+
+@task
+def detect_drift(model: str) -> dict[str, Any]:
+    return _step(model, "detect_drift")
+
+
+@task
+def evaluate_model(model: str) -> dict[str, Any]:
+    return _step(model, "evaluate_model")
+
+
+@task
+def decide_retrain(model: str) -> dict[str, Any]:
+    return _step(model, "decide")
+
+
+@task
+def publish_results(model: str) -> dict[str, Any]:
+    """History, reports and alerts; the log ends with the run's one-paragraph summary."""
+    result = _step(model, "publish")
+    log.info("SUMMARY %s", result["summary"])
+    return result
+
+
+@task.branch
+def retrain_or_not(published: dict[str, Any]) -> str:
+    return "request_retrain" if published["retrain"] else "no_retrain"
+
+
+@task
+def no_retrain(published: dict[str, Any]) -> None:
+    log.info("no retrain: %s", published["summary"])
 
 
 def build_monitoring_dag(contract: ModelContract) -> None:
     """Declare the monitoring DAG of one model (registered with Airflow on creation)."""
+    asset = dag_defaults.retrain_asset(contract.name)
+
+    @task(outlets=[asset])
+    def request_retrain(published: dict[str, Any]) -> dict[str, Any]:
+        """Update the retrain-request Asset; its extra carries the interval and the reasons."""
+        context = get_current_context()
+        start, end = dag_defaults.interval_from_context(context)
+        extra = {
+            "model": contract.name,
+            "interval_start": start.isoformat(),
+            "interval_end": end.isoformat(),
+            "summary": published["summary"][-1500:],
+            "report": published.get("report"),
+        }
+        context["outlet_events"][asset].extra = extra
+        log.info("retrain requested for %s as of %s: %s", contract.name, end, published["summary"])
+        return extra
 
     @dag(
         dag_id=dag_defaults.dag_id("monitor", contract.name),
@@ -70,14 +131,25 @@ def build_monitoring_dag(contract: ModelContract) -> None:
         start_date=pendulum.instance(dag_defaults.start_date(contract)),
         end_date=dag_defaults.schedule_end(),
         catchup=contract.catchup,
-        max_active_runs=1,
+        max_active_runs=1,  # the policy reads the previous runs' history
         default_args=dag_defaults.default_args(contract),
         tags=dag_defaults.tags(KIND, contract),
         doc_md=dag_defaults.doc_md(__doc__, contract, KIND),
     )
     def monitoring() -> None:
-        summary = extract_window(model=contract.name)
-        log_summary(model=contract.name, summary=summary)
+        m = contract.name
+        published = publish_results(m)
+        chain(
+            extract_window(m),
+            load_reference(m),
+            score_window(m),
+            check_quality(m),
+            detect_drift(m),
+            evaluate_model(m),
+            decide_retrain(m),
+            published,
+        )
+        retrain_or_not(published) >> [request_retrain(published), no_retrain(published)]
 
     monitoring()
 

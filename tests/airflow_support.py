@@ -70,7 +70,13 @@ class RunResult:
         return task_xcom(self.dag_id, self.run_id, task_id, key)
 
 
-def run_dag(dag_id: str, logical_date: datetime, *, dag_folder: Path | str = DAGS_DIR) -> RunResult:
+def run_dag(
+    dag_id: str,
+    logical_date: datetime | None,
+    *,
+    dag_folder: Path | str = DAGS_DIR,
+    conf: dict[str, Any] | None = None,
+) -> RunResult:
     """Run one DagRun with `dag.test()` (real scheduler-loop logic, tasks in this process).
 
     Needs the `airflow_db` fixture. Raises AssertionError naming the import errors when the
@@ -82,7 +88,7 @@ def run_dag(dag_id: str, logical_date: datetime, *, dag_folder: Path | str = DAG
     dag = bag.dags.get(dag_id)
     if dag is None:
         raise AssertionError(f"DAG {dag_id} not found in {dag_folder}; parsed {sorted(bag.dags)}, {bag.import_errors}")
-    dr = dag.test(logical_date=logical_date)
+    dr = dag.test(logical_date=logical_date, run_conf=conf)
     with create_session() as session:
         run = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == dr.run_id).one()
         tis = run.get_task_instances(session=session)

@@ -187,3 +187,36 @@ def fail_fast_on_data_errors(model: str, step: str) -> Iterator[None]:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"model {model!r}, step {step}: {type(exc).__name__}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- retrain requests
+
+
+def retrain_asset_name(model: str) -> str:
+    return f"driftguard_retrain_request__{model}"
+
+
+def retrain_asset(model: str) -> Any:
+    """The Asset a monitoring run updates when it decides to retrain; the retraining DAG is
+    scheduled on it. Imported lazily: this module stays Airflow-free at import time."""
+    from airflow.sdk import Asset
+
+    return Asset(
+        name=retrain_asset_name(model),
+        uri=f"driftguard://models/{model}/retrain-request",
+        group="driftguard",
+    )
+
+
+def interval_from_context(context: Any) -> tuple[datetime, datetime]:
+    """The data interval of a monitoring run, as stdlib UTC datetimes (the library's currency)."""
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if start is None or end is None:
+        raise ValueError("this run has no data interval: trigger it with a logical date")
+    return _utc(start), _utc(end)
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return datetime.fromtimestamp(value.timestamp(), tz=UTC)

@@ -328,7 +328,12 @@ def decide(ctx: RunContext) -> dict[str, Any]:
         feature_importance=tuple(meta.get("feature_importance") or ()),
         last_retrain_at=last_retrain or trained_at,
     )
-    since = store.labelled_rows_since(ctx.name, champion.last_retrain_at) + facts.labelled_rows
+    # Count earlier intervals only: a rerun of this interval must not count its own old record.
+    since = facts.labelled_rows + sum(
+        r.labelled_rows
+        for r in store.runs(ctx.name, before=ctx.start)
+        if champion.last_retrain_at is None or r.interval_end > champion.last_retrain_at
+    )
     decision = policy.decide(
         cfg,
         now=ctx.end,

@@ -1,0 +1,190 @@
+"""
+### Driftguard retraining
+
+One DAG per valid model contract. It runs when the model's monitoring DAG decides to retrain
+(it updates the model's retrain-request Asset) or when a person triggers it (params
+`interval_start` / `interval_end`: the data up to `interval_end` trains the candidate; default
+the last full day). Never promote a worse model: that is the promise.
+
+1. `read_request`: the decided interval and its reasons, from the triggering Asset event.
+2. `claim_interval`: a retrain already decided for this interval does nothing new (short-circuit).
+3. `train_candidate`: the contract's training window up to the interval's end, matured labels only,
+   intervals that failed critical quality checks excluded, split by time
+   (train / validation / out-of-time holdout); one MLflow run with the reference artifacts.
+4. `register_candidate`: a registered model version (idempotent per training run).
+5. `evaluate_candidate`: candidate and `@champion` scored on the same holdout rows; the gate
+   (metric threshold, paired bootstrap, segment guardrails, calibration, sanity, servability in a
+   fresh process). The verdict and its numbers are tagged on the version and logged as JSON.
+6. `promote_or_not` branches to `promote_champion` (after `approve_promotion` when the contract
+   asks for human approval) or `keep_as_challenger`. The alias move is the last step and is
+   guarded: it aborts if `@champion` moved since the gate compared against it.
+
+`max_active_runs=1`: one retrain of a model at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, chain, dag, get_current_context, task
+from driftguard import dag_defaults
+from driftguard.contract import ModelContract
+
+log = logging.getLogger(__name__)
+KIND = "retraining"
+
+
+def _ctx(model: str, request: dict[str, Any]) -> Any:
+    from driftguard import retrain
+
+    return retrain.RetrainContext.create(
+        model,
+        datetime.fromisoformat(request["interval_start"]),
+        datetime.fromisoformat(request["interval_end"]),
+        trigger=request.get("trigger"),
+    )
+
+
+def _step(model: str, request: dict[str, Any], name: str, **kwargs: Any) -> dict[str, Any]:
+    from driftguard import retrain
+
+    with dag_defaults.fail_fast_on_data_errors(model, name):
+        return getattr(retrain, name)(_ctx(model, request), **kwargs)
+
+
+def release_claim(context: Any) -> None:
+    """on_failure_callback: mark the interval's retrain failed so a rerun retries it."""
+    from driftguard import retrain
+
+    ti = context["ti"]
+    request = ti.xcom_pull(task_ids="read_request")
+    if not request:
+        return
+    try:
+        retrain.fail(_ctx(ti.dag_id.split("__", 1)[1], request), f"task {ti.task_id} failed")
+    except Exception:  # the claim may not exist yet; never mask the original failure
+        log.exception("could not release the retrain claim")
+
+
+@task
+def read_request(model: str) -> dict[str, Any]:
+    """The interval to retrain for: the newest triggering Asset event, else the run's params."""
+    context = get_current_context()
+    events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+    if events:
+        extra = dict(events[-1].extra or {})
+        request = {
+            "interval_start": extra["interval_start"],
+            "interval_end": extra["interval_end"],
+            "trigger": {"source": "monitoring", "summary": extra.get("summary", ""), "report": extra.get("report")},
+        }
+        if len(events) > 1:
+            log.info("%d retrain requests queued for %s; training on the newest", len(events), model)
+    else:
+        params = context["params"]
+        end = params.get("interval_end") or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        end = end if isinstance(end, datetime) else datetime.fromisoformat(str(end))
+        end = end if end.tzinfo else end.replace(tzinfo=UTC)
+        start = params.get("interval_start") or (end - timedelta(days=1))
+        start = start if isinstance(start, datetime) else datetime.fromisoformat(str(start))
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+        request = {
+            "interval_start": start.isoformat(),
+            "interval_end": end.isoformat(),
+            "trigger": {"source": "manual", "summary": params.get("reason") or "manual retrain"},
+        }
+    log.info("retrain %s for [%s, %s): %s", model, request["interval_start"], request["interval_end"],
+             request["trigger"]["summary"][:500])
+    return request
+
+
+@task.short_circuit(ignore_downstream_trigger_rules=True)
+def claim_interval(model: str, request: dict[str, Any]) -> bool:
+    return bool(_step(model, request, "claim")["proceed"])
+
+
+@task(retries=0)
+def train_candidate(model: str, request: dict[str, Any]) -> dict[str, Any]:
+    return _step(model, request, "train")
+
+
+@task
+def register_candidate(model: str, request: dict[str, Any]) -> dict[str, Any]:
+    return _step(model, request, "register")
+
+
+@task
+def evaluate_candidate(model: str, request: dict[str, Any]) -> dict[str, Any]:
+    result = _step(model, request, "evaluate")
+    log.info("GATE %s", result["summary"])
+    return result
+
+
+@task.branch
+def promote_or_not(verdict: dict[str, Any], approval: bool) -> str:
+    if not verdict["promote"]:
+        return "keep_as_challenger"
+    return "approve_promotion" if approval else "promote_champion"
+
+
+@task(trigger_rule="none_failed_min_one_success")
+def promote_champion(model: str, request: dict[str, Any]) -> dict[str, Any]:
+    result = _step(model, request, "promote")
+    log.info("SUMMARY %s: %s", result["status"], result["summary"])
+    return result
+
+
+@task
+def keep_as_challenger(model: str, request: dict[str, Any]) -> dict[str, Any]:
+    result = _step(model, request, "promote")
+    log.info("SUMMARY %s: %s", result["status"], result["summary"])
+    return result
+
+
+def build_retraining_dag(contract: ModelContract) -> None:
+    approval = contract.promotion.require_approval
+
+    @dag(
+        dag_id=dag_defaults.dag_id("retrain", contract.name),
+        schedule=[dag_defaults.retrain_asset(contract.name)],
+        start_date=pendulum.instance(dag_defaults.start_date(contract)),
+        catchup=False,
+        max_active_runs=1,
+        default_args={**dag_defaults.default_args(contract), "on_failure_callback": release_claim},
+        tags=dag_defaults.tags(KIND, contract),
+        doc_md=dag_defaults.doc_md(__doc__, contract, KIND),
+        params={
+            "interval_start": Param(None, type=["null", "string"], description="ISO start of the decided interval"),
+            "interval_end": Param(None, type=["null", "string"], description="ISO end: training cut-off"),
+            "reason": Param("manual retrain", type="string"),
+        },
+    )
+    def retraining() -> None:
+        m = contract.name
+        request = read_request(m)
+        verdict = evaluate_candidate(m, request)
+        chain(claim_interval(m, request), train_candidate(m, request), register_candidate(m, request), verdict)
+        branch = promote_or_not(verdict, approval)
+        promote = promote_champion(m, request)
+        if approval:
+            from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+            approve = ApprovalOperator(
+                task_id="approve_promotion",
+                subject=f"Promote a new {m} champion?",
+                body="{{ ti.xcom_pull(task_ids='evaluate_candidate')['summary'] }}",
+            )
+            branch >> approve >> promote
+        else:
+            branch >> promote
+        branch >> keep_as_challenger(m, request)
+
+    retraining()
+
+
+_contracts = dag_defaults.model_contracts()
+for _contract in _contracts.contracts.values():
+    build_retraining_dag(_contract)

@@ -1,0 +1,61 @@
+"""
+### Driftguard rollback
+
+Triggered by hand. Moves `@champion` back to `@previous_champion` in the MLflow registry and
+records who, what, when and why in the promotion history (MLflow keeps no alias history).
+The same as `driftguard rollback <model> --reason "..."` on the command line. The rolled-back
+version is tagged `driftguard.rolled_back`; `@previous_champion` is cleared so a second rollback
+cannot flip back to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+from driftguard import dag_defaults
+from driftguard.contract import ModelContract
+
+log = logging.getLogger(__name__)
+KIND = "rollback"
+
+
+@task(retries=0)
+def rollback_champion(model: str) -> dict[str, Any]:
+    from driftguard import registry
+    from driftguard.settings import get_settings
+    from driftguard.store import HistoryStore
+
+    context = get_current_context()
+    settings = get_settings()
+    reason = context["params"]["reason"]
+    actor = f"airflow:{context['dag_run'].run_id}"
+    with dag_defaults.fail_fast_on_data_errors(model, "rollback"):
+        frm, to = registry.rollback(model, store=HistoryStore(settings.history_url), actor=actor, reason=reason,
+                                    tracking_uri=settings.mlflow_tracking_uri)
+    log.info("SUMMARY rolled %s back: @champion v%s -> v%s (%s)", model, frm, to, reason)
+    return {"from_version": frm, "to_version": to, "reason": reason}
+
+
+def build_rollback_dag(contract: ModelContract) -> None:
+    @dag(
+        dag_id=dag_defaults.dag_id("rollback", contract.name),
+        schedule=None,
+        start_date=pendulum.instance(dag_defaults.start_date(contract)),
+        catchup=False,
+        max_active_runs=1,
+        default_args=dag_defaults.default_args(contract),
+        tags=dag_defaults.tags(KIND, contract),
+        doc_md=dag_defaults.doc_md(__doc__, contract, KIND),
+        params={"reason": Param("manual rollback", type="string", minLength=3)},
+    )
+    def rollback() -> None:
+        rollback_champion(contract.name)
+
+    rollback()
+
+
+for _contract in dag_defaults.model_contracts().contracts.values():
+    build_rollback_dag(_contract)

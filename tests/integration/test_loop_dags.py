@@ -1,0 +1,150 @@
+"""The monitoring -> retraining loop through real Airflow DAG runs (dag.test()), on SQLite and
+PostgreSQL: feature log and history in the database under test, MLflow on SQLite in tmp.
+
+One scenario per database, in order: the retraining DAG trains the first champion by hand;
+monitoring runs on stable data decide "no retrain"; after an injected concept drift the realized
+metric drops, a run decides to retrain and updates the retrain-request Asset; the retraining DAG
+(triggered as the scheduler would, from that Asset event) gates and registers the candidate; a
+rerun of the same monitoring interval leaves history unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from airflow_support import run_dag
+from driftguard.dag_defaults import dag_id, retrain_asset_name
+from driftguard.testing import Injection, generate_log, synthetic_contract, write_log
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+DRIFT_AT = START + timedelta(days=20)
+
+
+@pytest.fixture
+def loop_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    name = "loop_pg" if db_url.startswith("postgresql") else "loop_sqlite"
+    contract = synthetic_contract(
+        url="${DRIFTGUARD_FEATURE_LOG_URL}",
+        name=name,
+        prediction=False,
+        schedule="@daily",
+        start_date=START,
+        overrides={
+            "reference": {"start": "2024-01-01", "end": "2024-01-15", "sample_size": 5000},
+            "training": {"window": "21d", "validation": "3d", "holdout": "3d", "params": {"max_iter": 60}},
+            "policy": {"cooldown": "2d", "min_new_labels": 500, "metric_drop": 0.05,
+                       "persistence": {"k": 1, "n": 1}},
+            "promotion": {"bootstrap": {"samples": 200}, "mode": "non_inferiority", "margin": 0.02},
+        },
+    )
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / f"{name}.yaml").write_text(yaml.safe_dump(contract.model_dump(mode="json", exclude_unset=True)))
+    log, labels = generate_log(
+        contract.task.value, start=START, days=26, rows_per_day=400, seed=3,
+        injections=[Injection("concept_drift", DRIFT_AT, None, 1.0)],
+    )
+    write_log(db_url, contract, log, labels)
+    home = tmp_path / "home"
+    env = {
+        "DRIFTGUARD_MODELS_DIR": str(models),
+        "DRIFTGUARD_FEATURE_LOG_URL": db_url,
+        "DRIFTGUARD_HOME": str(home),
+        "DRIFTGUARD_HISTORY_URL": db_url,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "DRIFTGUARD_MLFLOW_ARTIFACTS": str(home / "mlartifacts"),
+        "DRIFTGUARD_REPORTS_DIR": str(home / "reports"),
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return {"name": name, **env}
+
+
+def _day(n: int) -> datetime:
+    return START + timedelta(days=n)
+
+
+def _asset_events(name: str) -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == retrain_asset_name(name))
+            .all()
+        )
+        return [dict(r.extra or {}) for r in rows]
+
+
+@pytest.mark.slow
+def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, str]) -> None:
+    from driftguard import registry
+    from driftguard.store import HistoryStore
+
+    name = loop_env["name"]
+    uri = loop_env["MLFLOW_TRACKING_URI"]
+
+    # 1. First champion, triggered by hand with the decided interval as params.
+    first = run_dag(
+        dag_id("retrain", name), None,
+        conf={"interval_start": _day(13).isoformat(), "interval_end": _day(14).isoformat(), "reason": "first"},
+    )
+    assert first.state == "success", first
+    assert first.task_states["promote_champion"] == "success"
+    assert first.task_states["keep_as_challenger"] == "skipped"
+    assert registry.champion_version(name, tracking_uri=uri).version == 1
+
+    # 2. A stable day: monitored against the champion's reference, no retrain.
+    stable = run_dag(dag_id("monitor", name), _day(16))
+    assert stable.state == "success", stable
+    assert stable.task_states["no_retrain"] == "success"
+    assert stable.task_states["request_retrain"] == "skipped"
+    published = stable.xcom("publish_results")
+    assert published["status"] == "ok" and published["retrain"] is False
+
+    # 3. After the concept drift the realized metric collapses: retrain requested via the Asset.
+    drifted = run_dag(dag_id("monitor", name), _day(23))
+    assert drifted.state == "success", drifted
+    assert drifted.task_states["request_retrain"] == "success", drifted.xcom("publish_results")
+    events = _asset_events(name)
+    assert events and events[-1]["interval_end"] == _day(23).isoformat()
+    assert "roc_auc" in events[-1]["summary"] and "worse by" in events[-1]["summary"]
+
+    store = HistoryStore(loop_env["DRIFTGUARD_HISTORY_URL"])
+    before = [r.to_dict() for r in store.runs(name)]
+    # 4. A rerun of the same interval replaces its record: same rows, same content (but timestamps).
+    again = run_dag(dag_id("monitor", name), _day(23))
+    assert again.state == "success"
+    after = [r.to_dict() for r in store.runs(name)]
+    assert len(after) == len(before) == 2
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "updated_at"} for r in rows]  # noqa: E731
+    for old, new in zip(strip(before), strip(after), strict=True):
+        assert {k: (old[k], new[k]) for k in old if old[k] != new[k]} == {}
+
+    # 5. The retraining DAG on that Asset event's interval: gated, registered, decided once.
+    extra = events[-1]
+    retrained = run_dag(
+        dag_id("retrain", name), None,
+        conf={"interval_start": extra["interval_start"], "interval_end": extra["interval_end"]},
+    )
+    assert retrained.state == "success", retrained
+    verdict = retrained.xcom("evaluate_candidate")
+    assert verdict["champion_version"] == "1" and verdict["version"] == "2"
+    decided = "promote_champion" if verdict["promote"] else "keep_as_challenger"
+    assert retrained.task_states[decided] == "success"
+    mv = registry.client(uri).get_model_version(name, "2")
+    assert mv.tags["driftguard.verdict"] in ("promote", "reject")
+
+    # 6. The same interval again does nothing new: no third version.
+    rerun = run_dag(
+        dag_id("retrain", name), None,
+        conf={"interval_start": extra["interval_start"], "interval_end": extra["interval_end"]},
+    )
+    assert rerun.state == "success"
+    assert rerun.task_states["train_candidate"] == "skipped"
+    assert len(registry.client(uri).search_model_versions(f"name = '{name}'")) == 2
