@@ -147,9 +147,9 @@ class Services:
                 code = service.process.returncode if service.process else None
                 raise RuntimeError(f"airflow {service.name} exited with code {code}; see its log {service.log_path}")
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0, term_timeout: float = 10.0) -> None:
         """SIGINT (Airflow's clean shutdown), then SIGTERM, then SIGKILL, per process group."""
-        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, term_timeout), (signal.SIGKILL, 5.0)):
             alive = [s for s in self.services if _group_alive(s)]
             if not alive:
                 break
