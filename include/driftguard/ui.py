@@ -1,0 +1,393 @@
+"""Driftguard pages inside the Airflow UI: a small FastAPI app, server-rendered HTML, no JavaScript.
+
+The Airflow plugin (plugins/driftguard_plugin.py) mounts it under ``/driftguard`` and passes
+Airflow's user dependency, so every route needs a valid Airflow session cookie or bearer token.
+This module itself never imports Airflow: the app works (and is tested) standalone.
+
+Pages: models (``/``), a model's run history and trend (``/models/{model}``), its registry
+state (``/models/{model}/registry``), and the report files under ``settings.reports_dir``
+(``/reports/{path}``), served only after a containment check because the path comes from the URL.
+Every value from the history store, MLflow or the URL is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import mimetypes
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
+
+from driftguard import reports
+from driftguard.settings import Settings, get_settings
+from driftguard.store import HistoryStore, RunRecord, StoreError
+
+log = logging.getLogger(__name__)
+
+ALIASES = ("champion", "previous_champion", "challenger")
+DAG_ID = re.compile(r"^driftguard_[a-z_]+?__(?P<model>.+)$")
+"""DAG ids built by driftguard.dag_defaults.dag_id: ``driftguard_<kind>__<model>``."""
+
+# Our own pages carry no script at all; report files may run inline and same-origin scripts
+# (Evidently's bundle) but can load nothing from another origin.
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'self'"
+REPORT_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'self'"
+)
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".htm": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".json": "application/json",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".woff2": "font/woff2",
+    ".woff": "font/woff",
+    ".txt": "text/plain; charset=utf-8",
+}
+# Percent-encodings that must never reach the file system decoded: '/', '\', '.', NUL.
+_ENCODED_DANGER = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
+
+RegistryLookup = Callable[[str, str, str], Any]
+"""(model, alias, tracking_uri) -> an MLflow ModelVersion or None."""
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _when(value: Any) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else "—"
+
+
+# --------------------------------------------------------------------------- report files
+
+
+def resolve_report_file(reports_dir: Path, rel: str, raw_path: str = "") -> Path | None:
+    """The file ``rel`` names inside reports_dir, or None when it is not a plain file inside it.
+
+    Rejected: empty, absolute or backslash paths, '.'/'..'/hidden segments, NUL bytes, paths whose
+    raw URL carried percent-encoded slashes or dots (decoded differently by proxies), and anything
+    that resolves (through symlinks) outside reports_dir. A folder serves its index.html."""
+    if not rel or "\x00" in rel or "\\" in rel or rel.startswith("/") or _ENCODED_DANGER.search(raw_path):
+        return None
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") or p.startswith(".") for p in parts[:-1]) or parts[-1] in (".", ".."):
+        return None
+    if parts[-1].startswith("."):
+        return None
+    root = Path(reports_dir).resolve()
+    try:
+        target = (root / rel).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if not target.is_relative_to(root):
+        return None
+    if target.is_dir():
+        target = target / reports.INDEX_HTML
+    return target if target.is_file() else None
+
+
+def content_type(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in CONTENT_TYPES:
+        return CONTENT_TYPES[suffix]
+    guessed, _ = mimetypes.guess_type(path.name)
+    return guessed or "application/octet-stream"
+
+
+def report_href(root: str, reports_dir: Path, rec: RunRecord, key: str) -> str | None:
+    """URL of one of a run's files under /reports, or None when there is none inside reports_dir."""
+    try:
+        folder = reports.run_dir(reports_dir, rec.model, rec.interval_start, rec.interval_end)
+    except ValueError:
+        folder = None
+    given = (rec.report_paths or {}).get(key)
+    if given:
+        path = Path(given)
+        if not path.is_absolute():
+            if folder is None:
+                return None
+            path = folder / path
+    elif folder is not None:
+        path = folder / reports.REPORT_FILES[key]
+    else:
+        return None
+    base = Path(reports_dir).resolve()
+    try:
+        rel = path.resolve().relative_to(base)
+    except ValueError:
+        return None
+    if resolve_report_file(base, rel.as_posix()) is None:
+        return None
+    return f"{root}/reports/{quote(rel.as_posix())}"
+
+
+# --------------------------------------------------------------------------- html
+
+
+_NONE = '<span class="muted">—</span>'
+_CSS_EXTRA = "nav a{margin-right:1rem}.msg{padding:.5rem .75rem;border-left:4px solid #d1242f;background:#fff5f5}"
+
+
+def _page(root: str, title: str, body: str) -> HTMLResponse:
+    nav = f'<nav><a href="{_e(root)}/">Driftguard models</a></nav>'
+    text = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
+        f"<style>{reports._CSS}{_CSS_EXTRA}</style></head>\n<body>\n{nav}\n{body}\n</body></html>\n"
+    )
+    return HTMLResponse(text, headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"})
+
+
+def _model_href(root: str, model: str, suffix: str = "") -> str:
+    return f"{root}/models/{quote(model, safe='')}{suffix}"
+
+
+def models_body(root: str, models: Sequence[str], latest: Mapping[str, RunRecord]) -> str:
+    rows = []
+    for model in models:
+        rec = latest.get(model)
+        if rec is None:
+            cells = '<td colspan="4" class="muted">no runs yet</td>'
+        else:
+            decision = '<span class="retrain">retrain</span>' if rec.retrain else "no retrain"
+            share = "—" if rec.drift_share is None else f"{rec.drift_share:.2f}"
+            cells = (
+                f"<td>{_e(_when(rec.interval_start))} → {_e(_when(rec.interval_end))}</td>"
+                f'<td>{reports._quality_cell(rec)}</td><td class="num">{share}</td><td>{decision}</td>'
+            )
+        rows.append(
+            f'<tr class="model"><td><a href="{_e(_model_href(root, model))}">{_e(model)}</a> · '
+            f'<a class="muted" href="{_e(_model_href(root, model, "/registry"))}">registry</a></td>{cells}</tr>'
+        )
+    if not rows:
+        rows.append('<tr><td colspan="5" class="muted">no models monitored yet</td></tr>')
+    return (
+        "<h1>Driftguard</h1>"
+        '<table class="models"><thead><tr><th>Model</th><th>Latest interval (UTC)</th><th>Quality</th>'
+        f"<th>Drift share</th><th>Decision</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def runs_table(root: str, reports_dir: Path, records: Sequence[RunRecord]) -> str:
+    head = (
+        "<tr><th>Interval (UTC)</th><th>Rows</th><th>Quality</th><th>Drift share</th><th>Drifted features</th>"
+        "<th>Metric</th><th>Decision and reasons</th><th>Reports</th></tr>"
+    )
+    rows = []
+    for rec in sorted(records, key=lambda r: (r.interval_end, r.interval_start), reverse=True):
+        metric = "—" if rec.metric_value is None else f"{_e(rec.metric_name or 'metric')} {rec.metric_value:.4f}"
+        share = "—" if rec.drift_share is None else f"{rec.drift_share:.2f}"
+        links = []
+        for key, label in (("drift", "Evidently drift report"), ("quality", "GX validation"), ("summary", "summary")):
+            href = report_href(root, reports_dir, rec, key)
+            if href:
+                links.append(f'<a class="report-{key}" href="{_e(href)}">{_e(label)}</a>')
+        rows.append(
+            f'<tr class="run"><td>{_e(_when(rec.interval_start))} → {_e(_when(rec.interval_end))}</td>'
+            f'<td class="num">{rec.rows:,}</td><td>{reports._quality_cell(rec)}</td><td class="num">{share}</td>'
+            f"<td>{_e(', '.join(rec.drifted_features) or '—')}</td><td>{metric}</td>"
+            f"<td>{reports._decision_cell(rec)}</td>"
+            f"<td>{' · '.join(links) or _NONE}</td></tr>"
+        )
+    if not rows:
+        rows.append('<tr><td colspan="8" class="muted">no runs recorded yet</td></tr>')
+    return f'<table class="runs"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def promotions_table(promotions: Sequence[Mapping[str, Any]]) -> str:
+    if not promotions:
+        return '<p class="muted">No promotions yet.</p>'
+    rows = [
+        f'<tr class="promotion"><td>{_e(_when(p.get("at")))}</td><td>{_e(p.get("action"))}</td>'
+        f"<td>{_e(p.get('version'))}</td><td>{_e(p.get('previous_version'))}</td><td>{_e(p.get('actor'))}</td>"
+        f"<td>{_e(p.get('reason'))}</td></tr>"
+        for p in sorted(promotions, key=lambda p: p.get("at") or datetime.min.replace(tzinfo=UTC), reverse=True)
+    ]
+    return (
+        '<table class="promotions"><thead><tr><th>At (UTC)</th><th>Action</th><th>Version</th><th>Was</th>'
+        f"<th>By</th><th>Reason</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def retrains_table(retrains: Sequence[Mapping[str, Any]], limit: int = 20) -> str:
+    if not retrains:
+        return '<p class="muted">No retraining candidates yet.</p>'
+    rows = []
+    for r in list(reversed(retrains))[:limit]:
+        verdict = r.get("verdict") or {}
+        summary = verdict.get("summary") or verdict.get("error") or "—"
+        failed = [c for c in verdict.get("checks") or [] if isinstance(c, Mapping) and not c.get("passed", True)]
+        detail = "".join(f"<li>{_e(c.get('name'))}: {_e(c.get('detail'))}</li>" for c in failed)
+        css = "good" if verdict.get("promote") else ("bad" if verdict else "muted")
+        rows.append(
+            f'<tr class="retrain-row"><td>{_e(_when(r.get("interval_start")))} → {_e(_when(r.get("interval_end")))}'
+            f"</td><td>{_e(r.get('status'))}</td><td>{_e(r.get('candidate_version'))}</td>"
+            f'<td><span class="{css}">{_e(summary)}</span>'
+            f"{f'<ul class=reasons>{detail}</ul>' if detail else ''}</td></tr>"
+        )
+    return (
+        '<table class="retrains"><thead><tr><th>Interval (UTC)</th><th>Status</th><th>Candidate</th>'
+        f"<th>Gate verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def aliases_block(versions: Mapping[str, Any], error: str | None) -> str:
+    if error is not None:
+        return f'<p class="msg bad" id="registry-error">MLflow registry unavailable: {_e(error)}</p>'
+    rows = []
+    for alias in ALIASES:
+        mv = versions.get(alias)
+        if mv is None:
+            rows.append(f'<tr data-alias="{alias}"><td>@{alias}</td><td class="muted" colspan="3">not set</td></tr>')
+            continue
+        tags = getattr(mv, "tags", None) or {}
+        created = getattr(mv, "creation_timestamp", None)
+        when = _when(datetime.fromtimestamp(created / 1000, UTC)) if created else "—"
+        rows.append(
+            f'<tr data-alias="{alias}"><td>@{alias}</td><td>v{_e(getattr(mv, "version", "?"))}</td><td>{_e(when)}</td>'
+            f"<td>{_e(tags.get('driftguard.verdict') or tags.get('driftguard.summary') or '')}</td></tr>"
+        )
+    return (
+        '<table class="aliases"><thead><tr><th>Alias</th><th>Version</th><th>Registered (UTC)</th>'
+        f"<th>Verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+# --------------------------------------------------------------------------- app
+
+
+def _registry_lookup(model: str, alias: str, tracking_uri: str) -> Any:
+    from driftguard import registry  # MLflow is imported only when a registry page is opened
+
+    return registry.alias_version(model, alias, tracking_uri=tracking_uri)
+
+
+def _drift_threshold(settings: Settings, model: str) -> tuple[float | None, str]:
+    """The contract's drift-share trigger and description, when its YAML loads (display only)."""
+    path = settings.models_dir / f"{model}.yaml"
+    if not reports._SAFE_NAME.match(model) or not path.is_file():
+        return None, ""
+    try:
+        from driftguard.contract import load_contract
+
+        contract = load_contract(path)
+    except Exception as exc:  # a broken contract must not break the history page
+        log.warning("contract %s does not load (%s): trend drawn without threshold", path, exc)
+        return None, ""
+    return contract.policy.drift_share, contract.description
+
+
+def create_app(
+    settings: Settings | None = None,
+    auth_dependency: Callable[..., Any] | None = None,
+    *,
+    registry_lookup: RegistryLookup | None = None,
+) -> FastAPI:
+    """The Driftguard UI app. auth_dependency runs before every route (Airflow's get_user in the
+    plugin); registry_lookup replaces the MLflow alias lookup (tests, other registries)."""
+    settings = settings or get_settings()
+    lookup = registry_lookup or _registry_lookup
+    reports_dir = Path(settings.reports_dir)
+    deps = [Depends(auth_dependency)] if auth_dependency is not None else []
+    app = FastAPI(title="Driftguard", dependencies=deps, docs_url=None, redoc_url=None, openapi_url=None)
+
+    def store() -> HistoryStore:
+        return HistoryStore(settings.history_url)
+
+    def root_of(request: Request) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    @app.exception_handler(SQLAlchemyError)
+    @app.exception_handler(StoreError)
+    async def history_unavailable(request: Request, exc: Exception) -> HTMLResponse:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.error("history store %s unreadable: %s", settings.history_url, first)
+        body = f'<h1>Driftguard</h1><p class="msg bad">History store unavailable: {_e(first)}</p>'
+        response = _page(root_of(request), "Driftguard: history unavailable", body)
+        response.status_code = 503
+        return response
+
+    @app.get("/", response_class=HTMLResponse)
+    def home(request: Request) -> HTMLResponse:
+        s = store()
+        models = s.models()
+        latest = {m: runs[-1] for m in models if (runs := s.runs(m, limit=1))}
+        return _page(root_of(request), "Driftguard", models_body(root_of(request), models, latest))
+
+    @app.get("/models/{model}", response_class=HTMLResponse)
+    def model_page(request: Request, model: str) -> HTMLResponse:
+        s = store()
+        records, promotions = s.runs(model), s.promotions(model)
+        if not records and not promotions:
+            raise HTTPException(404, f"no runs or promotions recorded for model {model!r}")
+        root = root_of(request)
+        threshold, description = _drift_threshold(settings, model)
+        body = [
+            f"<h1>{_e(model)}</h1>",
+            f"<p>{_e(description)}</p>" if description else "",
+            f'<p><a href="{_e(_model_href(root, model, "/registry"))}">Registry: champion, challenger, '
+            f"candidates</a> · {len(records)} run(s)</p>",
+            "<h2>Trend</h2>",
+            reports.trend_svg(records, promotions=promotions, drift_threshold=threshold),
+            reports._LEGEND,
+            "<h2>Runs</h2>",
+            runs_table(root, reports_dir, records),
+        ]
+        return _page(root, f"Driftguard: {model}", "\n".join(b for b in body if b))
+
+    @app.get("/models/{model}/registry", response_class=HTMLResponse)
+    def registry_page(request: Request, model: str) -> HTMLResponse:
+        s = store()
+        versions: dict[str, Any] = {}
+        error = None
+        try:
+            for alias in ALIASES:
+                versions[alias] = lookup(model, alias, settings.mlflow_tracking_uri)
+        except Exception as exc:  # a dead MLflow is a message on the page, not a 500
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            error = f"{first} (tracking URI {settings.mlflow_tracking_uri})"
+            log.warning("registry page of %s: MLflow lookup failed: %s", model, first)
+        root = root_of(request)
+        body = [
+            f'<h1>{_e(model)}: registry</h1><p><a href="{_e(_model_href(root, model))}">Run history</a></p>',
+            "<h2>Aliases</h2>",
+            aliases_block(versions, error),
+            "<h2>Retraining candidates and gate verdicts</h2>",
+            retrains_table(s.retrains(model)),
+            "<h2>Promotion history</h2>",
+            promotions_table(s.promotions(model)),
+        ]
+        return _page(root, f"Driftguard: {model} registry", "\n".join(body))
+
+    @app.get("/dags/{dag_id}")
+    def dag_tab(request: Request, dag_id: str) -> Response:
+        """Target of the DAG-page tab: a driftguard DAG goes to its model, any other DAG gets a note."""
+        match = DAG_ID.match(dag_id)
+        root = root_of(request)
+        if match:
+            return RedirectResponse(_model_href(root, match["model"]), status_code=307)
+        body = f'<h1>Driftguard</h1><p class="muted">DAG {_e(dag_id)} is not a Driftguard DAG.</p>'
+        return _page(root, "Driftguard", body)
+
+    @app.get("/reports/{path:path}")
+    def report_file(request: Request, path: str) -> FileResponse:
+        raw = request.scope.get("raw_path", b"").decode("latin-1")
+        target = resolve_report_file(reports_dir, path, raw)
+        if target is None:
+            raise HTTPException(404, "no such report file")
+        headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": REPORT_CSP}
+        return FileResponse(target, media_type=content_type(target), headers=headers)
+
+    return app

@@ -1,0 +1,429 @@
+"""driftguard.ui: pages from a real SQLite history store, escaping, report-file containment, auth hook."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urljoin
+
+import pytest
+from driftguard import reports
+from driftguard.settings import Settings
+from driftguard.store import HistoryStore, RunRecord, dispose_engines
+from driftguard.ui import create_app, resolve_report_file
+from fastapi import HTTPException, Request
+from fastapi.testclient import TestClient
+
+T0 = datetime(2013, 3, 4, tzinfo=UTC)
+WEEK = timedelta(days=7)
+EVIL = "<script>alert(1)</script>"
+EVIL_MODEL = "<img src=x onerror=alert(1)>"  # model names cannot hold '/', so no closing tag here
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Text(HTMLParser):
+    """Visible text and links of a page (what a reader sees, with entities decoded)."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.links: list[str] = []
+        self.scripts = 0
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links.append(dict(attrs).get("href") or "")
+        if tag == "script":
+            self.scripts += 1
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    @property
+    def joined(self) -> str:
+        return " ".join(" ".join(self.text).split())
+
+
+def _settings(tmp: Path, history_url: str, mlflow_uri: str = "http://127.0.0.1:9") -> Settings:
+    return Settings(
+        home=tmp,
+        models_dir=tmp / "models",
+        reports_dir=(tmp / "reports").resolve(),
+        history_url=history_url,
+        feature_log_url=f"sqlite:///{tmp / 'features.db'}",
+        mlflow_tracking_uri=mlflow_uri,
+        mlflow_artifacts_dir=tmp / "mlartifacts",
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    """Two recorded runs of `flight_delay` (one drifting, with report files), a promotion, a gate
+    verdict, and a run of a model whose name and feature are HTML."""
+    tmp = tmp_path_factory.mktemp("ui")
+    settings = _settings(tmp, f"sqlite:///{tmp / 'history.db'}")
+    store = HistoryStore(settings.history_url)
+    folder = reports.run_dir(settings.reports_dir, "flight_delay", T0 + WEEK, T0 + 2 * WEEK)
+    folder.mkdir(parents=True)
+    (folder / "drift.html").write_text(
+        '<html><body><script src="../../_assets/evidently.js"></script>drift page</body></html>'
+    )
+    (folder / "validation.html").write_text("<html><body>validation page</body></html>")
+    reports.write_summary(folder, {"model": "flight_delay"})
+    assets = settings.reports_dir / "_assets"
+    assets.mkdir()
+    (assets / "evidently.js").write_text("console.log('bundle');")
+    (settings.reports_dir / ".hidden.html").write_text("hidden")
+    outside = tmp / "secret.txt"
+    outside.write_text("top secret")
+    (settings.reports_dir / "escape.txt").symlink_to(outside)
+    (settings.reports_dir / "escape_dir").symlink_to(tmp, target_is_directory=True)
+    (settings.reports_dir / "inside_link.html").symlink_to(folder / "validation.html")
+
+    base = RunRecord(
+        model="flight_delay",
+        interval_start=T0,
+        interval_end=T0 + WEEK,
+        rows=1200,
+        drift_share=0.1,
+        metric_name="roc_auc",
+        metric_value=0.81,
+        summary="no retrain: nothing fired",
+    )
+    store.record_run(base)
+    store.record_run(
+        dataclasses.replace(
+            base,
+            interval_start=T0 + WEEK,
+            interval_end=T0 + 2 * WEEK,
+            drift_share=0.6,
+            drifted_features=["dep_hour", "distance"],
+            metric_value=0.74,
+            retrain=True,
+            reasons=[{"kind": "trigger", "rule": "drift_share", "fired": True, "detail": "0.60 >= 0.30"}],
+            summary="retrain: drift share 0.60 >= 0.30",
+            report_paths={
+                "drift": str(folder / "drift.html"),
+                "quality": str(folder / "validation.html"),
+                "summary": str(folder / "summary.json"),
+            },
+        )
+    )
+    store.record_promotion(
+        "flight_delay",
+        action="promote",
+        version="2",
+        previous_version="1",
+        actor="gate",
+        reason="challenger better",
+        at=T0 + 2 * WEEK + timedelta(hours=3),
+    )
+    assert store.claim_retrain("flight_delay", T0 + WEEK, T0 + 2 * WEEK) is None
+    store.finish_retrain(
+        "flight_delay",
+        T0 + WEEK,
+        T0 + 2 * WEEK,
+        status="rejected",
+        candidate_version="3",
+        verdict={
+            "promote": False,
+            "summary": "REJECT (challenger vs champion on roc_auc): uplift: +0.001 < 0.01",
+            "checks": [{"name": "uplift", "passed": False, "detail": "+0.001 < 0.01"}],
+        },
+    )
+    store.record_run(
+        RunRecord(
+            model=EVIL_MODEL,
+            interval_start=T0,
+            interval_end=T0 + WEEK,
+            drift_share=0.5,
+            drifted_features=[f"feat{EVIL}"],
+            summary=f"reason {EVIL}",
+        )
+    )
+    yield SimpleNamespace(settings=settings, store=store, folder=folder, outside=outside)
+    dispose_engines()
+
+
+@pytest.fixture(scope="module")
+def client(world: SimpleNamespace) -> TestClient:
+    return TestClient(create_app(world.settings))
+
+
+def test_models_page_lists_models_with_latest_run(client: TestClient) -> None:
+    resp = client.get("/")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/html")
+    page = Text(resp.text)
+    assert "flight_delay" in page.joined
+    assert "/models/flight_delay" in page.links
+    assert "/models/flight_delay/registry" in page.links
+    # the latest run of flight_delay drifted and decided a retrain
+    assert "2013-03-11 00:00 → 2013-03-18 00:00" in page.joined
+    assert "0.60 retrain" in page.joined
+
+
+def test_html_in_names_is_escaped_everywhere(client: TestClient) -> None:
+    home = client.get("/")
+    assert EVIL_MODEL not in home.text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in home.text
+    assert "<img" not in home.text
+    assert EVIL_MODEL in Text(home.text).joined  # shown as text, literally
+    assert "/models/%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E" in Text(home.text).links
+
+    page = client.get("/models/%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E")
+    assert page.status_code == 200, page.text
+    assert EVIL not in page.text and "<img" not in page.text
+    assert Text(page.text).scripts == 0
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    joined = Text(page.text).joined
+    assert EVIL_MODEL in joined
+    assert f"feat{EVIL}" in joined
+    assert f"reason {EVIL}" in joined
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+
+
+def test_model_page_has_trend_runs_and_report_links(client: TestClient, world: SimpleNamespace) -> None:
+    resp = client.get("/models/flight_delay")
+    assert resp.status_code == 200
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="trend"' in resp.text
+    assert resp.text.count('class="pt drift') == 2  # one point per run in the drift panel
+    page = Text(resp.text)
+    assert "retrain: drift share 0.60 >= 0.30" in page.joined
+    assert "trigger drift_share fired: 0.60 >= 0.30" in page.joined
+    assert "dep_hour, distance" in page.joined
+    assert "roc_auc 0.7400" in page.joined
+    run = reports.run_dir_name(T0 + WEEK, T0 + 2 * WEEK)
+    for name in ("drift.html", "validation.html", "summary.json"):
+        assert f"/reports/flight_delay/{run}/{name}" in page.links
+    # the older run has no report files: no dead links for it
+    assert not any(reports.run_dir_name(T0, T0 + WEEK) in link for link in page.links)
+
+
+def test_unknown_model_is_404(client: TestClient) -> None:
+    assert client.get("/models/nope").status_code == 404
+
+
+def test_links_follow_the_mount_prefix(world: SimpleNamespace) -> None:
+    from fastapi import FastAPI
+
+    outer = FastAPI()
+    outer.mount("/driftguard", create_app(world.settings))
+    resp = TestClient(outer).get("/driftguard/models/flight_delay")
+    assert resp.status_code == 200
+    links = Text(resp.text).links
+    assert "/driftguard/" in links
+    assert any(link.startswith("/driftguard/reports/flight_delay/") for link in links)
+    report = TestClient(outer).get(next(link for link in links if link.endswith("drift.html")))
+    assert report.status_code == 200 and "drift page" in report.text
+
+
+def test_registry_page_with_dead_mlflow_says_so(client: TestClient) -> None:
+    resp = client.get("/models/flight_delay/registry")
+    assert resp.status_code == 200
+    page = Text(resp.text)
+    assert "MLflow registry unavailable" in page.joined
+    assert "http://127.0.0.1:9" in page.joined  # names the tracking URI to fix
+    # the history half still renders
+    assert "REJECT (challenger vs champion on roc_auc): uplift: +0.001 < 0.01" in page.joined
+    assert "uplift: +0.001 < 0.01" in page.joined
+    assert "rejected" in page.joined
+    assert "promote 2 1 gate challenger better" in page.joined
+
+
+def test_registry_page_reads_aliases_from_real_mlflow(world: SimpleNamespace, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    c.create_registered_model("flight_delay")
+    for _ in range(3):
+        c.create_model_version("flight_delay", source=str(tmp_path / "model"))
+    c.set_registered_model_alias("flight_delay", "champion", "2")
+    c.set_registered_model_alias("flight_delay", "previous_champion", "1")
+    c.set_model_version_tag("flight_delay", "2", "driftguard.verdict", "promote")
+
+    app = create_app(dataclasses.replace(world.settings, mlflow_tracking_uri=uri))
+    resp = TestClient(app).get("/models/flight_delay/registry")
+    assert resp.status_code == 200
+    joined = Text(resp.text).joined
+    assert "MLflow registry unavailable" not in joined
+    assert "@champion v2" in joined and "promote" in joined
+    assert "@previous_champion v1" in joined
+    assert "@challenger not set" in joined
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/reports/../history.db",
+        "/reports/%2e%2e/secret.txt",
+        "/reports/%2E%2E/secret.txt",
+        "/reports/flight_delay%2F..%2F..%2Fsecret.txt",
+        "/reports/flight_delay/%2e%2e/%2e%2e/secret.txt",
+        "/reports/..%2fsecret.txt",
+        "/reports/%2fetc/passwd",
+        "/reports//etc/passwd",
+        "/reports/escape.txt",
+        "/reports/escape_dir/secret.txt",
+        "/reports/drift.html%00.txt",
+        "/reports/.hidden.html",
+        "/reports/..\\secret.txt",
+        "/reports/missing.html",
+        "/reports/flight_delay/nope/drift.html",
+    ],
+)
+def test_report_paths_outside_or_odd_are_404(client: TestClient, url: str) -> None:
+    resp = client.get(url)
+    assert resp.status_code == 404, f"{url} answered {resp.status_code}: {resp.text[:200]}"
+    assert "top secret" not in resp.text
+
+
+def test_raw_dot_segments_are_404(world: SimpleNamespace) -> None:
+    """httpx normalises '..' away before sending; drive the ASGI app with the raw path instead."""
+    import asyncio
+
+    app = create_app(world.settings)
+    for raw in (b"/reports/../secret.txt", b"/reports/flight_delay/../../secret.txt", b"/reports/./escape.txt"):
+        path = raw.decode()
+        sent: list[dict[str, Any]] = []
+
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive(messages: list[dict[str, Any]] = messages) -> dict[str, Any]:
+            return messages.pop() if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any], sent: list[dict[str, Any]] = sent) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": raw,
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"testserver")],
+            "client": ("127.0.0.1", 1),
+            "server": ("testserver", 80),
+        }
+        asyncio.run(app(scope, receive, send))
+        status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        assert status == 404, f"{raw!r} answered {status}"
+        assert b"top secret" not in body
+
+
+def test_resolve_report_file_rules(world: SimpleNamespace) -> None:
+    root = world.settings.reports_dir
+    assert resolve_report_file(root, str(world.outside)) is None  # absolute
+    assert resolve_report_file(root, "flight_delay/../../secret.txt") is None
+    assert resolve_report_file(root, "escape.txt") is None  # symlink out
+    assert resolve_report_file(root, "a\x00b") is None
+    assert resolve_report_file(root, "_assets/evidently.js", "/reports/_assets/evidently.js") is not None
+    assert resolve_report_file(root, "_assets/evidently.js", "/reports/_assets%2Fevidently.js") is None
+    # a symlink that stays inside is fine
+    assert resolve_report_file(root, "inside_link.html") == (world.folder / "validation.html").resolve()
+
+
+def test_report_files_serve_with_content_types(client: TestClient, world: SimpleNamespace) -> None:
+    run = world.folder.name
+    drift = client.get(f"/reports/flight_delay/{run}/drift.html")
+    assert drift.status_code == 200
+    assert drift.headers["content-type"] == "text/html; charset=utf-8"
+    assert "drift page" in drift.text
+    assert drift.headers["x-content-type-options"] == "nosniff"
+    csp = drift.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "http" not in csp  # no other origin allowed
+    # the drift page's relative bundle link resolves to the same route
+    src = re.search(r'<script src="([^"]+)"', drift.text)
+    assert src is not None
+    bundle_url = urljoin(f"http://testserver/reports/flight_delay/{run}/drift.html", src.group(1))
+    assert bundle_url == "http://testserver/reports/_assets/evidently.js"
+    bundle = client.get(bundle_url)
+    assert bundle.status_code == 200
+    assert bundle.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert bundle.text == "console.log('bundle');"
+    summary = client.get(f"/reports/flight_delay/{run}/summary.json")
+    assert summary.headers["content-type"] == "application/json"
+    assert summary.json() == {"model": "flight_delay"}
+    assert client.get("/reports/inside_link.html").text == "<html><body>validation page</body></html>"
+
+
+def test_dag_tab_redirects_driftguard_dags_to_their_model(client: TestClient) -> None:
+    resp = client.get("/dags/driftguard_monitor__flight_delay", follow_redirects=False)
+    assert resp.status_code == 307
+    assert resp.headers["location"] == "/models/flight_delay"
+    other = client.get("/dags/etl_daily")
+    assert other.status_code == 200
+    assert "DAG etl_daily is not a Driftguard DAG." in Text(other.text).joined
+
+
+def test_unreadable_history_is_a_503_page(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'history.db'}")
+    resp = TestClient(create_app(settings)).get("/")
+    assert resp.status_code == 503
+    assert "History store unavailable" in Text(resp.text).joined
+
+
+def test_auth_dependency_guards_every_route(world: SimpleNamespace) -> None:
+    async def deny(request: Request) -> None:
+        if request.headers.get("authorization") != "Bearer good":
+            raise HTTPException(status_code=401, detail="Not authenticated")
+
+    client = TestClient(create_app(world.settings, auth_dependency=deny))
+    run = world.folder.name
+    urls = [
+        "/",
+        "/models/flight_delay",
+        "/models/flight_delay/registry",
+        "/dags/driftguard_monitor__flight_delay",
+        f"/reports/flight_delay/{run}/drift.html",
+        "/reports/_assets/evidently.js",
+    ]
+    for url in urls:
+        resp = client.get(url, follow_redirects=False)
+        assert resp.status_code == 401, f"{url} answered {resp.status_code} without credentials"
+        assert "drift page" not in resp.text
+    ok = client.get("/", headers={"Authorization": "Bearer good"})
+    assert ok.status_code == 200 and "flight_delay" in ok.text
+
+
+def test_plugin_import_is_light_and_registers_app_and_links(tmp_path: Path) -> None:
+    """A fresh interpreter: the plugin registers /driftguard and its links without pandas/MLflow."""
+    code = (
+        "import sys, json\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import driftguard_plugin as p\n"
+        "heavy = [m for m in ('pandas', 'mlflow', 'evidently', 'great_expectations', 'sklearn') if m in sys.modules]\n"
+        "app = p.DriftguardPlugin.fastapi_apps[0]\n"
+        "print(json.dumps({'heavy': heavy, 'prefix': app['url_prefix'], 'name': app['name'],\n"
+        "  'deps': len(app['app'].router.dependencies),\n"
+        "  'views': [(v['destination'], v.get('category'), v['href']) for v in p.DriftguardPlugin.external_views]}))\n"
+    )
+    env = {**os.environ, "DRIFTGUARD_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(REPO_ROOT / "plugins")], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["heavy"] == []
+    assert info["prefix"] == "/driftguard" and info["name"] == "Driftguard"
+    assert info["deps"] == 1  # Airflow's user dependency on every route
+    assert ["nav", "browse", "/driftguard/"] in info["views"]
+    assert ["dag", None, "/driftguard/dags/{DAG_ID}"] in info["views"]
