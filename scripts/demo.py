@@ -186,12 +186,17 @@ def busy(api: Api, dag_ids: list[str]) -> list[str]:
 
 
 def wait_idle(api: Api, services: Services, dag_ids: list[str], step: Step, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline, next_note = started + timeout, started + 60
     while time.monotonic() < deadline:
         services.check_alive()
         run_ = find_run(api, step)
-        if run_ and run_["state"] not in ACTIVE_STATES and not busy(api, dag_ids):
+        pending = busy(api, dag_ids)
+        if run_ and run_["state"] not in ACTIVE_STATES and not pending:
             return run_
+        if time.monotonic() >= next_note:
+            say(f"  ... {time.monotonic() - started:.0f} s, still running: {', '.join(pending) or 'starting'}")
+            next_note += 60
         time.sleep(1)
     raise SystemExit(
         f"[demo] {step.dag_id} [{step.start:%Y-%m-%d}, {step.end:%Y-%m-%d}) not done after {timeout:.0f} s; "
@@ -233,6 +238,23 @@ def rows_of(api: Api, run_: dict[str, Any]) -> int | None:
     return value.get("rows") if isinstance(value, dict) else None
 
 
+def all_runs(api: Api, **filters: Any) -> list[dict[str, Any]]:
+    """Every DAG run matching the filters (the API pages by 100)."""
+    runs: list[dict[str, Any]] = []
+    while True:
+        page = api.get("/api/v2/dags/~/dagRuns", limit=100, offset=len(runs), order_by="start_date", **filters)
+        runs += page["dag_runs"]
+        if not page["dag_runs"] or len(runs) >= page["total_entries"]:
+            return runs
+
+
+def report_other_runs(api: Api, step: Step, since: str) -> None:
+    """Runs that this interval's run caused (retraining through its Asset, ...), for the log."""
+    for r in all_runs(api, start_date_gte=since):
+        if r["dag_id"] != step.dag_id:
+            say(f"  + {r['dag_id']} ({r.get('run_type')}): {r['state']}")
+
+
 def replay(api: Api, services: Services, steps: list[Step], step_timeout: float) -> list[tuple[Step, str, int | None]]:
     dags = api.get("/api/v2/dags", tags=["driftguard"], limit=1000)["dags"]
     dag_ids = sorted(d["dag_id"] for d in dags)
@@ -251,11 +273,13 @@ def replay(api: Api, services: Services, steps: list[Step], step_timeout: float)
             rows = rows_of(api, existing)
             say(f"{label}: already succeeded ({rows} rows), skipped")
         else:
+            since = iso(datetime.now(UTC))
             if not (existing and existing["state"] in ACTIVE_STATES):
                 start_run(api, step, existing)
             existing = wait_idle(api, services, dag_ids, step, step_timeout)
             rows = rows_of(api, existing)
             say(f"{label}: {existing['state']} ({rows} rows)")
+            report_other_runs(api, step, since)
         check_interval(existing, step)
         results.append((step, existing["state"], rows))
     return results
@@ -271,7 +295,9 @@ def check_interval(run_: dict[str, Any], step: Step) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def summary(results: list[tuple[Step, str, int | None]], env: dict[str, str], took: float) -> int:
+def summary(
+    results: list[tuple[Step, str, int | None]], env: dict[str, str], took: float, totals: dict[str, dict[str, int]]
+) -> int:
     from driftguard.settings import get_settings
 
     settings = get_settings()
@@ -286,6 +312,8 @@ def summary(results: list[tuple[Step, str, int | None]], env: dict[str, str], to
             f"rows per interval: min {min(rows):,}, median {statistics.median(rows):,.0f}, max {max(rows):,}; "
             f"total {sum(rows):,}"
         )
+    for dag_id, counts in sorted(totals.items()):
+        say(f"all runs of {dag_id}: {counts}")
     failed = [(s, st) for s, st, _ in results if st != "success"]
     for step, state in failed:
         say(f"  {state}: {step.dag_id} [{step.start:%Y-%m-%d}, {step.end:%Y-%m-%d})")
@@ -355,9 +383,13 @@ def main(argv: list[str] | None = None) -> int:
             wait_for_api(api, services, env)
             say(f"Airflow is up; replaying {len(steps)} interval(s) through the scheduler")
             results = replay(api, services, steps, args.step_timeout)
+            totals: dict[str, dict[str, int]] = {}
+            for r in all_runs(api):
+                counts = totals.setdefault(r["dag_id"], {})
+                counts[r["state"]] = counts.get(r["state"], 0) + 1
         finally:
             say("stopping Airflow processes")
-    return summary(results, env, time.monotonic() - started)
+    return summary(results, env, time.monotonic() - started, totals)
 
 
 if __name__ == "__main__":
