@@ -203,6 +203,18 @@ def test_plugin_pages_with_an_airflow_token(server: SimpleNamespace) -> None:
     assert status == 404
 
 
+def test_dag_tab_and_registry_page_through_airflow(server: SimpleNamespace) -> None:
+    # The DAG-page tab's href, with {DAG_ID} filled in by the UI: a driftguard DAG lands on its model.
+    status, _, body = _http(server.base + f"/driftguard/dags/driftguard_monitor__{MODEL}", token=server.token)
+    assert status == 200 and f"<h1>{MODEL}</h1>" in body
+    # The registry page imports MLflow inside the api-server and reads aliases from the (empty) SQLite registry.
+    status, _, body = _http(server.base + f"/driftguard/models/{MODEL}/registry", token=server.token)
+    assert status == 200, body[:500]
+    assert "MLflow registry unavailable" not in body
+    assert body.count("not set") == 3  # champion, previous_champion, challenger
+    assert "No promotions yet." in body
+
+
 def test_plugin_listed_by_airflow_with_its_links(server: SimpleNamespace) -> None:
     status, _, body = _http(server.base + "/api/v2/plugins", token=server.token)
     assert status == 200, body[:500]
@@ -236,9 +248,15 @@ def _browser_or_skip() -> Any:
     return webdriver
 
 
+@pytest.fixture(scope="module")
+def webdriver_module() -> Any:
+    """Checked before the api-server starts (module scope, listed first), so a skip costs nothing."""
+    return _browser_or_skip()
+
+
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    webdriver = _browser_or_skip()
+def browser(webdriver_module: Any, tmp_path: Path) -> Iterator[Any]:
+    webdriver = webdriver_module
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
@@ -293,7 +311,9 @@ def _login(driver: Any, server: SimpleNamespace, next_path: str) -> None:
 
 
 @pytest.mark.browser
-def test_browser_opens_plugin_page_and_drift_report(server: SimpleNamespace, browser: Any) -> None:
+def test_browser_opens_plugin_page_and_drift_report(
+    webdriver_module: Any, server: SimpleNamespace, browser: Any
+) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     # Without the login cookie Airflow's dependency refuses the page.
     browser.get(server.base + "/driftguard/")
@@ -327,7 +347,7 @@ def test_browser_opens_plugin_page_and_drift_report(server: SimpleNamespace, bro
 
 
 @pytest.mark.browser
-def test_browser_shows_plugin_inside_airflow_ui(server: SimpleNamespace, browser: Any) -> None:
+def test_browser_shows_plugin_inside_airflow_ui(webdriver_module: Any, server: SimpleNamespace, browser: Any) -> None:
     """The Browse entry's page: Airflow's React UI embeds /driftguard/ in an iframe with the same login."""
     ARTIFACTS.mkdir(exist_ok=True)
     _login(browser, server, next_path="/plugin/driftguard")
