@@ -226,6 +226,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# --------------------------------------------------------------------------- rollback
+
+
+def _setup_rollback(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="registered model name (the contract's name)")
+    p.add_argument("--reason", required=True, help="why; recorded in the promotion history")
+    p.add_argument("--actor", default=None, help="who (default: $USER)")
+
+
+@command("rollback", "Move @champion back to @previous_champion, recorded in the history.", _setup_rollback)
+def _rollback(args: argparse.Namespace) -> int:
+    import getpass
+
+    from driftguard import registry
+    from driftguard.store import HistoryStore
+
+    settings = get_settings()
+    actor = args.actor or f"cli:{getpass.getuser()}"
+    try:
+        frm, to = registry.rollback(
+            args.model,
+            store=HistoryStore(settings.history_url),
+            actor=actor,
+            reason=args.reason,
+            tracking_uri=settings.mlflow_tracking_uri,
+        )
+    except registry.RegistryError as exc:
+        print(f"rollback failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.model}: @champion v{frm} -> v{to} (by {actor}: {args.reason})")
+    return 0
+
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(

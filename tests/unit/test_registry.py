@@ -276,3 +276,29 @@ def test_servability_budget_and_empty_sample(mlflow_env: dict[str, Any]) -> None
     assert not err.ok and err.error.endswith("Traceback\nImportError: no sklearn")
     empty = check_servable("models:/m/1", mlflow_env["X"].head(0), tracking_uri=mlflow_env["uri"], budget_ms_per_1k=1)
     assert not empty.ok and empty.error == "servability sample has no rows"
+
+
+def test_cli_rollback_restores_previous_champion_and_records_it(
+    mlflow_env: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from driftguard.cli import main
+
+    uri = mlflow_env["uri"]
+    history = f"sqlite:///{tmp_path / 'history.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("DRIFTGUARD_HISTORY_URL", history)
+    cli_store = HistoryStore(history)
+    v1, v2, _ = register_all(mlflow_env, "reg_cli_rollback")
+    assert main(["rollback", "reg_cli_rollback", "--reason", "no champion yet"]) == 1
+    assert "has no @champion" in capsys.readouterr().err
+    registry.promote("reg_cli_rollback", v1, expected_champion=None, store=cli_store, actor="g", reason="a",
+                     tracking_uri=uri)
+    registry.promote("reg_cli_rollback", v2, expected_champion=v1, store=cli_store, actor="g", reason="b",
+                     tracking_uri=uri)
+
+    assert main(["rollback", "reg_cli_rollback", "--reason", "alerts on v2", "--actor", "oncall"]) == 0
+
+    assert f"@champion v{v2} -> v{v1}" in capsys.readouterr().out
+    assert aliases(uri, "reg_cli_rollback") == {"champion": v1}
+    last = cli_store.promotions("reg_cli_rollback")[-1]
+    assert (last["action"], last["actor"], last["reason"]) == ("rollback", "oncall", "alerts on v2")
