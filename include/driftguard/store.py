@@ -20,6 +20,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -314,6 +315,9 @@ def engine_for(url: str) -> Engine:
             kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True}
             if url.startswith("sqlite"):
                 kwargs["connect_args"] = {"timeout": 30}  # concurrent Airflow tasks wait instead of failing
+                database = sa.engine.make_url(url).database
+                if database and database != ":memory:":
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)  # a new home has no folder yet
             engine = sa.create_engine(url, **kwargs)
             _ENGINES[url] = engine
         return engine

@@ -1,0 +1,101 @@
+"""Retraining steps end to end on a real MLflow store (SQLite + local artifacts), regression task:
+first champion, a gated second candidate, idempotent reruns, and a promotion aborted by a
+concurrent alias move."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from driftguard import registry, retrain
+from driftguard.settings import get_settings
+from driftguard.store import HistoryStore
+from driftguard.testing import generate_log, synthetic_contract, write_log
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    home = tmp_path / "home"
+    monkeypatch.setenv("DRIFTGUARD_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    monkeypatch.setenv("DRIFTGUARD_HISTORY_URL", f"sqlite:///{home / 'history.db'}")
+    contract = synthetic_contract(
+        task="regression",
+        url=url,
+        name="reg_flow",
+        overrides={
+            "training": {"window": "20d", "validation": "3d", "holdout": "3d", "params": {"max_iter": 50}},
+            "promotion": {"bootstrap": {"samples": 200}, "mode": "non_inferiority", "margin": 0.5},
+        },
+    )
+    log, labels = generate_log("regression", start=START, days=30, rows_per_day=300, seed=5)
+    write_log(url, contract, log, labels)
+    settings = get_settings()
+    return contract, settings
+
+
+def _day(n: int) -> datetime:
+    return START + timedelta(days=n)
+
+
+@pytest.mark.slow
+def test_regression_candidates_are_gated_and_registered_once(world) -> None:
+    contract, settings = world
+    uri = settings.mlflow_tracking_uri
+    first = retrain.run_retraining(contract, _day(20), _day(21), trigger={"summary": "first"}, settings=settings)
+    assert first["status"] == "promoted" and first["version"] == "1"
+
+    second = retrain.run_retraining(contract, _day(27), _day(28), trigger={"summary": "drift"}, settings=settings)
+    assert second["status"] in ("promoted", "rejected")
+    mv = registry.client(uri).get_model_version("reg_flow", "2")
+    assert mv.tags["driftguard.verdict"] == ("promote" if second["status"] == "promoted" else "reject")
+    assert "rmse" in mv.tags["driftguard.summary"]
+
+    again = retrain.run_retraining(contract, _day(27), _day(28), trigger={"summary": "drift"}, settings=settings)
+    assert again == {"status": "skipped", "previous_status": second["status"], "version": "2"}
+    assert len(registry.client(uri).search_model_versions("name = 'reg_flow'")) == 2
+    statuses = [r["status"] for r in HistoryStore(settings.history_url).retrains("reg_flow")]
+    assert statuses == ["promoted", second["status"]]
+
+
+@pytest.mark.slow
+def test_concurrent_alias_move_aborts_the_promotion(world) -> None:
+    contract, settings = world
+    contract = contract.model_copy(
+        update={"promotion": replace_promotion(contract, margin=10.0)}  # any candidate passes the gate
+    )
+    uri = settings.mlflow_tracking_uri
+    assert retrain.run_retraining(contract, _day(20), _day(21), settings=settings)["status"] == "promoted"
+
+    ctx = retrain.RetrainContext.create(contract, _day(27), _day(28), settings=settings)
+    assert retrain.claim(ctx)["proceed"]
+    retrain.train(ctx)
+    retrain.register(ctx)
+    verdict = retrain.evaluate(ctx)
+    assert verdict["promote"], verdict["summary"]
+    # Someone promotes another version between the gate and the alias move.
+    registry.client(uri).set_registered_model_alias("reg_flow", "champion", "2")
+    registry.client(uri).set_registered_model_alias("reg_flow", "champion", "1")
+    other = retrain.RetrainContext.create(contract, _day(24), _day(25), settings=settings)
+    retrain.claim(other)
+    retrain.train(other)
+    retrain.register(other)
+    registry.client(uri).set_registered_model_alias("reg_flow", "champion", "3")
+
+    result = retrain.promote(ctx)
+
+    assert result["status"] == "aborted"
+    aliases = {k: str(v) for k, v in registry.client(uri).get_registered_model("reg_flow").aliases.items()}
+    assert aliases["champion"] == "3", "nothing may move when the champion changed under the gate"
+    rows = {r["interval_end"].date(): r["status"] for r in HistoryStore(settings.history_url).retrains("reg_flow")}
+    assert rows[_day(28).date()] == "aborted"
+
+
+def replace_promotion(contract, **changes):
+    return contract.promotion.model_copy(update=changes)
+
+
