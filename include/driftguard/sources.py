@@ -377,7 +377,7 @@ def _to_timestamp(s: pd.Series) -> pd.Series:
 def _to_numeric(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """(float64 values, mask of non-null values that are not numbers)."""
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
-        return s.astype("float64"), pd.Series(False, index=s.index)
+        return s.astype("float64", copy=False), pd.Series(False, index=s.index)
     values = s.map(lambda v: float(v) if isinstance(v, bool) else v)
     coerced = pd.to_numeric(values, errors="coerce")
     bad = coerced.isna() & s.notna()
@@ -391,6 +391,10 @@ def _to_category(s: pd.Series) -> pd.Series:
         if len(nonnull) and bool((nonnull % 1 == 0).all()):
             s = s.astype("Int64")
     mask = s.isna().to_numpy()
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+        # Already str (the usual case): keep the objects, only missing -> np.nan. astype(str) would
+        # allocate a new string per row (about 60 MB per 1M-row column).
+        return s.where(~mask, np.nan) if mask.any() else s
     out = pd.Series(np.full(len(s), np.nan, dtype=object), index=s.index, name=s.name)
     if (~mask).any():
         out[~mask] = s[~mask].astype(str).to_numpy(dtype=object)
@@ -475,12 +479,164 @@ def _stream(conn: sa.Connection, stmt: sa.Select[Any], chunksize: int) -> tuple[
 
 
 def _execute(
-    conn: sa.Connection, stmt: sa.Select[Any], chunksize: int, contract: ModelContract, table: str
+    conn: sa.Connection,
+    stmt: sa.Select[Any],
+    chunksize: int,
+    contract: ModelContract,
+    table: str,
+    sqltypes: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame | None, int]:
+    """Rows of `stmt` as a frame. With the reflected SQL types of a table, PostgreSQL (psycopg2)
+    and SQLite take a bulk path (see _bulk_read); anything else streams through SQLAlchemy."""
     try:
+        if sqltypes is not None and _bulk_readable(conn, stmt, sqltypes):
+            return _bulk_read(conn, stmt, chunksize, sqltypes)
         return _stream(conn, stmt, chunksize)
     except sa.exc.DBAPIError as exc:
         raise SourceError(f"query failed: {_first_line(exc)}", model=contract.name, table=table) from None
+    except Exception as exc:  # the DBAPI's own errors when the bulk path bypasses SQLAlchemy
+        if type(exc).__module__.split(".")[0] in ("psycopg2", "sqlite3"):
+            raise SourceError(f"query failed: {_first_line(exc)}", model=contract.name, table=table) from None
+        raise
+
+
+# --------------------------------------------------------------------------- bulk reads
+#
+# Streaming 1M rows through SQLAlchemy Row objects and DataFrame.from_records costs far more
+# than the query (profiled: about 25 s of a 1M-row SQLite window on a loaded 2-core machine).
+# PostgreSQL: COPY (SELECT ...) TO STDOUT as CSV, parsed by pyarrow with column types taken from
+# the reflected SQL types. SQLite: the raw sqlite3 cursor, columns built with numpy per chunk.
+# Values still bind as parameters (psycopg2's mogrify quotes them for the COPY text) and every
+# result still goes through _convert, so dtypes and schema problems are the same as streaming.
+
+
+def _arrow_type(sqltype: Any) -> Any:
+    """pyarrow type for a reflected SQL type, or None when it must be read as text."""
+    import pyarrow as pa
+
+    if isinstance(sqltype, sa.Boolean):
+        return pa.bool_()
+    if isinstance(sqltype, sa.Integer):
+        return pa.int64()
+    if isinstance(sqltype, (sa.Float, sa.Numeric)):
+        return pa.float64()
+    if isinstance(sqltype, sa.DateTime):  # COPY writes '2024-02-01 00:00:03.024+00' (session in UTC)
+        return pa.timestamp("us", tz="UTC") if sqltype.timezone else pa.timestamp("us")
+    return pa.string()  # text, timestamps (parsed by _convert), anything else as read
+
+
+def _bulk_readable(conn: sa.Connection, stmt: sa.Select[Any], sqltypes: dict[str, Any]) -> bool:
+    names = [c.name for c in stmt.selected_columns]
+    if any(sqltypes.get(n) is None for n in names):
+        return False  # a query relation: no reflected types to parse by
+    return conn.dialect.name == "sqlite" or (conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2")
+
+
+def _bulk_read(
+    conn: sa.Connection, stmt: sa.Select[Any], chunksize: int, sqltypes: dict[str, Any]
+) -> tuple[pd.DataFrame | None, int]:
+    compiled = stmt.compile(dialect=conn.dialect)
+    names = [c.name for c in stmt.selected_columns]
+    dbapi = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        try:
+            frame = _pg_copy(dbapi, compiled, names, sqltypes)
+        except ValueError as exc:  # pyarrow.ArrowInvalid: a value the typed parser rejects (e.g. 'infinity')
+            log.info("bulk read fell back to streaming: %s", _first_line(exc))
+            return _stream(conn, stmt, chunksize)
+        # One COPY stream; counted in chunksize-row units so stats read the same on every path.
+        return frame, 0 if frame is None else -(-len(frame) // chunksize)
+    return _sqlite_fetch(dbapi, compiled, names, chunksize, sqltypes)
+
+
+def _pg_copy(dbapi: Any, compiled: Any, names: list[str], sqltypes: dict[str, Any]) -> pd.DataFrame | None:
+    import tempfile
+
+    import pyarrow as pa
+
+    with tempfile.TemporaryFile() as buf:  # on disk, not in memory: the CSV is larger than the frame
+        with dbapi.cursor() as cur:
+            query = cur.mogrify(compiled.string, compiled.params).decode()
+            cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buf)
+        if buf.tell() == 0:
+            return None
+        buf.seek(0)
+        table = _parse_csv(buf, names, {n: _arrow_type(sqltypes[n]) for n in names})
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)  # strings: object with None, as DBAPIs give
+    del table
+    pa.default_memory_pool().release_unused()  # hand arrow's freed buffers back instead of caching them
+    return frame
+
+
+def _parse_csv(buf: Any, names: list[str], types: dict[str, Any]) -> Any:
+    import pyarrow.csv as pacsv
+
+    return pacsv.read_csv(
+        buf,
+        read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types,
+            null_values=[""],  # COPY writes NULL unquoted and empty; "" (quoted) stays an empty string
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
+
+
+def _sqlite_fetch(
+    dbapi: Any, compiled: Any, names: list[str], chunksize: int, sqltypes: dict[str, Any]
+) -> tuple[pd.DataFrame | None, int]:
+    params = [compiled.params[k] for k in compiled.positiontup or ()]
+    numeric = {n for n in names if isinstance(sqltypes[n], (sa.Float, sa.Numeric, sa.Integer))}
+    cur = dbapi.cursor()
+    try:
+        cur.execute(compiled.string, params)
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        chunks = 0
+        while rows := cur.fetchmany(chunksize):
+            chunks += 1
+            for name, values in zip(names, zip(*rows, strict=True), strict=True):
+                parts[name].append(_column(values, name in numeric))
+    finally:
+        cur.close()
+    if not chunks:
+        return None, 0
+    columns = {}
+    for name in names:  # one column's chunks at a time: peak memory is the frame plus one column
+        columns[name] = _concat(parts.pop(name))
+    return pd.DataFrame(columns), chunks
+
+
+def _column(values: tuple[Any, ...], numeric: bool) -> np.ndarray:
+    """A numeric SQL column as numpy infers it (int64 / float64), with NULLs as nan (float64);
+    text in it (SQLite is dynamically typed) and every other column stay objects, as read."""
+    if numeric:
+        try:
+            arr = np.array(values)
+        except (ValueError, OverflowError):
+            arr = None
+        if arr is not None and arr.dtype.kind in "if":
+            return arr
+        if arr is None or arr.dtype.kind == "O":  # NULLs among numbers
+            try:
+                return np.array(values, dtype="float64")
+            except (TypeError, ValueError):
+                pass
+    distinct: dict[Any, Any] = {}
+    if len(set(values)) * 2 < len(values):  # categories: one object per distinct value, not per row
+        values = tuple(distinct.setdefault(v, v) for v in values)
+    return np.array(values, dtype=object)
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    if len(parts) == 1:
+        return parts[0]
+    if len({p.dtype for p in parts}) > 1:
+        parts = [p.astype(object) for p in parts]
+    return np.concatenate(parts)
 
 
 def _check_columns(
@@ -540,7 +696,7 @@ def read_window(
         stmt = sa.select(*(rel.c[c.name] for c in cols)).where(
             _time_filter(rel.c[src.timestamp_column], lo, hi, conn.dialect.name)
         )
-        frame, chunks = _execute(conn, stmt, chunksize, contract, relation.label)
+        frame, chunks = _execute(conn, stmt, chunksize, contract, relation.label, relation.columns)
     if frame is None:
         if not allow_empty:
             raise EmptyWindowError(
@@ -552,7 +708,7 @@ def read_window(
         frame = _empty_frame(cols, relation.columns)
     else:
         problems += _convert(frame, cols, contract, relation.label, strict, raw)
-        frame = frame.sort_values([src.timestamp_column, src.id_column], kind="mergesort", ignore_index=True)
+        frame = _sorted(frame, src.timestamp_column, src.id_column)
     stats = _stats(contract, lo, hi, frame, chunks, problems)
     log.info(
         "%s: read %d rows in %d chunks from %s for [%s, %s); timestamps %s .. %s%s",
@@ -567,6 +723,21 @@ def read_window(
         f"; schema problems: {problems}" if problems else "",
     )
     return frame, stats
+
+
+def _sorted(frame: pd.DataFrame, ts: str, key: str) -> pd.DataFrame:
+    """Sorted by (timestamp, id). Logs are usually read back in time order already; checking
+    that is one vectorised pass, while sorting copies the whole frame."""
+    t, k = np.asarray(frame[ts].values), np.asarray(frame[key].values)  # tz-aware -> UTC datetime64
+    try:
+        later = t[1:] > t[:-1]
+        tie = (t[1:] == t[:-1]) & (k[1:] > k[:-1])
+        if len(frame) < 2 or (not frame[ts].isna().any() and bool((later | tie).all())):
+            plain = isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1
+            return frame if plain else frame.reset_index(drop=True)
+    except TypeError:  # ids of mixed types: let pandas decide
+        pass
+    return frame.sort_values([ts, key], kind="mergesort", ignore_index=True)
 
 
 def _stats(
