@@ -1,0 +1,242 @@
+"""The production topology for real: what docker-compose starts, as local processes.
+
+PostgreSQL (the local server) holds Airflow's metadata DB, MLflow's backend store and the
+Driftguard database (feature log + history), each a throwaway database. Airflow runs its four
+components (api-server, scheduler, dag-processor, triggerer) with the LocalExecutor; MLflow runs
+as a tracking server with served artifacts. The monitoring -> retraining -> registration loop is
+driven only through Airflow's REST API, and the scheduler (not dag.test()) creates and runs
+every DAG run, including the asset-triggered retraining run.
+
+Scenario (same contract and days as tests/integration/test_loop_dags.py): a manual retraining
+run trains the first champion; monitoring a stable day decides no retrain; monitoring a day after
+the injected concept drift requests a retrain through the Asset, which the scheduler turns into a
+retraining run that gates and registers version 2.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import yaml
+from topology_support import (
+    Topology,
+    demo,
+    existing_databases,
+    group_alive,
+    pg_databases,
+    start_topology,
+    topology_env,
+)
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+DRIFT_AT = START + timedelta(days=20)
+MODEL = "topo"
+STEP_TIMEOUT = 900.0  # seconds per triggered run (plus the runs it causes); 2 shared cores
+MONITOR, RETRAIN = f"driftguard_monitor__{MODEL}", f"driftguard_retrain__{MODEL}"
+
+
+def _day(n: int) -> datetime:
+    return START + timedelta(days=n)
+
+
+def _write_world(models: Path, feature_log_url: str) -> None:
+    """The synthetic contract and log of test_loop_dags.py, in the Driftguard PostgreSQL database."""
+    from driftguard.testing import Injection, generate_log, synthetic_contract, write_log
+
+    contract = synthetic_contract(
+        url="${DRIFTGUARD_FEATURE_LOG_URL}",
+        name=MODEL,
+        prediction=False,
+        schedule="@daily",
+        start_date=START,
+        overrides={
+            "reference": {"start": "2024-01-01", "end": "2024-01-15", "sample_size": 5000},
+            "training": {"window": "21d", "validation": "3d", "holdout": "3d", "params": {"max_iter": 60}},
+            "policy": {"cooldown": "2d", "min_new_labels": 500, "metric_drop": 0.05,
+                       "persistence": {"k": 1, "n": 1}},
+            "promotion": {"bootstrap": {"samples": 200}, "mode": "non_inferiority", "margin": 0.02},
+        },
+    )  # fmt: skip
+    assert contract.catchup is False  # with a past schedule end, the scheduler creates no run of its own
+    models.mkdir()
+    (models / f"{MODEL}.yaml").write_text(yaml.safe_dump(contract.model_dump(mode="json", exclude_unset=True)))
+    log, labels = generate_log(
+        contract.task.value, start=START, days=26, rows_per_day=400, seed=3,
+        injections=[Injection("concept_drift", DRIFT_AT, None, 1.0)],
+    )  # fmt: skip
+    write_log(feature_log_url, contract, log, labels)
+
+
+# --------------------------------------------------------------------------- REST helpers
+
+
+def _runs(api: demo.Api, dag_id: str) -> list[dict[str, Any]]:
+    return api.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns", order_by="run_after", limit=100)["dag_runs"]
+
+
+def _run(api: demo.Api, dag_id: str, run_id: str) -> dict[str, Any]:
+    return api.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}")
+
+
+def _task_states(api: demo.Api, dag_id: str, run_id: str) -> dict[str, str | None]:
+    tis = api.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances", limit=100)
+    return {ti["task_id"]: ti["state"] for ti in tis["task_instances"]}
+
+
+def _xcom(api: demo.Api, dag_id: str, run_id: str, task_id: str) -> Any:
+    import json
+
+    path = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{task_id}/xcomEntries/return_value"
+    value = api.get(path)["value"]
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _wait_dags(topo: Topology, dag_ids: set[str], timeout: float = 300) -> None:
+    """Until the dag-processor has serialized the model's DAGs (import errors on timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        topo.check_alive()
+        known = {d["dag_id"] for d in topo.api.get("/api/v2/dags", tags=["driftguard"], limit=100)["dags"]}
+        if dag_ids <= known:
+            return
+        time.sleep(1)
+    errors = topo.api.get("/api/v2/importErrors")["import_errors"]
+    raise topo.fail(f"DAGs {sorted(dag_ids)} not parsed within {timeout:.0f} s; import errors: {errors}")
+
+
+def _wait_done(topo: Topology, dag_id: str, run_id: str, timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
+    """Until the run has finished AND Airflow is idle: no active runs, no queued asset events (so a
+    run the scheduler creates from this run's Asset event has been created and has finished too)."""
+    deadline = time.monotonic() + timeout
+    pending: list[str] = []
+    while time.monotonic() < deadline:
+        topo.check_alive()
+        run = _run(topo.api, dag_id, run_id)
+        pending = demo.busy(topo.api, [MONITOR, RETRAIN])
+        if run["state"] not in demo.ACTIVE_STATES and not pending:
+            return run
+        time.sleep(2)
+    states = _task_states(topo.api, dag_id, run_id)
+    raise topo.fail(f"{dag_id} {run_id} not done after {timeout:.0f} s; pending {pending}; tasks {states}")
+
+
+def _trigger(topo: Topology, dag_id: str, body: dict[str, Any]) -> str:
+    _, run = topo.api.request("POST", f"/api/v2/dags/{quote(dag_id)}/dagRuns", body)
+    return str(run["dag_run_id"])
+
+
+def _monitor(topo: Topology, day: int) -> dict[str, Any]:
+    """One monitoring run for exactly the data interval [day, day + 1), as `make demo` triggers it."""
+    step = demo.Step(MONITOR, _day(day), _day(day + 1))
+    demo.start_run(topo.api, step, None)
+    run = demo.find_run(topo.api, step)
+    assert run is not None, f"no run of {MONITOR} for {step}"
+    return _wait_done(topo, MONITOR, run["dag_run_id"])
+
+
+# --------------------------------------------------------------------------- the test
+
+
+@pytest.mark.slow
+def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str, tmp_path: Path) -> None:
+    from driftguard.store import HistoryStore, dispose_engines
+    from mlflow import MlflowClient
+
+    pids: list[int] = []
+    with pg_databases(pg_server) as urls:
+        tag = urls["airflow"].rsplit("/", 1)[1].removesuffix("_airflow")
+        _write_world(tmp_path / "models", urls["driftguard"])
+        env = topology_env(tmp_path / "home", urls, tmp_path / "models", schedule_end="2024-02-01")
+        with start_topology(env, tmp_path / "logs") as topo:
+            pids = [s.process.pid for s in topo.services if s.process is not None]
+            assert len(pids) == 5 and all(group_alive(p) for p in pids)
+            _wait_dags(topo, {MONITOR, RETRAIN})
+            for dag_id in (MONITOR, RETRAIN):  # the retraining DAG must be unpaused for its asset-triggered run
+                topo.api.request("PATCH", f"/api/v2/dags/{quote(dag_id)}", {"is_paused": False})
+
+            # 1. First champion: a manual retraining run with the decided interval as conf.
+            first_id = _trigger(topo, RETRAIN, {
+                "logical_date": None,
+                "conf": {"interval_start": _day(13).isoformat(), "interval_end": _day(14).isoformat(),
+                         "reason": "first champion"},
+            })  # fmt: skip
+            first = _wait_done(topo, RETRAIN, first_id)
+            assert (first["state"], first["run_type"]) == ("success", "manual"), first
+            first_tasks = _task_states(topo.api, RETRAIN, first_id)
+            assert first_tasks["promote_champion"] == "success", first_tasks
+            assert first_tasks["keep_as_challenger"] == "skipped", first_tasks
+
+            # 2. A stable day: no retrain.
+            stable = _monitor(topo, 15)
+            assert stable["state"] == "success", topo.fail(f"stable run {stable}")
+            tasks = _task_states(topo.api, MONITOR, stable["dag_run_id"])
+            assert (tasks["no_retrain"], tasks["request_retrain"]) == ("success", "skipped"), tasks
+
+            # 3. After the concept drift: retrain requested through the Asset; the scheduler creates
+            #    the retraining run from the Asset event, and _wait_done waits until it has finished.
+            drifted = _monitor(topo, 22)
+            assert drifted["state"] == "success", topo.fail(f"drifted run {drifted}")
+            tasks = _task_states(topo.api, MONITOR, drifted["dag_run_id"])
+            assert tasks["request_retrain"] == "success", _xcom(
+                topo.api, MONITOR, drifted["dag_run_id"], "publish_results"
+            )
+
+            retrains = _runs(topo.api, RETRAIN)
+            assert [r["run_type"] for r in retrains] == ["manual", "asset_triggered"], retrains
+            auto = retrains[1]
+            assert auto["state"] == "success", topo.fail(f"asset-triggered run {auto}")
+            events = topo.api.get(
+                f"/api/v2/dags/{quote(RETRAIN)}/dagRuns/{quote(auto['dag_run_id'])}/upstreamAssetEvents"
+            )["asset_events"]
+            assert len(events) == 1 and events[0]["source_dag_id"] == MONITOR, events
+            assert events[0]["source_run_id"] == drifted["dag_run_id"]
+            assert events[0]["extra"]["interval_end"] == _day(23).isoformat(), events[0]
+            auto_tasks = _task_states(topo.api, RETRAIN, auto["dag_run_id"])
+            assert auto_tasks["train_candidate"] == auto_tasks["register_candidate"] == "success", auto_tasks
+            verdict = _xcom(topo.api, RETRAIN, auto["dag_run_id"], "evaluate_candidate")
+            assert (verdict["champion_version"], verdict["version"]) == ("1", "2"), verdict
+            decided = "promote_champion" if verdict["promote"] else "keep_as_challenger"
+            other = "keep_as_challenger" if verdict["promote"] else "promote_champion"
+            assert (auto_tasks[decided], auto_tasks[other]) == ("success", "skipped"), auto_tasks
+            all_runs = {r["dag_id"]: r for r in demo.all_runs(topo.api)}
+            assert set(all_runs) == {MONITOR, RETRAIN}  # nothing scheduled on its own (schedule end, catchup off)
+            assert len(demo.all_runs(topo.api)) == 4
+
+            # 4. MLflow, through the HTTP tracking server (PostgreSQL backend, served artifacts).
+            client = MlflowClient(tracking_uri=topo.mlflow_uri, registry_uri=topo.mlflow_uri)
+            versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'"))
+            assert versions == [1, 2]
+            champion = client.get_model_version_by_alias(MODEL, "champion")
+            assert champion.version == ("2" if verdict["promote"] else "1"), (champion, verdict)
+            v2 = client.get_model_version(MODEL, "2")
+            assert v2.tags["driftguard.verdict"] == ("promote" if verdict["promote"] else "reject"), v2.tags
+            artifacts = client.list_artifacts(champion.run_id)
+            assert artifacts, f"no artifacts served for run {champion.run_id}"
+
+            # 5. History tables in the Driftguard PostgreSQL database.
+            store = HistoryStore(urls["driftguard"])
+            runs = store.runs(MODEL)
+            assert [(r.interval_start, r.interval_end, r.retrain) for r in runs] == [
+                (_day(15), _day(16), False),
+                (_day(22), _day(23), True),
+            ]
+            assert runs[1].champion_version == "1" and "worse by" in runs[1].summary, runs[1]
+            claimed = store.retrains(MODEL)
+            assert [(r["interval_start"], r["interval_end"]) for r in claimed] == [
+                (_day(13), _day(14)),
+                (_day(22), _day(23)),
+            ], claimed
+            promotions = [(p["action"], p["version"]) for p in store.promotions(MODEL)]
+            second = "promote" if verdict["promote"] else "reject"
+            assert promotions == [("first_champion", "1"), (second, "2")], promotions
+            dispose_engines()  # no pooled connection keeps the database from being dropped
+
+        # Everything it started, it stopped: no process of any group is left.
+        orphans = [p for p in pids if group_alive(p)]
+        assert orphans == [], f"process groups still alive after stop: {orphans}"
+    assert existing_databases(pg_server, f"{tag}%") == []
