@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,7 @@ class DriftResult:
     sample_rows: int
     report_path: str | None = None
     model: str | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # feature -> why it was not compared
 
     @property
     def drifted_features(self) -> list[str]:
@@ -100,6 +101,7 @@ class DriftResult:
             "current_rows": self.current_rows,
             "sample_rows": self.sample_rows,
             "report_path": self.report_path,
+            "skipped": dict(self.skipped),
         }
 
     def summary(self) -> str:
@@ -116,6 +118,10 @@ class DriftResult:
         for label, f in (("Prediction", self.prediction), ("Target", self.target)):
             if f is not None:
                 text += f" {label} drift: {'yes' if f.drifted else 'no'} ({_describe(f)})."
+        if self.skipped:
+            text += " Not compared (see the quality report): " + "; ".join(
+                f"{name}: {why}" for name, why in sorted(self.skipped.items())
+            ) + "."
         return text + (
             f" Compared {self.reference_rows:,} reference and {self.current_rows:,} current rows"
             f" (at most {self.sample_rows:,} per side)."
@@ -222,6 +228,25 @@ def _check_frame(contract: ModelContract, df: pd.DataFrame, side: str, cols: lis
     return kept
 
 
+def _unusable(contract: ModelContract, df: pd.DataFrame, cols: list[_Column]) -> dict[str, str]:
+    """Features of the current frame that cannot be compared, with the reason."""
+    out: dict[str, str] = {}
+    for col in cols:
+        if col.role != "feature":
+            continue
+        if col.name not in df.columns:
+            out[col.name] = "missing from the window"
+        elif df[col.name].isna().all():
+            out[col.name] = "entirely null in the window"
+        elif col.kind == "numeric":
+            s = df[col.name]
+            if pd.to_numeric(s, errors="coerce").isna().sum() > s.isna().sum():
+                out[col.name] = "non-numeric values in a numeric feature"
+    for name, why in out.items():
+        log.warning("%s: feature %s not compared for drift: %s", contract.name, name, why)
+    return out
+
+
 def _prepare(
     contract: ModelContract, df: pd.DataFrame, side: str, cols: list[_Column], n: int, seed: int
 ) -> pd.DataFrame:
@@ -266,11 +291,20 @@ def run_drift(
     out_html: Path | None = None,
     seed: int = 0,
     assets_dir: Path | None = None,
+    skip_unusable: bool = False,
 ) -> DriftResult:
     """Per-feature drift with the contract's methods; prediction/target drift reported apart.
 
+    skip_unusable: a feature the current window cannot compare (missing, entirely null, text in a
+    numeric column) is left out and named in `skipped` instead of failing the whole report; the
+    monitoring run uses this because its quality gate already fails those columns.
+
     assets_dir: where the shared Evidently JS bundle is kept (default: next to out_html)."""
     cols = _feature_columns(contract) + _extra_columns(contract, prediction_column, target_column)
+    skipped = _unusable(contract, current, cols) if skip_unusable and len(current) else {}
+    cols = [c for c in cols if c.name not in skipped]
+    if not any(c.role == "feature" for c in cols):
+        raise DriftError("no feature of the current frame can be compared: " + str(skipped), model=contract.name)
     cols = _check_frame(contract, reference, "reference", cols)
     cols = _check_frame(contract, current, "current", cols)
     n = contract.drift.sample_size
@@ -299,6 +333,7 @@ def run_drift(
         current_rows=len(current),
         sample_rows=max(len(ref), len(cur)),
         model=contract.name,
+        skipped=skipped,
     )
     if out_html is not None:
         result.report_path = str(ev.save_html(snapshot, Path(out_html), assets_dir))

@@ -255,6 +255,7 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
             target_column=target,
             out_html=ctx.report_dir / "drift.html",
             assets_dir=ctx.settings.reports_dir / "_assets",
+            skip_unusable=True,
         )
     except drift.DriftError as exc:
         log.error("%s: drift not computed: %s", ctx.label, exc)

@@ -318,3 +318,20 @@ def test_html_report_default_assets_next_to_it(reference: pd.DataFrame, clean: p
     as_dict = result.to_dict()
     assert json.loads(json.dumps(as_dict)) == as_dict
     assert as_dict["report_path"] == str(tmp_path / "drift.html") and len(as_dict["features"]) == 9
+
+
+def test_skip_unusable_compares_the_other_features_and_names_the_skipped(
+    reference: pd.DataFrame, clean: pd.DataFrame
+) -> None:
+    bad = clean.copy()
+    bad["num_3"] = None
+    bad["num_1"] = bad["num_1"].astype(object)
+    bad.loc[bad.index[:5], "num_1"] = "n/a"
+    result = run_drift(contract(), reference, bad, skip_unusable=True)
+    assert result.skipped == {
+        "num_3": "entirely null in the window",
+        "num_1": "non-numeric values in a numeric feature",
+    }
+    compared = {f.feature for f in result.features}
+    assert "num_3" not in compared and "num_1" not in compared and "num_0" in compared
+    assert "Not compared" in result.summary() and "num_3: entirely null" in result.summary()
