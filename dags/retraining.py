@@ -153,7 +153,10 @@ def build_retraining_dag(contract: ModelContract) -> None:
         start_date=pendulum.instance(dag_defaults.start_date(contract)),
         catchup=False,
         max_active_runs=1,
-        default_args={**dag_defaults.default_args(contract), "on_failure_callback": release_claim},
+        default_args={
+            **(args := dag_defaults.default_args(contract)),
+            "on_failure_callback": [release_claim, *args["on_failure_callback"]],
+        },
         tags=dag_defaults.tags(KIND, contract),
         doc_md=dag_defaults.doc_md(__doc__, contract, KIND),
         params={

@@ -58,10 +58,15 @@ def retry_delay() -> timedelta:
 
 
 def default_args(contract: ModelContract) -> dict[str, Any]:
+    """Owners, retries, and a `pipeline_failure` alert to the contract's routes when a task fails
+    for good (the notifier is Airflow's: imported here, at DAG parse time, never by the library)."""
+    from driftguard.airflow_notifier import DriftguardNotifier
+
     return {
         "owner": owner(contract),
         "retries": DEFAULT_RETRIES,
         "retry_delay": retry_delay(),
+        "on_failure_callback": [DriftguardNotifier(model=contract.name)],
     }
 
 
