@@ -19,9 +19,10 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import sqlalchemy as sa
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -30,6 +31,8 @@ if str(SCRIPTS) not in sys.path:
 
 import airflow_env  # noqa: E402
 import demo  # noqa: E402
+
+Services = airflow_env.Services
 
 AIRFLOW_COMPONENTS = (
     ("api-server", ["api-server", "--workers", "1"]),
@@ -56,11 +59,11 @@ def _url(server_url: str, database: str) -> str:
 
 
 @contextlib.contextmanager
-def pg_databases(server_url: str, prefix: str = "dgtopo") -> Iterator[dict[str, str]]:
+def pg_databases(server_url: str, prefix: str = "dgtopo", stores: tuple[str, ...] = STORES) -> Iterator[dict[str, str]]:
     """One fresh database per store (airflow, mlflow, driftguard) with a unique name; dropped on
     exit, after terminating the connections still open (a killed task may leave one behind)."""
     tag = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    names = {store: f"{tag}_{store}" for store in STORES}
+    names = {store: f"{tag}_{store}" for store in stores}
     admin = sa.create_engine(_url(server_url, "postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -107,14 +110,16 @@ def group_alive(pid: int) -> bool:
 
 @dataclass
 class Topology:
-    """What the test talks to: the Airflow REST client, the MLflow URI, the stores' URLs."""
+    """What the test talks to: the Airflow REST client and the MLflow URI; after the stop, every
+    process that was running (`stopped`) and those that had to be killed afterwards (`survivors`)."""
 
     env: dict[str, str]
     api: demo.Api
     airflow: airflow_env.Services
     mlflow: airflow_env.Services
     mlflow_uri: str
-    urls: dict[str, str]
+    stopped: list[psutil.Process] = field(default_factory=list)
+    survivors: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def services(self) -> list[airflow_env.Service]:
@@ -149,7 +154,6 @@ def topology_env(home: Path, urls: Mapping[str, str], models_dir: Path, *, sched
             "DRIFTGUARD_FEATURE_LOG_URL": urls["driftguard"],
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
             "DRIFTGUARD_MLFLOW_ARTIFACTS": str(home / "mlartifacts"),  # unused with a tracking server
-            "MLFLOW_BACKEND_STORE_URI": urls["mlflow"],  # read by `mlflow server`, as in compose
         }
     )
     return env
@@ -180,8 +184,13 @@ def _wait_api(topo: Topology, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def start_topology(env: dict[str, str], log_dir: Path, *, startup_timeout: float = 240) -> Iterator[Topology]:
-    """Migrate Airflow's DB, start MLflow and the four Airflow components; stop them all on exit."""
+def start_topology(
+    env: dict[str, str], log_dir: Path, *, mlflow_backend_uri: str, startup_timeout: float = 240
+) -> Iterator[Topology]:
+    """Migrate Airflow's DB, start MLflow and the four Airflow components; stop them all on exit.
+
+    As in compose, only the MLflow server sees its backend URI (MLFLOW_BACKEND_STORE_URI, kept off
+    the command line); Airflow's tasks reach MLflow through MLFLOW_TRACKING_URI (HTTP) only."""
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     _run([airflow_env.airflow_bin(), "db", "migrate"], env, "airflow db migrate", timeout=300)
     mlflow_port = env["MLFLOW_TRACKING_URI"].rsplit(":", 1)[1]
@@ -189,9 +198,8 @@ def start_topology(env: dict[str, str], log_dir: Path, *, startup_timeout: float
         env=env,
         api=demo.Api(f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}"),
         airflow=airflow_env.Services(env, log_dir),
-        mlflow=airflow_env.Services(env, log_dir),
+        mlflow=airflow_env.Services({**env, "MLFLOW_BACKEND_STORE_URI": mlflow_backend_uri}, log_dir),
         mlflow_uri=env["MLFLOW_TRACKING_URI"],
-        urls={},
     )
     try:
         topo.mlflow.start(
@@ -209,5 +217,46 @@ def start_topology(env: dict[str, str], log_dir: Path, *, startup_timeout: float
         _wait_api(topo, startup_timeout)
         yield topo
     finally:
+        stop(topo)
+
+
+def _tree(topo: Topology) -> list[psutil.Process]:
+    """Every process the services started, leaders and descendants, whatever their process group."""
+    procs: list[psutil.Process] = []
+    for service in topo.services:
+        if service.process is None:
+            continue
+        with contextlib.suppress(psutil.NoSuchProcess):
+            leader = psutil.Process(service.process.pid)
+            procs += [leader, *leader.children(recursive=True)]
+    return procs
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop(topo: Topology) -> None:
+    """Stop Airflow, then MLflow (process groups: SIGINT, SIGTERM, SIGKILL), then kill survivors.
+
+    Why the survivor pass: Airflow's task supervisor puts each task process in its own process
+    group, so when a stop escalates to SIGKILL while a task runs, signalling the scheduler's group
+    does not reach the task. The tree is recorded before stopping; survivors are killed and kept
+    in `topo.survivors` (pid, command line) so the test can fail on them."""
+    tree = _tree(topo)
+    topo.stopped = tree
+    try:
         topo.airflow.stop()
-        topo.mlflow.stop()
+    finally:
+        topo.mlflow.stop(timeout=10)  # its clean shutdown saves nothing; do not wait 30 s for it
+    killed = []
+    for proc in tree:
+        if _alive(proc):
+            with contextlib.suppress(psutil.Error):
+                topo.survivors.append((proc.pid, " ".join(proc.cmdline())[:200]))
+                proc.kill()
+                killed.append(proc)
+    psutil.wait_procs(killed, timeout=10)

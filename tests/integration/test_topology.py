@@ -21,15 +21,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psutil
 import pytest
 import yaml
 from topology_support import (
+    Services,
     Topology,
     demo,
     existing_databases,
     group_alive,
     pg_databases,
     start_topology,
+    stop,
     topology_env,
 )
 
@@ -152,9 +155,10 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
         tag = urls["airflow"].rsplit("/", 1)[1].removesuffix("_airflow")
         _write_world(tmp_path / "models", urls["driftguard"])
         env = topology_env(tmp_path / "home", urls, tmp_path / "models", schedule_end="2024-02-01")
-        with start_topology(env, tmp_path / "logs") as topo:
+        with start_topology(env, tmp_path / "logs", mlflow_backend_uri=urls["mlflow"]) as topo:
             pids = [s.process.pid for s in topo.services if s.process is not None]
             assert len(pids) == 5 and all(group_alive(p) for p in pids)
+            assert "MLFLOW_BACKEND_STORE_URI" not in topo.airflow.env  # tasks reach MLflow over HTTP only
             _wait_dags(topo, {MONITOR, RETRAIN})
             for dag_id in (MONITOR, RETRAIN):  # the retraining DAG must be unpaused for its asset-triggered run
                 topo.api.request("PATCH", f"/api/v2/dags/{quote(dag_id)}", {"is_paused": False})
@@ -236,7 +240,51 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             assert promotions == [("first_champion", "1"), (second, "2")], promotions
             dispose_engines()  # no pooled connection keeps the database from being dropped
 
-        # Everything it started, it stopped: no process of any group is left.
-        orphans = [p for p in pids if group_alive(p)]
-        assert orphans == [], f"process groups still alive after stop: {orphans}"
+        # Everything it started, it stopped: no process group left, no process of the tree either
+        # (task processes live in groups of their own), without a kill after the stop.
+        assert [p for p in pids if group_alive(p)] == [], "process groups still alive after stop"
+        assert len(topo.stopped) > len(pids)  # the leaders and their children were tracked
+        assert topo.survivors == [], f"processes left running after the stop (killed): {topo.survivors}"
     assert existing_databases(pg_server, f"{tag}%") == []
+
+
+# --------------------------------------------------------------------------- the harness's own guarantees (fast)
+
+SPAWNER = """
+import subprocess, sys, time
+# Like Airflow's task supervisor: a child in a process group of its own, out of reach of killpg.
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+time.sleep(300)
+"""
+
+
+def test_stop_kills_processes_that_left_the_process_group(tmp_path: Path) -> None:
+    import sys
+
+    airflow = Services({"PATH": ""}, tmp_path)
+    airflow.start("spawner", [sys.executable, "-c", SPAWNER])
+    deadline = time.monotonic() + 30
+    while len(psutil.Process(airflow.services[0].process.pid).children()) < 1:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the spawner did not start its child"
+        time.sleep(0.1)
+    topo = Topology(env={}, api=demo.Api("http://127.0.0.1:9"), airflow=airflow, mlflow=Services({}, tmp_path),
+                    mlflow_uri="http://127.0.0.1:9")  # fmt: skip
+    stop(topo)
+    assert len(topo.stopped) == 2
+    assert [cmd for _, cmd in topo.survivors] == [f"{sys.executable} -c import time; time.sleep(300)"]
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in topo.stopped)
+
+
+def test_pg_databases_are_dropped_even_when_the_body_fails(pg_server: str) -> None:
+    import sqlalchemy as sa
+
+    with pytest.raises(RuntimeError, match="boom"), pg_databases(pg_server, "dgtopotest", ("driftguard",)) as urls:
+        tag = urls["driftguard"].rsplit("/", 1)[1].removesuffix("_driftguard")
+        assert existing_databases(pg_server, f"{tag}%") == [f"{tag}_driftguard"]
+        engine = sa.create_engine(urls["driftguard"])
+        conn = engine.connect()  # an open connection must not keep the database alive
+        conn.execute(sa.text("select 1"))
+        raise RuntimeError("boom")
+    assert existing_databases(pg_server, f"{tag}%") == []
+    conn.invalidate()  # the server closed it: no rollback on a dead connection
+    engine.dispose()
