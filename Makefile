@@ -13,7 +13,7 @@ export DRIFTGUARD_FEATURE_LOG_URL ?= sqlite:///$(DRIFTGUARD_HOME)/feature_log.db
 export GX_ANALYTICS_ENABLED := false
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: install test lint demo up bench check clean
+.PHONY: install test lint demo up bench check clean browser
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,11 +29,23 @@ lint: install
 check: install
 	$(BIN)/driftguard check
 
-test: install lint
+# The UI browser test needs Debian's chromium + chromium-driver (apt, as root or via sudo). Locally a
+# failed install only warns (the browser tests then skip loudly); CI sets DRIFTGUARD_REQUIRE_BROWSER=1.
+browser:
+	@bash scripts/install_browser.sh || echo "WARNING: chromium not installed; browser tests will skip"
+
+test: install lint browser
 	$(BIN)/python -m pytest
 
+# Speed and memory: Driftguard's monitoring path vs the naive path, printed as a table
+# (JSON in benchmarks/results/). BENCH_ARGS="--sizes 100k,1m,10m --db sqlite,postgres".
+bench: install
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
 # Seed the demo world and replay it week by week through Airflow's scheduler (scripts/demo.py).
-# Rerunnable: finished weeks are skipped. DEMO_ARGS="--weeks 4" replays only the first weeks.
+# Rerunnable: finished weeks are skipped. By default the first 13 weeks (March-May 2013: seasonal
+# drift and asset-triggered retraining); DEMO_ARGS="--weeks 0" replays the whole year (much longer).
+DEMO_ARGS ?= --weeks 13
 demo: install
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 

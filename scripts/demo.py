@@ -265,6 +265,7 @@ def replay(api: Api, services: Services, steps: list[Step], step_timeout: float)
     for dag_id in dag_ids:
         api.request("PATCH", f"/api/v2/dags/{quote(dag_id)}", {"is_paused": False})
     say(f"unpaused {len(dag_ids)} DAG(s): {', '.join(dag_ids)}")
+    train_first_champions(api, services, step_timeout)
     results = []
     for i, step in enumerate(steps, 1):
         label = f"week {i}/{len(steps)} {step.dag_id} [{step.start:%Y-%m-%d}, {step.end:%Y-%m-%d})"
@@ -283,6 +284,59 @@ def replay(api: Api, services: Services, steps: list[Step], step_timeout: float)
         check_interval(existing, step)
         results.append((step, existing["state"], rows))
     return results
+
+
+def train_first_champions(api: Api, services: Services, step_timeout: float) -> None:
+    """Each model's first champion, trained on its reference window (Jan-Feb for the demo) by
+    triggering its retraining DAG by hand, as a team does once when it adds a model."""
+    from driftguard import dag_defaults, registry
+    from driftguard.settings import get_settings
+
+    settings = get_settings()
+    dag_ids = sorted(d["dag_id"] for d in api.get("/api/v2/dags", tags=["driftguard"], limit=1000)["dags"])
+    for contract in dag_defaults.model_contracts().contracts.values():
+        end = contract.reference.end
+        if end is None or registry.champion_version(contract.name, tracking_uri=settings.mlflow_tracking_uri):
+            continue
+        step = Step(dag_defaults.dag_id("retrain", contract.name), end - timedelta(days=1), end)
+        say(f"training the first champion of {contract.name} on data before {end:%Y-%m-%d} ...")
+        existing = find_run(api, step)
+        if existing and existing["state"] != "success":
+            start_run(api, step, existing)
+        elif existing is None:
+            body = {
+                "dag_run_id": f"demo__first_champion__{end:%Y-%m-%d}",
+                "logical_date": iso(step.start),
+                "conf": {
+                    "interval_start": step.start.isoformat(),
+                    "interval_end": end.isoformat(),
+                    "reason": "first champion (make demo)",
+                },
+                "note": "first champion, triggered by make demo",
+            }
+            api.request("POST", f"/api/v2/dags/{quote(step.dag_id)}/dagRuns", body)
+        done = wait_idle(api, services, dag_ids, step, step_timeout)
+        mv = registry.champion_version(contract.name, tracking_uri=settings.mlflow_tracking_uri)
+        say(f"first champion of {contract.name}: run {done['state']}, @champion = v{mv.version if mv else None}")
+
+
+def candidates(model: str) -> list[str]:
+    """One line per retrain: interval, outcome, candidate and the gate's numbers."""
+    from driftguard.settings import get_settings
+    from driftguard.store import HistoryStore
+
+    lines = []
+    for r in HistoryStore(get_settings().history_url).retrains(model):
+        verdict = r.get("verdict") or {}
+        checks = verdict.get("checks") or []
+        sig = next((c for c in checks if c.get("name") == "significance"), None)
+        failed = [c["name"] for c in checks if not c.get("passed")]
+        detail = (sig or {}).get("detail") or ("; ".join(failed) if failed else "first champion floors passed")
+        lines.append(
+            f"  {r['interval_end']:%Y-%m-%d}  v{r.get('candidate_version') or '?':<3} {r['status']:<10} {detail}"
+            + (f"  [failed: {', '.join(failed)}]" if failed else "")
+        )
+    return lines
 
 
 def check_interval(run_: dict[str, Any], step: Step) -> None:
@@ -314,6 +368,25 @@ def summary(
         )
     for dag_id, counts in sorted(totals.items()):
         say(f"all runs of {dag_id}: {counts}")
+    from driftguard import dag_defaults
+    from driftguard.store import HistoryStore
+
+    store = HistoryStore(settings.history_url)
+    for contract in dag_defaults.model_contracts().contracts.values():
+        runs = store.runs(contract.name)
+        drifting = [r for r in runs if r.drift_share]
+        say(
+            f"{contract.name}: {len(runs)} monitored intervals, {sum(r.retrain for r in runs)} retrain decisions, "
+            f"{sum(not r.quality_passed for r in runs)} with critical quality failures, "
+            f"mean drift share {sum(r.drift_share or 0 for r in runs) / max(len(runs), 1):.2f} "
+            f"(max {max((r.drift_share or 0 for r in drifting), default=0):.2f})"
+        )
+        lines = candidates(contract.name)
+        say(f"{contract.name}: {len(lines)} candidate(s), interval end / version / outcome / gate numbers:")
+        for line in lines:
+            print(line)
+        for p in store.promotions(contract.name):
+            print(f"  promotion: {p['action']} v{p['version']} (was v{p['previous_version']}) at {p['at']:%Y-%m-%d}")
     failed = [(s, st) for s, st, _ in results if st != "success"]
     for step, state in failed:
         say(f"  {state}: {step.dag_id} [{step.start:%Y-%m-%d}, {step.end:%Y-%m-%d})")
@@ -342,7 +415,7 @@ def port_free(port: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weeks", type=int, help="replay only the first N intervals (quick look)")
+    parser.add_argument("--weeks", type=int, help="replay only the first N intervals; 0 = all (the whole year)")
     parser.add_argument("--step-timeout", type=float, default=1800, help="seconds to wait for one interval")
     args = parser.parse_args(argv)
 
