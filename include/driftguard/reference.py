@@ -212,7 +212,7 @@ def champion_reference(contract: ModelContract, *, tracking_uri: str | None = No
             ) from None
         sample, profile, importance, metrics = _read_artifacts(Path(tmp), contract, where)
     run = client.get_run(run_id)
-    trained_at = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC) if run.info.start_time else None
+    trained_at = _trained_at(run)
     ranked = importance.get("ranked") or _ranked(importance.get("importance", {}))
     ref = Reference(
         sample=canonical(sample, contract),
@@ -244,6 +244,14 @@ def _bootstrap_metrics(frame: pd.DataFrame, contract: ModelContract) -> dict[str
     return task_metrics(
         contract.task, known[label].to_numpy(), known[SCORE_COLUMN].to_numpy(), threshold=contract.decision_threshold
     )
+
+
+def _trained_at(run: Any) -> datetime | None:
+    """The training data's cut-off (data time) when the run recorded it, else the run's start."""
+    as_of = run.data.tags.get("driftguard.data_as_of")
+    if as_of:
+        return datetime.fromisoformat(as_of)
+    return datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC) if run.info.start_time else None
 
 
 def bootstrap_reference(contract: ModelContract, *, url: str | None = None, as_of: datetime | None = None) -> Reference:

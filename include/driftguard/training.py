@@ -528,6 +528,9 @@ def _tags(contract: ModelContract, data: TrainingData, trigger: dict[str, Any] |
         "driftguard.trigger": trigger_summary(trigger),
         "driftguard.data_sha256": str(data.fingerprint.get("sha256", "")),
         "driftguard.config_sha256": config_hash(contract),
+        # Data time of the training cut-off: the policy's model age counts from it, so backfills
+        # and backtests age models the way production does (the run's start time is wall clock).
+        "driftguard.data_as_of": str(data.fingerprint.get("as_of", "")),
         **{f"driftguard.version.{k}": v for k, v in package_versions().items()},
     }
     commit = _git_commit()

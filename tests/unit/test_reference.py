@@ -110,7 +110,9 @@ def test_champion_reference_reads_the_runs_artifacts(
     assert ref.source == f"champion v{champions[task]} (run {candidate.run_id})"
     assert (ref.model_version, ref.run_id) == (champions[task], candidate.run_id)
     run = MlflowClient(tracking(workdir)).get_run(candidate.run_id)
-    assert ref.trained_at == datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC)
+    # Model age is data time: the training cut-off (as_of), not when the run happened.
+    assert ref.trained_at == datetime.fromisoformat(data.fingerprint["as_of"])
+    assert ref.trained_at != datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC)
     assert ref.feature_importance == tuple(candidate.feature_importance)
     assert ref.important_features(2) == list(candidate.feature_importance)[:2]
     assert ref.validation_metrics == pytest.approx(candidate.metrics["holdout"])
