@@ -170,7 +170,7 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
                          "reason": "first champion"},
             })  # fmt: skip
             first = _wait_done(topo, RETRAIN, first_id)
-            assert (first["state"], first["run_type"]) == ("success", "manual"), first
+            assert (first["state"], first["run_type"]) == ("success", "manual"), topo.fail(f"first run {first}")
             first_tasks = _task_states(topo.api, RETRAIN, first_id)
             assert first_tasks["promote_champion"] == "success", first_tasks
             assert first_tasks["keep_as_challenger"] == "skipped", first_tasks
@@ -207,9 +207,10 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             decided = "promote_champion" if verdict["promote"] else "keep_as_challenger"
             other = "keep_as_challenger" if verdict["promote"] else "promote_champion"
             assert (auto_tasks[decided], auto_tasks[other]) == ("success", "skipped"), auto_tasks
-            all_runs = {r["dag_id"]: r for r in demo.all_runs(topo.api)}
-            assert set(all_runs) == {MONITOR, RETRAIN}  # nothing scheduled on its own (schedule end, catchup off)
-            assert len(demo.all_runs(topo.api)) == 4
+            # Nothing ran that the test did not cause (schedule end in the past, catchup off).
+            assert sorted((r["dag_id"], r["run_type"]) for r in demo.all_runs(topo.api)) == [
+                (MONITOR, "manual"), (MONITOR, "manual"), (RETRAIN, "asset_triggered"), (RETRAIN, "manual"),
+            ]  # fmt: skip
 
             # 4. MLflow, through the HTTP tracking server (PostgreSQL backend, served artifacts).
             client = MlflowClient(tracking_uri=topo.mlflow_uri, registry_uri=topo.mlflow_uri)
