@@ -51,40 +51,23 @@ def _step(model: str, name: str, **kwargs: Any) -> dict[str, Any]:
         return getattr(monitor, name)(ctx, **kwargs)
 
 
-@task
-def extract_window(model: str) -> dict[str, Any]:
-    """Read the interval (lenient: schema problems become failed quality checks) and matured labels."""
-    return _step(model, "extract")
+def _monitor_task(task_id: str, step: str, doc: str) -> Any:
+    """A TaskFlow task running one monitor step; task ids read as the flow in the module doc."""
+
+    def run(model: str) -> dict[str, Any]:
+        return _step(model, step)
+
+    run.__doc__ = doc
+    return task(task_id=task_id)(run)
 
 
-@task
-def load_reference(model: str) -> dict[str, Any]:
-    return _step(model, "load_reference")
-
-
-@task
-def score_window(model: str) -> dict[str, Any]:
-    return _step(model, "score")
-
-
-@task
-def check_quality(model: str) -> dict[str, Any]:
-    return _step(model, "check_quality")
-
-
-@task
-def detect_drift(model: str) -> dict[str, Any]:
-    return _step(model, "detect_drift")
-
-
-@task
-def evaluate_model(model: str) -> dict[str, Any]:
-    return _step(model, "evaluate_model")
-
-
-@task
-def decide_retrain(model: str) -> dict[str, Any]:
-    return _step(model, "decide")
+extract_window = _monitor_task("extract_window", "extract", "The interval (lenient: schema problems fail quality).")
+load_reference = _monitor_task("load_reference", "load_reference", "The champion's reference, or the bootstrap.")
+score_window = _monitor_task("score_window", "score", "Logged predictions, else @champion's scores.")
+check_quality = _monitor_task("check_quality", "check_quality", "The GX suite from the contract.")
+detect_drift = _monitor_task("detect_drift", "detect_drift", "Evidently per feature, prediction and target.")
+evaluate_model = _monitor_task("evaluate_model", "evaluate_model", "Realized and proxy metrics.")
+decide_retrain = _monitor_task("decide_retrain", "decide", "The retrain policy, every rule with its numbers.")
 
 
 @task

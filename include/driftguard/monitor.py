@@ -44,8 +44,7 @@ class RunContext:
         cls, model: str | ModelContract, start: datetime, end: datetime, settings: Settings | None = None
     ) -> RunContext:
         settings = settings or get_settings()
-        contract = model if isinstance(model, ModelContract) else load_contract(settings.models_dir / f"{model}.yaml")
-        return cls(contract, start, end, settings)
+        return cls(model_contract(model, settings), start, end, settings)
 
     @property
     def name(self) -> str:
@@ -91,6 +90,11 @@ class RunContext:
         if not path.exists():
             raise MonitorError(f"{self.label}: {path} is missing; rerun the whole DAG run, not a single task.")
         return pd.read_parquet(path)
+
+
+def model_contract(model: str | ModelContract, settings: Settings) -> ModelContract:
+    """The contract itself, or the named model's file in the models folder (tasks pass names)."""
+    return model if isinstance(model, ModelContract) else load_contract(settings.models_dir / f"{model}.yaml")
 
 
 def label_window(contract: ModelContract, start: datetime, end: datetime) -> tuple[datetime, datetime]:

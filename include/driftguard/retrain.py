@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from driftguard.contract import ModelContract, load_contract
+from driftguard.contract import ModelContract
 from driftguard.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,10 @@ class RetrainContext:
         trigger: dict[str, Any] | None = None,
         settings: Settings | None = None,
     ) -> RetrainContext:
+        from driftguard.monitor import model_contract
+
         settings = settings or get_settings()
-        contract = model if isinstance(model, ModelContract) else load_contract(settings.models_dir / f"{model}.yaml")
-        return cls(contract, start, end, settings, dict(trigger or {}))
+        return cls(model_contract(model, settings), start, end, settings, dict(trigger or {}))
 
     @property
     def name(self) -> str:
