@@ -140,7 +140,14 @@ def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, st
     mv = registry.client(uri).get_model_version(name, "2")
     assert mv.tags["driftguard.verdict"] in ("promote", "reject")
 
-    # 6. The same interval again does nothing new: no third version.
+    # 6. The next day: whatever the gate said, that retrain starts the cooldown (2 days).
+    after_retrain = run_dag(dag_id("monitor", name), _day(24))
+    assert after_retrain.state == "success"
+    cooldown = next(r for r in store.get_run(name, _day(23), _day(24)).reasons if r["rule"] == "cooldown")
+    assert cooldown["fired"] is True, cooldown
+    assert after_retrain.task_states["no_retrain"] == "success"
+
+    # 7. The same interval again does nothing new: no third version.
     rerun = run_dag(
         dag_id("retrain", name), None,
         conf={"interval_start": extra["interval_start"], "interval_end": extra["interval_end"]},
