@@ -45,6 +45,6 @@ def profile_frame(df: pd.DataFrame, contract: ModelContract) -> dict[str, Any]:
         else:
             shares = col.dropna().astype(str).value_counts(normalize=True)
             entry["categories"] = {str(k): float(v) for k, v in shares.head(MAX_CATEGORIES).items()}
-            entry["distinct"] = int(len(shares))
+            entry["distinct"] = len(shares)
         features[feature.name] = entry
     return {"rows": len(df), "features": features}
