@@ -11,6 +11,7 @@ again replaces the row and its child rows (feature drift, quality checks) in one
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -317,7 +318,9 @@ def engine_for(url: str) -> Engine:
                 kwargs["connect_args"] = {"timeout": 30}  # concurrent Airflow tasks wait instead of failing
                 database = sa.engine.make_url(url).database
                 if database and database != ":memory:":
-                    Path(database).parent.mkdir(parents=True, exist_ok=True)  # a new home has no folder yet
+                    # A new home has no folder yet; an impossible path fails later with StoreError.
+                    with contextlib.suppress(OSError):
+                        Path(database).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, **kwargs)
             _ENGINES[url] = engine
         return engine

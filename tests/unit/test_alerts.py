@@ -269,7 +269,8 @@ def test_email_without_smtp_host_is_skipped_with_a_warning(
 
 
 def test_broken_store_still_sends(caplog: pytest.LogCaptureFixture, tmp_path) -> None:
-    broken = HistoryStore(f"sqlite:///{tmp_path}/no/such/dir/h.db")
+    (tmp_path / "not_a_dir").write_text("a file where the store's folder should be")
+    broken = HistoryStore(f"sqlite:///{tmp_path}/not_a_dir/h.db")
     try:
         with caplog.at_level(logging.WARNING, logger="driftguard.alerts"):
             assert dispatch(drift_alert(), AlertConfig(), store=broken, now=NOW) is True
