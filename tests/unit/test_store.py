@@ -333,6 +333,14 @@ def test_create_all_is_idempotent_and_one_engine_per_url(sqlite_url: str) -> Non
 
 
 def test_unreachable_database_names_the_url_without_password(tmp_path) -> None:
-    store = HistoryStore(f"sqlite:///{tmp_path}/missing/dir/history.db")
+    (tmp_path / "blocked").write_text("a file where the store's folder should be")
+    store = HistoryStore(f"sqlite:///{tmp_path}/blocked/history.db")
     with pytest.raises(StoreError, match=r"cannot create the dg_ history tables at HistoryStore\('sqlite:///"):
         store.models()
+
+
+def test_sqlite_store_creates_its_folder(tmp_path) -> None:
+    """A fresh DRIFTGUARD_HOME has no folder yet: the store makes it instead of failing."""
+    store = HistoryStore(f"sqlite:///{tmp_path}/new/home/history.db")
+    assert store.models() == []
+    assert (tmp_path / "new" / "home" / "history.db").exists()

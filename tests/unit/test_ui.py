@@ -373,7 +373,8 @@ def test_dag_tab_redirects_driftguard_dags_to_their_model(client: TestClient) ->
 
 
 def test_unreadable_history_is_a_503_page(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'history.db'}")
+    (tmp_path / "blocked").write_text("a file where the history's folder should be")
+    settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'blocked' / 'history.db'}")
     resp = TestClient(create_app(settings)).get("/")
     assert resp.status_code == 503
     assert "History store unavailable" in Text(resp.text).joined
