@@ -16,7 +16,8 @@ the last full day). Never promote a worse model: that is the promise.
    (metric threshold, paired bootstrap, segment guardrails, calibration, sanity, servability in a
    fresh process). The verdict and its numbers are tagged on the version and logged as JSON.
 6. `promote_or_not` branches to `promote_champion` (after `approve_promotion` when the contract
-   asks for human approval) or `keep_as_challenger`. The alias move is the last step and is
+   asks for human approval; a reviewer's "Reject" runs `decline_promotion`) or
+   `keep_as_challenger`. The alias move is the last step and is
    guarded: it aborts if `@champion` moved since the gate compared against it.
 
 `max_active_runs=1`: one retrain of a model at a time.
@@ -130,11 +131,32 @@ def promote_or_not(verdict: dict[str, Any], approval: bool) -> str:
     return "approve_promotion" if approval else "promote_champion"
 
 
-@task(trigger_rule="none_failed_min_one_success")
+@task
 def promote_champion(model: str, request: dict[str, Any]) -> dict[str, Any]:
-    result = _step(model, request, "promote")
+    context = get_current_context()
+    answer = context["ti"].xcom_pull(task_ids="approve_promotion") if "approve_promotion" in context["dag"].task_ids \
+        else None
+    approver = _responder(answer)
+    result = _step(model, request, "promote", approved_by=approver)
     log.info("SUMMARY %s: %s", result["status"], result["summary"])
     return result
+
+
+@task
+def decline_promotion(model: str, request: dict[str, Any]) -> dict[str, Any]:
+    """A reviewer rejected a candidate the gate accepted: record it, keep it as @challenger."""
+    answer = get_current_context()["ti"].xcom_pull(task_ids="approve_promotion")
+    result = _step(model, request, "reject_unapproved", by=_responder(answer))
+    log.info("SUMMARY declined: v%s kept as @challenger", result["version"])
+    return result
+
+
+def _responder(answer: Any) -> str | None:
+    """Who answered the approval (Airflow's HITL result), for the promotion history."""
+    user = (answer or {}).get("responded_by_user") if isinstance(answer, dict) else None
+    if isinstance(user, dict):
+        return f"approved in Airflow by {user.get('name') or user.get('id')}"
+    return None
 
 
 @task
@@ -173,14 +195,17 @@ def build_retraining_dag(contract: ModelContract) -> None:
         branch = promote_or_not(verdict, approval)
         promote = promote_champion(m, request)
         if approval:
-            from airflow.providers.standard.operators.hitl import ApprovalOperator
+            from airflow.providers.standard.operators.hitl import HITLBranchOperator
 
-            approve = ApprovalOperator(
+            # A branch, not ApprovalOperator: "Reject" must run a task that records the decision.
+            approve = HITLBranchOperator(
                 task_id="approve_promotion",
                 subject=f"Promote a new {m} champion?",
                 body="{{ ti.xcom_pull(task_ids='evaluate_candidate')['summary'] }}",
+                options=["Approve", "Reject"],
+                options_mapping={"Approve": "promote_champion", "Reject": "decline_promotion"},
             )
-            branch >> approve >> promote
+            branch >> approve >> [promote, decline_promotion(m, request)]
         else:
             branch >> promote
         branch >> keep_as_challenger(m, request)
