@@ -115,7 +115,8 @@ def task_states(api: demo.Api, dag: str, run_id: str) -> dict[str, str | None]:
 
 
 @pytest.mark.slow
-def test_promotion_waits_for_human_approval(tmp_path: Path) -> None:
+@pytest.mark.parametrize("answer", ["Approve", "Reject"])
+def test_promotion_waits_for_human_approval(tmp_path: Path, answer: str) -> None:
     from driftguard import registry
     from driftguard.store import HistoryStore
 
@@ -169,7 +170,7 @@ def test_promotion_waits_for_human_approval(tmp_path: Path) -> None:
         details = api.get(hitl_path)
         assert details["options"] == ["Approve", "Reject"], details
         assert "first champion" in details["body"], details  # the gate's summary, rendered for the reviewer
-        api.request("PATCH", hitl_path, {"chosen_options": ["Approve"]})
+        api.request("PATCH", hitl_path, {"chosen_options": [answer]})
 
         def finished() -> tuple[bool, Any]:
             state = api.get(run_path)["state"]
@@ -179,12 +180,19 @@ def test_promotion_waits_for_human_approval(tmp_path: Path) -> None:
         states = task_states(api, dag, run_id)
         assert final == "success", f"{final}: {states}\n{tails(services)}"
         assert states["approve_promotion"] == "success", states
-        assert states["promote_champion"] == "success", states
         assert states["keep_as_challenger"] == "skipped", states
-
-        champion = registry.champion_version(NAME, tracking_uri=uri)
-        assert champion is not None and int(champion.version) == 1
-        promotions = store.promotions(NAME)
-        assert [(p["action"], str(p["version"])) for p in promotions] == [("first_champion", "1")], promotions
+        if answer == "Approve":
+            assert (states["promote_champion"], states["decline_promotion"]) == ("success", "skipped"), states
+            champion = registry.champion_version(NAME, tracking_uri=uri)
+            assert champion is not None and int(champion.version) == 1
+            promotions = store.promotions(NAME)
+            assert [(p["action"], str(p["version"])) for p in promotions] == [("first_champion", "1")], promotions
+        else:
+            # The reviewer said no: nothing promoted, the decision recorded, the candidate kept for inspection.
+            assert (states["promote_champion"], states["decline_promotion"]) == ("skipped", "success"), states
+            assert registry.champion_version(NAME, tracking_uri=uri) is None
+            assert str(registry.alias_version(NAME, "challenger", tracking_uri=uri).version) == "1"
+            assert [r["status"] for r in store.retrains(NAME)] == ["declined"]
+            assert store.promotions(NAME) == []
         answered = api.get(hitl_path)
-        assert answered["chosen_options"] == ["Approve"], answered
+        assert answered["chosen_options"] == [answer], answered
