@@ -368,14 +368,17 @@ def last_retrain_before(store: Any, model: str, before: datetime) -> datetime | 
     return max((t for t in times if t <= before), default=None)
 
 
-def current_facts(ctx: RunContext) -> Any:
+def step_results(ctx: RunContext) -> dict[str, dict[str, Any]]:
+    """What extract, check_quality, detect_drift and evaluate_model wrote, read once."""
+    return {name: ctx.read_json(f"{name}.json") for name in ("extract", "quality", "drift", "evaluate")}
+
+
+def current_facts(ctx: RunContext, results: dict[str, dict[str, Any]] | None = None) -> Any:
     from driftguard import policy
 
-    extracted = ctx.read_json("extract.json")
-    q = ctx.read_json("quality.json")
-    d = ctx.read_json("drift.json")
-    e = ctx.read_json("evaluate.json")
-    rows = extracted["rows"]
+    results = results or step_results(ctx)
+    q, d, e = results["quality"], results["drift"], results["evaluate"]
+    rows = results["extract"]["rows"]
     status = "no_data" if rows == 0 else ("ok" if q["passed_critical"] else "quality_failed")
     return policy.RunFacts(
         model=ctx.name,
@@ -396,8 +399,9 @@ def publish(ctx: RunContext) -> dict[str, Any]:
     from driftguard import alerts, reports
     from driftguard import store as store_mod
 
-    facts = current_facts(ctx)
-    q, d, e = ctx.read_json("quality.json"), ctx.read_json("drift.json"), ctx.read_json("evaluate.json")
+    results = step_results(ctx)
+    facts = current_facts(ctx, results)
+    extracted, q, d, e = results["extract"], results["quality"], results["drift"], results["evaluate"]
     decision = ctx.read_json("decision.json")
     meta = ctx.read_json("reference.json")
     paths = {
@@ -414,7 +418,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
         interval_start=ctx.start,
         interval_end=ctx.end,
         status=facts.status,
-        rows=ctx.read_json("extract.json")["rows"],
+        rows=extracted["rows"],
         quality_passed=facts.quality_passed,
         critical_failures=len([c for c in q["checks"] if not c["success"] and c["severity"] == "critical"]),
         warnings=len([c for c in q["checks"] if not c["success"] and c["severity"] == "warning"]),
@@ -438,7 +442,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
         {
             "model": ctx.name,
             "interval": [ctx.start.isoformat(), ctx.end.isoformat()],
-            "extract": ctx.read_json("extract.json"),
+            "extract": extracted,
             "reference": {k: meta[k] for k in ("source", "model_version", "run_id", "rows")},
             "quality": q,
             "drift": d,
