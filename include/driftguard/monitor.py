@@ -324,7 +324,7 @@ def decide(ctx: RunContext) -> dict[str, Any]:
     store = history_store(ctx.settings)
     cfg = ctx.contract.policy
     history = store.history_facts(ctx.name, before=ctx.start, n=max(cfg.persistence.n - 1, 0))
-    last_retrain = last_retrain_before(store, ctx.name, ctx.start)
+    last_retrain = store.last_retrain_at(ctx.name, before=ctx.start)
     trained_at = datetime.fromisoformat(meta["trained_at"]) if meta.get("trained_at") else None
     champion = policy.ChampionFacts(
         version=meta.get("model_version"),
@@ -333,12 +333,7 @@ def decide(ctx: RunContext) -> dict[str, Any]:
         feature_importance=tuple(meta.get("feature_importance") or ()),
         last_retrain_at=last_retrain or trained_at,
     )
-    # Count earlier intervals only: a rerun of this interval must not count its own old record.
-    since = facts.labelled_rows + sum(
-        r.labelled_rows
-        for r in store.runs(ctx.name, before=ctx.start)
-        if champion.last_retrain_at is None or r.interval_end > champion.last_retrain_at
-    )
+    since = facts.labelled_rows + store.labelled_rows_since(ctx.name, champion.last_retrain_at, before=ctx.start)
     decision = policy.decide(
         cfg,
         now=ctx.end,
@@ -354,18 +349,6 @@ def decide(ctx: RunContext) -> dict[str, Any]:
     ctx.write_json("decision.json", data)
     log.info("%s: %s", ctx.label, decision.summary())
     return {"retrain": decision.retrain, "summary": decision.summary()}
-
-
-FINISHED_RETRAINS = ("promoted", "rejected", "declined", "aborted")
-
-
-def last_retrain_before(store: Any, model: str, before: datetime) -> datetime | None:
-    """Data time of the last retrain decided before this interval: a promotion, or any finished
-    candidate (a rejected one cost a training too, so it starts the cooldown as well). Records of
-    this interval or later are ignored, so a rerun decides as the first run did."""
-    times = [p["at"] for p in store.promotions(model) if p["action"] in ("promote", "first_champion")]
-    times += [r["interval_end"] for r in store.retrains(model) if r["status"] in FINISHED_RETRAINS]
-    return max((t for t in times if t <= before), default=None)
 
 
 def step_results(ctx: RunContext) -> dict[str, dict[str, Any]]:

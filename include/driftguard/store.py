@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 RUN_STATUSES = ("ok", "no_data", "quality_failed")
 RETRAIN_ACTIONS = ("promote", "first_champion")  # promotion actions that count as "a retrain happened"
 RETRYABLE_RETRAIN_STATUSES = ("failed",)
+FINISHED_RETRAIN_STATUSES = ("promoted", "rejected", "declined", "aborted")
 
 
 class StoreError(RuntimeError):
@@ -534,15 +535,18 @@ class HistoryStore:
             return []
         return [r.to_facts() for r in self.runs(model, before=before, limit=n)]
 
-    def labelled_rows_since(self, model: str, since: datetime | None) -> int:
+    def labelled_rows_since(self, model: str, since: datetime | None, *, before: datetime | None = None) -> int:
         """Labelled rows of recorded runs whose interval ends after `since` (all runs if None).
 
         The interval that was being decided when the retrain happened ended before it, so it is
-        not counted; the next interval (which starts before the retrain) is."""
+        not counted; the next interval (which starts before the retrain) is. `before`: only runs
+        starting before it (a rerun of an interval must not count its own earlier record)."""
         t = runs_table
         q = sa.select(sa.func.coalesce(sa.func.sum(t.c.labelled_rows), 0)).where(t.c.model == model)
         if since is not None:
             q = q.where(t.c.interval_end > since)
+        if before is not None:
+            q = q.where(t.c.interval_start < before)
         with self._begin() as conn:
             return int(conn.execute(q).scalar_one())
 
@@ -601,12 +605,22 @@ class HistoryStore:
         with self._begin() as conn:
             return [{k: v for k, v in r._mapping.items() if k != "id"} for r in conn.execute(q)]
 
-    def last_retrain_at(self, model: str) -> datetime | None:
-        """When a retrained model last became champion (promote / first_champion)."""
-        t = promotions_table
-        q = sa.select(sa.func.max(t.c.at)).where(t.c.model == model, t.c.action.in_(RETRAIN_ACTIONS))
+    def last_retrain_at(self, model: str, *, before: datetime | None = None) -> datetime | None:
+        """Data time of the last retrain: a promotion (promote / first_champion) or any finished
+        candidate, whose interval end is when it was decided (a rejected one cost a training too,
+        so it starts the policy's cooldown as well). `before`: ignore records after it, so a rerun
+        of an interval decides as its first run did."""
+        p, r = promotions_table, retrains_table
+        promoted = sa.select(sa.func.max(p.c.at)).where(p.c.model == model, p.c.action.in_(RETRAIN_ACTIONS))
+        finished = sa.select(sa.func.max(r.c.interval_end)).where(
+            r.c.model == model, r.c.status.in_(FINISHED_RETRAIN_STATUSES)
+        )
+        if before is not None:
+            promoted = promoted.where(p.c.at <= before)
+            finished = finished.where(r.c.interval_end <= before)
         with self._begin() as conn:
-            return conn.execute(q).scalar_one_or_none()
+            times = [conn.execute(promoted).scalar_one_or_none(), conn.execute(finished).scalar_one_or_none()]
+        return max((t for t in times if t is not None), default=None)
 
     # -- retrains
 

@@ -344,3 +344,16 @@ def test_sqlite_store_creates_its_folder(tmp_path) -> None:
     store = HistoryStore(f"sqlite:///{tmp_path}/new/home/history.db")
     assert store.models() == []
     assert (tmp_path / "new" / "home" / "history.db").exists()
+
+
+def test_last_retrain_counts_finished_candidates_and_respects_before(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    store.record_promotion("flight_delay", action="first_champion", version="1", previous_version=None,
+                           actor="gate", reason="first", at=T0)
+    assert store.claim_retrain("flight_delay", T0 + 2 * WEEK, T0 + 3 * WEEK) is None
+    store.finish_retrain("flight_delay", T0 + 2 * WEEK, T0 + 3 * WEEK, status="rejected", candidate_version="2")
+    assert store.claim_retrain("flight_delay", T0 + 4 * WEEK, T0 + 5 * WEEK) is None  # still running: not counted
+
+    assert store.last_retrain_at("flight_delay") == T0 + 3 * WEEK, "a rejected candidate is a retrain too"
+    assert store.last_retrain_at("flight_delay", before=T0 + 2 * WEEK) == T0, "later records are ignored"
+    assert store.last_retrain_at("flight_delay", before=T0 - WEEK) is None
