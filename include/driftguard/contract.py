@@ -162,6 +162,12 @@ class Source(_Strict):
         None, description="Logged model score (probability of class 1, or the regression estimate)."
     )
     labels: LabelSource | None = Field(None, description="Delayed labels; null if none exist.")
+    sample_rows: int | None = Field(
+        100_000,
+        ge=10_000,
+        description="Larger windows are monitored on a seeded sample of about this many rows, drawn in the "
+        "database; rows, newest event, nulls and duplicate ids stay exact. null = read every row.",
+    )
 
     @model_validator(mode="after")
     def _one_location(self) -> Source:

@@ -109,10 +109,19 @@ def label_window(contract: ModelContract, start: datetime, end: datetime) -> tup
 
 def extract(ctx: RunContext) -> dict[str, Any]:
     """Read the interval's log (lenient: schema problems go to the quality gate) and the
-    matured labels of the label window."""
+    matured labels of the label window. A window above source.sample_rows is read as a seeded
+    sample plus the database's exact facts (counts, nulls, duplicates, newest event)."""
     from driftguard import sources
 
-    frame, stats = sources.read_window(ctx.contract, ctx.start, ctx.end, strict=False, allow_empty=True)
+    frame, stats = sources.read_window(
+        ctx.contract,
+        ctx.start,
+        ctx.end,
+        strict=False,
+        allow_empty=True,
+        sample_rows=ctx.contract.source.sample_rows,
+        seed=ctx.contract.training.seed,
+    )
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(ctx.path("window.parquet"), index=False)
     labelled_rows = 0
@@ -123,9 +132,10 @@ def extract(ctx: RunContext) -> dict[str, Any]:
         labelled_rows = len(labelled)
     summary = {**stats.to_dict(), "labelled_rows": labelled_rows}
     ctx.write_json("extract.json", summary)
+    sampled = f" (a seeded sample of {len(frame):,} rows read)" if stats.sampled else ""
     log.info(
-        "%s: read %s rows (%s .. %s) in %s chunks, %s matured labels; schema problems: %s",
-        ctx.label, f"{stats.rows:,}", stats.min_ts, stats.max_ts, stats.chunks, f"{labelled_rows:,}",
+        "%s: %s rows%s (%s .. %s) in %s chunks, %s matured labels; schema problems: %s",
+        ctx.label, f"{stats.rows:,}", sampled, stats.min_ts, stats.max_ts, stats.chunks, f"{labelled_rows:,}",
         "; ".join(stats.schema_problems) or "none",
     )
     return summary
@@ -155,8 +165,6 @@ def load_reference(ctx: RunContext) -> dict[str, Any]:
 def score(ctx: RunContext) -> dict[str, Any]:
     """Scores for the window and the labelled rows: the logged prediction when the log has one,
     else the @champion's scores. Without either, prediction drift and metrics are skipped."""
-    from driftguard import registry, training
-
     contract = ctx.contract
     meta = ctx.read_json("reference.json")
     frames = {name: ctx.read_frame(name) for name in ("window.parquet", "labelled.parquet") if ctx.path(name).exists()}
@@ -166,6 +174,8 @@ def score(ctx: RunContext) -> dict[str, Any]:
         for frame in frames.values():
             frame[SCORE] = frame.get(contract.source.prediction_column)
     elif meta.get("model_version"):
+        from driftguard import registry, training  # MLflow and scikit-learn only when scoring here
+
         loaded = registry.load_champion(contract.registered_model_name, tracking_uri=ctx.settings.mlflow_tracking_uri)
         if loaded is not None:
             model, version = loaded
@@ -202,6 +212,7 @@ def check_quality(ctx: RunContext, *, expected_rows: float | None = None) -> dic
         expected_rows=expected_rows,
         schema_problems=extracted.get("schema_problems", ()),
         out_dir=ctx.report_dir,
+        exact=extracted.get("facts") if extracted.get("sampled") else None,
     )
     data = result.to_dict()
     data["summary"] = result.summary()

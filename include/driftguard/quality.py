@@ -11,6 +11,13 @@ whose cut-off is a suite parameter, so one suite serves every window. Volume is 
 expectation (expect_table_row_count_to_be_between). Only the source reader's schema problems
 (wrongly typed columns it could not load as declared) are computed here rather than by GX,
 because the reader has already dropped or coerced those values before GX sees them.
+
+A window larger than source.sample_rows reaches GX as a seeded sample (see sources.py). Shares
+and distributions (types, ranges, domains) are judged on the sample, where their `mostly`
+thresholds hold with a standard error below 0.0016 at 100k rows. Counting checks must not be
+estimated: the volume, freshness, duplicates, not_null and nulls expectations are evaluated
+against the database's exact facts of the whole window instead, with the same kwargs and
+messages, and say so in their observed value (`"exact": "database"`).
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ NUMERIC_TYPES = [
 RANGE_MARGIN = 0.1  # learned ranges widen the reference [min, max] by 10% of its width on each side
 FRESHNESS_PARAMETER = "freshness_cutoff"
 SOURCE_SCHEMA_CHECK = "driftguard_source_schema"  # computed, not a GX expectation (see module docstring)
+EXACT_FAMILIES = ("not_null", "nulls", "duplicates", "volume", "freshness")  # counted by the database when sampled
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,7 @@ class QualityResult:
     end: datetime
     rows: int
     checks: list[CheckResult]
+    sampled_rows: int | None = None  # rows GX saw when the window was sampled
     suite_path: str | None = None
     docs_path: str | None = None
     docs_renderer: str | None = field(default=None)
@@ -101,6 +110,7 @@ class QualityResult:
             "start": _iso(self.start),
             "end": _iso(self.end),
             "rows": self.rows,
+            "sampled_rows": self.sampled_rows,
             "passed_critical": self.passed_critical,
             "critical_failures": len(self.critical_failures),
             "warnings": len(self.warnings),
@@ -112,7 +122,10 @@ class QualityResult:
 
     def summary(self) -> str:
         """One paragraph for logs and alerts."""
-        head = f"Quality of {self.model} for {_iso(self.start)} to {_iso(self.end)}: {self.rows:,} rows, "
+        head = f"Quality of {self.model} for {_iso(self.start)} to {_iso(self.end)}: {self.rows:,} rows"
+        if self.sampled_rows is not None:
+            head += f" (shares checked on a {self.sampled_rows:,}-row sample, counts exact)"
+        head += ", "
         if not self.critical_failures and not self.warnings:
             return head + f"all {len(self.checks)} checks passed."
         parts = []
@@ -422,27 +435,55 @@ def _exception(info: Any) -> str | None:
     return next((m for v in info.values() if isinstance(v, dict) and (m := _exception(v))), None)
 
 
-def _check(r: Any) -> CheckResult:
+def _check(r: Any, exact: dict[str, Any] | None = None, cutoff: datetime | None = None) -> CheckResult:
     config = r.expectation_config
     meta = dict(config.meta or {})
     kwargs = _gx.jsonable(dict(config.kwargs))
     result = _gx.jsonable(dict(r.result or {}))
     family, column = meta.get("family", "unknown"), meta.get("column")
     severity = meta.get("severity", "critical")
-    error = _exception(r.exception_info)
-    if error:
+    success = bool(r.success)
+    if exact is not None and family in EXACT_FAMILIES:
+        success, result = _exact_outcome(family, column, kwargs, exact, cutoff)
+    elif error := _exception(r.exception_info):
         where = f"Column {column!r}" if column else "The window"
         message = f"{where}: {config.type} could not be evaluated ({error})."
         return CheckResult(family, config.type, column, severity, False, {EVALUATION_ERROR: error}, message)
+    observed = _observed(result)
+    if exact is not None and family in EXACT_FAMILIES:
+        observed = {**observed, "exact": "database"} if isinstance(observed, dict) else {
+            "observed_value": observed, "exact": "database"}
     return CheckResult(
         family=family,
         expectation=config.type,
         column=column,
         severity=severity,
-        success=bool(r.success),
-        observed=_observed(result),
-        message=_message(family, column, bool(r.success), kwargs, meta, result),
+        success=success,
+        observed=observed,
+        message=_message(family, column, success, kwargs, meta, result),
     )
+
+
+def _exact_outcome(
+    family: str, column: str | None, kwargs: dict[str, Any], exact: dict[str, Any], cutoff: datetime | None
+) -> tuple[bool, dict[str, Any]]:
+    """The expectation judged on the whole window's database facts, as GX would judge the frame:
+    success and a GX-shaped result for _observed and _message."""
+    rows = int(exact["rows"])
+    if family == "volume":
+        lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+        return (lo is None or rows >= lo) and (hi is None or rows <= hi), {"observed_value": rows}
+    if family == "freshness":
+        newest = exact.get("max_ts")
+        ok = newest is not None and cutoff is not None and datetime.fromisoformat(newest) >= cutoff
+        return ok, {"observed_value": newest}
+    if family == "duplicates":
+        bad = int(exact["duplicate_rows"])
+        return bad == 0, {"element_count": rows, "unexpected_count": bad, "missing_count": 0}
+    nulls = int(exact["nulls"].get(column, 0))  # not_null / nulls: GX's `mostly` on the non-null share
+    mostly = kwargs.get("mostly") or 1.0
+    ok = nulls == 0 if mostly >= 1 else rows == 0 or (rows - nulls) / rows >= mostly
+    return ok, {"element_count": rows, "unexpected_count": nulls, "missing_count": 0}
 
 
 def _drop_type_noise(checks: list[CheckResult]) -> list[CheckResult]:
@@ -546,20 +587,26 @@ def validate_window(
     expected_rows: float | None = None,
     schema_problems: Sequence[str] = (),
     out_dir: Path | None = None,
+    exact: dict[str, Any] | None = None,
 ) -> QualityResult:
-    """Run the generated suite on one window's frame; write suite.json and validation.html to out_dir."""
+    """Run the generated suite on one window's frame; write suite.json and validation.html to out_dir.
+
+    `exact` (WindowFacts.to_dict() of a sampled window) makes `df` a sample: the counting
+    families are then judged on those facts (see the module docstring)."""
     suite = build_suite(contract, reference_profile, expected_rows=expected_rows, schema_problems=schema_problems)
     runnable = _runnable(suite, set(map(str, df.columns)))
     cutoff = _cutoff(df, contract.source.timestamp_column, end, contract)
     gx_result = _gx.run_suite(runnable, df, parameters={FRESHNESS_PARAMETER: cutoff})
-    checks = _drop_type_noise([_check(r) for r in gx_result.results])
-    if len(df) == 0 and not contract.quality.volume.required and expected_rows is not None:
+    exact_cutoff = (end if end.tzinfo else end.replace(tzinfo=UTC)).astimezone(UTC) - contract.quality.freshness
+    checks = _drop_type_noise([_check(r, exact, exact_cutoff) for r in gx_result.results])
+    rows = len(df) if exact is None else int(exact["rows"])
+    if rows == 0 and not contract.quality.volume.required and expected_rows is not None:
         checks = [_allow_empty(c) if c.family == "volume" else c for c in checks]
     checks = sorted(
         _schema_checks(contract, schema_problems, checks),
         key=lambda c: (FAMILIES.index(c.family) if c.family in FAMILIES else 99, c.column or ""),
     )
-    result = QualityResult(contract.name, start, end, len(df), checks)
+    result = QualityResult(contract.name, start, end, rows, checks, None if exact is None else len(df))
     if out_dir is not None:
         title = f"{contract.name} data quality {_iso(start)} to {_iso(end)}"
         header = _header(result, title)

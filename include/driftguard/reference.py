@@ -267,7 +267,11 @@ def bootstrap_reference(contract: ModelContract, *, url: str | None = None, as_o
         )
     window = f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
     try:
-        frame, _ = sources.read_window(contract, start, end, url=url)
+        # A bootstrap window of millions of rows is sampled in the database like a monitored
+        # window (source.sample_rows); the profile then describes that seeded sample.
+        read_rows = contract.source.sample_rows and max(contract.source.sample_rows, contract.reference.sample_size)
+        frame, stats = sources.read_window(contract, start, end, url=url, sample_rows=read_rows,
+                                           seed=contract.training.seed)
     except sources.EmptyWindowError:
         raise ReferenceError(
             f"model {contract.name!r}: bootstrap window {window} (reference.start/reference.end) has no rows in the "
@@ -289,9 +293,12 @@ def bootstrap_reference(contract: ModelContract, *, url: str | None = None, as_o
     frame = canonical(frame, contract)
     from driftguard.profile import profile_frame
 
+    profile = profile_frame(frame, contract)
+    if stats.sampled:
+        profile.update(rows=stats.rows, sampled_rows=len(frame))
     ref = Reference(
         sample=sample_frame(frame, contract).reset_index(drop=True),
-        profile=profile_frame(frame, contract),
+        profile=profile,
         feature_importance=(),
         validation_metrics=_bootstrap_metrics(frame, contract),
         source=f"bootstrap window {window}",

@@ -35,7 +35,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,21 +105,51 @@ class WindowStats:
     max_ts: datetime | None
     chunks: int
     schema_problems: tuple[str, ...] = field(default_factory=tuple)
+    facts: WindowFacts | None = None  # exact, from the database; set when a sample was asked for
+    read_rows: int | None = None  # rows actually read: fewer than `rows` when the window was sampled
+
+    @property
+    def sampled(self) -> bool:
+        return self.read_rows is not None and self.read_rows < self.rows
 
     def to_dict(self) -> dict[str, Any]:
-        def iso(d: datetime | None) -> str | None:
-            return None if d is None else d.isoformat()
-
         return {
             "model": self.model,
-            "start": iso(self.start),
-            "end": iso(self.end),
+            "start": _iso(self.start),
+            "end": _iso(self.end),
             "rows": self.rows,
-            "min_ts": iso(self.min_ts),
-            "max_ts": iso(self.max_ts),
+            "min_ts": _iso(self.min_ts),
+            "max_ts": _iso(self.max_ts),
             "chunks": self.chunks,
             "schema_problems": list(self.schema_problems),
+            "read_rows": self.rows if self.read_rows is None else self.read_rows,
+            "sampled": self.sampled,
+            "facts": None if self.facts is None else self.facts.to_dict(),
         }
+
+
+@dataclass(frozen=True)
+class WindowFacts:
+    """Exact facts of a whole window, answered by the database: no rows leave it."""
+
+    rows: int
+    min_ts: datetime | None
+    max_ts: datetime | None
+    nulls: dict[str, int]  # NULLs per read column
+    duplicate_rows: int  # rows whose id occurs more than once (all of them, as GX counts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "min_ts": _iso(self.min_ts),
+            "max_ts": _iso(self.max_ts),
+            "nulls": dict(self.nulls),
+            "duplicate_rows": self.duplicate_rows,
+        }
+
+
+def _iso(d: datetime | None) -> str | None:
+    return None if d is None else d.isoformat()
 
 
 # --------------------------------------------------------------------------- URLs and engines
@@ -678,11 +708,17 @@ def read_window(
     chunksize: int = 50_000,
     strict: bool = True,
     allow_empty: bool = False,
+    sample_rows: int | None = None,
+    seed: int = 0,
 ) -> tuple[pd.DataFrame, WindowStats]:
     """Rows of the feature log with start <= timestamp < end: id, timestamp, features, prediction.
 
     The label column is never read here (even when it lives in the log table): labels are
-    only trustworthy once matured, which `read_labels` decides."""
+    only trustworthy once matured, which `read_labels` decides.
+
+    With `sample_rows`, the database first answers the window's exact facts (WindowStats.facts)
+    and a window holding more rows is read as a seeded sample of about `sample_rows` rows
+    (see "sampled windows" below); `rows`, `min_ts` and `max_ts` stay those of the whole window."""
     lo, hi = _utc(start, "start", contract), _utc(end, "end", contract)
     if lo >= hi:
         raise ValueError(f"model {contract.name}: empty interval, start {lo.isoformat()} >= end {hi.isoformat()}")
@@ -693,10 +729,21 @@ def read_window(
         relation = _log_relation(conn, contract)
         cols, problems, raw = _check_columns(relation, _log_columns(contract), contract, strict)
         rel = relation.selectable
-        stmt = sa.select(*(rel.c[c.name] for c in cols)).where(
-            _time_filter(rel.c[src.timestamp_column], lo, hi, conn.dialect.name)
-        )
+        where = _time_filter(rel.c[src.timestamp_column], lo, hi, conn.dialect.name)
+        facts, fraction = None, None
+        if sample_rows is not None:
+            facts = _window_facts(conn, rel, cols, where, contract, relation.label)
+            if facts.rows > sample_rows:
+                fraction = sample_rows / facts.rows
+                keep = _sample_filter(conn, rel, src.id_column, fraction, seed)
+                if keep is not None:
+                    where, fraction = sa.and_(where, keep), None
+        stmt = sa.select(*(rel.c[c.name] for c in cols)).where(where)
         frame, chunks = _execute(conn, stmt, chunksize, contract, relation.label, relation.columns)
+    if frame is not None and fraction is not None:  # no sampling in SQL here: a seeded sample of what was read
+        log.info("%s: %s cannot sample in SQL; sampling %.2f%% after reading", contract.name, relation.label,
+                 100 * fraction)
+        frame = frame.sample(frac=fraction, random_state=seed)
     if frame is None:
         if not allow_empty:
             raise EmptyWindowError(
@@ -710,10 +757,13 @@ def read_window(
         problems += _convert(frame, cols, contract, relation.label, strict, raw)
         frame = _sorted(frame, src.timestamp_column, src.id_column)
     stats = _stats(contract, lo, hi, frame, chunks, problems)
+    if facts is not None:
+        stats = replace(stats, rows=facts.rows, min_ts=facts.min_ts, max_ts=facts.max_ts, facts=facts,
+                        read_rows=len(frame))
     log.info(
-        "%s: read %d rows in %d chunks from %s for [%s, %s); timestamps %s .. %s%s",
+        "%s: read %s in %d chunks from %s for [%s, %s); timestamps %s .. %s%s",
         contract.name,
-        stats.rows,
+        f"a seeded sample of {len(frame)} of {stats.rows} rows" if stats.sampled else f"{stats.rows} rows",
         chunks,
         relation.label,
         lo.isoformat(),
@@ -723,6 +773,89 @@ def read_window(
         f"; schema problems: {problems}" if problems else "",
     )
     return frame, stats
+
+
+# --------------------------------------------------------------------------- sampled windows
+#
+# A window of millions of rows is not read whole. The database answers what must be exact
+# (rows, oldest and newest event, NULLs per column, rows sharing an id: two aggregate queries)
+# and returns a deterministic sample for what is a share or a distribution (types, ranges,
+# domains, drift, proxy metrics). A row is kept when a seeded hash of its id falls below
+# fraction x 2^32, so the time-range filter still uses the index, rows sharing an id are kept
+# or dropped together, and the same data and seed give the same sample. PostgreSQL hashes in
+# SQL (hashtextextended); SQLite calls a deterministic Python function registered on the
+# connection (Fibonacci hashing of the id).
+
+_HASH_SPACE = 1 << 32
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15  # Fibonacci hashing: the top bits of id x 2^64/phi spread evenly
+
+
+def _sqlite_sample_hash(seed: int) -> Any:
+    """hash(id) in [0, 2^32): Fibonacci hashing of the id XOR a salt from the seed (text ids
+    through CRC-32 first). Called once per row of the window, so kept to a few integer ops."""
+    import zlib
+
+    salt = ((seed + 1) * _GOLDEN) & _MASK64
+
+    def sample_hash(value: Any) -> int:
+        x = value if type(value) is int else zlib.crc32(str(value).encode())
+        return (((x ^ salt) * _GOLDEN) & _MASK64) >> 32
+
+    return sample_hash
+
+
+def _sample_filter(
+    conn: sa.Connection, rel: sa.FromClause, id_column: str, fraction: float, seed: int
+) -> sa.ColumnElement[bool] | None:
+    """Keep about `fraction` of the rows, deterministically; None when the database cannot."""
+    bound = int(fraction * _HASH_SPACE)
+    key = rel.c[id_column]
+    if conn.dialect.name == "postgresql":
+        hashed = sa.func.hashtextextended(sa.cast(key, sa.Text), sa.literal(seed, sa.BigInteger))
+        return hashed.op("&")(_HASH_SPACE - 1) < bound
+    if conn.dialect.name == "sqlite":
+        conn.connection.driver_connection.create_function(
+            "dg_sample_hash", 1, _sqlite_sample_hash(seed), deterministic=True
+        )
+        return sa.func.dg_sample_hash(key) < bound
+    return None
+
+
+def _window_facts(
+    conn: sa.Connection,
+    rel: sa.FromClause,
+    cols: list[_Col],
+    where: sa.ColumnElement[bool],
+    contract: ModelContract,
+    table: str,
+) -> WindowFacts:
+    src = contract.source
+    ts, key = rel.c[src.timestamp_column], rel.c[src.id_column]
+    counts = sa.select(
+        sa.func.count(), sa.func.min(ts), sa.func.max(ts), *(sa.func.count(rel.c[c.name]) for c in cols)
+    ).where(where)
+    groups = (
+        sa.select(sa.func.count().label("n"))
+        .where(where, key.is_not(None))
+        .group_by(key)
+        .having(sa.func.count() > 1)
+        .subquery("dg_duplicates")
+    )
+    dup = sa.select(sa.func.coalesce(sa.func.sum(groups.c.n), 0))
+    try:
+        rows, first, last, *present = conn.execute(counts).one()
+        duplicate_rows = int(conn.execute(dup).scalar_one())
+    except sa.exc.DBAPIError as exc:
+        raise SourceError(f"query failed: {_first_line(exc)}", model=contract.name, table=table) from None
+    bounds = _to_timestamp(pd.Series([first, last], dtype=object)) if rows else None
+    return WindowFacts(
+        rows=int(rows),
+        min_ts=None if bounds is None else bounds.iloc[0].to_pydatetime(),
+        max_ts=None if bounds is None else bounds.iloc[1].to_pydatetime(),
+        nulls={c.name: int(rows) - int(n) for c, n in zip(cols, present, strict=True)},
+        duplicate_rows=duplicate_rows,
+    )
 
 
 def _sorted(frame: pd.DataFrame, ts: str, key: str) -> pd.DataFrame:
