@@ -558,10 +558,15 @@ def _feature_labels(raw: Any, loc: tuple[Any, ...]) -> str:
     return text
 
 
+# libyaml's safe loader when PyYAML has it: the same documents and errors, about 10x faster
+# (DAG files load every contract at each parse).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_contract(text: str, file: str = "<string>") -> ModelContract:
     """Validate YAML text; raise ContractError naming the file and field paths."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<yaml>"
