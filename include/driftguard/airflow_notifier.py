@@ -17,13 +17,15 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 
-from driftguard.alerts import Alert, dispatch
-from driftguard.contract import AlertConfig, ContractError, load_contract
 from driftguard.settings import get_settings
+
+if TYPE_CHECKING:  # imported when a failure is notified, not when a DAG file is parsed
+    from driftguard.alerts import Alert
+    from driftguard.contract import AlertConfig
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class DriftguardNotifier(BaseNotifier):
         self.history_url = history_url
 
     def _config(self) -> AlertConfig:
+        from driftguard.contract import AlertConfig, ContractError, load_contract
+
         if self.alert_config is not None:
             return self.alert_config
         path = get_settings().models_dir / f"{self.model}.yaml"
@@ -69,6 +73,8 @@ class DriftguardNotifier(BaseNotifier):
 
     def build_alert(self, context: Mapping[str, Any]) -> Alert:
         """Alert from the Airflow context of a task (`ti`, `exception`) or DAG run (`dag_run`, `reason`)."""
+        from driftguard.alerts import Alert
+
         ti = context.get("ti") or context.get("task_instance")
         dag_run = context.get("dag_run")
         dag = context.get("dag")
@@ -100,6 +106,8 @@ class DriftguardNotifier(BaseNotifier):
         )
 
     def notify(self, context: Mapping[str, Any]) -> None:
+        from driftguard.alerts import dispatch
+
         try:
             alert = self.build_alert(context)
             config = self._config()
