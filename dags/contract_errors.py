@@ -13,6 +13,6 @@ from __future__ import annotations
 
 from driftguard import dag_defaults
 
-_broken = dag_defaults.broken_contracts(dag_defaults.model_contracts())
+_broken = dag_defaults.broken_contracts(dag_defaults.dag_specs())
 if _broken is not None:
     raise _broken

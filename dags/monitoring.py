@@ -35,7 +35,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import chain, dag, get_current_context, task
 from driftguard import dag_defaults
-from driftguard.contract import ModelContract
+from driftguard.dag_specs import DagSpec
 
 log = logging.getLogger(__name__)
 KIND = "monitoring"
@@ -88,9 +88,9 @@ def no_retrain(published: dict[str, Any]) -> None:
     log.info("no retrain: %s", published["summary"])
 
 
-def build_monitoring_dag(contract: ModelContract) -> None:
+def build_monitoring_dag(spec: DagSpec) -> None:
     """Declare the monitoring DAG of one model (registered with Airflow on creation)."""
-    asset = dag_defaults.retrain_asset(contract.name)
+    asset = dag_defaults.retrain_asset(spec.name)
 
     @task(outlets=[asset])
     def request_retrain(published: dict[str, Any]) -> dict[str, Any]:
@@ -98,29 +98,29 @@ def build_monitoring_dag(contract: ModelContract) -> None:
         context = get_current_context()
         start, end = dag_defaults.interval_from_context(context)
         extra = {
-            "model": contract.name,
+            "model": spec.name,
             "interval_start": start.isoformat(),
             "interval_end": end.isoformat(),
             "summary": published["summary"][-1500:],
             "report": published.get("report"),
         }
         context["outlet_events"][asset].extra = extra
-        log.info("retrain requested for %s as of %s: %s", contract.name, end, published["summary"])
+        log.info("retrain requested for %s as of %s: %s", spec.name, end, published["summary"])
         return extra
 
     @dag(
-        dag_id=dag_defaults.dag_id("monitor", contract.name),
-        schedule=dag_defaults.timetable(contract),
-        start_date=pendulum.instance(dag_defaults.start_date(contract)),
+        dag_id=dag_defaults.dag_id("monitor", spec.name),
+        schedule=dag_defaults.timetable(spec),
+        start_date=pendulum.instance(dag_defaults.start_date(spec)),
         end_date=dag_defaults.schedule_end(),
-        catchup=contract.catchup,
+        catchup=spec.catchup,
         max_active_runs=1,  # the policy reads the previous runs' history
-        default_args=dag_defaults.default_args(contract),
-        tags=dag_defaults.tags(KIND, contract),
-        doc_md=dag_defaults.doc_md(__doc__, contract, KIND),
+        default_args=dag_defaults.default_args(spec),
+        tags=dag_defaults.tags(KIND, spec),
+        doc_md=dag_defaults.doc_md(__doc__, spec, KIND),
     )
     def monitoring() -> None:
-        m = contract.name
+        m = spec.name
         published = publish_results(m)
         chain(
             extract_window(m),
@@ -137,8 +137,8 @@ def build_monitoring_dag(contract: ModelContract) -> None:
     monitoring()
 
 
-_contracts = dag_defaults.model_contracts()
-for _path, _error in sorted(_contracts.errors.items()):
-    log.warning("no monitoring DAG for %s (broken contract, see contract_errors.py): %s", _path, _error)
-for _contract in _contracts.contracts.values():
-    build_monitoring_dag(_contract)
+_specs = dag_defaults.dag_specs()
+for _file, _field, _message in _specs.problems:
+    log.warning("no monitoring DAG for %s (broken contract, see contract_errors.py): %s: %s", _file, _field, _message)
+for _spec in _specs.specs.values():
+    build_monitoring_dag(_spec)

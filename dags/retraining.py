@@ -32,7 +32,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from driftguard import dag_defaults
-from driftguard.contract import ModelContract
+from driftguard.dag_specs import DagSpec
 
 log = logging.getLogger(__name__)
 KIND = "retraining"
@@ -166,21 +166,21 @@ def keep_as_challenger(model: str, request: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def build_retraining_dag(contract: ModelContract) -> None:
-    approval = contract.promotion.require_approval
+def build_retraining_dag(spec: DagSpec) -> None:
+    approval = spec.require_approval
 
     @dag(
-        dag_id=dag_defaults.dag_id("retrain", contract.name),
-        schedule=[dag_defaults.retrain_asset(contract.name)],
-        start_date=pendulum.instance(dag_defaults.start_date(contract)),
+        dag_id=dag_defaults.dag_id("retrain", spec.name),
+        schedule=[dag_defaults.retrain_asset(spec.name)],
+        start_date=pendulum.instance(dag_defaults.start_date(spec)),
         catchup=False,
         max_active_runs=1,
         default_args={
-            **(args := dag_defaults.default_args(contract)),
+            **(args := dag_defaults.default_args(spec)),
             "on_failure_callback": [release_claim, *args["on_failure_callback"]],
         },
-        tags=dag_defaults.tags(KIND, contract),
-        doc_md=dag_defaults.doc_md(__doc__, contract, KIND),
+        tags=dag_defaults.tags(KIND, spec),
+        doc_md=dag_defaults.doc_md(__doc__, spec, KIND),
         params={
             "interval_start": Param(None, type=["null", "string"], description="ISO start of the decided interval"),
             "interval_end": Param(None, type=["null", "string"], description="ISO end: training cut-off"),
@@ -188,7 +188,7 @@ def build_retraining_dag(contract: ModelContract) -> None:
         },
     )
     def retraining() -> None:
-        m = contract.name
+        m = spec.name
         request = read_request(m)
         verdict = evaluate_candidate(m, request)
         chain(claim_interval(m, request), train_candidate(m, request), register_candidate(m, request), verdict)
@@ -213,6 +213,6 @@ def build_retraining_dag(contract: ModelContract) -> None:
     retraining()
 
 
-_contracts = dag_defaults.model_contracts()
-for _contract in _contracts.contracts.values():
-    build_retraining_dag(_contract)
+_specs = dag_defaults.dag_specs()
+for _spec in _specs.specs.values():
+    build_retraining_dag(_spec)

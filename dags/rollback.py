@@ -16,7 +16,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 from driftguard import dag_defaults
-from driftguard.contract import ModelContract
+from driftguard.dag_specs import DagSpec
 
 log = logging.getLogger(__name__)
 KIND = "rollback"
@@ -39,23 +39,23 @@ def rollback_champion(model: str) -> dict[str, Any]:
     return {"from_version": frm, "to_version": to, "reason": reason}
 
 
-def build_rollback_dag(contract: ModelContract) -> None:
+def build_rollback_dag(spec: DagSpec) -> None:
     @dag(
-        dag_id=dag_defaults.dag_id("rollback", contract.name),
+        dag_id=dag_defaults.dag_id("rollback", spec.name),
         schedule=None,
-        start_date=pendulum.instance(dag_defaults.start_date(contract)),
+        start_date=pendulum.instance(dag_defaults.start_date(spec)),
         catchup=False,
         max_active_runs=1,
-        default_args=dag_defaults.default_args(contract),
-        tags=dag_defaults.tags(KIND, contract),
-        doc_md=dag_defaults.doc_md(__doc__, contract, KIND),
+        default_args=dag_defaults.default_args(spec),
+        tags=dag_defaults.tags(KIND, spec),
+        doc_md=dag_defaults.doc_md(__doc__, spec, KIND),
         params={"reason": Param("manual rollback", type="string", minLength=3)},
     )
     def rollback() -> None:
-        rollback_champion(contract.name)
+        rollback_champion(spec.name)
 
     rollback()
 
 
-for _contract in dag_defaults.model_contracts().contracts.values():
-    build_rollback_dag(_contract)
+for _spec in dag_defaults.dag_specs().specs.values():
+    build_rollback_dag(_spec)

@@ -1,9 +1,11 @@
 """What every Driftguard DAG shares: ids, default_args, tags, docs, schedule bounds.
 
-DAG files (monitoring, retraining) build their DAGs from a contract with these helpers, so
-owners, retries, tags and the runbook link are decided in one place. Plain dicts and strings:
-nothing here imports Airflow at module level (DAG files import this at parse time, and the
-library must stay usable without Airflow). `timetable()` imports the Task SDK lazily.
+DAG files (monitoring, retraining) build their DAGs from each contract's DagSpec with these
+helpers, so owners, retries, tags and the runbook link are decided in one place. Plain dicts
+and strings: nothing here imports Airflow or the pydantic contract models at module level (DAG
+files import this at every parse, and the library must stay usable without Airflow).
+`timetable()` imports the Task SDK lazily; `dag_specs()` validates contracts only when they
+changed (see dag_specs.py).
 """
 
 from __future__ import annotations
@@ -15,21 +17,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from driftguard.contract import (
-    ContractError,
-    LoadResult,
-    ModelContract,
-    Problem,
-    contract_files,
-    iter_problems,
-    load_contract,
-    load_contracts,
-    parse_duration,
-)
+from driftguard.dag_specs import DagSpec, SpecResult, load_specs
 from driftguard.settings import get_settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from airflow.sdk.bases.timetable import BaseTimetable
+
+    from driftguard.contract import LoadResult, ModelContract
 
 README_RUNBOOK = "README.md#on-call"
 TAG = "driftguard"
@@ -47,36 +41,40 @@ def dag_id(kind: str, model: str) -> str:
     return f"driftguard_{kind}__{model}"
 
 
-def owner(contract: ModelContract) -> str:
-    return ", ".join(contract.owners)
+def owner(spec: DagSpec | ModelContract) -> str:
+    return ", ".join(spec.owners)
 
 
 def retry_delay() -> timedelta:
     """Transient failures (database hiccups) are retried after this; data errors never are."""
     raw = os.environ.get(ENV_RETRY_DELAY)
-    return parse_duration(raw) if raw else DEFAULT_RETRY_DELAY
+    if not raw:
+        return DEFAULT_RETRY_DELAY
+    from driftguard.contract import parse_duration
+
+    return parse_duration(raw)
 
 
-def default_args(contract: ModelContract) -> dict[str, Any]:
+def default_args(spec: DagSpec) -> dict[str, Any]:
     """Owners, retries, and a `pipeline_failure` alert to the contract's routes when a task fails
     for good (the notifier is Airflow's: imported here, at DAG parse time, never by the library)."""
     from driftguard.airflow_notifier import DriftguardNotifier
 
     return {
-        "owner": owner(contract),
+        "owner": owner(spec),
         "retries": DEFAULT_RETRIES,
         "retry_delay": retry_delay(),
-        "on_failure_callback": [DriftguardNotifier(model=contract.name)],
+        "on_failure_callback": [DriftguardNotifier(model=spec.name)],
     }
 
 
-def tags(kind: str, contract: ModelContract) -> list[str]:
-    return [TAG, kind, contract.name]
+def tags(kind: str, spec: DagSpec) -> list[str]:
+    return [TAG, kind, spec.name]
 
 
-def start_date(contract: ModelContract) -> datetime:
+def start_date(spec: DagSpec | ModelContract) -> datetime:
     """The contract's start date as midnight UTC (a stdlib datetime; pendulum in the DAG file)."""
-    d = contract.start_date
+    d = spec.start_date
     return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
@@ -95,39 +93,46 @@ def schedule_end() -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def timetable(contract: ModelContract) -> BaseTimetable | str:
+def timetable(spec: DagSpec) -> BaseTimetable | str:
     """Data-interval semantics for the contract's cron schedule.
 
     A run covers [data_interval_start, data_interval_end) and starts after the interval ends,
     which is what "monitor last week's predictions" means. Airflow 3 defaults a cron string to
     CronTriggerTimetable, whose interval is a single instant (start == end): an empty window."""
-    if contract.schedule == "@once":
+    if spec.schedule == "@once":
         return "@once"
     from airflow.sdk import CronDataIntervalTimetable
 
-    return CronDataIntervalTimetable(contract.schedule, timezone="UTC")
+    return CronDataIntervalTimetable(spec.schedule, timezone="UTC")
 
 
-def doc_md(module_doc: str | None, contract: ModelContract, kind: str) -> str:
+def doc_md(module_doc: str | None, spec: DagSpec, kind: str) -> str:
     """The DAG's documentation page: what the DAG does, what the model is, where the runbook is."""
     parts = [(module_doc or "").strip()]
-    parts.append(f"### Model `{contract.name}` ({contract.task.value})")
-    if contract.description.strip():
-        parts.append(contract.description.strip())
-    parts.append(
-        f"Owners: {owner(contract)}. Schedule: `{contract.schedule}` from {contract.start_date.isoformat()} (UTC)."
-    )
-    parts.append(f"Runbook: [{README_RUNBOOK}]({README_RUNBOOK}); model runbook: {contract.alerts.runbook_url}.")
+    parts.append(f"### Model `{spec.name}` ({spec.task})")
+    if spec.description.strip():
+        parts.append(spec.description.strip())
+    parts.append(f"Owners: {owner(spec)}. Schedule: `{spec.schedule}` from {spec.start_date.isoformat()} (UTC).")
+    parts.append(f"Runbook: [{README_RUNBOOK}]({README_RUNBOOK}); model runbook: {spec.runbook_url}.")
     return "\n\n".join(p for p in parts if p)
 
 
 # --------------------------------------------------------------------------- contracts at parse and run time
 
 
-def model_contracts() -> LoadResult:
-    """Every contract in the models folder (DRIFTGUARD_MODELS_DIR), valid and broken apart.
+def dag_specs() -> SpecResult:
+    """What the DAG files need from every contract in the models folder (DRIFTGUARD_MODELS_DIR),
+    with the problems of broken ones; revalidated only when a contract file changed.
 
     A missing folder is reported as a problem, not silently treated as "no models"."""
+    settings = get_settings()
+    return load_specs(settings.models_dir, settings.home / "cache" / "dag_specs.json")
+
+
+def model_contracts() -> LoadResult:
+    """Every contract in the models folder, validated (pydantic), valid and broken apart."""
+    from driftguard.contract import ContractError, LoadResult, Problem, contract_files, load_contracts
+
     models_dir = get_settings().models_dir
     if not models_dir.is_dir():
         problem = Problem(str(models_dir), "<folder>", f"models folder does not exist (set {ENV_MODELS_DIR})")
@@ -137,6 +142,8 @@ def model_contracts() -> LoadResult:
 
 def load_model_contract(model: str) -> ModelContract:
     """Reload one model's contract inside a task (tasks run in other processes than the parser)."""
+    from driftguard.contract import ContractError, Problem, contract_files, load_contract
+
     models_dir = get_settings().models_dir
     for path in contract_files(models_dir) if models_dir.is_dir() else []:
         if path.stem == model:
@@ -144,24 +151,24 @@ def load_model_contract(model: str) -> ModelContract:
     raise ContractError([Problem(str(models_dir / f"{model}.yaml"), "<file>", f"no contract for model {model!r}")])
 
 
-class BrokenContracts(ContractError):
+class BrokenContracts(ValueError):
     """Raised by dags/contract_errors.py so Airflow shows broken contracts as one import error."""
 
-    def __init__(self, problems: list[Problem], models_dir: str):
-        super().__init__(problems)
-        files = sorted({p.file for p in problems})
+    def __init__(self, problems: list[tuple[str, str, str]], models_dir: str):
+        self.problems = problems
+        files = sorted({file for file, _, _ in problems})
         self.headline = (
             f"{len(files)} broken model contract file(s) in {models_dir}: their DAGs are not loaded "
             f"(every other model's DAGs are). Fix each line below; runbook: {README_RUNBOOK}"
         )
+        super().__init__(str(self))
 
     def __str__(self) -> str:
-        return "\n".join([self.headline, *(str(p) for p in self.problems)])
+        return "\n".join([self.headline, *(f"{file}: {where}: {message}" for file, where, message in self.problems)])
 
 
-def broken_contracts(result: LoadResult) -> BrokenContracts | None:
-    problems = list(iter_problems(result))
-    return BrokenContracts(problems, str(get_settings().models_dir)) if problems else None
+def broken_contracts(result: SpecResult) -> BrokenContracts | None:
+    return BrokenContracts(result.problems, str(get_settings().models_dir)) if result.problems else None
 
 
 # --------------------------------------------------------------------------- task failures
