@@ -1,0 +1,107 @@
+"""`make demo`'s default mode end to end: scripts/demo.py replays weeks in-process with dag.test().
+
+Three weeks on a fresh DRIFTGUARD_HOME (the first champion, then [03-10, 03-31) of 2013; the third
+week's drift triggers a retrain through the model's Asset), then the same command again, which must
+change nothing. The script runs as `make demo` runs it, in its own process: it configures Airflow
+for its own home before importing it, which this test process has already done for the suite's.
+The stores are read back with sqlite3 (Airflow's metadata DB, MLflow's registry, the history).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MONITOR = "driftguard_monitor__flight_delay"
+RETRAIN = "driftguard_retrain__flight_delay"
+WEEKS = [("2013-03-10", "2013-03-17"), ("2013-03-17", "2013-03-24"), ("2013-03-24", "2013-03-31")]
+
+pytestmark = pytest.mark.slow
+
+
+def _demo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # The suite's own Airflow/Driftguard/MLflow settings must not leak into the demo's stores.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "DRIFTGUARD_", "MLFLOW_"))}
+    env |= {"DRIFTGUARD_HOME": str(home), "GX_ANALYTICS_ENABLED": "false"}
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "demo.py"), *args],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
+    )
+
+
+def _query(db: Path, sql: str, *params: object) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def _snapshot(home: Path) -> dict[str, object]:
+    airflow_db = home / "airflow" / "airflow.db"
+    return {
+        "runs": _query(airflow_db, "select dag_id, run_id, state from dag_run order by dag_id, run_id"),
+        "versions": _query(home / "mlflow.db", "select name, version from model_versions order by version"),
+        "history": _query(home / "history.db", "select interval_start, retrain from dg_runs order by 1"),
+    }
+
+
+def test_demo_replays_weeks_in_process_and_a_rerun_changes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = _demo(home, "--weeks", "3")
+    out = first.stdout
+    assert first.returncode == 0, f"{out[-3000:]}\n{first.stderr[-3000:]}"
+    assert "first champion of flight_delay: run success" in out and "@champion = v1" in out
+    for i, (start, end) in enumerate(WEEKS, 1):
+        assert f"week {i}/3 [{start}, {end}): success in" in out, out
+    week3 = next(line for line in out.splitlines() if "week 3/3" in line)
+    assert "drift share" in week3 and "retrain -> v2 " in week3, week3
+    assert "3 monitoring run(s): {'success': 3}" in out
+
+    db = home / "airflow" / "airflow.db"
+    # Monitoring: one run per week, as the scheduler would cover it (logical date = interval start).
+    monitoring = _query(
+        db,
+        "select run_id, substr(logical_date, 1, 10), substr(data_interval_start, 1, 10),"
+        " substr(data_interval_end, 1, 10), run_type, state from dag_run where dag_id = ? order by logical_date",
+        MONITOR,
+    )
+    assert monitoring == [
+        (f"demo__{start}T00:00", start, start, end, "manual", "success") for start, end in WEEKS
+    ]
+    # Retraining: the first champion by hand, then the run week 3's Asset event triggered.
+    retraining = _query(
+        db, "select run_id, logical_date, run_type, state from dag_run where dag_id = ? order by id", RETRAIN
+    )
+    assert [(r[0], r[1], r[2], r[3]) for r in retraining[:1]] == [
+        ("demo__first_champion__2013-03-01", None, "manual", "success")
+    ]
+    assert [(r[1], r[2], r[3]) for r in retraining[1:]] == [(None, "asset_triggered", "success")]
+    consumed = _query(
+        db,
+        "select e.source_run_id from dagrun_asset_event c join asset_event e on e.id = c.event_id"
+        " join dag_run r on r.id = c.dag_run_id where r.run_id = ?",
+        retraining[1][0],
+    )
+    assert consumed == [("demo__2013-03-24T00:00",)]
+    assert _query(db, "select count(*) from asset_dag_run_queue") == [(0,)], "nothing left for a scheduler"
+    unfinished = _query(
+        db, "select dag_id, run_id, task_id, state from task_instance where state not in ('success', 'skipped')"
+    )
+    assert unfinished == []
+    # Each task's log where the Airflow UI (`make up`) reads it.
+    log = home / "airflow" / "logs" / f"dag_id={MONITOR}" / "run_id=demo__2013-03-24T00:00"
+    assert "published" in (log / "task_id=publish_results" / "attempt=1.log").read_text()
+    assert (log / "task_id=request_retrain" / "attempt=1.log").exists()
+
+    before = _snapshot(home)
+    assert len(before["versions"]) == 2 and len(before["history"]) == 3
+
+    again = _demo(home, "--weeks", "3")
+    assert again.returncode == 0, f"{again.stdout[-3000:]}\n{again.stderr[-3000:]}"
+    assert again.stdout.count("already succeeded") == 3, again.stdout
+    assert "training the first champion" not in again.stdout
+    assert _snapshot(home) == before, "a rerun must not add runs, model versions or history"
