@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +86,14 @@ class RetrainContext:
         return HistoryStore(self.settings.history_url)
 
 
+# A "running" claim this old lost its worker without the failure callback releasing it (a killed
+# process, a lost machine); a retrain takes minutes, so the next request may take it over.
+CLAIM_STALE_AFTER = timedelta(hours=6)
+
+
 def claim(ctx: RetrainContext) -> dict[str, Any]:
     """Claim the interval; a retrain already decided (or running) for it means: do nothing new."""
-    existing = ctx.store().claim_retrain(ctx.name, ctx.start, ctx.end)
+    existing = ctx.store().claim_retrain(ctx.name, ctx.start, ctx.end, stale_after=CLAIM_STALE_AFTER)
     if existing is not None:
         log.info("%s: already %s (candidate v%s); nothing new to do", ctx.label, existing.get("status"),
                  existing.get("candidate_version"))
