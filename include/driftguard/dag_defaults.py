@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from driftguard.dag_specs import DagSpec, SpecResult, load_specs
+from driftguard.dag_specs import DagSpec, SpecResult, load_specs, validate_folder
 from driftguard.settings import get_settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,7 +33,6 @@ DEFAULT_RETRY_DELAY = timedelta(minutes=5)
 # Environment knobs (all optional). Production leaves them unset.
 ENV_RETRY_DELAY = "DRIFTGUARD_RETRY_DELAY"  # e.g. "10s": how long Airflow waits before a retry
 ENV_SCHEDULE_END = "DRIFTGUARD_SCHEDULE_END"  # ISO date: no scheduled runs after it (the demo replays 2013)
-ENV_MODELS_DIR = "DRIFTGUARD_MODELS_DIR"
 
 
 def dag_id(kind: str, model: str) -> str:
@@ -131,13 +130,7 @@ def dag_specs() -> SpecResult:
 
 def model_contracts() -> LoadResult:
     """Every contract in the models folder, validated (pydantic), valid and broken apart."""
-    from driftguard.contract import ContractError, LoadResult, Problem, contract_files, load_contracts
-
-    models_dir = get_settings().models_dir
-    if not models_dir.is_dir():
-        problem = Problem(str(models_dir), "<folder>", f"models folder does not exist (set {ENV_MODELS_DIR})")
-        return LoadResult({}, {str(models_dir): ContractError([problem])})
-    return load_contracts(contract_files(models_dir))
+    return validate_folder(get_settings().models_dir)
 
 
 def load_model_contract(model: str) -> ModelContract:

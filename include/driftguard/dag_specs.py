@@ -23,6 +23,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
+ENV_MODELS_DIR = "DRIFTGUARD_MODELS_DIR"
 _CONTRACT_SOURCE = Path(__file__).with_name("contract.py")
 
 
@@ -77,15 +78,23 @@ def _fingerprint(models_dir: Path) -> list[Any]:
     return [CACHE_VERSION, str(models_dir.resolve()), models_dir.is_dir(), stamp, source.st_size, source.st_mtime_ns]
 
 
-def _validate(models_dir: Path) -> SpecResult:
-    """Full validation through driftguard.contract (pydantic): the cache-miss path."""
-    from driftguard.contract import contract_files, iter_problems, load_contracts
+def validate_folder(models_dir: Path) -> Any:
+    """Every contract in `models_dir`, validated (pydantic): a LoadResult, valid and broken apart.
+
+    A missing folder is reported as a problem, not silently treated as "no models"."""
+    from driftguard.contract import ContractError, LoadResult, Problem, contract_files, load_contracts
 
     if not models_dir.is_dir():
-        from driftguard.dag_defaults import ENV_MODELS_DIR
+        problem = Problem(str(models_dir), "<folder>", f"models folder does not exist (set {ENV_MODELS_DIR})")
+        return LoadResult({}, {str(models_dir): ContractError([problem])})
+    return load_contracts(contract_files(models_dir))
 
-        return SpecResult({}, [(str(models_dir), "<folder>", f"models folder does not exist (set {ENV_MODELS_DIR})")])
-    result = load_contracts(contract_files(models_dir))
+
+def _validate(models_dir: Path) -> SpecResult:
+    """The cache-miss path: full validation, reduced to specs and problems."""
+    from driftguard.contract import iter_problems
+
+    result = validate_folder(models_dir)
     specs = {name: DagSpec.from_contract(c) for name, c in result.contracts.items()}
     return SpecResult(specs, [(p.file, p.field, p.message) for p in iter_problems(result)])
 

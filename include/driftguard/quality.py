@@ -443,16 +443,17 @@ def _check(r: Any, exact: dict[str, Any] | None = None, cutoff: datetime | None 
     family, column = meta.get("family", "unknown"), meta.get("column")
     severity = meta.get("severity", "critical")
     success = bool(r.success)
-    if exact is not None and family in EXACT_FAMILIES:
+    counted = exact is not None and family in EXACT_FAMILIES
+    if counted:
         success, result = _exact_outcome(family, column, kwargs, exact, cutoff)
     elif error := _exception(r.exception_info):
         where = f"Column {column!r}" if column else "The window"
         message = f"{where}: {config.type} could not be evaluated ({error})."
         return CheckResult(family, config.type, column, severity, False, {EVALUATION_ERROR: error}, message)
     observed = _observed(result)
-    if exact is not None and family in EXACT_FAMILIES:
-        observed = {**observed, "exact": "database"} if isinstance(observed, dict) else {
-            "observed_value": observed, "exact": "database"}
+    if counted:
+        base = observed if isinstance(observed, dict) else {"observed_value": observed}
+        observed = {**base, "exact": "database"}
     return CheckResult(
         family=family,
         expectation=config.type,
