@@ -311,6 +311,39 @@ def test_html_report_links_one_shared_bundle(reference: pd.DataFrame, clean: pd.
     assert sorted(p.name for p in static.iterdir()) == sorted([_evidently.BUNDLE, _evidently.FONT])
 
 
+def _plotted(page: str) -> set[str]:
+    """Columns with an Evidently ValueDrift widget in the page (its counter names the column)."""
+    return {name for name in [*FEATURES, PREDICTION_COLUMN, LABEL_COLUMN] if f"Drift in column '{name}'" in page}
+
+
+def test_html_report_tables_every_column_and_plots_the_drifted_ones(reference: pd.DataFrame, tmp_path: Path) -> None:
+    current = window(seed=2, injections=[at("mean_shift", "num_0", 1.0)])
+    result = run_drift(
+        contract(),
+        reference,
+        current,
+        out_html=tmp_path / "drift.html",
+        prediction_column=PREDICTION_COLUMN,
+        target_column=LABEL_COLUMN,
+    )
+    page = Path(result.report_path).read_text()
+    assert result.drifted_features == ["num_0"]
+    assert _plotted(page) == {"num_0", PREDICTION_COLUMN, LABEL_COLUMN}
+    f = by_name(result)["num_1"]
+    row = [f.feature, "feature", f.method, f"{f.score:.4g}", f"{f.threshold:g}", "ok"]
+    assert json.dumps(row) in page  # the table widget's row for an undrifted feature
+    assert "1 of 9 features drifted" in page
+
+
+def test_html_report_without_drift_or_prediction_is_the_table_alone(
+    reference: pd.DataFrame, clean: pd.DataFrame, tmp_path: Path
+) -> None:
+    result = run_drift(contract(), reference, clean, out_html=tmp_path / "drift.html")
+    page = Path(result.report_path).read_text()
+    assert result.drifted_features == [] and _plotted(page) == set()
+    assert "0 of 9 features drifted" in page and all(f'["{name}", "feature"' in page for name in FEATURES)
+
+
 def test_html_report_default_assets_next_to_it(reference: pd.DataFrame, clean: pd.DataFrame, tmp_path: Path) -> None:
     result = run_drift(contract(), reference, clean, out_html=tmp_path / "drift.html")
     assert f'<script src="./{_evidently.BUNDLE}"></script>' in Path(result.report_path).read_text()
