@@ -33,8 +33,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -730,16 +731,17 @@ def read_window(
         cols, problems, raw = _check_columns(relation, _log_columns(contract), contract, strict)
         rel = relation.selectable
         where = _time_filter(rel.c[src.timestamp_column], lo, hi, conn.dialect.name)
-        facts, fraction = None, None
-        if sample_rows is not None:
-            facts = _window_facts(conn, rel, cols, where, contract, relation.label)
-            if facts.rows > sample_rows:
-                fraction = sample_rows / facts.rows
+        exact = _window_facts(conn, rel, cols, where, contract, relation.label) if sample_rows else nullcontext()
+        with exact as counted:
+            fraction = None
+            if counted is not None and sample_rows is not None and counted.rows > sample_rows:
+                fraction = sample_rows / counted.rows
                 keep = _sample_filter(conn, rel, src.id_column, fraction, seed)
                 if keep is not None:
                     where, fraction = sa.and_(where, keep), None
-        stmt = sa.select(*(rel.c[c.name] for c in cols)).where(where)
-        frame, chunks = _execute(conn, stmt, chunksize, contract, relation.label, relation.columns)
+            stmt = sa.select(*(rel.c[c.name] for c in cols)).where(where)
+            frame, chunks = _execute(conn, stmt, chunksize, contract, relation.label, relation.columns)
+            window_facts = counted.finish() if counted is not None else None
     if frame is not None and fraction is not None:  # no sampling in SQL here: a seeded sample of what was read
         log.info("%s: %s cannot sample in SQL; sampling %.2f%% after reading", contract.name, relation.label,
                  100 * fraction)
@@ -757,9 +759,15 @@ def read_window(
         problems += _convert(frame, cols, contract, relation.label, strict, raw)
         frame = _sorted(frame, src.timestamp_column, src.id_column)
     stats = _stats(contract, lo, hi, frame, chunks, problems)
-    if facts is not None:
-        stats = replace(stats, rows=facts.rows, min_ts=facts.min_ts, max_ts=facts.max_ts, facts=facts,
-                        read_rows=len(frame))
+    if window_facts is not None:
+        stats = replace(
+            stats,
+            rows=window_facts.rows,
+            min_ts=window_facts.min_ts,
+            max_ts=window_facts.max_ts,
+            facts=window_facts,
+            read_rows=len(frame),
+        )
     log.info(
         "%s: read %s in %d chunks from %s for [%s, %s); timestamps %s .. %s%s",
         contract.name,
@@ -822,6 +830,13 @@ def _sample_filter(
     return None
 
 
+@dataclass(frozen=True)
+class _Counted:
+    rows: int
+    finish: Callable[[], WindowFacts]  # the facts, once the duplicate-id count is in
+
+
+@contextmanager
 def _window_facts(
     conn: sa.Connection,
     rel: sa.FromClause,
@@ -829,7 +844,10 @@ def _window_facts(
     where: sa.ColumnElement[bool],
     contract: ModelContract,
     table: str,
-) -> WindowFacts:
+) -> Iterator[_Counted]:
+    """The window's exact facts: counts now, the duplicate-id count (a GROUP BY over the whole
+    window, as long as the sample read) when `finish` is called. On PostgreSQL a
+    second backend runs it on the other core while this connection reads the sample."""
     src = contract.source
     ts, key = rel.c[src.timestamp_column], rel.c[src.id_column]
     counts = sa.select(
@@ -843,19 +861,38 @@ def _window_facts(
         .subquery("dg_duplicates")
     )
     dup = sa.select(sa.func.coalesce(sa.func.sum(groups.c.n), 0))
-    try:
-        rows, first, last, *present = conn.execute(counts).one()
-        duplicate_rows = int(conn.execute(dup).scalar_one())
-    except sa.exc.DBAPIError as exc:
-        raise SourceError(f"query failed: {_first_line(exc)}", model=contract.name, table=table) from None
-    bounds = _to_timestamp(pd.Series([first, last], dtype=object)) if rows else None
-    return WindowFacts(
-        rows=int(rows),
-        min_ts=None if bounds is None else bounds.iloc[0].to_pydatetime(),
-        max_ts=None if bounds is None else bounds.iloc[1].to_pydatetime(),
-        nulls={c.name: int(rows) - int(n) for c, n in zip(cols, present, strict=True)},
-        duplicate_rows=duplicate_rows,
-    )
+
+    def failed(exc: sa.exc.DBAPIError) -> SourceError:
+        return SourceError(f"query failed: {_first_line(exc)}", model=contract.name, table=table)
+
+    def count_duplicates(on: sa.Connection) -> int:
+        try:
+            return int(on.execute(dup).scalar_one())
+        except sa.exc.DBAPIError as exc:
+            raise failed(exc) from None
+
+    def on_second_backend() -> int:
+        with conn.engine.connect() as second:
+            return count_duplicates(second)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dg-duplicates") as pool:  # waits for it on exit
+        pending = pool.submit(on_second_backend) if conn.dialect.name == "postgresql" else None
+        try:
+            rows, first, last, *present = conn.execute(counts).one()
+        except sa.exc.DBAPIError as exc:
+            raise failed(exc) from None
+        bounds = _to_timestamp(pd.Series([first, last], dtype=object)) if rows else None
+
+        def finish() -> WindowFacts:
+            return WindowFacts(
+                rows=int(rows),
+                min_ts=None if bounds is None else bounds.iloc[0].to_pydatetime(),
+                max_ts=None if bounds is None else bounds.iloc[1].to_pydatetime(),
+                nulls={c.name: int(rows) - int(n) for c, n in zip(cols, present, strict=True)},
+                duplicate_rows=pending.result() if pending is not None else count_duplicates(conn),
+            )
+
+        yield _Counted(int(rows), finish)
 
 
 def _sorted(frame: pd.DataFrame, ts: str, key: str) -> pd.DataFrame:
