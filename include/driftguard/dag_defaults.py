@@ -208,7 +208,7 @@ def retrain_asset(model: str) -> Any:
 
     return Asset(
         name=retrain_asset_name(model),
-        uri=f"driftguard://models/{model}/retrain-request",
+        uri=f"x-driftguard://models/{model}/retrain-request",  # x-: a custom scheme, no provider normalizer
         group="driftguard",
     )
 
