@@ -18,7 +18,8 @@ import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "Table",
     "ValueDrift",
     "column_drift",
+    "quiet",
     "run_report",
     "save_html",
 ]
@@ -62,7 +64,9 @@ def column_drift(
 ) -> ColumnDrift:
     """ValueDrift's test for one column (legacy.calculations.data_drift.get_one_column_drift), no plots.
 
-    Raises ValueError when a side has no finite values, as Evidently does."""
+    Raises ValueError when a side has no finite values, as Evidently does. Thread-safe (it reads
+    the two series only); scipy's warnings are silenced by the caller (`quiet`), since
+    warnings filters are process-wide."""
     from evidently.legacy.calculations.stattests.registry import get_stattest
     from evidently.legacy.core import ColumnType
 
@@ -74,16 +78,21 @@ def column_drift(
             f"column {reference.name!r} has no values on the {'reference' if ref.empty else 'current'} side"
         )
     test = get_stattest(ref, cur, kind, method)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = test(ref, cur, kind, threshold)
+    result = test(ref, cur, kind, threshold)
     return ColumnDrift(test.name, float(result.actual_threshold), float(result.drift_score), bool(result.drifted))
 
 
-def run_report(metrics: list[Any], reference: pd.DataFrame, current: pd.DataFrame, definition: DataDefinition) -> Any:
-    """Run a report (plots only: the verdicts come from column_drift); scipy's warnings are not ours."""
+@contextmanager
+def quiet() -> Iterator[None]:
+    """scipy's warnings (capped p-values, ties) are not ours to show."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        yield
+
+
+def run_report(metrics: list[Any], reference: pd.DataFrame, current: pd.DataFrame, definition: DataDefinition) -> Any:
+    """Run a report (plots only: the verdicts come from column_drift)."""
+    with quiet():
         return Report(metrics).run(
             reference_data=Dataset.from_pandas(reference, data_definition=definition),
             current_data=Dataset.from_pandas(current, data_definition=definition),

@@ -214,11 +214,16 @@ def _set_utc(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.commit()  # a rolled-back SET is undone
 
 
+def _sqlite_file(url: sa.engine.URL) -> bool:
+    """A plain database file (not :memory:, not a URI filename)."""
+    db = url.database
+    return bool(db) and db != ":memory:" and not db.startswith("file:") and not url.query.get("uri")
+
+
 def _check_sqlite_file(url: sa.engine.URL, contract: ModelContract) -> None:
     """SQLite creates a missing file on connect; reading must not, and should say why it failed."""
     db = url.database
-    in_file = db and db != ":memory:" and not db.startswith("file:") and not url.query.get("uri")
-    if in_file and not Path(db).exists():
+    if _sqlite_file(url) and not Path(db).exists():
         raise SourceConnectionError(
             f"cannot connect to {mask_url(str(url))}: database file {db} does not exist",
             model=contract.name,
@@ -830,6 +835,13 @@ def _sample_filter(
     return None
 
 
+def _shareable(conn: sa.Connection) -> bool:
+    """Would a second connection of this engine see the same database? (Not an in-memory SQLite.)"""
+    if conn.dialect.name == "postgresql":
+        return True
+    return conn.dialect.name == "sqlite" and _sqlite_file(conn.engine.url)
+
+
 @dataclass(frozen=True)
 class _Counted:
     rows: int
@@ -846,8 +858,9 @@ def _window_facts(
     table: str,
 ) -> Iterator[_Counted]:
     """The window's exact facts: counts now, the duplicate-id count (a GROUP BY over the whole
-    window, as long as the sample read) when `finish` is called. On PostgreSQL a
-    second backend runs it on the other core while this connection reads the sample."""
+    window, as long as the sample read) when `finish` is called. Where a second connection sees
+    the same data (PostgreSQL, a SQLite file) it runs there, on another core, while this
+    connection reads the sample."""
     src = contract.source
     ts, key = rel.c[src.timestamp_column], rel.c[src.id_column]
     counts = sa.select(
@@ -876,7 +889,7 @@ def _window_facts(
             return count_duplicates(second)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dg-duplicates") as pool:  # waits for it on exit
-        pending = pool.submit(on_second_backend) if conn.dialect.name == "postgresql" else None
+        pending = pool.submit(on_second_backend) if _shareable(conn) else None
         try:
             rows, first, last, *present = conn.execute(counts).one()
         except sa.exc.DBAPIError as exc:
