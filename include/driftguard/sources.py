@@ -845,7 +845,7 @@ def _shareable(conn: sa.Connection) -> bool:
 @dataclass(frozen=True)
 class _Counted:
     rows: int
-    finish: Callable[[], WindowFacts]  # the facts, once the duplicate-id count is in
+    finish: Callable[[], WindowFacts]  # the facts, once the whole-window scans are in
 
 
 @contextmanager
@@ -857,15 +857,15 @@ def _window_facts(
     contract: ModelContract,
     table: str,
 ) -> Iterator[_Counted]:
-    """The window's exact facts: counts now, the duplicate-id count (a GROUP BY over the whole
-    window, as long as the sample read) when `finish` is called. Where a second connection sees
-    the same data (PostgreSQL, a SQLite file) it runs there, on another core, while this
-    connection reads the sample."""
+    """The window's exact facts. The row count and the time bounds come first (the timestamp
+    index answers them); the NULLs per column and the duplicate ids each need a scan of every
+    row, as long as reading the sample, and arrive when `finish` is called. Where a second
+    connection sees the same data (PostgreSQL, a SQLite file) the two scans run there, on other
+    cores, while this connection reads the sample; elsewhere `finish` runs them here."""
     src = contract.source
     ts, key = rel.c[src.timestamp_column], rel.c[src.id_column]
-    counts = sa.select(
-        sa.func.count(), sa.func.min(ts), sa.func.max(ts), *(sa.func.count(rel.c[c.name]) for c in cols)
-    ).where(where)
+    head = sa.select(sa.func.count(), sa.func.min(ts), sa.func.max(ts)).where(where)
+    present = sa.select(*(sa.func.count(rel.c[c.name]) for c in cols)).where(where)
     groups = (
         sa.select(sa.func.count().label("n"))
         .where(where, key.is_not(None))
@@ -873,36 +873,33 @@ def _window_facts(
         .having(sa.func.count() > 1)
         .subquery("dg_duplicates")
     )
-    dup = sa.select(sa.func.coalesce(sa.func.sum(groups.c.n), 0))
+    duplicates = sa.select(sa.func.coalesce(sa.func.sum(groups.c.n), 0))
 
-    def failed(exc: sa.exc.DBAPIError) -> SourceError:
-        return SourceError(f"query failed: {_first_line(exc)}", model=contract.name, table=table)
-
-    def count_duplicates(on: sa.Connection) -> int:
+    def run(stmt: sa.Select[Any], on: sa.Connection | None = None) -> sa.Row[Any]:
         try:
-            return int(on.execute(dup).scalar_one())
+            if on is not None:
+                return on.execute(stmt).one()
+            with conn.engine.connect() as other:
+                return other.execute(stmt).one()
         except sa.exc.DBAPIError as exc:
-            raise failed(exc) from None
+            raise SourceError(f"query failed: {_first_line(exc)}", model=contract.name, table=table) from None
 
-    def on_second_backend() -> int:
-        with conn.engine.connect() as second:
-            return count_duplicates(second)
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dg-duplicates") as pool:  # waits for it on exit
-        pending = pool.submit(on_second_backend) if _shareable(conn) else None
-        try:
-            rows, first, last, *present = conn.execute(counts).one()
-        except sa.exc.DBAPIError as exc:
-            raise failed(exc) from None
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dg-facts") as pool:  # exits once both are done
+        scans = [pool.submit(run, stmt) for stmt in (present, duplicates)] if _shareable(conn) else None
+        rows, first, last = run(head, conn)
         bounds = _to_timestamp(pd.Series([first, last], dtype=object)) if rows else None
 
         def finish() -> WindowFacts:
+            if scans is None:
+                counted, (duplicate_rows,) = run(present, conn), run(duplicates, conn)
+            else:
+                counted, (duplicate_rows,) = (scan.result() for scan in scans)
             return WindowFacts(
                 rows=int(rows),
                 min_ts=None if bounds is None else bounds.iloc[0].to_pydatetime(),
                 max_ts=None if bounds is None else bounds.iloc[1].to_pydatetime(),
-                nulls={c.name: int(rows) - int(n) for c, n in zip(cols, present, strict=True)},
-                duplicate_rows=pending.result() if pending is not None else count_duplicates(conn),
+                nulls={c.name: int(rows) - int(n) for c, n in zip(cols, counted, strict=True)},
+                duplicate_rows=int(duplicate_rows),
             )
 
         yield _Counted(int(rows), finish)
