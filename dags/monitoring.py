@@ -7,18 +7,20 @@ of the model's production feature log, after the interval has ended, and decides
 whether the model needs retraining:
 
 1. `extract_window`: the interval's log and the labels that have matured by its end.
-2. `load_reference`: the champion's training reference (its MLflow run), or the contract's
-   bootstrap window before a champion exists.
+2. `load_reference` (beside `extract_window`): the champion's training reference (its MLflow
+   run), or the contract's bootstrap window before a champion exists.
 3. `score_window`: the logged prediction, or the `@champion`'s scores when the log has none.
-4. `check_quality`: the Great Expectations suite generated from the contract. Critical failures
-   block retraining (bad data never triggers or feeds a retrain).
-5. `detect_drift`: Evidently, per feature with the contract's method and threshold, plus
-   prediction and target drift.
-6. `evaluate_model`: realized metrics on matured labels (overall, per segment), proxy metrics before.
-7. `decide_retrain`: the retrain policy; every trigger and guard is recorded with its numbers.
-8. `publish_results`: history tables (one upsert per interval: reruns replace), the HTML reports,
+4. Three independent checks, side by side:
+   - `check_quality`: the Great Expectations suite generated from the contract. Critical
+     failures block retraining (bad data never triggers or feeds a retrain).
+   - `detect_drift`: Evidently, per feature with the contract's method and threshold, plus
+     prediction and target drift.
+   - `evaluate_model`: realized metrics on matured labels (overall, per segment), proxy
+     metrics before.
+5. `decide_retrain`: the retrain policy; every trigger and guard is recorded with its numbers.
+6. `publish_results`: history tables (one upsert per interval: reruns replace), the HTML reports,
    the model's index page, alerts to the owners.
-9. `retrain_or_not` branches to `request_retrain` (updates the model's retrain-request Asset,
+7. `retrain_or_not` branches to `request_retrain` (updates the model's retrain-request Asset,
    which schedules the retraining DAG) or `no_retrain`.
 
 XComs carry small summaries; frames stay in the run's work folder. Nothing reaches the history
@@ -122,16 +124,9 @@ def build_monitoring_dag(spec: DagSpec) -> None:
     def monitoring() -> None:
         m = spec.name
         published = publish_results(m)
-        chain(
-            extract_window(m),
-            load_reference(m),
-            score_window(m),
-            check_quality(m),
-            detect_drift(m),
-            evaluate_model(m),
-            decide_retrain(m),
-            published,
-        )
+        checks = [check_quality(m), detect_drift(m), evaluate_model(m)]  # side by side (monitor.UPSTREAM)
+        chain([extract_window(m), load_reference(m)], score_window(m), checks)
+        chain(checks, decide_retrain(m), published)
         retrain_or_not(published) >> [request_retrain(published), no_retrain(published)]
 
     monitoring()

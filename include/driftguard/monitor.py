@@ -512,19 +512,26 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
-STEPS = ("extract", "load_reference", "score", "check_quality", "detect_drift", "evaluate_model", "decide", "publish")
+# What each step reads from the steps before it (files in the run's work folder): the DAG's
+# wiring. The window and the reference are independent reads; score adds its column to the
+# window's file, so the three checks wait for it and then read it side by side.
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "extract": (),
+    "load_reference": (),
+    "score": ("extract", "load_reference"),
+    "check_quality": ("score",),
+    "detect_drift": ("score",),
+    "evaluate_model": ("score",),
+    "decide": ("check_quality", "detect_drift", "evaluate_model"),
+    "publish": ("decide",),
+}
+STEPS = tuple(UPSTREAM)  # one order that respects UPSTREAM: the in-process run's
 
 
 def run_monitoring(
     model: str | ModelContract, start: datetime, end: datetime, *, settings: Settings | None = None
 ) -> dict[str, Any]:
-    """All steps in-process, in DAG order; returns publish's summary."""
+    """All steps in-process, one after the other in STEPS order; returns publish's summary."""
     ctx = RunContext.create(model, start, end, settings)
-    extract(ctx)
-    load_reference(ctx)
-    score(ctx)
-    check_quality(ctx)
-    detect_drift(ctx)
-    evaluate_model(ctx)
-    decide(ctx)
-    return publish(ctx)
+    results = {name: globals()[name](ctx) for name in STEPS}
+    return results["publish"]

@@ -135,8 +135,36 @@ def test_monitoring_dag_follows_the_contract() -> None:
     assert dag.owner == "ml-platform@example.com"
     assert "New York airport" in dag.doc_md
     extract = dag.task_dict["extract_window"]
-    assert not extract.upstream_task_ids, "a monitoring run starts by reading its interval"
     assert "flight_delay" in [*extract.op_args, *extract.op_kwargs.values()], "tasks get the model name"
+
+
+# monitor step -> its task in the monitoring DAG
+STEP_TASKS = {
+    "extract": "extract_window",
+    "load_reference": "load_reference",
+    "score": "score_window",
+    "check_quality": "check_quality",
+    "detect_drift": "detect_drift",
+    "evaluate_model": "evaluate_model",
+    "decide": "decide_retrain",
+    "publish": "publish_results",
+}
+
+
+def test_monitoring_dag_wires_what_each_step_reads() -> None:
+    """The DAG's edges are monitor.UPSTREAM's: no step starts before the files it reads exist,
+    and independent steps (the two reads, the three checks) run side by side."""
+    from driftguard.monitor import STEPS, UPSTREAM
+
+    dag = parse_dags().dags[dag_id("monitor", "flight_delay")]
+    for step, upstream in UPSTREAM.items():
+        task = dag.task_dict[STEP_TASKS[step]]
+        assert task.upstream_task_ids == {STEP_TASKS[u] for u in upstream}, step
+    assert set(STEP_TASKS) == set(UPSTREAM)
+    done: set[str] = set()
+    for step in STEPS:  # the in-process order respects the same edges
+        assert set(UPSTREAM[step]) <= done, step
+        done.add(step)
 
 
 def _good_contract(name: str) -> dict[str, Any]:
