@@ -69,6 +69,8 @@ def test_tasks_mode_runs_each_step_in_its_own_process(tmp_path: Path) -> None:
     assert set(dg["peak_rss_per_task_mb"]) == set(STEPS)
     assert dg["peak_rss_mb"] == max(dg["peak_rss_per_task_mb"].values())
     assert "work_speedup" not in case and "sqlite | 5k | driftguard |" in stdout
+    # Independent steps share the two task slots, as in the DAG: the run is shorter than its steps.
+    assert dg["task_slots"] == 2 and dg["seconds"] < sum(dg["stages"].values())
 
 
 def test_verdicts_cover_every_feature_and_find_the_injected_drift(bench: tuple[dict[str, Any], str]) -> None:
