@@ -1,5 +1,5 @@
-"""Evidently 0.7 plumbing: method names, per-column tests, quiet runs and HTML without the
-inlined JS bundle.
+"""Evidently 0.7 plumbing: per-column drift tests, quiet runs and HTML without the inlined
+JS bundle.
 
 `column_drift` runs Evidently's own drift test for one column exactly as `ValueDrift` does (the
 same stattest registry, the same auto choice, the same inf/NaN cleaning) but without preparing
