@@ -716,15 +716,18 @@ def read_window(
     allow_empty: bool = False,
     sample_rows: int | None = None,
     seed: int = 0,
+    exact_facts: bool = True,
 ) -> tuple[pd.DataFrame, WindowStats]:
     """Rows of the feature log with start <= timestamp < end: id, timestamp, features, prediction.
 
     The label column is never read here (even when it lives in the log table): labels are
     only trustworthy once matured, which `read_labels` decides.
 
-    With `sample_rows`, the database first answers the window's exact facts (WindowStats.facts)
-    and a window holding more rows is read as a seeded sample of about `sample_rows` rows
-    (see "sampled windows" below); `rows`, `min_ts` and `max_ts` stay those of the whole window."""
+    With `sample_rows`, the database counts the window first; a window holding more rows is
+    read as a seeded sample of about `sample_rows` rows (see "sampled windows" below), `rows`,
+    `min_ts` and `max_ts` stay those of the whole window, and WindowStats.facts holds what the
+    sample cannot tell exactly (NULLs, duplicate ids), unless `exact_facts` is False (a caller
+    that only wants a bounded sample). A window read whole has no facts: the frame is exact."""
     lo, hi = _utc(start, "start", contract), _utc(end, "end", contract)
     if lo >= hi:
         raise ValueError(f"model {contract.name}: empty interval, start {lo.isoformat()} >= end {hi.isoformat()}")
@@ -736,11 +739,15 @@ def read_window(
         cols, problems, raw = _check_columns(relation, _log_columns(contract), contract, strict)
         rel = relation.selectable
         where = _time_filter(rel.c[src.timestamp_column], lo, hi, conn.dialect.name)
-        exact = _window_facts(conn, rel, cols, where, contract, relation.label) if sample_rows else nullcontext()
-        with exact as counted:
+        counting = (
+            nullcontext()
+            if sample_rows is None
+            else _window_facts(conn, rel, cols, where, contract, relation.label, sample_rows, exact_facts)
+        )
+        with counting as counted:
             fraction = None
-            if counted is not None and sample_rows is not None and counted.rows > sample_rows:
-                fraction = sample_rows / counted.rows
+            if counted is not None and counted.sampled:
+                fraction = counted.fraction
                 keep = _sample_filter(conn, rel, src.id_column, fraction, seed)
                 if keep is not None:
                     where, fraction = sa.and_(where, keep), None
@@ -764,12 +771,12 @@ def read_window(
         problems += _convert(frame, cols, contract, relation.label, strict, raw)
         frame = _sorted(frame, src.timestamp_column, src.id_column)
     stats = _stats(contract, lo, hi, frame, chunks, problems)
-    if window_facts is not None:
+    if counted is not None and counted.sampled:
         stats = replace(
             stats,
-            rows=window_facts.rows,
-            min_ts=window_facts.min_ts,
-            max_ts=window_facts.max_ts,
+            rows=counted.rows,
+            min_ts=counted.min_ts,
+            max_ts=counted.max_ts,
             facts=window_facts,
             read_rows=len(frame),
         )
@@ -864,8 +871,21 @@ def _shareable(conn: sa.Connection) -> bool:
 
 @dataclass(frozen=True)
 class _Counted:
+    """The whole window's size and time bounds; `finish` adds the scans, once they are in."""
+
     rows: int
-    finish: Callable[[], WindowFacts]  # the facts, once the whole-window scans are in
+    min_ts: datetime | None
+    max_ts: datetime | None
+    sample_rows: int
+    finish: Callable[[], WindowFacts | None]
+
+    @property
+    def sampled(self) -> bool:
+        return self.rows > self.sample_rows
+
+    @property
+    def fraction(self) -> float:
+        return self.sample_rows / self.rows
 
 
 @contextmanager
@@ -876,12 +896,16 @@ def _window_facts(
     where: sa.ColumnElement[bool],
     contract: ModelContract,
     table: str,
+    sample_rows: int,
+    exact: bool,
 ) -> Iterator[_Counted]:
-    """The window's exact facts. The row count and the time bounds come first (the timestamp
-    index answers them); the NULLs per column and the duplicate ids each need a scan of every
-    row, as long as reading the sample, and arrive when `finish` is called. Where a second
-    connection sees the same data (PostgreSQL, a SQLite file) the two scans run there, on other
-    cores, while this connection reads the sample; elsewhere `finish` runs them here."""
+    """Count the window; when it will be sampled (and `exact`), its exact facts too.
+
+    The row count and time bounds come first (the timestamp index answers them). The NULLs per
+    column and the duplicate ids each need a scan of every row, as long as reading the sample:
+    where a second connection sees the same data (PostgreSQL, a SQLite file) the two scans run
+    there, on other cores, while this connection reads the sample; elsewhere `finish` runs them
+    here. A window read whole needs neither: its frame is exact."""
     src = contract.source
     ts, key = rel.c[src.timestamp_column], rel.c[src.id_column]
     head = sa.select(sa.func.count(), sa.func.min(ts), sa.func.max(ts)).where(where)
@@ -904,25 +928,31 @@ def _window_facts(
         except sa.exc.DBAPIError as exc:
             raise SourceError(f"query failed: {_first_line(exc)}", model=contract.name, table=table) from None
 
+    rows, first, last = run(head, conn)
+    oldest = newest = None
+    if rows:
+        bounds = _to_timestamp(pd.Series([first, last], dtype=object))
+        oldest, newest = bounds.iloc[0].to_pydatetime(), bounds.iloc[1].to_pydatetime()
+    scan = exact and rows > sample_rows
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dg-facts") as pool:  # exits once both are done
-        scans = [pool.submit(run, stmt) for stmt in (present, duplicates)] if _shareable(conn) else None
-        rows, first, last = run(head, conn)
-        bounds = _to_timestamp(pd.Series([first, last], dtype=object)) if rows else None
+        scans = [pool.submit(run, stmt) for stmt in (present, duplicates)] if scan and _shareable(conn) else None
 
-        def finish() -> WindowFacts:
+        def finish() -> WindowFacts | None:
+            if not scan:
+                return None
             if scans is None:
                 counted, (duplicate_rows,) = run(present, conn), run(duplicates, conn)
             else:
-                counted, (duplicate_rows,) = (scan.result() for scan in scans)
+                counted, (duplicate_rows,) = (future.result() for future in scans)
             return WindowFacts(
                 rows=int(rows),
-                min_ts=None if bounds is None else bounds.iloc[0].to_pydatetime(),
-                max_ts=None if bounds is None else bounds.iloc[1].to_pydatetime(),
+                min_ts=oldest,
+                max_ts=newest,
                 nulls={c.name: int(rows) - int(n) for c, n in zip(cols, counted, strict=True)},
                 duplicate_rows=int(duplicate_rows),
             )
 
-        yield _Counted(int(rows), finish)
+        yield _Counted(int(rows), oldest, newest, sample_rows, finish)
 
 
 def _sorted(frame: pd.DataFrame, ts: str, key: str) -> pd.DataFrame:

@@ -109,7 +109,18 @@ def test_small_window_is_read_whole(logged: tuple[ModelContract, pd.DataFrame]) 
     contract, _ = logged
     df, stats = sources.read_window(contract, T0, END, sample_rows=ROWS)
     assert not stats.sampled and len(df) == ROWS == stats.rows
-    assert stats.facts is not None and stats.facts.duplicate_rows == 2
+    assert stats.facts is None, "a window read whole is exact: no extra scans"
+    whole, _ = sources.read_window(contract, T0, END)
+    pd.testing.assert_frame_equal(df, whole)
+
+
+def test_sample_without_exact_facts_skips_the_scans(logged: tuple[ModelContract, pd.DataFrame]) -> None:
+    contract, full = logged
+    df, stats = sources.read_window(contract, T0, END, sample_rows=SAMPLE, seed=3, exact_facts=False)
+    exact, _ = sources.read_window(contract, T0, END, sample_rows=SAMPLE, seed=3)
+    assert stats.sampled and stats.facts is None
+    assert stats.rows == ROWS and stats.max_ts == full["ts"].max().to_pydatetime()
+    pd.testing.assert_frame_equal(df, exact)  # the same sample, only the scans are skipped
 
 
 def test_query_relation_is_sampled_too(db_url: str) -> None:
