@@ -314,14 +314,30 @@ def _log_relation(conn: sa.Connection, contract: ModelContract) -> _Relation:
         return _table_relation(conn, contract, src.table, "feature-log")
     probe = sa.text(src.query).columns().subquery("dg_probe")
     try:
-        keys = list(conn.execute(sa.select(sa.literal_column("*")).select_from(probe).limit(0)).keys())
+        probed = conn.execute(sa.select(sa.literal_column("*")).select_from(probe).limit(0))
+        keys = list(probed.keys())
+        types = _probed_types(probed, keys, conn.dialect.name)
     except sa.exc.DBAPIError as exc:
         conn.rollback()
         raise SourceError(
             f"source.query failed: {_first_line(exc)}", model=contract.name, table="<source.query>"
         ) from None
     sub = sa.text(src.query).columns(*(sa.column(k) for k in keys)).subquery("dg_source")
-    return _Relation("<source.query>", dict.fromkeys(keys), sub)
+    return _Relation("<source.query>", types, sub)
+
+
+_PG_INTEGER_OIDS = frozenset({20, 21, 23})  # int8, int2, int4
+
+
+def _probed_types(probed: sa.CursorResult[Any], keys: list[str], dialect: str) -> dict[str, Any]:
+    """The SQL types a query's columns are known to have: PostgreSQL reports each column's type
+    (only integers matter here: they choose the sample's hash); SQLite's are per value."""
+    types: dict[str, Any] = dict.fromkeys(keys)
+    if dialect == "postgresql" and probed.cursor is not None and probed.cursor.description:
+        for name, described in zip(keys, probed.cursor.description, strict=False):
+            if described[1] in _PG_INTEGER_OIDS:
+                types[name] = sa.BigInteger()
+    return types
 
 
 # --------------------------------------------------------------------------- column roles
@@ -748,7 +764,7 @@ def read_window(
             fraction = None
             if counted is not None and counted.sampled:
                 fraction = counted.fraction
-                keep = _sample_filter(conn, rel, src.id_column, fraction, seed)
+                keep = _sample_filter(conn, relation, src.id_column, fraction, seed)
                 if keep is not None:
                     where, fraction = sa.and_(where, keep), None
             stmt = sa.select(*(rel.c[c.name] for c in cols)).where(where)
@@ -803,63 +819,63 @@ def read_window(
 # domains, drift, proxy metrics). A row is kept when a seeded hash of its id falls below
 # fraction x 2^32, so the time-range filter still uses the index, rows sharing an id are kept
 # or dropped together, and the same data and seed give the same sample. PostgreSQL hashes in
-# SQL (hashint8extended for integer ids, hashtextextended for others); SQLite hashes integer
-# ids in SQL too and calls a deterministic Python function registered on the connection for
-# others (Fibonacci hashing of the id).
+# SQL (hashint8extended for integer ids, hashtextextended for others). SQLite hashes integer
+# ids in SQL (Fibonacci hashing modulo 2^31 - 1) and other ids with the same hash in a
+# deterministic Python function registered on the connection.
 
-_HASH_SPACE = 1 << 32
-_MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15  # Fibonacci hashing: the top bits of id x 2^64/phi spread evenly
+_HASH_SPACE = 1 << 32  # PostgreSQL: the low 32 bits of its 64-bit hash
+_PRIME = 2_147_483_647  # SQLite: 2^31 - 1, so (id mod P) x _WEYL stays below 2^62, inside its integers
+_WEYL = 1_327_217_885  # P / golden ratio: consecutive ids land evenly spread over [0, P)
+
+
+def _sqlite_integer_hash(key: sa.ColumnElement[Any], seed: int) -> sa.ColumnElement[Any]:
+    """hash(id) in [0, P) in SQL: multiplicative (Fibonacci) hashing of an integer id, shifted by
+    the seed. SQLite evaluates it in its VM: 0.3 s per million rows, where calling a Python
+    function per row takes 1.0 s."""
+    p = sa.literal(_PRIME)
+    return ((key % p + p) % p * sa.literal(_WEYL) + sa.literal(_salt(seed))) % p
+
+
+def _salt(seed: int) -> int:
+    return (seed + 1) * _WEYL % _PRIME
 
 
 def _sqlite_sample_hash(seed: int) -> Any:
-    """hash(id) in [0, 2^32): Fibonacci hashing of the id XOR a salt from the seed (text ids
-    through CRC-32 first). Called once per row of the window, so kept to a few integer ops."""
+    """The same hash as a Python function on the connection, for ids SQLite does not know to be
+    integers (a query's columns, text ids: CRC-32 of the text first)."""
     import zlib
 
-    salt = ((seed + 1) * _GOLDEN) & _MASK64
+    salt = _salt(seed)
 
     def sample_hash(value: Any) -> int:
         x = value if type(value) is int else zlib.crc32(str(value).encode())
-        return (((x ^ salt) * _GOLDEN) & _MASK64) >> 32
+        return (x % _PRIME * _WEYL + salt) % _PRIME  # Python's % is never negative, as (x % p + p) % p
 
     return sample_hash
 
 
 def _sample_filter(
-    conn: sa.Connection, rel: sa.FromClause, id_column: str, fraction: float, seed: int
+    conn: sa.Connection, relation: _Relation, id_column: str, fraction: float, seed: int
 ) -> sa.ColumnElement[bool] | None:
     """Keep about `fraction` of the rows, deterministically; None when the database cannot."""
-    bound = int(fraction * _HASH_SPACE)
-    key = rel.c[id_column]
+    key = relation.selectable.c[id_column]
+    integer = isinstance(relation.columns.get(id_column), sa.Integer)
     if conn.dialect.name == "postgresql":
         salt = sa.literal(seed, sa.BigInteger)
-        if isinstance(key.type, sa.Integer):  # hashing the integer itself: 4 s less per 10M rows than via text
+        if integer:  # hashing the integer itself: 4 s less per 10M rows than hashing its text
             hashed = sa.func.hashint8extended(sa.cast(key, sa.BigInteger), salt)
         else:
             hashed = sa.func.hashtextextended(sa.cast(key, sa.Text), salt)
-        return hashed.op("&")(_HASH_SPACE - 1) < bound
+        return hashed.op("&")(_HASH_SPACE - 1) < int(fraction * _HASH_SPACE)
     if conn.dialect.name == "sqlite":
-        if isinstance(key.type, sa.Integer):
-            return _sqlite_integer_hash(key, seed) < int(fraction * _PRIME)
+        bound = int(fraction * _PRIME)
+        if integer:
+            return _sqlite_integer_hash(key, seed) < bound
         conn.connection.driver_connection.create_function(
             "dg_sample_hash", 1, _sqlite_sample_hash(seed), deterministic=True
         )
         return sa.func.dg_sample_hash(key) < bound
     return None
-
-
-_PRIME = 2_147_483_647  # 2^31 - 1: (id mod P) x _WEYL stays below 2^62, inside SQLite's integers
-_WEYL = 1_327_217_885  # P / golden ratio: consecutive ids land evenly spread over [0, P)
-
-
-def _sqlite_integer_hash(key: sa.ColumnElement[Any], seed: int) -> sa.ColumnElement[Any]:
-    """hash(id) in [0, P) in SQL: multiplicative (Fibonacci-style) hashing of an integer id,
-    shifted by the seed. SQLite evaluates it in its VM: a third of the time of calling a Python
-    function once per row (0.3 s instead of 1.0 s per million rows)."""
-    p = sa.literal(_PRIME)
-    salt = (seed + 1) * _WEYL % _PRIME
-    return ((key % p + p) % p * sa.literal(_WEYL) + sa.literal(salt)) % p
 
 
 def _shareable(conn: sa.Connection) -> bool:

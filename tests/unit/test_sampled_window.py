@@ -149,6 +149,26 @@ def test_text_ids_are_sampled_by_their_text(db_url: str) -> None:
     assert stats.facts is not None and stats.facts.duplicate_rows == 2
 
 
+def test_integer_ids_are_hashed_in_sql(db_url: str) -> None:
+    """The fast path: no per-row text cast (PostgreSQL) and no per-row Python call (SQLite) for
+    integer ids, from a table or from a query. (test_query_relation_is_sampled_too shows SQLite's
+    Python function and its SQL expression pick the same rows.)"""
+    write(db_url, log_frame())
+    table = contract_for(db_url)
+    source = {**table.source.model_dump(mode="json"), "table": None, "query": "select * from events"}
+    query = ModelContract.model_validate(table.model_dump(mode="json") | {"source": source})
+    for contract in (table, query):
+        with sources._connect(contract, None) as conn:
+            relation = sources._log_relation(conn, contract)
+            keep = sources._sample_filter(conn, relation, "event_id", 0.1, 3)
+            assert keep is not None
+            sql = str(keep.compile(conn))
+        if db_url.startswith("postgresql"):
+            assert "hashint8extended" in sql and "hashtextextended" not in sql
+        elif contract is table:  # a query's columns have no declared type in SQLite
+            assert "dg_sample_hash" not in sql and "%" in sql
+
+
 def _validate(contract: ModelContract, df: pd.DataFrame, stats: sources.WindowStats, **kw: Any) -> Any:
     profile = profile_frame(log_frame(), contract)
     exact = stats.to_dict()["facts"] if stats.sampled else None
