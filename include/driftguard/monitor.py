@@ -110,7 +110,9 @@ def label_window(contract: ModelContract, start: datetime, end: datetime) -> tup
 def extract(ctx: RunContext) -> dict[str, Any]:
     """Read the interval's log (lenient: schema problems go to the quality gate) and the
     matured labels of the label window. A window above source.sample_rows is read as a seeded
-    sample plus the database's exact facts (counts, nulls, duplicates, newest event)."""
+    sample plus the database's exact facts (counts, nulls, duplicates, newest event); so is the
+    label window, whose `labelled_rows` stays the exact count (the retrain policy's label guard
+    sums it) and `labelled_read_rows` is what was read."""
     from driftguard import sources
 
     frame, stats = sources.read_window(
@@ -124,19 +126,29 @@ def extract(ctx: RunContext) -> dict[str, Any]:
     )
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(ctx.path("window.parquet"), index=False)
-    labelled_rows = 0
+    labelled_rows = labelled_read_rows = 0
     if ctx.contract.source.labels is not None:
         lo, hi = label_window(ctx.contract, ctx.start, ctx.end)
-        labelled, _ = sources.read_labelled(ctx.contract, lo, hi, as_of=ctx.end, strict=False, allow_empty=True)
+        labelled, labelled_stats = sources.read_labelled(
+            ctx.contract,
+            lo,
+            hi,
+            as_of=ctx.end,
+            strict=False,
+            allow_empty=True,
+            sample_rows=ctx.contract.source.sample_rows,
+            seed=ctx.contract.training.seed,
+        )
         labelled.to_parquet(ctx.path("labelled.parquet"), index=False)
-        labelled_rows = len(labelled)
-    summary = {**stats.to_dict(), "labelled_rows": labelled_rows}
+        labelled_rows, labelled_read_rows = labelled_stats.rows, len(labelled)
+    summary = {**stats.to_dict(), "labelled_rows": labelled_rows, "labelled_read_rows": labelled_read_rows}
     ctx.write_json("extract.json", summary)
     sampled = f" (a seeded sample of {len(frame):,} rows read)" if stats.sampled else ""
+    labels_read = f" ({labelled_read_rows:,} read)" if labelled_read_rows < labelled_rows else ""
     log.info(
-        "%s: %s rows%s (%s .. %s) in %s chunks, %s matured labels; schema problems: %s",
+        "%s: %s rows%s (%s .. %s) in %s chunks, %s matured labels%s; schema problems: %s",
         ctx.label, f"{stats.rows:,}", sampled, stats.min_ts, stats.max_ts, stats.chunks, f"{labelled_rows:,}",
-        "; ".join(stats.schema_problems) or "none",
+        labels_read, "; ".join(stats.schema_problems) or "none",
     )
     return summary
 
@@ -284,11 +296,19 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
 
 
 def evaluate_model(ctx: RunContext) -> dict[str, Any]:
-    """Realized metrics on matured labels (overall and per segment) and proxy metrics on scores."""
+    """Realized metrics on matured labels (overall and per segment) and proxy metrics on scores.
+
+    On a sampled label window the metrics come from the labelled sample (`metric_rows` rows) while
+    `labelled_rows` stays extract's exact count: history and the retrain policy's label guard sum it."""
     from driftguard import metrics
 
     contract = ctx.contract
-    out: dict[str, Any] = {"metric_name": contract.primary_metric, "metric_value": None, "labelled_rows": 0}
+    out: dict[str, Any] = {
+        "metric_name": contract.primary_metric,
+        "metric_value": None,
+        "labelled_rows": int(ctx.read_json("extract.json").get("labelled_rows") or 0),
+        "metric_rows": 0,
+    }
     window = ctx.read_frame("window.parquet")
     if SCORE in window.columns and window[SCORE].notna().any():
         out["proxy"] = metrics.proxy_metrics(
@@ -297,9 +317,9 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
     if ctx.path("labelled.parquet").exists():
         labelled = ctx.read_frame("labelled.parquet")
         label = contract.source.labels.column if contract.source.labels else None
-        out["labelled_rows"] = len(labelled)
         if label and SCORE in labelled.columns and len(labelled):
             scored = labelled[labelled[SCORE].notna()]
+            out["metric_rows"] = len(scored)
             values = metrics.task_metrics(
                 contract.task, scored[label].to_numpy(), scored[SCORE].to_numpy(), threshold=contract.decision_threshold
             )
@@ -319,9 +339,9 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
     out["champion_metric"] = (meta.get("validation_metrics") or {}).get(contract.primary_metric)
     ctx.write_json("evaluate.json", out)
     log.info(
-        "%s: %s = %s on %s matured labels (champion validation: %s)",
-        ctx.label, contract.primary_metric, _fmt(out["metric_value"]), f"{out['labelled_rows']:,}",
-        _fmt(out["champion_metric"]),
+        "%s: %s = %s on %s of %s matured labels (champion validation: %s)",
+        ctx.label, contract.primary_metric, _fmt(out["metric_value"]), f"{out['metric_rows']:,}",
+        f"{out['labelled_rows']:,}", _fmt(out["champion_metric"]),
     )
     return {k: out[k] for k in ("metric_name", "metric_value", "labelled_rows")}
 

@@ -761,10 +761,10 @@ def read_window(
             else _window_facts(conn, rel, cols, where, contract, relation.label, sample_rows, exact_facts)
         )
         with counting as counted:
-            fraction = None
-            if counted is not None and counted.sampled:
-                fraction = counted.fraction
-                keep = _sample_filter(conn, relation, src.id_column, fraction, seed)
+            share = None if counted is None else _sample_fraction(counted.rows, sample_rows)
+            fraction = share
+            if share is not None:
+                keep = _sample_filter(conn, relation, src.id_column, share, seed)
                 if keep is not None:
                     where, fraction = sa.and_(where, keep), None
             stmt = sa.select(*(rel.c[c.name] for c in cols)).where(where)
@@ -787,7 +787,7 @@ def read_window(
         problems += _convert(frame, cols, contract, relation.label, strict, raw)
         frame = _sorted(frame, src.timestamp_column, src.id_column)
     stats = _stats(contract, lo, hi, frame, chunks, problems)
-    if counted is not None and counted.sampled:
+    if counted is not None and share is not None:  # sampled: the whole window's size and bounds
         stats = replace(
             stats,
             rows=counted.rows,
@@ -854,6 +854,11 @@ def _sqlite_sample_hash(seed: int) -> Any:
     return sample_hash
 
 
+def _sample_fraction(rows: int, sample_rows: int | None) -> float | None:
+    """The share of a window of `rows` rows to read; None when it is read whole."""
+    return sample_rows / rows if sample_rows is not None and rows > sample_rows else None
+
+
 def _sample_filter(
     conn: sa.Connection, relation: _Relation, id_column: str, fraction: float, seed: int
 ) -> sa.ColumnElement[bool] | None:
@@ -892,16 +897,42 @@ class _Counted:
     rows: int
     min_ts: datetime | None
     max_ts: datetime | None
-    sample_rows: int
     finish: Callable[[], WindowFacts | None]
 
-    @property
-    def sampled(self) -> bool:
-        return self.rows > self.sample_rows
 
-    @property
-    def fraction(self) -> float:
-        return self.sample_rows / self.rows
+def _query_failed(exc: sa.exc.DBAPIError, contract: ModelContract, table: str) -> SourceError:
+    return SourceError(f"query failed: {_first_line(exc)}", model=contract.name, table=table)
+
+
+@contextmanager
+def _meanwhile(
+    conn: sa.Connection, stmt: sa.Select[Any], contract: ModelContract, table: str
+) -> Iterator[Callable[[], sa.Row[Any]]]:
+    """The one row of an aggregate `stmt`, from a callable. Where a second connection sees the
+    same data (PostgreSQL, a SQLite file) the query runs there, on another core, while this
+    connection reads; otherwise on this connection when the callable is called."""
+
+    def one(on: sa.Connection) -> sa.Row[Any]:
+        try:
+            return on.execute(stmt).one()
+        except sa.exc.DBAPIError as exc:
+            raise _query_failed(exc, contract, table) from None
+
+    def on_second_backend() -> sa.Row[Any]:
+        with conn.engine.connect() as second:
+            return one(second)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dg-aggregate") as pool:  # waits for it on exit
+        pending = pool.submit(on_second_backend) if _shareable(conn) else None
+        yield pending.result if pending is not None else lambda: one(conn)
+
+
+def _ts_bounds(rows: int, first: Any, last: Any) -> tuple[datetime | None, datetime | None]:
+    """MIN/MAX of a timestamp column as UTC datetimes (SQLite answers text)."""
+    if not rows:
+        return None, None
+    bounds = _to_timestamp(pd.Series([first, last], dtype=object))
+    return bounds.iloc[0].to_pydatetime(), bounds.iloc[1].to_pydatetime()
 
 
 @contextmanager
@@ -918,10 +949,8 @@ def _window_facts(
     """Count the window; when it will be sampled (and `exact`), its exact facts too.
 
     The row count and time bounds come first (the timestamp index answers them). The NULLs per
-    column and the duplicate ids each need a scan of every row, as long as reading the sample:
-    where a second connection sees the same data (PostgreSQL, a SQLite file) the two scans run
-    there, on other cores, while this connection reads the sample; elsewhere `finish` runs them
-    here. A window read whole needs neither: its frame is exact."""
+    column and the duplicate ids each need a scan of every row, as long as reading the sample;
+    both run meanwhile (see _meanwhile). A window read whole needs neither: its frame is exact."""
     src = contract.source
     ts, key = rel.c[src.timestamp_column], rel.c[src.id_column]
     head = sa.select(sa.func.count(), sa.func.min(ts), sa.func.max(ts)).where(where)
@@ -934,41 +963,26 @@ def _window_facts(
         .subquery("dg_duplicates")
     )
     duplicates = sa.select(sa.func.coalesce(sa.func.sum(groups.c.n), 0))
+    try:
+        rows, first, last = conn.execute(head).one()
+    except sa.exc.DBAPIError as exc:
+        raise _query_failed(exc, contract, table) from None
+    oldest, newest = _ts_bounds(rows, first, last)
+    if not exact or _sample_fraction(rows, sample_rows) is None:
+        yield _Counted(int(rows), oldest, newest, lambda: None)
+        return
+    with _meanwhile(conn, present, contract, table) as counts, _meanwhile(conn, duplicates, contract, table) as dups:
 
-    def run(stmt: sa.Select[Any], on: sa.Connection | None = None) -> sa.Row[Any]:
-        try:
-            if on is not None:
-                return on.execute(stmt).one()
-            with conn.engine.connect() as other:
-                return other.execute(stmt).one()
-        except sa.exc.DBAPIError as exc:
-            raise SourceError(f"query failed: {_first_line(exc)}", model=contract.name, table=table) from None
-
-    rows, first, last = run(head, conn)
-    oldest = newest = None
-    if rows:
-        bounds = _to_timestamp(pd.Series([first, last], dtype=object))
-        oldest, newest = bounds.iloc[0].to_pydatetime(), bounds.iloc[1].to_pydatetime()
-    scan = exact and rows > sample_rows
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dg-facts") as pool:  # exits once both are done
-        scans = [pool.submit(run, stmt) for stmt in (present, duplicates)] if scan and _shareable(conn) else None
-
-        def finish() -> WindowFacts | None:
-            if not scan:
-                return None
-            if scans is None:
-                counted, (duplicate_rows,) = run(present, conn), run(duplicates, conn)
-            else:
-                counted, (duplicate_rows,) = (future.result() for future in scans)
+        def finish() -> WindowFacts:
             return WindowFacts(
                 rows=int(rows),
                 min_ts=oldest,
                 max_ts=newest,
-                nulls={c.name: int(rows) - int(n) for c, n in zip(cols, counted, strict=True)},
-                duplicate_rows=int(duplicate_rows),
+                nulls={c.name: int(rows) - int(n) for c, n in zip(cols, counts(), strict=True)},
+                duplicate_rows=int(dups()[0]),
             )
 
-        yield _Counted(int(rows), oldest, newest, sample_rows, finish)
+        yield _Counted(int(rows), oldest, newest, finish)
 
 
 def _sorted(frame: pd.DataFrame, ts: str, key: str) -> pd.DataFrame:
@@ -1011,67 +1025,174 @@ def _require_labels(contract: ModelContract) -> LabelSource:
     return contract.source.labels
 
 
+@dataclass(frozen=True)
+class _LabelsQuery:
+    """The matured-labels SELECT (key, label) over the log joined with its labels, or None when
+    nothing in the interval has matured yet."""
+
+    stmt: sa.Select[Any] | None
+    log_relation: _Relation
+    table: str  # where the labels live, for messages
+    key: _Col
+    label: _Col
+
+    @property
+    def log(self) -> sa.FromClause:
+        return self.log_relation.selectable
+
+
+@dataclass(frozen=True)
+class _Labelled:
+    """Exact facts of the log rows in a window whose id has a matured label, from the database."""
+
+    rows: int
+    min_ts: datetime | None
+    max_ts: datetime | None
+
+
+def _labels_query(
+    conn: sa.Connection, contract: ModelContract, lo: datetime, hi: datetime, *, need_id: bool
+) -> _LabelsQuery:
+    """Matured labels of events with lo <= timestamp < hi; `need_id`: the log's id column is used
+    (to sample or count) even when the labels live in the log table."""
+    src, key, label = contract.source, contract.source.label_key, _label_col(contract)
+    labels = _require_labels(contract)
+    key_col = _Col(key, "id", "label join key")
+    id_col = _Col(src.id_column, "id", "id column")
+    relation = _log_relation(conn, contract)
+    log_rel = relation.selectable
+    _check_columns(relation, [_Col(src.timestamp_column, "timestamp", "timestamp column")], contract, True)
+    if labels.table is None:
+        _check_columns(relation, [key_col, label, *([id_col] if need_id else [])], contract, True)
+        table_name, lab_rel = relation.label, log_rel
+        stmt = sa.select(lab_rel.c[key], lab_rel.c[label.name])
+    else:
+        lab_relation = _table_relation(conn, contract, labels.table, "label")
+        table_name = labels.table
+        _check_columns(lab_relation, [key_col, label], contract, True)
+        _check_columns(relation, [id_col], contract, True)
+        lab_rel = lab_relation.selectable
+        stmt = sa.select(lab_rel.c[key], lab_rel.c[label.name]).select_from(
+            lab_rel.join(log_rel, log_rel.c[src.id_column] == lab_rel.c[key])
+        )
+    if lo >= hi:
+        return _LabelsQuery(None, relation, table_name, key_col, label)
+    stmt = stmt.where(
+        _time_filter(log_rel.c[src.timestamp_column], lo, hi, conn.dialect.name), lab_rel.c[label.name].is_not(None)
+    )
+    return _LabelsQuery(stmt, relation, table_name, key_col, label)
+
+
+def _labelled_count(
+    conn: sa.Connection, contract: ModelContract, query: _LabelsQuery, lo: datetime, hi: datetime
+) -> sa.Select[Any]:
+    """COUNT, MIN and MAX timestamp of the log rows in [lo, hi) whose id has a matured label: the
+    rows `read_labelled` returns when it reads everything (its inner join, in SQL)."""
+    assert query.stmt is not None
+    src = contract.source
+    keys = query.stmt.with_only_columns(query.stmt.selected_columns[0]).correlate(None)  # its own log, not ours
+    ts = query.log.c[src.timestamp_column]
+    return sa.select(sa.func.count(), sa.func.min(ts), sa.func.max(ts)).where(
+        _time_filter(ts, lo, hi, conn.dialect.name), query.log.c[src.id_column].in_(keys)
+    )
+
+
 def read_labels(
-    contract: ModelContract, start: datetime, end: datetime, *, as_of: datetime, url: str | None = None
+    contract: ModelContract,
+    start: datetime,
+    end: datetime,
+    *,
+    as_of: datetime,
+    url: str | None = None,
+    sample_fraction: float | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Labels of events in [start, end) that have matured: event timestamp + labels.delay <= as_of.
 
     Columns: the join key (labels.join_key, default source.id_column) and the label column.
     Events without a label row or with a NULL label are absent. Maturity is judged on the
-    event's timestamp in the log, so a label table needs no time column of its own."""
+    event's timestamp in the log, so a label table needs no time column of its own.
+
+    `sample_fraction`: only the labels of log ids that `read_window`'s seeded id hash keeps at
+    this fraction and `seed`, so they line up with a window sampled the same way. Conflicting
+    labels are then detected within that sample only."""
+    frame, _ = _read_labels(contract, start, end, as_of=as_of, url=url, fraction=sample_fraction, seed=seed)
+    return frame
+
+
+def _read_labels(
+    contract: ModelContract,
+    start: datetime,
+    end: datetime,
+    *,
+    as_of: datetime,
+    url: str | None,
+    fraction: float | None,
+    seed: int,
+    count: bool = False,
+) -> tuple[pd.DataFrame, _Labelled | None]:
+    """`read_labels`, and with `count` the exact labelled rows of [start, end)."""
     labels = _require_labels(contract)
-    lo, hi = _utc(start, "start", contract), _utc(end, "end", contract)
+    lo, end_utc = _utc(start, "start", contract), _utc(end, "end", contract)
     cutoff = _utc(as_of, "as_of", contract) - labels.delay
-    hi = min(hi, cutoff + _ONE_MICROSECOND)  # ts <= cutoff  <=>  ts < cutoff + 1us
-    src, key, label = contract.source, contract.source.label_key, _label_col(contract)
-    key_col = _Col(key, "id", "label join key")
+    hi = min(end_utc, cutoff + _ONE_MICROSECOND)  # ts <= cutoff  <=>  ts < cutoff + 1us
     with _connect(contract, url) as conn:
-        relation = _log_relation(conn, contract)
-        log_rel = relation.selectable
-        _check_columns(relation, [_Col(src.timestamp_column, "timestamp", "timestamp column")], contract, True)
-        if labels.table is None:
-            _check_columns(relation, [key_col, label], contract, True)
-            table_name, lab_rel = relation.label, log_rel
-            stmt = sa.select(lab_rel.c[key], lab_rel.c[label.name])
-        else:
-            lab_relation = _table_relation(conn, contract, labels.table, "label")
-            table_name = labels.table
-            _check_columns(lab_relation, [key_col, label], contract, True)
-            _check_columns(relation, [_Col(src.id_column, "id", "id column")], contract, True)
-            lab_rel = lab_relation.selectable
-            stmt = sa.select(lab_rel.c[key], lab_rel.c[label.name]).select_from(
-                lab_rel.join(log_rel, log_rel.c[src.id_column] == lab_rel.c[key])
-            )
-        if lo < hi:
-            stmt = stmt.where(_time_filter(log_rel.c[src.timestamp_column], lo, hi, conn.dialect.name))
-            stmt = stmt.where(lab_rel.c[label.name].is_not(None))
-            frame, _ = _execute(conn, stmt, 50_000, contract, table_name)
-        else:
-            frame = None
-    if frame is None:
-        frame = _empty_frame([key_col, label], {})
-    else:
-        _convert(frame, [label], contract, table_name, True, set())
-        conflicts = frame.groupby(key)[label.name].nunique()
-        conflicts = conflicts[conflicts > 1]
-        if len(conflicts):
-            raise SourceError(
-                f"{len(conflicts)} keys have conflicting labels, e.g. {conflicts.index[:3].tolist()}",
-                model=contract.name,
-                table=table_name,
-                column=key,
-            )
-        frame = frame.drop_duplicates(subset=[key], ignore_index=True)
+        query = _labels_query(conn, contract, lo, hi, need_id=fraction is not None or count)
+        frame, exact = _fetch_labels(conn, contract, query, fraction, seed, (lo, end_utc) if count else None)
+    frame = _one_label_per_key(frame, query, contract)
     log.info(
-        "%s: %d matured labels for [%s, %s) as of %s (delay %s)",
+        "%s: %d matured labels%s for [%s, %s) as of %s (delay %s)",
         contract.name,
         len(frame),
+        "" if fraction is None else f" of the ids sampled at {100 * fraction:.2f}%",
         lo.isoformat(),
         hi.isoformat(),
         as_of.isoformat(),
         labels.delay,
     )
-    return frame
+    return frame, exact
+
+
+def _fetch_labels(
+    conn: sa.Connection,
+    contract: ModelContract,
+    query: _LabelsQuery,
+    fraction: float | None,
+    seed: int,
+    window: tuple[datetime, datetime] | None,
+) -> tuple[pd.DataFrame | None, _Labelled | None]:
+    """Rows of the labels query (of the sampled ids only, with `fraction`) and, with `window`, the
+    exact labelled rows of that window, counted by the database while the labels are read."""
+    if query.stmt is None:
+        return None, (None if window is None else _Labelled(0, None, None))
+    id_column = contract.source.id_column
+    keep = None if fraction is None else _sample_filter(conn, query.log_relation, id_column, fraction, seed)
+    stmt = query.stmt if keep is None else query.stmt.where(keep)  # no SQL hash: the join with the window samples
+    if window is None:
+        return _execute(conn, stmt, 50_000, contract, query.table)[0], None
+    with _meanwhile(conn, _labelled_count(conn, contract, query, *window), contract, query.table) as counted:
+        frame, _ = _execute(conn, stmt, 50_000, contract, query.table)
+        rows, first, last = counted()
+    return frame, _Labelled(int(rows), *_ts_bounds(rows, first, last))
+
+
+def _one_label_per_key(frame: pd.DataFrame | None, query: _LabelsQuery, contract: ModelContract) -> pd.DataFrame:
+    """Labels as contract dtypes, one row per key. Keys with different labels are an error; on a
+    sampled read only the sampled keys are checked."""
+    key, label = query.key.name, query.label.name
+    if frame is None:
+        return _empty_frame([query.key, query.label], {})
+    _convert(frame, [query.label], contract, query.table, True, set())
+    conflicts = frame.groupby(key)[label].nunique()
+    conflicts = conflicts[conflicts > 1]
+    if len(conflicts):
+        raise SourceError(
+            f"{len(conflicts)} keys have conflicting labels, e.g. {conflicts.index[:3].tolist()}",
+            model=contract.name,
+            table=query.table,
+            column=key,
+        )
+    return frame.drop_duplicates(subset=[key], ignore_index=True)
 
 
 def read_labelled(
@@ -1083,13 +1204,23 @@ def read_labelled(
     url: str | None = None,
     strict: bool = True,
     allow_empty: bool = False,
+    sample_rows: int | None = None,
+    seed: int = 0,
 ) -> tuple[pd.DataFrame, WindowStats]:
     """`read_window` inner-joined with matured labels: training and realized-performance data.
 
-    Stats describe the joined frame. Raises EmptyWindowError when no row has a matured label
+    Stats describe the joined frame. With `sample_rows`, a window above it is read as
+    `read_window`'s seeded sample and only the labels of the sampled ids are read; `rows`,
+    `min_ts` and `max_ts` are then the database's exact facts of every row with a matured label,
+    `read_rows` the rows returned. Raises EmptyWindowError when no row has a matured label
     (unless allow_empty)."""
-    frame, stats = read_window(contract, start, end, url=url, strict=strict, allow_empty=allow_empty)
-    labels = read_labels(contract, start, end, as_of=as_of, url=url)
+    frame, stats = read_window(
+        contract, start, end, url=url, strict=strict, allow_empty=allow_empty, sample_rows=sample_rows, seed=seed
+    )
+    fraction = _sample_fraction(stats.rows, sample_rows) if stats.sampled else None  # read_window's share
+    labels, exact = _read_labels(
+        contract, start, end, as_of=as_of, url=url, fraction=fraction, seed=seed, count=fraction is not None
+    )
     src, key = contract.source, contract.source.label_key
     label = _require_labels(contract).column
     labels = labels.rename(columns={key: src.id_column}) if key != src.id_column else labels
@@ -1097,7 +1228,7 @@ def read_labelled(
         labels[src.id_column] = labels[src.id_column].astype(frame[src.id_column].dtype)
     joined = frame.merge(labels[[src.id_column, label]], on=src.id_column, how="inner", validate="many_to_one")
     joined = joined.sort_values([src.timestamp_column, src.id_column], kind="mergesort", ignore_index=True)
-    if joined.empty and not allow_empty:
+    if (joined.empty if exact is None else exact.rows == 0) and not allow_empty:
         raise EmptyWindowError(
             f"none of the {stats.rows} rows in [{stats.start.isoformat()}, {stats.end.isoformat()}) has a matured "
             f"label as of {as_of.isoformat()} (labels.delay {src.labels.delay})",  # type: ignore[union-attr]
@@ -1106,7 +1237,10 @@ def read_labelled(
             column=label,  # type: ignore[union-attr]
         )
     out = _stats(contract, stats.start, stats.end, joined, stats.chunks, list(stats.schema_problems))
-    log.info("%s: %d of %d rows have matured labels", contract.name, out.rows, stats.rows)
+    if exact is not None:
+        out = replace(out, rows=exact.rows, min_ts=exact.min_ts, max_ts=exact.max_ts, read_rows=len(joined))
+    read = f" ({len(joined)} of them in the sample read)" if exact is not None else ""
+    log.info("%s: %d of %d rows have matured labels%s", contract.name, out.rows, stats.rows, read)
     return joined, out
 
 

@@ -1,6 +1,7 @@
 """A whole monitoring run on a window larger than source.sample_rows, on SQLite and PostgreSQL:
-the steps work on a seeded sample while the recorded counts stay those of the whole window
-(real GX, Evidently, history store; bootstrap reference, no champion)."""
+the steps work on a seeded sample while the recorded counts stay those of the whole window, for
+the monitored window and the label window alike (real GX, Evidently, history store; bootstrap
+reference, no champion)."""
 
 from __future__ import annotations
 
@@ -58,5 +59,14 @@ def test_sampled_window_keeps_exact_counts(db_url: str, tmp_path: Path, monkeypa
     assert "num_0" in result["drifted_features"]  # distributions still judged, on the sample
     assert summary["drift"]["current_rows"] == extract["read_rows"]
 
+    in_label_window = (log["event_ts"] >= START) & (log["event_ts"] < day)  # [day - delay, end - delay)
+    labelled = int(log.loc[in_label_window, "event_id"].isin(labels["event_id"]).sum())
+    assert labelled == ROWS_PER_DAY and extract["labelled_rows"] == labelled  # exact: every labelled row
+    assert 0.9 * SAMPLE < extract["labelled_read_rows"] < 1.1 * SAMPLE  # read: the seeded sample
+    evaluation = summary["evaluation"]
+    assert evaluation["labelled_rows"] == labelled and evaluation["metric_rows"] == extract["labelled_read_rows"]
+    assert evaluation["metric_value"] is not None
+
     [run] = HistoryStore(get_settings().history_url).runs("sampled")
     assert run.rows == ROWS_PER_DAY  # history records the window, not the sample
+    assert run.labelled_rows == labelled  # what the new_labels guard sums
