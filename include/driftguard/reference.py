@@ -284,7 +284,16 @@ def bootstrap_reference(contract: ModelContract, *, url: str | None = None, as_o
         frame[SCORE_COLUMN] = frame[pred]
     label = _label(contract)
     if label:
-        labels = sources.read_labels(contract, start, end, as_of=as_of or datetime.now(UTC), url=url)
+        share = read_rows / stats.rows if stats.sampled and read_rows else None  # only the sampled ids' labels
+        labels = sources.read_labels(
+            contract,
+            start,
+            end,
+            as_of=as_of or datetime.now(UTC),
+            url=url,
+            sample_fraction=share,
+            seed=contract.training.seed,
+        )
         key = contract.source.label_key
         labels = labels.rename(columns={key: contract.source.id_column})
         if len(labels):

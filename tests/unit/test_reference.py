@@ -245,6 +245,25 @@ def test_bootstrap_sample_is_bounded_seeded_and_time_ordered(logs: dict[str, str
     pd.testing.assert_frame_equal(first.sample, again.sample)
 
 
+def test_sampled_bootstrap_reads_the_labels_of_its_sample(logs: dict[str, str]) -> None:
+    """A bootstrap window above source.sample_rows is sampled in the database, and only the
+    sampled ids' labels are read: every sampled row still finds its (long matured) label."""
+    full = make_contract(
+        "binary_classification", logs["binary_classification"], reference={"start": "2024-01-01", "end": "2024-02-01"}
+    )
+    # Below the contract's minimums (10,000 / 1,000 rows), so that this small log is sampled.
+    contract = full.model_copy(
+        update={
+            "source": full.source.model_copy(update={"sample_rows": 300}),
+            "reference": full.reference.model_copy(update={"sample_size": 300}),
+        }
+    )
+    ref = reference.bootstrap_reference(contract)
+    assert ref.profile["rows"] == 31 * 50 and 0.8 * 300 < ref.profile["sampled_rows"] < 1.2 * 300
+    assert ref.sample[LABEL].notna().all()
+    assert 0.6 < ref.validation_metrics["roc_auc"] < 1.0
+
+
 def test_bootstrap_before_labels_mature(logs: dict[str, str]) -> None:
     contract = make_contract("binary_classification", logs["binary_classification"])
     ref = reference.bootstrap_reference(contract, as_of=T0 + timedelta(days=3))
