@@ -379,6 +379,29 @@ def test_sqlite_iso_t_strings(sqlite_url: str) -> None:
     assert df["ts"].tolist() == [pd.Timestamp(T0 + timedelta(hours=h)) for h in (2, 3, 4, 5)]
 
 
+@pytest.mark.parametrize(
+    ("lo", "hi"),
+    [
+        (timedelta(hours=7), timedelta(days=3, hours=13)),  # several days, odd hours at both ends
+        (timedelta(days=1), timedelta(days=4)),  # midnight to midnight
+        (timedelta(hours=26), timedelta(hours=47)),  # within one day
+        (timedelta(minutes=90), timedelta(days=5, minutes=30)),  # minutes, whole log but its ends
+    ],
+)
+def test_sqlite_mixed_layouts_over_days(sqlite_url: str, lo: timedelta, hi: timedelta) -> None:
+    """Every text layout, on the window's edge days and inside it: the ids read are exactly the
+    events in [lo, hi), compared with the times themselves."""
+    events = events_frame(60)
+    events["ts"] = [T0 + timedelta(hours=2.5 * (60 - i)) for i in range(60)]  # every 2.5 h over 6 days
+    fmt = ["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S+00:00", "%Y-%m-%d %H:%M:%S"]
+    truth = sorted(int(e) for e, t in zip(events["event_id"], events["ts"], strict=True) if T0 + lo <= t < T0 + hi)
+    events["ts"] = [t.strftime(fmt[i % 4]) for i, t in enumerate(events["ts"])]
+    write(sqlite_url, {"events": events}, dtype={"ts": sa.Text()})
+    contract = make_contract(sqlite_url, labels=None)
+    df, stats = sources.read_window(contract, T0 + lo, T0 + hi, allow_empty=True)
+    assert sorted(df["event_id"].tolist()) == truth and stats.rows == len(truth) > 0
+
+
 def test_postgres_naive_timestamp_is_utc(pg_url: str) -> None:
     # A server/session time zone other than UTC must not shift naive timestamps.
     pg_url = f"{pg_url}%20-cTimeZone%3DAmerica%2FNew_York"
