@@ -242,6 +242,9 @@ def _derive(cases: list[dict[str, Any]]) -> None:
         base = by.get((c["db"], 1_000_000))
         if c["rows"] > 1_000_000 and base and "seconds" in base["driftguard"]:
             c["ratio_to_1m"] = round(dg["seconds"] / base["driftguard"]["seconds"], 2)
+            work, base_work = work_seconds(dg), work_seconds(base["driftguard"])
+            if work is not None and base_work:
+                c["work_ratio_to_1m"] = round(work / base_work, 2)
 
 
 def work_seconds(case: dict[str, Any]) -> float | None:
@@ -378,14 +381,13 @@ def targets(result: dict[str, Any]) -> list[str]:
                     f"{dg['peak_rss_mb']:.0f} MB",
                 )
             )
-            if "ratio_to_1m" in ten:
-                out.append(
-                    _line(
-                        f"{db} 10M time <= {t['ratio_10m_to_1m']:g}x 1M",
-                        ten["ratio_to_1m"] <= t["ratio_10m_to_1m"],
-                        f"{ten['ratio_to_1m']}x",
-                    )
-                )
+            key = "work_ratio_to_1m" if "work_ratio_to_1m" in ten else "ratio_to_1m"  # as the speed-up is judged
+            if key in ten:
+                how = ", end to end (extract to history)" if key == "work_ratio_to_1m" else ""
+                what = f"{db} 10M time <= {t['ratio_10m_to_1m']:g}x 1M{how}"
+                out.append(_line(what, ten[key] <= t["ratio_10m_to_1m"], f"{ten[key]}x"))
+            if key != "ratio_to_1m" and "ratio_to_1m" in ten:
+                out.append(_info(f"{db} 10M time / 1M time with the import time", f"{ten['ratio_to_1m']}x"))
     dags = result["dags"]
     forked = {f: v for f, v in (dags.get("forked_parse_s_per_file") or {}).items() if f != FLOOR_FILE}
     if forked:  # how Airflow 3 parses: one forked child per file (see cases.dagfork)
