@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from driftguard import metrics, sources
 from driftguard.contract import ModelContract
 from driftguard.sources import EmptyWindowError, SourceError
+from events_support import events_contract
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 END = T0 + timedelta(days=1)
@@ -24,24 +25,8 @@ TWICE = (100, ROWS // 2 + 10)  # positions sharing one id: one in each half of t
 
 def contract_for(url: str, where: str) -> ModelContract:
     labels = {"column": "y", "delay": "1d"} | ({"table": "event_labels"} if where == "table" else {})
-    return ModelContract.model_validate(
-        {
-            "name": "sampled_labels",
-            "task": "binary_classification",
-            "owners": ["a@example.com"],
-            "start_date": "2024-03-01",
-            "source": {
-                "url": url,
-                "table": "events",
-                "timestamp_column": "ts",
-                "id_column": "event_id",
-                "prediction_column": "score",
-                "labels": labels,
-                "sample_rows": SAMPLE,
-            },
-            "features": [{"name": "num", "kind": "numeric"}],
-        }
-    )
+    features = [{"name": "num", "kind": "numeric"}]
+    return events_contract(url, "sampled_labels", features, source={"labels": labels, "sample_rows": SAMPLE})
 
 
 def tables(where: str, labelled_share: float = 0.6) -> tuple[dict[str, pd.DataFrame], pd.Series]:

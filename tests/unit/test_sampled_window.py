@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from driftguard import quality, sources
 from driftguard.contract import ModelContract
 from driftguard.profile import profile_frame
+from events_support import events_contract
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 ROWS = 30_000
@@ -21,27 +22,13 @@ END = T0 + timedelta(days=1)
 
 
 def contract_for(url: str, **quality_cfg: Any) -> ModelContract:
-    return ModelContract.model_validate(
-        {
-            "name": "sampled_model",
-            "task": "binary_classification",
-            "owners": ["a@example.com"],
-            "start_date": "2024-03-01",
-            "source": {
-                "url": url,
-                "table": "events",
-                "timestamp_column": "ts",
-                "id_column": "event_id",
-                "prediction_column": "score",
-                "sample_rows": SAMPLE,
-            },
-            "features": [
-                {"name": "num", "kind": "numeric", "nullable": False},
-                {"name": "opt", "kind": "numeric"},
-                {"name": "cat", "kind": "categorical"},
-            ],
-            "quality": {"freshness": "1h", **quality_cfg},
-        }
+    features = [
+        {"name": "num", "kind": "numeric", "nullable": False},
+        {"name": "opt", "kind": "numeric"},
+        {"name": "cat", "kind": "categorical"},
+    ]
+    return events_contract(
+        url, "sampled_model", features, source={"sample_rows": SAMPLE}, quality={"freshness": "1h", **quality_cfg}
     )
 
 

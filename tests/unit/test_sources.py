@@ -21,36 +21,19 @@ from driftguard.sources import (
     SourceConnectionError,
     SourceError,
 )
+from events_support import events_contract
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 
 
 def make_contract(url: str, **source: Any) -> ModelContract:
-    raw: dict[str, Any] = {
-        "name": "toy_model",
-        "task": "binary_classification",
-        "owners": ["a@example.com"],
-        "start_date": "2024-03-01",
-        "source": {
-            "url": url,
-            "table": "events",
-            "timestamp_column": "ts",
-            "id_column": "event_id",
-            "prediction_column": "score",
-            "labels": {"table": "event_labels", "column": "y", "delay": "1d"},
-        },
-        "features": [
-            {"name": "num", "kind": "numeric"},
-            {"name": "cat", "kind": "categorical"},
-            {"name": "code", "kind": "categorical"},
-        ],
-    }
-    for key, value in source.items():
-        if value is None:
-            raw["source"].pop(key, None)
-        else:
-            raw["source"][key] = value
-    return ModelContract.model_validate(raw)
+    features = [
+        {"name": "num", "kind": "numeric"},
+        {"name": "cat", "kind": "categorical"},
+        {"name": "code", "kind": "categorical"},
+    ]
+    labels = {"table": "event_labels", "column": "y", "delay": "1d"}
+    return events_contract(url, "toy_model", features, source={"labels": labels, **source})
 
 
 def events_frame(n: int = 10) -> pd.DataFrame:
