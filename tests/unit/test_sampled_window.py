@@ -92,6 +92,37 @@ def test_sample_is_bounded_seeded_and_facts_are_exact(logged: tuple[ModelContrac
     assert facts.max_ts == full["ts"].max().to_pydatetime() and stats.max_ts == facts.max_ts
 
 
+def test_null_counts_cover_the_window_once_across_time_slices(db_url: str) -> None:
+    """SQLite counts NULLs in two time slices on two connections: rows on the cut (in both of
+    SQLite's text layouts) and at the window's ends are counted exactly once."""
+    mid = T0 + (END - T0) / 2
+    assert sources._time_slices(T0, END, "sqlite") == [(T0, mid), (mid, END)]
+    assert sources._time_slices(T0, END, "postgresql") == [(T0, END)]
+    near = [T0, mid - timedelta(microseconds=1), mid, mid, mid + timedelta(microseconds=1), END - timedelta(seconds=1)]
+    stamps = near + [T0 + timedelta(minutes=7 * i) for i in range(1, 200)]
+    rng = np.random.default_rng(11)
+    frame = pd.DataFrame(
+        {
+            "event_id": np.arange(1, len(stamps) + 1),
+            "ts": pd.to_datetime(stamps, utc=True),
+            "num": rng.normal(size=len(stamps)),
+            "opt": [np.nan] * len(near) + list(np.where(rng.random(199) < 0.3, np.nan, 1.0)),
+            "cat": rng.choice(["a", "b"], size=len(stamps)),
+            "score": rng.random(len(stamps)),
+        }
+    )
+    write(db_url, frame)
+    if db_url.startswith("sqlite"):  # half the rows in the ISO 'T' layout
+        engine = sa.create_engine(db_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE events SET ts = replace(ts, ' ', 'T') WHERE event_id % 2 = 0"))
+        engine.dispose()
+    _, stats = sources.read_window(contract_for(db_url), T0, END, sample_rows=50, seed=1)
+    assert stats.sampled and stats.rows == len(frame)
+    assert stats.facts is not None and stats.facts.nulls["opt"] == int(frame["opt"].isna().sum())
+    assert stats.facts.nulls["num"] == 0 and stats.facts.nulls["ts"] == 0
+
+
 def test_small_window_is_read_whole(logged: tuple[ModelContract, pd.DataFrame]) -> None:
     contract, _ = logged
     df, stats = sources.read_window(contract, T0, END, sample_rows=ROWS)
