@@ -269,13 +269,14 @@ FLOOR_DAG = Path(__file__).resolve().parent / "floor_dag" / "trivial_taskflow.py
 
 
 def dagfork(runs: int) -> dict[str, Any]:
-    """Each dags/ file parsed the way Airflow 3's dag-processor does it: before forking the
-    child that parses a file, the processor imports the `airflow.*` modules the file names
-    (`[dag_processor] parsing_pre_import_modules`, on by default; processor.py
-    `_pre_import_airflow_modules`), so the child pays only for the file's own code and its
-    non-Airflow imports. The child builds a DagBag of that one file. Mean of `runs` forks per
-    file after one discarded warm-up fork, plus FLOOR_DAG: what any TaskFlow DAG file costs on
-    this machine at this load.
+    """Each dags/ file parsed the way Airflow 3's dag-processor does it: the manager process
+    (airflow.dag_processing.manager, which has Airflow's models, serialization and timetables
+    loaded to write parse results) forks one child per file, and before forking it imports the
+    `airflow.*` modules the file names (`[dag_processor] parsing_pre_import_modules`, on by
+    default; processor.py `_pre_import_airflow_modules`), so the child pays only for the file's
+    own code and what Airflow loads lazily for it. The child builds a DagBag of that one file.
+    Mean of `runs` forks per file after one discarded warm-up fork, plus FLOOR_DAG: what any
+    TaskFlow DAG file costs on this machine at this load.
 
     Bytecode caching is on here even under PYTHONDONTWRITEBYTECODE (set on some dev machines):
     a running dag-processor re-parses files whose modules' .pyc files exist; compiling
@@ -284,7 +285,7 @@ def dagfork(runs: int) -> dict[str, Any]:
 
     sys.dont_write_bytecode = False
 
-    import airflow.dag_processing.processor  # the dag-processor has it loaded before it forks
+    import airflow.dag_processing.manager  # the process that forks the parse children
     import airflow.sdk  # noqa: F401
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils.file import iter_airflow_imports

@@ -389,20 +389,26 @@ def targets(result: dict[str, Any]) -> list[str]:
             if key != "ratio_to_1m" and "ratio_to_1m" in ten:
                 out.append(_info(f"{db} 10M time / 1M time with the import time", f"{ten['ratio_to_1m']}x"))
     dags = result["dags"]
-    forked = {f: v for f, v in (dags.get("forked_parse_s_per_file") or {}).items() if f != FLOOR_FILE}
-    if forked:  # how Airflow 3 parses: one forked child per file (see cases.dagfork)
-        worst = max(forked.values())
-        what = f"DAG parse <= {t['dag_parse_s'] * 1000:g} ms per file (forked, as the dag-processor)"
-        out.append(_line(what, worst <= t["dag_parse_s"], f"worst {worst * 1000:.1f} ms"))
-    if dags.get("parse_s_per_file"):
+    if dags.get("parse_s_per_file"):  # the issue's instrument: Airflow's DagBag over dags/, averaged per file
         bag = dags["parse_s_per_file"]
         mean = sum(bag.values()) / len(bag)
+        what = f"DAG parse <= {t['dag_parse_s'] * 1000:g} ms per file (Airflow's DagBag over dags/, averaged)"
+        out.append(_line(what, mean <= t["dag_parse_s"], f"mean {mean * 1000:.1f} ms"))
         out.append(
             _info(
-                "DAG parse in one DagBag (the first file pays Airflow's TaskFlow imports for all)",
-                f"mean {mean * 1000:.1f} ms per file, worst {max(bag.values()) * 1000:.1f} ms",
+                "DAG parse in one DagBag, worst file (the first parsed pays Airflow's TaskFlow imports for all)",
+                f"{max(bag.values()) * 1000:.1f} ms",
             )
         )
+    forked = dict(dags.get("forked_parse_s_per_file") or {})
+    floor = forked.pop(FLOOR_FILE, None)
+    if forked:  # how Airflow 3's dag-processor parses: one forked child per file (see cases.dagfork)
+        worst = max(forked, key=forked.__getitem__)
+        figure = f"worst {worst} {forked[worst] * 1000:.1f} ms"
+        if floor is not None:
+            figure += f"; Airflow's floor (a bare TaskFlow DAG) {floor * 1000:.1f} ms, Driftguard's own share "
+            figure += f"{(forked[worst] - floor) * 1000:+.1f} ms"
+        out.append(_info("DAG parse per file, forked as the dag-processor does", figure))
     return out
 
 

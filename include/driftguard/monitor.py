@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -545,7 +546,11 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "decide": ("check_quality", "detect_drift", "evaluate_model"),
     "publish": ("decide",),
 }
-STEPS = tuple(UPSTREAM)  # one order that respects UPSTREAM: the in-process run's
+# The step functions by task name, in one order that respects UPSTREAM: the in-process run's.
+STEPS: dict[str, Callable[[RunContext], Any]] = {
+    step.__name__: step
+    for step in (extract, load_reference, score, check_quality, detect_drift, evaluate_model, decide, publish)
+}
 
 
 def run_monitoring(
@@ -553,5 +558,5 @@ def run_monitoring(
 ) -> dict[str, Any]:
     """All steps in-process, one after the other in STEPS order; returns publish's summary."""
     ctx = RunContext.create(model, start, end, settings)
-    results = {name: globals()[name](ctx) for name in STEPS}
+    results = {name: step(ctx) for name, step in STEPS.items()}
     return results["publish"]

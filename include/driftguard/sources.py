@@ -782,19 +782,22 @@ def read_window(
         )
         with counting as counted:
             share = None if counted is None else _sample_fraction(counted.rows, sample_rows)
-            fraction = share
+            sample_after_read = share  # unless the database samples it below
             if share is not None:
                 keep = _sample_filter(conn, relation, src.id_column, share, seed)
                 if keep is not None:
-                    where, fraction = sa.and_(where, keep), None
+                    where, sample_after_read = sa.and_(where, keep), None
             stmt = sa.select(*(rel.c[c.name] for c in cols)).where(where)
             frame, chunks = _execute(conn, stmt, chunksize, contract, relation.label, relation.columns)
             window_facts = counted.finish() if counted is not None else None
-    if frame is not None and fraction is not None:  # no sampling in SQL here: a seeded sample of what was read
+    if frame is not None and sample_after_read is not None:  # no sampling in SQL: a seeded sample of what was read
         log.info(
-            "%s: %s cannot sample in SQL; sampling %.2f%% after reading", contract.name, relation.label, 100 * fraction
+            "%s: %s cannot sample in SQL; sampling %.2f%% after reading",
+            contract.name,
+            relation.label,
+            100 * sample_after_read,
         )
-        frame = frame.sample(frac=fraction, random_state=seed)
+        frame = frame.sample(frac=sample_after_read, random_state=seed)
     if frame is None:
         if not allow_empty:
             raise EmptyWindowError(
