@@ -1025,8 +1025,9 @@ def _window_facts(
                 raise _query_failed(exc, contract, table) from None
 
         def finish() -> WindowFacts:
-            ids, distinct = pending[0]()
-            filled = [sum(counts) for counts in zip(*(result() for result in pending[1:]), strict=True)]
+            ids_scan, *null_scans = pending  # in the order of `scans`
+            ids, distinct = ids_scan()
+            filled = [sum(counts) for counts in zip(*(scan() for scan in null_scans), strict=True)]
             return WindowFacts(
                 rows=int(rows),
                 min_ts=oldest,
