@@ -407,14 +407,16 @@ def _sqlite_text(value: datetime, sep: str) -> str:
     return f"{text}.{naive.microsecond:06d}" if naive.microsecond else text
 
 
-def _time_filter(col: sa.ColumnElement[Any], lo: datetime, hi: datetime, dialect: str) -> sa.ColumnElement[bool]:
-    """`lo <= col < hi`. SQLite stores text, with a space or a 'T' between date and time; ' '
-    sorts before 'T', so one index range [lo with ' ', hi with 'T') holds both layouts' rows.
-    Inside it, text between lo with 'T' and hi with ' ' is in the window whatever its layout;
-    only the rows near the two ends need their separator read (a function call per row: 1.6 s
-    per 10M rows when every row paid it)."""
+def _time_ranges(col: sa.ColumnElement[Any], lo: datetime, hi: datetime, dialect: str) -> list[sa.ColumnElement[bool]]:
+    """`lo <= col < hi` as disjoint index ranges: counting each range on its own and adding up
+    skips _time_filter's per-row OR (at 10M rows on SQLite: 0.5 s instead of 1.6 s).
+
+    SQLite stores text, with a space or a 'T' between date and time; ' ' sorts before 'T', so
+    [lo with ' ', hi with 'T') holds both layouts' rows. Inside it, text between lo with 'T' and hi
+    with ' ' is in the window whatever its layout; only the rows near the two ends need their
+    separator read (a function call per row: 1.6 s per 10M rows when every row paid it)."""
     if dialect != "sqlite":
-        return sa.and_(col >= lo, col < hi)
+        return [sa.and_(col >= lo, col < hi)]
     lo_space, lo_t, hi_space, hi_t = (
         _sqlite_text(lo, " "),
         _sqlite_text(lo, "T"),
@@ -422,18 +424,21 @@ def _time_filter(col: sa.ColumnElement[Any], lo: datetime, hi: datetime, dialect
         _sqlite_text(hi, "T"),
     )
     sep = sa.func.substr(col, 11, 1)
-    by_layout = sa.or_(
-        sa.and_(col >= lo_space, col < hi_space, sep == " "), sa.and_(col >= lo_t, col < hi_t, sep == "T")
-    )
-    if lo_t > hi_space:  # a window within one day: the two layouts' ranges do not overlap
-        return sa.and_(col >= lo_space, col < hi_t, by_layout)
-    return sa.and_(
-        col >= lo_space,
-        col < hi_t,
-        sa.or_(
-            sa.and_(col >= lo_t, col < hi_space), sa.and_(col < lo_t, sep == " "), sa.and_(col >= hi_space, sep == "T")
-        ),
-    )
+    if lo_t > hi_space:  # a window within one day: each layout's range, apart
+        return [sa.and_(col >= lo_space, col < hi_space, sep == " "), sa.and_(col >= lo_t, col < hi_t, sep == "T")]
+    return [
+        sa.and_(col >= lo_t, col < hi_space),
+        sa.and_(col >= lo_space, col < lo_t, sep == " "),
+        sa.and_(col >= hi_space, col < hi_t, sep == "T"),
+    ]
+
+
+def _time_filter(col: sa.ColumnElement[Any], lo: datetime, hi: datetime, dialect: str) -> sa.ColumnElement[bool]:
+    """`lo <= col < hi` as one condition: on SQLite, one index range around _time_ranges' pieces."""
+    ranges = _time_ranges(col, lo, hi, dialect)
+    if dialect != "sqlite":
+        return ranges[0]
+    return sa.and_(col >= _sqlite_text(lo, " "), col < _sqlite_text(hi, "T"), sa.or_(*ranges))
 
 
 # --------------------------------------------------------------------------- dtype conversion
@@ -823,8 +828,8 @@ def read_window(
         where = _time_filter(ts, lo, hi, dialect)
         counting: AbstractContextManager[_Counted | None] = nullcontext()
         if sample_rows is not None:
-            slices = [_time_filter(ts, a, b, dialect) for a, b in _time_slices(lo, hi, dialect)]
-            counting = _window_facts(conn, rel, cols, where, slices, contract, relation.label, sample_rows, exact_facts)
+            window = _Window.of(ts, lo, hi, dialect)
+            counting = _window_facts(conn, rel, cols, window, contract, relation.label, sample_rows, exact_facts)
         with counting as counted:
             share = None if counted is None else _sample_fraction(counted.rows, sample_rows)
             sample_after_read = share  # unless the database samples it below
@@ -996,12 +1001,32 @@ def _meanwhile(
         yield pending.result if pending is not None else lambda: one(conn)
 
 
-def _ts_bounds(rows: int, first: Any, last: Any) -> tuple[datetime | None, datetime | None]:
-    """MIN/MAX of a timestamp column as UTC datetimes (SQLite answers text)."""
-    if not rows:
+def _ts_bounds(firsts: list[Any], lasts: list[Any]) -> tuple[datetime | None, datetime | None]:
+    """The earliest of `firsts` and the latest of `lasts` as UTC datetimes (SQLite answers text)."""
+    firsts, lasts = [v for v in firsts if v is not None], [v for v in lasts if v is not None]
+    if not firsts or not lasts:
         return None, None
-    bounds = _to_timestamp(pd.Series([first, last], dtype=object))
-    return bounds.iloc[0].to_pydatetime(), bounds.iloc[1].to_pydatetime()
+    times = _to_timestamp(pd.Series(firsts + lasts, dtype=object))
+    return times.iloc[: len(firsts)].min().to_pydatetime(), times.iloc[len(firsts) :].max().to_pydatetime()
+
+
+def _sqlite_edge_rows(
+    conn: sa.Connection, ts: sa.ColumnElement[Any], lo: datetime, hi: datetime, first: str, last: str
+) -> tuple[list[Any], list[Any]]:
+    """Candidates for the window's first and last event on SQLite. Text MIN/MAX follow time only
+    within one layout ('2024-02-01 09:00' sorts before '2024-02-01T08:00'), but they do find the
+    first and last day; on those days each layout's first and last row is one index seek."""
+
+    def layouts(day: str) -> list[sa.ColumnElement[bool]]:
+        return [  # the rows whose text starts with the day and the separator, within the window
+            sa.and_(ts >= max(_sqlite_text(lo, sep), day + sep), ts < min(_sqlite_text(hi, sep), day + after))
+            for sep, after in ((" ", "!"), ("T", "U"))
+        ]
+
+    seeks = [sa.select(sa.func.min(ts)).where(part).scalar_subquery() for part in layouts(str(first)[:10])]
+    seeks += [sa.select(sa.func.max(ts)).where(part).scalar_subquery() for part in layouts(str(last)[:10])]
+    space_first, t_first, space_last, t_last = conn.execute(sa.select(*seeks)).one()
+    return [first, space_first, t_first], [last, space_last, t_last]
 
 
 _NULL_SCAN_SLICES = {"sqlite": 2}  # SQLite steps one aggregate per column per row on one core
@@ -1017,33 +1042,60 @@ def _time_slices(lo: datetime, hi: datetime, dialect: str) -> list[tuple[datetim
     return list(itertools.pairwise(cuts))
 
 
+@dataclass(frozen=True)
+class _Window:
+    """One time window [lo, hi) and its filters for counting it: the whole (`where`), its disjoint
+    index ranges (`ranges`, counted apart) and its NULL-scan time slices (`slices`, see _time_slices)."""
+
+    lo: datetime
+    hi: datetime
+    where: sa.ColumnElement[bool]
+    ranges: list[sa.ColumnElement[bool]]
+    slices: list[sa.ColumnElement[bool]]
+
+    @classmethod
+    def of(cls, ts: sa.ColumnElement[Any], lo: datetime, hi: datetime, dialect: str) -> _Window:
+        return cls(
+            lo=lo,
+            hi=hi,
+            where=_time_filter(ts, lo, hi, dialect),
+            ranges=_time_ranges(ts, lo, hi, dialect),
+            slices=[_time_filter(ts, a, b, dialect) for a, b in _time_slices(lo, hi, dialect)],
+        )
+
+
 @contextmanager
 def _window_facts(
     conn: sa.Connection,
     rel: sa.FromClause,
     cols: list[_Col],
-    where: sa.ColumnElement[bool],
-    slices: list[sa.ColumnElement[bool]],
+    window: _Window,
     contract: ModelContract,
     table: str,
     sample_rows: int,
     exact: bool,
 ) -> Iterator[_Counted]:
     """Count the window (rows and time bounds, from the timestamp index) and, when it will be
-    sampled (and `exact`), its exact facts too.
+    sampled (and `exact`), its exact facts too. The rows are counted per index range and the
+    bounds in queries of their own, each a seek: MIN and MAX beside COUNT in one query would
+    compare every row's text (SQLite, 10M rows: 3.1 s; apart: 0.5 s).
 
     The NULLs per column and the distinct ids each need a scan of every row, as long as reading
     the sample: they run meanwhile (see _meanwhile), from before the count; the NULLs one scan
-    per time slice of `slices`, which together cover `where`. Only when some id
-    repeats does a GROUP BY count the rows sharing one (on PostgreSQL at 10M rows that GROUP BY
-    spills to disk: 11 s, where counting distinct ids takes 2 s). A window read whole uses none
-    of it: its frame is exact."""
+    per time slice of `window.slices`. Only when some id repeats does a GROUP BY count the rows
+    sharing one (on PostgreSQL at 10M rows that GROUP BY spills to disk: 11 s, where counting
+    distinct ids takes 2 s). A window read whole uses none of it: its frame is exact."""
     src = contract.source
     ts, key = rel.c[src.timestamp_column], rel.c[src.id_column]
-    head = sa.select(sa.func.count(), sa.func.min(ts), sa.func.max(ts)).where(where)
+    where = window.where
+    head = sa.select(
+        *(sa.select(sa.func.count()).select_from(rel).where(part).scalar_subquery() for part in window.ranges),
+        sa.select(sa.func.min(ts)).where(where).scalar_subquery(),
+        sa.select(sa.func.max(ts)).where(where).scalar_subquery(),
+    )
     scans = [  # apart, so two cores share them: the NULL scans read every column, the ids scan one
         sa.select(sa.func.count(key), sa.func.count(sa.distinct(key))).where(where),
-        *(sa.select(*(sa.func.count(rel.c[c.name]) for c in cols)).where(part) for part in slices),
+        *(sa.select(*(sa.func.count(rel.c[c.name]) for c in cols)).where(part) for part in window.slices),
     ]
     groups = (
         sa.select(sa.func.count().label("n"))
@@ -1057,10 +1109,17 @@ def _window_facts(
         # Started before the count: a large window needs them anyway, a small one's are cheap.
         pending = [running.enter_context(_meanwhile(conn, scan, contract, table)) for scan in scans] if exact else []
         try:
-            rows, first, last = conn.execute(head).one()
+            *counts, first, last = conn.execute(head).one()
         except sa.exc.DBAPIError as exc:
             raise _query_failed(exc, contract, table) from None
-        oldest, newest = _ts_bounds(rows, first, last)
+        rows = sum(counts)
+        firsts, lasts = [first], [last]
+        if rows and conn.dialect.name == "sqlite":
+            try:
+                firsts, lasts = _sqlite_edge_rows(conn, ts, window.lo, window.hi, first, last)
+            except sa.exc.DBAPIError as exc:
+                raise _query_failed(exc, contract, table) from None
+        oldest, newest = _ts_bounds(firsts, lasts)
         if not exact or _sample_fraction(rows, sample_rows) is None:
             yield _Counted(int(rows), oldest, newest, lambda: None)
             return
@@ -1274,7 +1333,7 @@ def _fetch_labels(
     with _meanwhile(conn, _labelled_count(conn, contract, query, *window), contract, query.table) as counted:
         frame, _ = _execute(conn, stmt, 50_000, contract, query.table)
         rows, first, last = counted()
-    return frame, _Labelled(int(rows), *_ts_bounds(rows, first, last))
+    return frame, _Labelled(int(rows), *_ts_bounds([first], [last]))
 
 
 def _one_label_per_key(frame: pd.DataFrame | None, query: _LabelsQuery, contract: ModelContract) -> pd.DataFrame:

@@ -383,6 +383,10 @@ def test_sqlite_mixed_layouts_over_days(sqlite_url: str, lo: timedelta, hi: time
     contract = make_contract(sqlite_url, labels=None)
     df, stats = sources.read_window(contract, T0 + lo, T0 + hi, allow_empty=True)
     assert sorted(df["event_id"].tolist()) == truth and stats.rows == len(truth) > 0
+    # Sampled, the database counts the window per index range and seeks its first and last event.
+    _, counted = sources.read_window(contract, T0 + lo, T0 + hi, allow_empty=True, sample_rows=1)
+    assert counted.sampled and counted.rows == len(truth)
+    assert (counted.min_ts, counted.max_ts) == (stats.min_ts, stats.max_ts)
 
 
 def test_postgres_naive_timestamp_is_utc(pg_url: str) -> None:
