@@ -695,12 +695,13 @@ def _sqlite_arrow(path: Path, compiled: Any, names: list[str], sqltypes: dict[st
     columns = []
     for name, column in zip(names, table.columns, strict=True):
         numeric = isinstance(sqltypes[name], (sa.Float, sa.Numeric, sa.Integer))
-        kind = column.type
-        if column.null_count == len(column):
-            kind = pa.float64() if numeric else pa.string()  # as the sqlite3 path types a NULL column
-            column = pa.nulls(len(column), kind)
-        elif not (pa.types.is_int64(kind) or pa.types.is_float64(kind) if numeric else pa.types.is_string(kind)):
-            log.debug("sqlite: column %s came back as %s; reading with the sqlite3 cursor", name, kind)
+        if column.null_count == len(column):  # typed as the sqlite3 path types an all-NULL column
+            column = pa.nulls(len(column), pa.float64() if numeric else pa.string())
+        elif numeric and not (pa.types.is_int64(column.type) or pa.types.is_float64(column.type)):
+            log.debug("sqlite: numeric column %s came back as %s; reading with the sqlite3 cursor", name, column.type)
+            return _NOT_READ
+        elif not numeric and not pa.types.is_string(column.type):
+            log.debug("sqlite: text column %s came back as %s; reading with the sqlite3 cursor", name, column.type)
             return _NOT_READ
         columns.append(column)
     table = pa.table(columns, names=names)
