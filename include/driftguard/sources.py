@@ -826,10 +826,10 @@ def read_window(
         cols, problems, raw = _check_columns(relation, _log_columns(contract), contract, strict)
         rel = relation.selectable
         ts, dialect = rel.c[src.timestamp_column], conn.dialect.name
-        where = _time_filter(ts, lo, hi, dialect)
+        window = _Window.of(ts, lo, hi, dialect)
+        where = window.where
         counting: AbstractContextManager[_Counted | None] = nullcontext()
         if sample_rows is not None:
-            window = _Window.of(ts, lo, hi, dialect)
             counting = _window_facts(conn, rel, cols, window, contract, relation.label, sample_rows, exact_facts)
         with counting as counted:
             share = None if counted is None else _sample_fraction(counted.rows, sample_rows)
