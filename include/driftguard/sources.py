@@ -619,14 +619,19 @@ def _bulk_read(
         except ValueError as exc:  # pyarrow.ArrowInvalid: a value the typed parser rejects (e.g. 'infinity')
             log.info("bulk read fell back to streaming: %s", _first_line(exc))
             return _stream(conn, stmt, chunksize)
-        # One COPY stream; counted in chunksize-row units so stats read the same on every path.
-        return frame, 0 if frame is None else -(-len(frame) // chunksize)
+        return frame, _chunks(frame, chunksize)
     database = conn.engine.url
     if _sqlite_file(database):
         frame = _sqlite_arrow(Path(str(database.database)), compiled, names, sqltypes)
         if frame is not _NOT_READ:
-            return frame, 0 if frame is None else -(-len(frame) // chunksize)
+            return frame, _chunks(frame, chunksize)
     return _sqlite_fetch(dbapi, compiled, names, chunksize, sqltypes)
+
+
+def _chunks(frame: pd.DataFrame | None, chunksize: int) -> int:
+    """A frame read in one piece (COPY, Arrow), counted in chunksize-row units so stats read the
+    same on every path."""
+    return 0 if frame is None else -(-len(frame) // chunksize)
 
 
 def _pg_copy(dbapi: Any, compiled: Any, names: list[str], sqltypes: dict[str, Any]) -> pd.DataFrame | None:
