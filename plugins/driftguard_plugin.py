@@ -1,7 +1,8 @@
 """Airflow 3 plugin: Driftguard's pages inside the Airflow UI, behind Airflow's login.
 
 Registers the FastAPI app of driftguard.ui under /driftguard with Airflow's user dependency on
-every route (a plugin app has no authentication otherwise), a "Driftguard" entry in the Browse
+every route but Evidently's vendor bundle and font, which sandboxed report pages load without the
+cookie (a plugin app has no authentication otherwise), a "Driftguard" entry in the Browse
 menu and a "Driftguard" tab on DAG pages. Every Airflow component imports plugins, so this
 module stays light: FastAPI and the history-store code only, no pandas/MLflow/Evidently.
 """

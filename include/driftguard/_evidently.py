@@ -10,10 +10,17 @@ every report. Its own template (legacy.utils.dashboard.TemplateParams) can inste
 (embed_lib/embed_font=False), which is what its "folder" save mode does; the new Snapshot API
 just doesn't expose it. We render the same widgets with that template and keep one copy of the
 bundle per assets folder, so a report is its data only (a few hundred KB).
+
+Feature names and category values come from the feature log, so they are data, never markup:
+the dashboard JSON goes into its <script> with `<`, `>`, `&` and U+2028/2029 written as JSON
+escapes (`script_json`), so no value can close the script element or open a comment, and the
+page stays the same JSON for the bundle. Evidently's own template would embed that JSON raw.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import shutil
 import uuid
@@ -23,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's telemetry (UI service only) stays off
 
@@ -43,10 +51,17 @@ __all__ = [
     "quiet",
     "run_report",
     "save_html",
+    "script_json",
 ]
 
 BUNDLE = f"evidently-{evidently.__version__}.js"
 FONT = "material-ui-icons.woff2"
+
+# Characters that could end a <script> element ("</script"), open an HTML comment or CDATA
+# section inside it ("<!--", "<![CDATA["), or end a JS line (U+2028/9 in old engines). Outside
+# JSON strings none of them occurs, so replacing them with \u escapes keeps the same JSON value.
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_SCRIPT_UNSAFE_TABLE = str.maketrans(_SCRIPT_UNSAFE)
 
 
 @dataclass(frozen=True)
@@ -119,57 +134,104 @@ class Table:
     rows: Sequence[Sequence[Any]]
 
 
+def script_json(text: str) -> str:
+    """JSON text made safe to sit inside an HTML <script> element; json.loads gives the same value."""
+    return text.translate(_SCRIPT_UNSAFE_TABLE)
+
+
 def save_html(
-    snapshot: Any | None, out_html: Path, assets_dir: Path | None = None, *, table: Table | None = None
+    snapshot: Any | Sequence[Any] | None,
+    out_html: Path,
+    assets_dir: Path | None = None,
+    *,
+    table: Table | None = None,
 ) -> Path:
-    """Write the report (table first, then the snapshot's widgets, if any) linking the shared
+    """Write the report (table first, then the widgets of the snapshot or snapshots, if any) linking the shared
     bundle in assets_dir (default: next to the report).
 
-    Falls back to Evidently's self-contained page (without the table) if its internals moved."""
+    If Evidently's internals moved, writes a plain escaped page with the table instead (and no
+    plots): Evidently's own self-contained page embeds the data unescaped in a <script>."""
     out_html.parent.mkdir(parents=True, exist_ok=True)
     assets_dir = Path(assets_dir) if assets_dir is not None else out_html.parent
     try:
         page = _linked_page(snapshot, os.path.relpath(assets_dir, out_html.parent), table)
-    except (AttributeError, ImportError, TypeError) as exc:
-        if snapshot is None:
-            raise
+    except (AttributeError, ImportError, TypeError, ValueError) as exc:
         import logging
 
-        logging.getLogger(__name__).warning("Evidently HTML without bundle failed (%s); inlining it", exc)
-        snapshot.save_html(str(out_html))
+        logging.getLogger(__name__).warning(
+            "Evidently HTML could not be rendered safely (%s: %s); writing the table without plots",
+            type(exc).__name__,
+            exc,
+        )
+        out_html.write_text(
+            _plain_page(table, f"Evidently could not render its plots ({type(exc).__name__})."), encoding="utf-8"
+        )
         return out_html
     _copy_assets(assets_dir)
     out_html.write_text(page, encoding="utf-8")
     return out_html
 
 
-def _linked_page(snapshot: Any | None, rel: str, table: Table | None) -> str:
-    """Snapshot.get_html_str / render_widgets, with the bundle and font linked, not inlined."""
+def _plain_page(table: Table | None, note: str) -> str:
+    """The table as escaped HTML, no script: what save_html writes when Evidently's template moved."""
+    e = html.escape
+    parts = [f"<p>{e(note)}</p>"]
+    if table is not None:
+        head = "".join(f"<th>{e(str(h))}</th>" for h in table.header)
+        rows = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in table.rows)
+        parts.append(f"<h2>{e(table.title)}</h2><table border='1'><tr>{head}</tr>{rows}</table>")
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Drift report</title></head><body>"
+        + "".join(parts)
+        + "</body></html>\n"
+    )
+
+
+_NO_DATA = "<!-- no embedded data -->"
+
+
+def _linked_page(snapshot: Any | Sequence[Any] | None, rel: str, table: Table | None) -> str:
+    """Snapshot.get_html_str / render_widgets, with the bundle and font linked, not inlined, and
+    the dashboard data embedded by us (script_json), not by Evidently's template."""
     from evidently.core.metric_types import DetailsInfo
     from evidently.legacy.model.dashboard import DashboardInfo
     from evidently.legacy.model.widget import AdditionalGraphInfo, BaseWidgetInfo
     from evidently.legacy.renderers.html_widgets import group_widget, table_data
-    from evidently.legacy.utils.dashboard import TemplateParams, file_html_template
+    from evidently.legacy.utils import NumpyEncoder
+    from evidently.legacy.utils.dashboard import TemplateParams, dashboard_info_to_json, file_html_template
 
     widgets = []
     if table is not None:
         widgets.append(table_data(title=table.title, column_names=table.header, data=table.rows))
-    if snapshot is not None:
-        widgets += [group_widget(title="", widgets=snapshot._widgets), *snapshot._tests_widgets]
+    snapshots = [] if snapshot is None else list(snapshot) if isinstance(snapshot, (list, tuple)) else [snapshot]
+    for one in snapshots:
+        widgets += [group_widget(title="", widgets=one._widgets), *one._tests_widgets]
     graphs = {}
     for widget in widgets:
         for graph in widget.get_additional_graphs():
             info = graph.params if isinstance(graph, AdditionalGraphInfo) else graph
             item = DetailsInfo(title="", info=info, id=graph.id)
             graphs[str(item.id)] = item.info.dict() if isinstance(item.info, BaseWidgetInfo) else item.info
-    rel = Path(rel).as_posix()
+    rel = quote(Path(rel).as_posix())  # our own assets folder; quoted all the same (src="", CSS url())
+    dashboard_id = "metric_" + uuid.uuid4().hex
+    info = DashboardInfo(name="Report", widgets=widgets)
     params = TemplateParams(
-        dashboard_id="metric_" + uuid.uuid4().hex,
-        dashboard_info=DashboardInfo(name="Report", widgets=widgets),
+        dashboard_id=dashboard_id,
+        dashboard_info=info,
         additional_graphs=graphs,
         embed_lib=False,
         embed_font=False,
+        embed_data=False,
         font_file=f"{rel}/{FONT}",
         include_js_files=[f"{rel}/{BUNDLE}"],
     )
-    return file_html_template(params)
+    page = file_html_template(params)
+    if page.count(_NO_DATA) != 1:
+        raise ValueError("Evidently's page template has no single data placeholder")
+    data = (
+        "<script>\n"
+        f"    var {dashboard_id} = {script_json(dashboard_info_to_json(info))};\n"
+        f"    var additional_graphs_{dashboard_id} = {script_json(json.dumps(graphs, cls=NumpyEncoder))};\n"
+        "</script>"
+    )
+    return page.replace(_NO_DATA, data, 1)

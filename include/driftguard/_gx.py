@@ -3,6 +3,12 @@
 Kept apart from quality.py so the suite logic reads without GX boilerplate. GX reads
 GX_ANALYTICS_ENABLED when it starts, so it is set here before GX is imported; progress bars
 are switched off in the context's config (they would otherwise flood Airflow task logs).
+
+Column names, category values and observed values come from the feature log: they are data, and
+GX's page writes several of them raw (section headers, "Sampled Unexpected Values" cells). So
+render_html escapes every string of the validation result (escaped_result) before GX sees it,
+and renders with a view that does not escape template parameters a second time: each
+data-derived string reaches the page escaped exactly once, whichever GX code path writes it.
 """
 
 from __future__ import annotations
@@ -25,7 +31,16 @@ import pandas as pd
 from great_expectations.core import ExpectationSuite, ExpectationSuiteValidationResult
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-__all__ = ["ExpectationSuite", "ExpectationSuiteValidationResult", "gxe", "jsonable", "render_html", "run_suite"]
+__all__ = [
+    "ExpectationSuite",
+    "ExpectationSuiteValidationResult",
+    "escape_strings",
+    "escaped_result",
+    "gxe",
+    "jsonable",
+    "render_html",
+    "run_suite",
+]
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +117,98 @@ _OFFLINE_ICONS = (
 )
 
 
+# HTML-escaping of data-derived strings before GX renders them. Besides html.escape's five
+# characters: '\\' (could end a quoted JS string GX writes), '$' (GX's string templates would
+# substitute "$name" inside a value) and '`'. Each is an entity, so the page shows the value as is.
+_HTML_TABLE = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "'": "&#x27;",
+        "\\": "&#92;",
+        "$": "&#36;",
+        "`": "&#96;",
+    }
+)
+
+
+def escape_strings(value: Any) -> Any:
+    """Every string in a JSON-like value (dict keys included) HTML-escaped; other values as they are."""
+    if isinstance(value, str):
+        return value.translate(_HTML_TABLE)
+    if isinstance(value, dict):
+        return {escape_strings(k): escape_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [escape_strings(v) for v in value]
+    return value
+
+
+def escaped_result(result: ExpectationSuiteValidationResult) -> ExpectationSuiteValidationResult:
+    """A copy of the validation result in which every string is HTML-escaped (for rendering only).
+
+    Expectation types are GX identifiers (letters and '_'), which escaping leaves unchanged, so
+    GX still finds each expectation's renderer."""
+    from great_expectations.core.expectation_validation_result import ExpectationValidationResult
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    data = escape_strings(jsonable(result.to_json_dict()))
+    results = []
+    for r in data.get("results") or []:
+        config = r.get("expectation_config") or {}
+        expectation = ExpectationConfiguration(
+            type=config["type"],
+            kwargs=config.get("kwargs") or {},
+            meta=config.get("meta"),
+            notes=config.get("notes"),
+            description=config.get("description"),
+            **({"severity": config["severity"]} if config.get("severity") else {}),
+        )
+        results.append(
+            ExpectationValidationResult(
+                success=r.get("success"),
+                expectation_config=expectation,
+                result=r.get("result") or {},
+                meta=r.get("meta") or {},
+                exception_info=r.get("exception_info"),
+            )
+        )
+    return ExpectationSuiteValidationResult(
+        success=bool(data.get("success")),
+        results=results,
+        suite_name=data.get("suite_name") or "",
+        suite_parameters=data.get("suite_parameters"),
+        statistics=data.get("statistics"),
+        meta=data.get("meta"),
+    )
+
+
+def _page_view() -> Any:
+    """GX's page view, minus its escaping of template parameters (escaped_result did it already:
+    escaping twice would show "&amp;lt;" where the data has "<")."""
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    class EscapedDataPageView(DefaultJinjaPageView):
+        @staticmethod
+        def _escape_template_param_value(value: Any) -> Any:
+            return value
+
+    return EscapedDataPageView()
+
+
 def render_html(result: ExpectationSuiteValidationResult, title: str, header: str = "") -> tuple[str, str]:
     """HTML of one validation: GX's Data Docs page renderer, else our own escaped page.
 
     Rendering GX's page directly avoids a file context (a whole gx/ project tree per run);
-    the page is the one UpdateDataDocsAction writes, minus the site index around it.
-    `header` (already escaped HTML) goes on top: Driftguard's verdict in contract terms."""
+    the page is the one UpdateDataDocsAction writes, minus the site index around it, with every
+    string from the result HTML-escaped (escaped_result). `header` (already escaped HTML) goes
+    on top: Driftguard's verdict in contract terms."""
     try:
         from great_expectations.render.renderer import ValidationResultsPageRenderer
-        from great_expectations.render.view import DefaultJinjaPageView
 
-        document = ValidationResultsPageRenderer().render(result)
-        page = DefaultJinjaPageView().render(document)
+        document = ValidationResultsPageRenderer().render(escaped_result(result))
+        page = _page_view().render(document)
         page = page.replace("<title></title>", f"<title>{html.escape(title)}</title>", 1)
         page = page.replace("<body>", f"<body>{_OFFLINE_ICONS}{header}", 1)
         return page, RENDERER_GX

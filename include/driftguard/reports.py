@@ -294,9 +294,9 @@ def _quality_cell(rec: RunRecord) -> str:
     if rec.status == "no_data":
         return '<span class="warn">no data</span>'
     if not rec.quality_passed or rec.status == "quality_failed":
-        return f'<span class="bad">failed: {rec.critical_failures} critical</span>, {rec.warnings} warning(s)'
+        return f'<span class="bad">failed: {_e(rec.critical_failures)} critical</span>, {_e(rec.warnings)} warning(s)'
     if rec.warnings:
-        return f'<span class="warn">passed, {rec.warnings} warning(s)</span>'
+        return f'<span class="warn">passed, {_e(rec.warnings)} warning(s)</span>'
     return '<span class="good">passed</span>'
 
 

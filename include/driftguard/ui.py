@@ -1,13 +1,23 @@
 """Driftguard pages inside the Airflow UI: a small FastAPI app, server-rendered HTML, no JavaScript.
 
 The Airflow plugin (plugins/driftguard_plugin.py) mounts it under ``/driftguard`` and passes
-Airflow's user dependency, so every route needs a valid Airflow session cookie or bearer token.
+Airflow's user dependency, so every route needs a valid Airflow session cookie or bearer token,
+except ``/reports/_assets/<vendor file>``: the Evidently bundle and icon font that
+driftguard._evidently copies there (public code, no data; see below why).
 This module itself never imports Airflow: the app works (and is tested) standalone.
 
 Pages: models (``/``), a model's run history and trend (``/models/{model}``), its registry
 state (``/models/{model}/registry``), and the report files under ``settings.reports_dir``
 (``/reports/{path}``), served only after a containment check because the path comes from the URL.
 Every value from the history store, MLflow or the URL is HTML-escaped.
+
+Report files are Evidently's and GX's HTML, built from feature-log data. They are served with
+``Content-Security-Policy: sandbox allow-scripts`` (no ``allow-same-origin``): their scripts run
+(Evidently draws its plots) in an opaque origin, so they can read no Airflow cookie or storage,
+and ``connect-src 'none'`` stops them from calling any API. A sandboxed page's requests are
+cross-site for cookies, so Chromium sends no Airflow session with them: that is why the vendor
+bundle and font (requested by report pages) are served without a login, and the font with
+``Access-Control-Allow-Origin: *`` (fonts are fetched with CORS, here from origin ``null``).
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -36,13 +46,22 @@ ALIASES = ("champion", "previous_champion", "challenger")
 DAG_ID = re.compile(r"^driftguard_[a-z_]+?__(?P<model>.+)$")
 """DAG ids built by driftguard.dag_defaults.dag_id: ``driftguard_<kind>__<model>``."""
 
-# Our own pages carry no script at all; report files may run inline and same-origin scripts
-# (Evidently's bundle) but can load nothing from another origin.
+# Our own pages carry no script at all. Report files (third-party HTML holding feature-log data)
+# run sandboxed in an opaque origin: scripts yes (Evidently's plots), same-origin access, forms,
+# popups and top navigation no; they load scripts, styles, images and fonts only from this
+# server (or inline) and may connect nowhere.
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'self'"
 REPORT_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'self'"
+    "sandbox allow-scripts allow-downloads; default-src 'none'; "
+    "script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'none'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
 )
+ASSETS_DIR = "_assets"
+"""Folder of reports_dir holding the vendor files report pages link (driftguard.monitor writes there)."""
+VENDOR_ASSET = re.compile(r"^(?:evidently-[0-9][0-9A-Za-z.+-]*\.js|material-ui-icons\.woff2)$")
+"""Names of the vendor files driftguard._evidently copies into ASSETS_DIR (the only login-free files)."""
+ASSET_CSP = "default-src 'none'; sandbox"
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".htm": "text/html; charset=utf-8",
@@ -96,6 +115,17 @@ def resolve_report_file(reports_dir: Path, rel: str, raw_path: str = "") -> Path
     if target.is_dir():
         target = target / reports.INDEX_HTML
     return target if target.is_file() else None
+
+
+def resolve_vendor_asset(reports_dir: Path, name: str, raw_path: str = "") -> Path | None:
+    """The vendor file ``<reports_dir>/_assets/<name>``, or None: the name must be one of
+    VENDOR_ASSET and the file a plain file directly in that folder (no symlink out of it)."""
+    if not VENDOR_ASSET.match(name):
+        return None
+    target = resolve_report_file(reports_dir, f"{ASSETS_DIR}/{name}", raw_path)
+    if target is None or target.parent != (Path(reports_dir).resolve() / ASSETS_DIR).resolve():
+        return None
+    return target
 
 
 def content_type(path: Path) -> str:
@@ -296,12 +326,31 @@ def create_app(
     registry_lookup: RegistryLookup | None = None,
 ) -> FastAPI:
     """The Driftguard UI app. auth_dependency runs before every route (Airflow's get_user in the
-    plugin); registry_lookup replaces the MLflow alias lookup (tests, other registries)."""
+    plugin) but the vendor assets' one; registry_lookup replaces the MLflow alias lookup (tests,
+    other registries)."""
     settings = settings or get_settings()
     lookup = registry_lookup or _registry_lookup
     reports_dir = Path(settings.reports_dir)
     deps = [Depends(auth_dependency)] if auth_dependency is not None else []
-    app = FastAPI(title="Driftguard", dependencies=deps, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="Driftguard", docs_url=None, redoc_url=None, openapi_url=None)
+    router = APIRouter(dependencies=deps)  # every route below but vendor_asset
+
+    @app.get(f"/reports/{ASSETS_DIR}/{{name}}")
+    def vendor_asset(request: Request, name: str) -> FileResponse:
+        """Evidently's bundle and font, without login: sandboxed report pages request them without
+        the Airflow cookie. Registered before the login-guarded /reports route; any other name in
+        the folder is a 404, never a file."""
+        raw = request.scope.get("raw_path", b"").decode("latin-1")
+        target = resolve_vendor_asset(reports_dir, name, raw)
+        if target is None:
+            raise HTTPException(404, "no such asset")
+        headers = {
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": ASSET_CSP,
+            "Access-Control-Allow-Origin": "*",
+            "Cache-Control": "public, max-age=86400",
+        }
+        return FileResponse(target, media_type=content_type(target), headers=headers)
 
     def store() -> HistoryStore:
         return HistoryStore(settings.history_url)
@@ -319,14 +368,14 @@ def create_app(
         response.status_code = 503
         return response
 
-    @app.get("/", response_class=HTMLResponse)
+    @router.get("/", response_class=HTMLResponse)
     def home(request: Request) -> HTMLResponse:
         s = store()
         models = s.models()
         latest = {m: runs[-1] for m in models if (runs := s.runs(m, limit=1))}
         return _page(root_of(request), "Driftguard", models_body(root_of(request), models, latest))
 
-    @app.get("/models/{model}", response_class=HTMLResponse)
+    @router.get("/models/{model}", response_class=HTMLResponse)
     def model_page(request: Request, model: str) -> HTMLResponse:
         s = store()
         records, promotions = s.runs(model), s.promotions(model)
@@ -347,7 +396,7 @@ def create_app(
         ]
         return _page(root, f"Driftguard: {model}", "\n".join(b for b in body if b))
 
-    @app.get("/models/{model}/registry", response_class=HTMLResponse)
+    @router.get("/models/{model}/registry", response_class=HTMLResponse)
     def registry_page(request: Request, model: str) -> HTMLResponse:
         s = store()
         versions: dict[str, Any] = {}
@@ -371,7 +420,7 @@ def create_app(
         ]
         return _page(root, f"Driftguard: {model} registry", "\n".join(body))
 
-    @app.get("/dags/{dag_id}")
+    @router.get("/dags/{dag_id}")
     def dag_tab(request: Request, dag_id: str) -> Response:
         """Target of the DAG-page tab: a driftguard DAG goes to its model, any other DAG gets a note."""
         match = DAG_ID.match(dag_id)
@@ -381,7 +430,7 @@ def create_app(
         body = f'<h1>Driftguard</h1><p class="muted">DAG {_e(dag_id)} is not a Driftguard DAG.</p>'
         return _page(root, "Driftguard", body)
 
-    @app.get("/reports/{path:path}")
+    @router.get("/reports/{path:path}")
     def report_file(request: Request, path: str) -> FileResponse:
         raw = request.scope.get("raw_path", b"").decode("latin-1")
         target = resolve_report_file(reports_dir, path, raw)
@@ -390,4 +439,5 @@ def create_app(
         headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": REPORT_CSP}
         return FileResponse(target, media_type=content_type(target), headers=headers)
 
+    app.include_router(router)
     return app

@@ -2,7 +2,10 @@
 
 One api-server (Airflow 3.3, SQLite metadata DB, simple auth manager, the repo's plugins/ folder)
 runs for the module on a free port, with DRIFTGUARD_* pointing at a temporary history store and
-reports folder holding one recorded run whose drift.html came from the real driftguard.drift.run_drift.
+reports folder holding one recorded run whose drift.html came from the real driftguard.drift.run_drift,
+and a run of a second model whose feature log carries HTML/script payloads (tests/xss_support.py)
+in a feature name and category values, with the real drift.html and GX validation.html, plus a
+hand-written report page whose script tries to call Airflow's API.
 Tokens come from Airflow's own POST /auth/token. The browser test drives headless Chromium through
 Selenium + the Debian chromedriver (scripts/install_browser.sh) and saves screenshots to test-artifacts/.
 """
@@ -35,6 +38,21 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 CHROMIUM = os.environ.get("DRIFTGUARD_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("DRIFTGUARD_CHROMEDRIVER", "/usr/bin/chromedriver")
 MODEL = "ui_demo"
+XSS_MODEL = "ui_xss"
+PROBE_HTML = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>probe</title></head><body>
+<p id="origin">origin: pending</p><p id="cookie">cookie: pending</p><p id="storage">storage: pending</p>
+<p id="api">api: pending</p>
+<script>
+function put(id, text) { document.getElementById(id).textContent = id + ": " + text; }
+put("origin", String(window.origin));
+try { put("cookie", "read " + JSON.stringify(document.cookie)); } catch (e) { put("cookie", "refused " + e.name); }
+try { localStorage.setItem("k", "v"); put("storage", "usable"); } catch (e) { put("storage", "refused " + e.name); }
+fetch("/api/v2/dags", {credentials: "include"})
+  .then(r => r.text().then(t => put("api", "answered " + r.status + " " + t.slice(0, 300))))
+  .catch(e => put("api", "blocked " + e));
+</script></body></html>
+"""
+"""A report file as a script that bypassed escaping would write it: what can it reach?"""
 STARTUP_LIMIT_S = 180.0  # readiness wait for the api-server, not an assertion on speed
 CHROMIUM_FLAGS = [
     "--headless",
@@ -109,10 +127,59 @@ def _seed(home: Path) -> SimpleNamespace:
             report_paths={"drift": str(folder / reports.DRIFT_HTML)},
         )
     )
+    xss = _seed_payloads(reports_dir, store)
     dispose_engines()
     drift_url = f"/driftguard/reports/{MODEL}/{folder.name}/{reports.DRIFT_HTML}"
     return SimpleNamespace(
-        reports_dir=reports_dir, history_url=history_url, drift_url=drift_url, drifted=result.drifted_features
+        reports_dir=reports_dir, history_url=history_url, drift_url=drift_url, drifted=result.drifted_features, xss=xss
+    )
+
+
+def _seed_payloads(reports_dir: Path, store: Any) -> SimpleNamespace:
+    """A run of XSS_MODEL: its drift.html (run_drift) and validation.html (validate_window) hold the payloads."""
+    import xss_support
+    from driftguard import reports
+    from driftguard.drift import run_drift
+    from driftguard.profile import profile_frame
+    from driftguard.quality import validate_window
+    from driftguard.store import RunRecord
+    from driftguard.testing import DEFAULT_START
+
+    contract = xss_support.contract(XSS_MODEL)
+    start = DEFAULT_START + timedelta(days=30)
+    end = start + timedelta(days=1)
+    reference, current = xss_support.windows(DEFAULT_START, start)
+    folder = reports.run_dir(reports_dir, XSS_MODEL, start, end)
+    drift = run_drift(
+        contract, reference, current, out_html=folder / reports.DRIFT_HTML, assets_dir=reports_dir / "_assets"
+    )
+    assert xss_support.FEATURE in drift.drifted_features
+    quality = validate_window(
+        contract, current, profile_frame(reference, contract), start=start, end=end, out_dir=folder
+    )
+    assert quality.docs_path == str(folder / reports.QUALITY_HTML)
+    store.record_run(
+        RunRecord(
+            model=XSS_MODEL,
+            interval_start=start,
+            interval_end=end,
+            rows=len(current),
+            drift_share=drift.drift_share,
+            drifted_features=drift.drifted_features,
+            summary=f"payload run: {drift.summary()}",
+            report_paths={"drift": drift.report_path, "quality": quality.docs_path},
+        )
+    )
+    (folder / "probe.html").write_text(PROBE_HTML, encoding="utf-8")
+    base = f"/driftguard/reports/{XSS_MODEL}/{folder.name}"
+    return SimpleNamespace(
+        drift_url=f"{base}/{reports.DRIFT_HTML}",
+        quality_url=f"{base}/{reports.QUALITY_HTML}",
+        probe_url=f"{base}/probe.html",
+        feature=xss_support.FEATURE,
+        payloads=xss_support.PAYLOADS,
+        marker=xss_support.MARKER,
+        injected=xss_support.INJECTED_ELEMENTS,
     )
 
 
@@ -201,6 +268,28 @@ def test_plugin_pages_with_an_airflow_token(server: SimpleNamespace) -> None:
 
     status, _, _ = _http(server.base + "/driftguard/reports/%2e%2e/history.db", token=server.token)
     assert status == 404
+
+
+def test_report_files_are_sandboxed_and_only_vendor_assets_skip_the_login(server: SimpleNamespace) -> None:
+    from urllib.parse import urljoin
+
+    for url in (server.drift_url, server.xss.drift_url, server.xss.quality_url, server.xss.probe_url):
+        status, headers, body = _http(server.base + url, token=server.token)
+        assert status == 200, f"{url}: {status} {body[:300]}"
+        csp = headers["content-security-policy"]
+        assert csp.startswith("sandbox allow-scripts") and "allow-same-origin" not in csp
+        assert "connect-src 'none'" in csp
+    # Sandboxed pages request the bundle and font without the Airflow cookie: those two need no login.
+    _, _, page = _http(server.base + server.xss.drift_url, token=server.token)
+    bundle = page.split('<script src="', 1)[1].split('"', 1)[0]
+    status, _, js = _http(urljoin(server.base + server.xss.drift_url, bundle))
+    assert status == 200 and len(js) > 100_000
+    status, headers, _ = _http(server.base + "/driftguard/reports/_assets/material-ui-icons.woff2")
+    assert status == 200 and headers["access-control-allow-origin"] == "*"
+    for url in (server.xss.probe_url, "/driftguard/reports/_assets/index.html", "/driftguard/reports/_assets/x/y.js"):
+        status, _, body = _http(server.base + url)
+        assert status in (401, 403, 404), f"{url} without credentials answered {status}"
+        assert "fetch(" not in body
 
 
 def test_dag_tab_and_registry_page_through_airflow(server: SimpleNamespace) -> None:
@@ -359,3 +448,79 @@ def test_browser_shows_plugin_inside_airflow_ui(webdriver_module: Any, server: S
     _wait_for(browser, lambda d: MODEL in d.find_element("tag name", "body").text, "the models list in the iframe")
     browser.switch_to.default_content()
     browser.save_screenshot(str(ARTIFACTS / "ui_airflow_embedded.png"))
+    # A report opened inside Airflow's frame runs sandboxed there too and still draws its plots.
+    browser.switch_to.frame(frame)
+    browser.find_element("link text", MODEL).click()
+    _wait_for(browser, lambda d: d.find_elements("link text", "Evidently drift report"), "the model page in the iframe")
+    browser.find_element("link text", "Evidently drift report").click()
+    feature = server.drifted[0]
+    _wait_for(
+        browser, lambda d: feature in d.find_element("tag name", "body").text, "Evidently rendering in the iframe"
+    )
+    assert browser.execute_script("return window.origin") == "null"
+    browser.switch_to.default_content()
+
+
+def _title(driver: Any) -> str:
+    return str(driver.execute_script("return document.title"))
+
+
+@pytest.mark.browser
+def test_browser_payloads_in_reports_stay_text(webdriver_module: Any, server: SimpleNamespace, browser: Any) -> None:
+    """HTML and script in a feature name and in category values: Evidently's and GX's pages show
+    them as text, no injected element or script exists and none ran (it would set the title)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    xss = server.xss
+    _login(browser, server, next_path="/driftguard/")
+    browser.get(server.base + xss.drift_url)
+    # The feature name shows up in the rendered table only after Evidently's bundle drew the page.
+    _wait_for(browser, lambda d: xss.feature in d.find_element("tag name", "body").text, "Evidently rendering")
+    plots = _wait_for(browser, lambda d: d.find_elements("css selector", ".js-plotly-plot"), "Evidently's plots")
+    browser.save_screenshot(str(ARTIFACTS / "ui_xss_drift_report.png"))
+    browser.execute_script("arguments[0].scrollIntoView()", plots[0])
+    plots[0].screenshot(str(ARTIFACTS / "ui_xss_drift_plot.png"))
+    assert xss.marker not in _title(browser)
+    assert browser.find_elements("css selector", xss.injected) == []
+    assert browser.execute_script("return window.origin") == "null"  # the report runs sandboxed
+    problems = [
+        e["message"]
+        for e in browser.get_log("browser")
+        if e["level"] == "SEVERE" and ("Content Security Policy" in e["message"] or "404" in e["message"])
+    ]
+    assert not problems, f"browser console: {problems}"
+
+    browser.get(server.base + xss.quality_url)
+    _wait_for(browser, lambda d: "Sampled Unexpected Values" in d.find_element("tag name", "body").text, "GX page")
+    text = browser.find_element("tag name", "body").text
+    browser.save_screenshot(str(ARTIFACTS / "ui_xss_validation.png"))
+    assert xss.marker not in _title(browser)
+    assert f"{XSS_MODEL} data quality" in text  # Driftguard's verdict on top
+    assert browser.find_elements("css selector", xss.injected) == []
+    for payload in (*xss.payloads, xss.feature):
+        assert payload in text, f"{payload!r} is not shown as text on the GX page"
+
+
+@pytest.mark.browser
+def test_browser_report_page_cannot_call_the_airflow_api(
+    webdriver_module: Any, server: SimpleNamespace, browser: Any
+) -> None:
+    """Even a script that got into a report file runs in an opaque origin: no cookie, no storage,
+    no API call, although the same call works from an Airflow page with the same login."""
+    _login(browser, server, next_path="/driftguard/")
+    browser.get(server.base + "/api/v2/version")  # a document of the Airflow origin
+    same_origin = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/api/v2/dags', {credentials: 'include'}).then(r => r.text().then(t => done([r.status, t])))"
+        ".catch(e => done([0, String(e)]));"
+    )
+    assert same_origin[0] == 200 and '"dags"' in same_origin[1], same_origin  # what the XSS exploited
+
+    browser.get(server.base + server.xss.probe_url)
+    _wait_for(browser, lambda d: "pending" not in d.find_element("id", "api").text, "the probe's API call")
+    found = {key: browser.find_element("id", key).text for key in ("origin", "cookie", "storage", "api")}
+    browser.save_screenshot(str(ARTIFACTS / "ui_report_probe.png"))
+    assert found["origin"] == "origin: null", found
+    assert found["cookie"] in ('cookie: read ""', "cookie: refused SecurityError"), found
+    assert found["storage"] == "storage: refused SecurityError", found
+    assert found["api"].startswith("api: blocked"), found
+    assert '"dags"' not in found["api"] and "200" not in found["api"]

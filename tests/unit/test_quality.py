@@ -388,6 +388,67 @@ def test_fallback_html_escapes_everything() -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "FAILED" in page
 
 
+def test_gx_page_shows_html_from_the_feature_log_as_text(tmp_path: Path) -> None:
+    """Feature names and category values holding HTML: GX's own page (section headers, "Sampled
+    Unexpected Values") shows them literally, and none of them becomes an element or a script."""
+    from html.parser import HTMLParser
+
+    import xss_support
+    from driftguard.testing import DEFAULT_START
+
+    class Page(HTMLParser):
+        def __init__(self, page: str) -> None:
+            super().__init__(convert_charrefs=True)
+            self.text: list[str] = []
+            self.attrs: list[tuple[str, str, str]] = []
+            self.inline_scripts: list[str] = []
+            self.in_script = False
+            self.feed(page)
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.attrs += [(tag, k, v or "") for k, v in attrs]
+            self.in_script = tag == "script" and not dict(attrs).get("src")
+            if self.in_script:
+                self.inline_scripts.append("")
+
+        def handle_endtag(self, tag: str) -> None:
+            self.in_script = False if tag == "script" else self.in_script
+
+        def handle_data(self, data: str) -> None:
+            if self.in_script:
+                self.inline_scripts[-1] += data
+            else:
+                self.text.append(data)
+
+    contract = xss_support.contract("xss_model")
+    start = DEFAULT_START + timedelta(days=30)
+    reference, current = xss_support.windows(DEFAULT_START, start)
+    result = validate_window(
+        contract,
+        current,
+        profile_frame(reference, contract),
+        start=start,
+        end=start + timedelta(days=1),
+        out_dir=tmp_path,
+    )
+    assert {c.column for c in result.warnings if c.family == "domains"} == {xss_support.FEATURE, "region"}
+    assert result.docs_renderer == _gx.RENDERER_GX
+    page = Path(result.docs_path).read_text()
+    for payload in (*xss_support.PAYLOADS, xss_support.FEATURE):
+        assert payload not in page
+    # GX's part of the page alone (Driftguard's escaped verdict block, on top, quotes them too).
+    head_start = page.index("<div class='dg-summary'>")
+    gx_part = Page(page[:head_start] + page[page.index("</div>", head_start) + len("</div>") :])
+    text = "".join(gx_part.text)
+    assert "Sampled Unexpected Values" in text
+    for payload in (*xss_support.PAYLOADS, xss_support.FEATURE, xss_support.DOMAIN_VALUE):
+        assert payload in text, f"{payload!r} is not shown as text"
+    assert "&lt;" not in text and "&amp;" not in text  # escaped once, not twice
+    assert not [a for a in gx_part.attrs if xss_support.MARKER in a[2] or a[1] in ("onerror", "onload")]
+    assert not [(t, v) for t, k, v in gx_part.attrs if t == "img" and k == "src" and v == "x"]
+    assert gx_part.inline_scripts and not [s for s in gx_part.inline_scripts if xss_support.MARKER in s]
+
+
 # --------------------------------------------------------------------------- driftguard.testing logs
 
 

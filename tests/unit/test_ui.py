@@ -19,7 +19,7 @@ import pytest
 from driftguard import reports
 from driftguard.settings import Settings
 from driftguard.store import HistoryStore, RunRecord, dispose_engines
-from driftguard.ui import create_app, resolve_report_file
+from driftguard.ui import create_app, resolve_report_file, resolve_vendor_asset
 from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
@@ -27,6 +27,7 @@ T0 = datetime(2013, 3, 4, tzinfo=UTC)
 WEEK = timedelta(days=7)
 EVIL = "<script>alert(1)</script>"
 EVIL_MODEL = "<img src=x onerror=alert(1)>"  # model names cannot hold '/', so no closing tag here
+BUNDLE = "evidently-0.0.0.js"  # a name of the vendor bundle driftguard._evidently copies into _assets
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -76,13 +77,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
     folder = reports.run_dir(settings.reports_dir, "flight_delay", T0 + WEEK, T0 + 2 * WEEK)
     folder.mkdir(parents=True)
     (folder / "drift.html").write_text(
-        '<html><body><script src="../../_assets/evidently.js"></script>drift page</body></html>'
+        f'<html><body><script src="../../_assets/{BUNDLE}"></script>drift page</body></html>'
     )
     (folder / "validation.html").write_text("<html><body>validation page</body></html>")
     reports.write_summary(folder, {"model": "flight_delay"})
     assets = settings.reports_dir / "_assets"
     assets.mkdir()
-    (assets / "evidently.js").write_text("console.log('bundle');")
+    (assets / BUNDLE).write_text("console.log('bundle');")
+    (assets / "material-ui-icons.woff2").write_bytes(b"wOF2 font")
+    (assets / "notes.txt").write_text("not a vendor file")  # in _assets, but served to nobody
+    (assets / "evidently-9.9.9.js").symlink_to(folder / "validation.html")  # vendor name, not a vendor file
     (settings.reports_dir / ".hidden.html").write_text("hidden")
     outside = tmp / "secret.txt"
     outside.write_text("top secret")
@@ -333,8 +337,8 @@ def test_resolve_report_file_rules(world: SimpleNamespace) -> None:
     assert resolve_report_file(root, "flight_delay/../../secret.txt") is None
     assert resolve_report_file(root, "escape.txt") is None  # symlink out
     assert resolve_report_file(root, "a\x00b") is None
-    assert resolve_report_file(root, "_assets/evidently.js", "/reports/_assets/evidently.js") is not None
-    assert resolve_report_file(root, "_assets/evidently.js", "/reports/_assets%2Fevidently.js") is None
+    assert resolve_report_file(root, f"_assets/{BUNDLE}", f"/reports/_assets/{BUNDLE}") is not None
+    assert resolve_report_file(root, f"_assets/{BUNDLE}", f"/reports/_assets%2F{BUNDLE}") is None
     # a symlink that stays inside is fine
     assert resolve_report_file(root, "inside_link.html") == (world.folder / "validation.html").resolve()
 
@@ -346,13 +350,20 @@ def test_report_files_serve_with_content_types(client: TestClient, world: Simple
     assert drift.headers["content-type"] == "text/html; charset=utf-8"
     assert "drift page" in drift.text
     assert drift.headers["x-content-type-options"] == "nosniff"
-    csp = drift.headers["content-security-policy"]
-    assert "default-src 'self'" in csp and "http" not in csp  # no other origin allowed
+    csp = [d.strip() for d in drift.headers["content-security-policy"].split(";")]
+    # Third-party HTML runs in an opaque origin: its scripts cannot use the viewer's Airflow session.
+    assert "sandbox allow-scripts allow-downloads" in csp and "allow-same-origin" not in ";".join(csp)
+    assert "connect-src 'none'" in csp and "default-src 'none'" in csp
+    assert "http" not in ";".join(csp)  # no other origin allowed
+    assert (
+        client.get(f"/reports/flight_delay/{run}/validation.html").headers["content-security-policy"]
+        == (drift.headers["content-security-policy"])
+    )
     # the drift page's relative bundle link resolves to the same route
     src = re.search(r'<script src="([^"]+)"', drift.text)
     assert src is not None
     bundle_url = urljoin(f"http://testserver/reports/flight_delay/{run}/drift.html", src.group(1))
-    assert bundle_url == "http://testserver/reports/_assets/evidently.js"
+    assert bundle_url == f"http://testserver/reports/_assets/{BUNDLE}"
     bundle = client.get(bundle_url)
     assert bundle.status_code == 200
     assert bundle.headers["content-type"] == "text/javascript; charset=utf-8"
@@ -393,7 +404,9 @@ def test_auth_dependency_guards_every_route(world: SimpleNamespace) -> None:
         "/models/flight_delay/registry",
         "/dags/driftguard_monitor__flight_delay",
         f"/reports/flight_delay/{run}/drift.html",
-        "/reports/_assets/evidently.js",
+        f"/reports/flight_delay/{run}/summary.json",
+        f"/reports/_assets/sub/{BUNDLE}",  # not directly in _assets: the guarded route
+        f"/reports/flight_delay/{BUNDLE}",
     ]
     for url in urls:
         resp = client.get(url, follow_redirects=False)
@@ -401,6 +414,34 @@ def test_auth_dependency_guards_every_route(world: SimpleNamespace) -> None:
         assert "drift page" not in resp.text
     ok = client.get("/", headers={"Authorization": "Bearer good"})
     assert ok.status_code == 200 and "flight_delay" in ok.text
+
+
+def test_vendor_assets_alone_are_served_without_login(world: SimpleNamespace) -> None:
+    """Sandboxed report pages fetch the bundle and font without the Airflow cookie: those two
+    vendor files (and nothing else, not even other files of _assets) need no login."""
+
+    async def deny(request: Request) -> None:
+        raise HTTPException(status_code=401, detail="Not authenticated")
+
+    client = TestClient(create_app(world.settings, auth_dependency=deny))
+    bundle = client.get(f"/reports/_assets/{BUNDLE}")
+    assert bundle.status_code == 200 and bundle.text == "console.log('bundle');"
+    assert bundle.headers["content-type"] == "text/javascript; charset=utf-8"
+    font = client.get("/reports/_assets/material-ui-icons.woff2")
+    assert font.status_code == 200 and font.headers["content-type"] == "font/woff2"
+    assert font.headers["access-control-allow-origin"] == "*"  # fonts load with CORS from origin "null"
+    assert "sandbox" in font.headers["content-security-policy"]
+    # an encoded '../' is two segments for the router: the login-guarded route answers
+    assert client.get("/reports/_assets/%2e%2e%2fescape.txt").status_code == 401
+    for name in ("notes.txt", "evidently-9.9.9.js", "evidently-1.0.js", "index.html", "%2e%2e"):
+        resp = client.get(f"/reports/_assets/{name}")
+        assert resp.status_code == 404, f"_assets/{name} answered {resp.status_code}"
+        assert "validation page" not in resp.text and "not a vendor" not in resp.text
+    root = world.settings.reports_dir
+    assert resolve_vendor_asset(root, BUNDLE) == (root / "_assets" / BUNDLE).resolve()
+    assert resolve_vendor_asset(root, "evidently-9.9.9.js") is None  # symlink to a report
+    assert resolve_vendor_asset(root, "notes.txt") is None
+    assert resolve_vendor_asset(root, f"../_assets/{BUNDLE}") is None
 
 
 def test_plugin_import_is_light_and_registers_app_and_links(tmp_path: Path) -> None:
@@ -412,7 +453,7 @@ def test_plugin_import_is_light_and_registers_app_and_links(tmp_path: Path) -> N
         "heavy = [m for m in ('pandas', 'mlflow', 'evidently', 'great_expectations', 'sklearn') if m in sys.modules]\n"
         "app = p.DriftguardPlugin.fastapi_apps[0]\n"
         "print(json.dumps({'heavy': heavy, 'prefix': app['url_prefix'], 'name': app['name'],\n"
-        "  'deps': len(app['app'].router.dependencies),\n"
+        "  'deps': {r.path: len(r.dependencies) for r in app['app'].routes if hasattr(r, 'dependencies')},\n"
         "  'views': [(v['destination'], v.get('category'), v['href']) for v in p.DriftguardPlugin.external_views]}))\n"
     )
     env = {**os.environ, "DRIFTGUARD_HOME": str(tmp_path)}
@@ -425,6 +466,8 @@ def test_plugin_import_is_light_and_registers_app_and_links(tmp_path: Path) -> N
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["heavy"] == []
     assert info["prefix"] == "/driftguard" and info["name"] == "Driftguard"
-    assert info["deps"] == 1  # Airflow's user dependency on every route
+    # Airflow's user dependency on every route but the vendor assets' (Evidently's bundle and font)
+    assert info["deps"].pop("/reports/_assets/{name}") == 0
+    assert set(info["deps"].values()) == {1} and "/reports/{path:path}" in info["deps"]
     assert ["nav", "browse", "/driftguard/"] in info["views"]
     assert ["dag", None, "/driftguard/dags/{DAG_ID}"] in info["views"]
