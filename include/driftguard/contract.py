@@ -256,6 +256,7 @@ class QualityConfig(_Strict):
         default_factory=lambda: {
             "schema": Severity.critical,
             "types": Severity.critical,
+            "finite": Severity.critical,
             "not_null": Severity.critical,
             "nulls": Severity.warning,
             "ranges": Severity.warning,
@@ -270,7 +271,18 @@ class QualityConfig(_Strict):
     @field_validator("severity")
     @classmethod
     def _known_families(cls, v: dict[str, Severity]) -> dict[str, Severity]:
-        known = {"schema", "types", "not_null", "nulls", "ranges", "domains", "freshness", "duplicates", "volume"}
+        known = {
+            "schema",
+            "types",
+            "finite",
+            "not_null",
+            "nulls",
+            "ranges",
+            "domains",
+            "freshness",
+            "duplicates",
+            "volume",
+        }
         unknown = sorted(set(v) - known)
         if unknown:
             raise ValueError(f"unknown check family {unknown}; known: {sorted(known)}")

@@ -75,6 +75,31 @@ class RunContext:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.path(name).write_text(json.dumps(data, default=str, indent=1))
 
+    def write_frame(self, name: str, frame: Any) -> None:
+        """Parquet in the work folder, created by whichever step writes first (extract and
+        load_reference run side by side, in either order).
+
+        The reader leaves only a column of an incompatible SQL type as read (its schema check
+        fails; nothing else reads its values); if such a column mixes numbers and text, Arrow
+        cannot type it, and its values are written as text rather than failing the run."""
+        import pyarrow as pa
+
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            frame.to_parquet(self.path(name), index=False)
+            return
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            error = exc
+        mixed = [c for c in frame.columns if frame[c].dtype == object and not _all_text(frame[c])]
+        if not mixed:
+            raise MonitorError(f"{self.label}: cannot write {name}: {error}") from None
+        log.warning("%s: columns %s mix numbers and text; written to %s as text", self.label, mixed, name)
+        frame = frame.assign(**{c: frame[c].map(_text_or_none) for c in mixed})
+        try:
+            frame.to_parquet(self.path(name), index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise MonitorError(f"{self.label}: cannot write {name} (columns {mixed}): {exc}") from None
+
     def read_json(self, name: str) -> dict[str, Any]:
         try:
             return json.loads(self.path(name).read_text())
@@ -91,6 +116,32 @@ class RunContext:
         if not path.exists():
             raise MonitorError(f"{self.label}: {path} is missing; rerun the whole DAG run, not a single task.")
         return pd.read_parquet(path)
+
+
+def _all_text(s: Any) -> bool:
+    import pandas as pd
+
+    return pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
+
+
+def _text_or_none(value: Any) -> str | None:
+    import pandas as pd
+
+    return None if pd.api.types.is_scalar(value) and pd.isna(value) else str(value)
+
+
+def non_finite_rows(frame: Any, columns: list[str]) -> Any:
+    """Rows where any of `columns` (numeric) holds +/-inf or a value beyond profile.FINITE_LIMIT."""
+    import numpy as np
+    import pandas as pd
+
+    from driftguard.profile import non_finite
+
+    mask = np.zeros(len(frame), dtype=bool)
+    for col in columns:
+        if col in frame.columns:
+            mask |= non_finite(pd.to_numeric(frame[col], errors="coerce"))
+    return mask
 
 
 def model_contract(model: str | ModelContract, settings: Settings) -> ModelContract:
@@ -125,8 +176,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
         sample_rows=ctx.contract.source.sample_rows,
         seed=ctx.contract.training.seed,
     )
-    ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(ctx.path("window.parquet"), index=False)
+    ctx.write_frame("window.parquet", frame)
     labelled_rows = labelled_read_rows = 0
     if ctx.contract.source.labels is not None:
         lo, hi = label_window(ctx.contract, ctx.start, ctx.end)
@@ -140,10 +190,16 @@ def extract(ctx: RunContext) -> dict[str, Any]:
             sample_rows=ctx.contract.source.sample_rows,
             seed=ctx.contract.training.seed,
         )
-        labelled.to_parquet(ctx.path("labelled.parquet"), index=False)
+        ctx.write_frame("labelled.parquet", labelled)
         labelled_rows, labelled_read_rows = labelled_stats.rows, len(labelled)
     summary = {**stats.to_dict(), "labelled_rows": labelled_rows, "labelled_read_rows": labelled_read_rows}
     ctx.write_json("extract.json", summary)
+    for problem in stats.type_problems:
+        log.warning(
+            "%s: %s %s holds text that is not a number in %s of %s rows read (e.g. %s); read as missing, "
+            "the quality gate fails its types check", ctx.label, problem.what, problem.column, f"{problem.rows:,}",
+            f"{problem.read_rows:,}", ", ".join(problem.examples),
+        )  # fmt: skip
     sampled = f" (a seeded sample of {len(frame):,} rows read)" if stats.sampled else ""
     labels_read = f" ({labelled_read_rows:,} read)" if labelled_read_rows < labelled_rows else ""
     log.info(
@@ -187,6 +243,8 @@ def score(ctx: RunContext) -> dict[str, Any]:
         for frame in frames.values():
             frame[SCORE] = frame.get(contract.source.prediction_column)
     elif meta.get("model_version"):
+        import numpy as np
+
         from driftguard import registry, training  # MLflow and scikit-learn only when scoring here
 
         loaded = registry.load_champion(contract.registered_model_name, tracking_uri=ctx.settings.mlflow_tracking_uri)
@@ -196,13 +254,25 @@ def score(ctx: RunContext) -> dict[str, Any]:
             for name, frame in frames.items():
                 if not (len(frame) and set(contract.feature_names) <= set(frame.columns)):
                     continue
+                # A row with an infinite (or float32-overflowing) feature gets no score: the model
+                # cannot take it, and the quality gate's `finite` check already names the column.
+                skip = non_finite_rows(frame, contract.numeric_features)
+                if skip.any():
+                    log.warning(
+                        "%s: %s of %s rows of %s have non-finite numeric features; they are not scored",
+                        ctx.label, f"{int(skip.sum()):,}", f"{len(frame):,}", name,
+                    )  # fmt: skip
+                scores = np.full(len(frame), np.nan)
                 try:
-                    frame[SCORE] = training.score(model, frame[contract.feature_names], contract.task)
+                    if not skip.all():
+                        usable = frame.loc[~skip, contract.feature_names]
+                        scores[~skip] = training.score(model, usable, contract.task)
+                    frame[SCORE] = scores
                 except Exception as exc:  # bad data must not hide the quality report: score-less run
                     log.error("%s: champion v%s could not score %s: %s", ctx.label, version, name, exc)
                     source = f"champion v{version} (failed on {name})"
     for name, frame in frames.items():
-        frame.to_parquet(ctx.path(name), index=False)
+        ctx.write_frame(name, frame)
     log.info("%s: scores from %s", ctx.label, source)
     ctx.write_json("score.json", {"source": source})
     return {"source": source}
@@ -224,6 +294,7 @@ def check_quality(ctx: RunContext, *, expected_rows: float | None = None) -> dic
         end=ctx.end,
         expected_rows=expected_rows,
         schema_problems=extracted.get("schema_problems", ()),
+        type_problems=extracted.get("type_problems", ()),
         out_dir=ctx.report_dir,
         exact=extracted.get("facts") if extracted.get("sampled") else None,
     )
@@ -319,7 +390,7 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
         labelled = ctx.read_frame("labelled.parquet")
         label = contract.source.labels.column if contract.source.labels else None
         if label and SCORE in labelled.columns and len(labelled):
-            scored = labelled[labelled[SCORE].notna()]
+            scored = labelled[np.isfinite(labelled[SCORE].to_numpy(dtype="float64"))]  # NaN: not scored
             out["metric_rows"] = len(scored)
             values = metrics.task_metrics(
                 contract.task, scored[label].to_numpy(), scored[SCORE].to_numpy(), threshold=contract.decision_threshold

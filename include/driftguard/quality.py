@@ -8,12 +8,18 @@ contract section and to whether it blocks retraining (critical) or only warns.
 
 Freshness is a real GX expectation (expect_column_max_to_be_between on the timestamp column)
 whose cut-off is a suite parameter, so one suite serves every window. Volume is also a real GX
-expectation (expect_table_row_count_to_be_between). Only the source reader's schema problems
-(wrongly typed columns it could not load as declared) are computed here rather than by GX,
-because the reader has already dropped or coerced those values before GX sees them.
+expectation (expect_table_row_count_to_be_between). Only the source reader's findings are
+computed here rather than by GX, because the reader has already dropped or coerced those values
+before GX sees them: schema problems (missing columns, incompatible SQL types) and type problems
+(values of a numeric column that are not numbers, read as NaN: that column's `types` check).
+
+`finite` (critical by default) fails numeric features and the logged prediction holding +/-inf
+or values beyond +/-FINITE_LIMIT (float32's largest, 3.4e38: a 1e308 is a valid float64 but
+infinity to scikit-learn's float32 trees), so such an interval is excluded from training. GX
+counts NaN as missing there, not as a failure: missing values are the null families' business.
 
 A window larger than source.sample_rows reaches GX as a seeded sample (see sources.py). Shares
-and distributions (types, ranges, domains) are judged on the sample, where their `mostly`
+and distributions (types, finite, ranges, domains) are judged on the sample, where their `mostly`
 thresholds hold with a standard error below 0.0016 at 100k rows. Counting checks must not be
 estimated: the volume, freshness, duplicates, not_null and nulls expectations are evaluated
 against the database's exact facts of the whole window instead, with the same kwargs and
@@ -38,10 +44,11 @@ import pandas as pd
 from driftguard import _gx
 from driftguard._gx import ExpectationSuite, ExpectationSuiteValidationResult, gxe
 from driftguard.contract import FeatureKind, ModelContract, Severity, format_duration
+from driftguard.profile import FINITE_LIMIT
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("schema", "types", "not_null", "nulls", "ranges", "domains", "duplicates", "volume", "freshness")
+FAMILIES = ("schema", "types", "finite", "not_null", "nulls", "ranges", "domains", "duplicates", "volume", "freshness")
 # numpy/pandas dtypes for typed columns; "float"/"int" match Python numbers inside an object column,
 # so a column mixing numbers and text reports only the text values as unexpected.
 NUMERIC_TYPES = [
@@ -61,6 +68,10 @@ NUMERIC_TYPES = [
 RANGE_MARGIN = 0.1  # learned ranges widen the reference [min, max] by 10% of its width on each side
 FRESHNESS_PARAMETER = "freshness_cutoff"
 SOURCE_SCHEMA_CHECK = "driftguard_source_schema"  # computed, not a GX expectation (see module docstring)
+SOURCE_TYPES_CHECK = "driftguard_source_types"  # text the reader found in a numeric column (computed too)
+# Families a column whose text the reader read as missing (NaN) does not get: its `types` check is
+# the reader's count (SOURCE_TYPES_CHECK), and a null check would count the same values again.
+READ_AS_MISSING_SKIPS = ("types", "not_null", "nulls")
 EXACT_FAMILIES = ("not_null", "nulls", "duplicates", "volume", "freshness")  # counted by the database when sampled
 
 
@@ -136,6 +147,14 @@ class QualityResult:
         columns = sorted({c.column for c in self.critical_failures + self.warnings if c.column})
         verdict = "blocks retraining" if self.critical_failures else "does not block retraining"
         tail = f" Columns involved: {', '.join(columns)}." if columns else ""
+        counted = [
+            f"{c.column} ({c.family}) {c.observed['unexpected_count']:,} of {c.observed['element_count']:,}"
+            for c in self.critical_failures + self.warnings
+            if c.column and isinstance(c.observed, dict) and isinstance(c.observed.get("unexpected_count"), int)
+            and isinstance(c.observed.get("element_count"), int)
+        ]  # fmt: skip
+        if counted:
+            tail += f" Rows failing: {'; '.join(counted)}."
         return head + " and ".join(parts) + f" of {len(self.checks)} checks; this {verdict}." + tail
 
 
@@ -217,15 +236,16 @@ def _domain_for(feature_name: str, contract: ModelContract, entry: dict[str, Any
 class _Suite:
     """Collects expectations, dropping families the contract switched off."""
 
-    def __init__(self, contract: ModelContract) -> None:
+    def __init__(self, contract: ModelContract, read_as_missing: set[str] | None = None) -> None:
         self.severity = {f: family_severity(contract, f) for f in FAMILIES}
         self.expectations: list[Any] = []
+        self.read_as_missing = read_as_missing or set()
 
     def add(
         self, family: str, column: str | None, cls: Any, extra: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         severity = self.severity[family]
-        if severity is Severity.off:
+        if severity is Severity.off or (column in self.read_as_missing and family in READ_AS_MISSING_SKIPS):
             return
         if column is not None:
             kwargs["column"] = column
@@ -239,6 +259,7 @@ def _feature_expectations(suite: _Suite, contract: ModelContract, name: str, ent
     numeric = feature.kind is FeatureKind.numeric
     if numeric:
         suite.add("types", name, gxe.ExpectColumnValuesToBeInTypeList, type_list=NUMERIC_TYPES)
+        _add_finite(suite, name)
     else:
         suite.add("types", name, gxe.ExpectColumnValuesToBeOfType, type_="str")
 
@@ -278,6 +299,18 @@ def _feature_expectations(suite: _Suite, contract: ModelContract, name: str, ent
         log.info("%s: no domain check for %s (%s)", contract.name, name, origin)
 
 
+def _add_finite(suite: _Suite, column: str) -> None:
+    """+/-inf and |x| > FINITE_LIMIT are unexpected (GX leaves NaN to the null checks)."""
+    suite.add(
+        "finite",
+        column,
+        gxe.ExpectColumnValuesToBeBetween,
+        {"limit": FINITE_LIMIT},
+        min_value=-FINITE_LIMIT,
+        max_value=FINITE_LIMIT,
+    )
+
+
 def _table_expectations(suite: _Suite, contract: ModelContract, expected_rows: float | None) -> None:
     src, vol = contract.source, contract.quality.volume
     suite.add("duplicates", src.id_column, gxe.ExpectColumnValuesToBeUnique)
@@ -309,21 +342,25 @@ def build_suite(
     *,
     expected_rows: float | None = None,
     schema_problems: Sequence[str] = (),
+    type_problems: Sequence[dict[str, Any]] = (),
 ) -> ExpectationSuite:
     """The model's expectations: one per (family, column), families set to `off` left out.
 
     Columns named in schema_problems keep only their existence check: their values were
-    dropped or coerced by the reader, so value checks on them would report noise."""
+    dropped or coerced by the reader, so value checks on them would report noise. Columns in
+    type_problems (sources.TypeProblem.to_dict(): text read as NaN) lose their GX types and null
+    checks (READ_AS_MISSING_SKIPS); validate_window reports the reader's count as their `types`."""
     src = contract.source
     profile = (reference_profile or {}).get("features", {})
     broken = set(problem_columns(contract, schema_problems))
-    suite = _Suite(contract)
+    suite = _Suite(contract, {str(p["column"]) for p in type_problems})
     for col in contract_columns(contract):
         suite.add("schema", col, gxe.ExpectColumnToExist)
     for col in (src.timestamp_column, src.id_column):
         suite.add("not_null", col, gxe.ExpectColumnValuesToNotBeNull)
     if src.prediction_column and src.prediction_column not in broken:
         suite.add("types", src.prediction_column, gxe.ExpectColumnValuesToBeInTypeList, type_list=NUMERIC_TYPES)
+        _add_finite(suite, src.prediction_column)
     for name in contract.feature_names:
         if name in broken:
             continue
@@ -334,7 +371,11 @@ def build_suite(
     _table_expectations(suite, contract, expected_rows)
 
     result = ExpectationSuite(name=f"{contract.name}.quality", expectations=suite.expectations)
-    result.meta["driftguard"] = {"model": contract.name, "schema_problems": list(schema_problems)}
+    result.meta["driftguard"] = {
+        "model": contract.name,
+        "schema_problems": list(schema_problems),
+        "type_problems": [dict(p) for p in type_problems],
+    }
     return result
 
 
@@ -388,6 +429,16 @@ def _message(
             return f"{col} should hold {want} and has dtype {result['observed_value']}."
         ex = _examples(result)
         return f"{col} should hold {want}; {bad:,} of {n:,} values are not (e.g. {ex!r})."
+    if family == "finite":
+        # GX's results are JSON: +/-inf arrive as None (NaN is missing, never unexpected here).
+        ex = ["±inf" if v is None else v for v in _examples(result)]
+        limit = kwargs.get("max_value", FINITE_LIMIT)
+        if ok:
+            return f"{col} holds only finite numbers (magnitude at most {limit:.3g})."
+        return (
+            f"{col} must hold finite numbers of magnitude at most {limit:.3g} (larger ones overflow the model's "
+            f"float32 inputs); {bad:,} of {n:,} rows hold inf or larger (e.g. {ex!r})."
+        )
     if family == "not_null":
         return f"{col} must have no nulls and has {bad:,} of {n:,} ({_pct(share)}) null."
     if family == "nulls":
@@ -550,6 +601,34 @@ def _schema_checks(
     return checks
 
 
+def _type_checks(
+    contract: ModelContract, type_problems: Sequence[dict[str, Any]], checks: list[CheckResult]
+) -> list[CheckResult]:
+    """The reader's type problems (text in a numeric column, read as NaN) as failed `types`
+    checks naming the column, the rows and examples (computed here: GX saw only the NaN)."""
+    severity = family_severity(contract, "types")
+    if severity is Severity.off or not type_problems:
+        return checks
+    out = list(checks)
+    for p in type_problems:
+        column, rows, read = str(p["column"]), int(p["rows"]), int(p["read_rows"])
+        examples = list(p.get("examples") or ())
+        observed = {
+            "unexpected_count": rows,
+            "element_count": read,
+            "unexpected_share": rows / read if read else 0.0,
+            "missing_count": None,
+            "examples": examples,
+            "read_as": "missing",
+        }
+        message = (
+            f"Column {column!r} should hold numbers; {rows:,} of {read:,} rows hold text that is not a number "
+            f"(e.g. {examples!r}), read as missing."
+        )
+        out.append(CheckResult("types", SOURCE_TYPES_CHECK, column, severity.value, False, observed, message))
+    return out
+
+
 def _header(result: QualityResult, title: str) -> str:
     """Escaped verdict block for the top of the HTML page: failures with contract severities."""
     rows = "".join(
@@ -589,12 +668,20 @@ def validate_window(
     schema_problems: Sequence[str] = (),
     out_dir: Path | None = None,
     exact: dict[str, Any] | None = None,
+    type_problems: Sequence[dict[str, Any]] = (),
 ) -> QualityResult:
     """Run the generated suite on one window's frame; write suite.json and validation.html to out_dir.
 
     `exact` (WindowFacts.to_dict() of a sampled window) makes `df` a sample: the counting
-    families are then judged on those facts (see the module docstring)."""
-    suite = build_suite(contract, reference_profile, expected_rows=expected_rows, schema_problems=schema_problems)
+    families are then judged on those facts (see the module docstring). `type_problems`
+    (sources.TypeProblem.to_dict()s) become failed `types` checks of their columns."""
+    suite = build_suite(
+        contract,
+        reference_profile,
+        expected_rows=expected_rows,
+        schema_problems=schema_problems,
+        type_problems=type_problems,
+    )
     runnable = _runnable(suite, set(map(str, df.columns)))
     cutoff = _cutoff(df, contract.source.timestamp_column, end, contract)
     gx_result = _gx.run_suite(runnable, df, parameters={FRESHNESS_PARAMETER: cutoff})
@@ -604,7 +691,7 @@ def validate_window(
     if rows == 0 and not contract.quality.volume.required and expected_rows is not None:
         checks = [_allow_empty(c) if c.family == "volume" else c for c in checks]
     checks = sorted(
-        _schema_checks(contract, schema_problems, checks),
+        _type_checks(contract, type_problems, _schema_checks(contract, schema_problems, checks)),
         key=lambda c: (FAMILIES.index(c.family) if c.family in FAMILIES else 99, c.column or ""),
     )
     result = QualityResult(contract.name, start, end, rows, checks, None if exact is None else len(df))

@@ -23,13 +23,20 @@ Timestamps supported:
   or no offset). Only UTC offsets; other offsets or epoch numbers are not supported.
 
 ``strict=False`` (the monitoring quality gate) never hides data problems: missing feature /
-prediction columns are left out and wrongly typed ones are kept as read, each reported in
-``WindowStats.schema_problems`` so Great Expectations turns them into failed expectations.
-The timestamp and id columns are the key of the log and are required in both modes.
+prediction columns are left out and columns of an incompatible SQL type are kept as read, each
+reported in ``WindowStats.schema_problems`` so Great Expectations turns them into failed
+expectations. Values of a numeric feature or the prediction that are not numbers (text in a
+SQLite REAL column, 'NaN' text) are read as NaN and counted per column in
+``WindowStats.type_problems``, which the quality gate turns into that column's failed `types`
+check (column, rows, examples); the frame stays all float64, so it reaches Parquet intact. Text
+that spells a number is that number ('inf' is infinity, for the `finite` check to fail).
+The timestamp and id columns are the key of the log and are required in both modes. Errors
+(SourceError) name the model, the table, the column and the interval being read.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -57,19 +64,54 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 class SourceError(Exception):
-    """A feature log cannot be read as the contract describes. The message names model, table, column."""
+    """A feature log cannot be read as the contract describes. The message names model, table,
+    column and, once read_window or read_labels pass it on, the interval being read."""
 
-    def __init__(self, detail: str, *, model: str, table: str | None = None, column: str | None = None):
+    def __init__(
+        self,
+        detail: str,
+        *,
+        model: str,
+        table: str | None = None,
+        column: str | None = None,
+        interval: tuple[datetime, datetime] | None = None,
+    ):
         self.model = model
         self.table = table
         self.column = column
         self.detail = detail
+        self.interval = interval
         where = [f"model {model}"]
         if table:
             where.append(f"table {table}")
         if column:
             where.append(f"column {column}")
-        super().__init__(f"{', '.join(where)}: {detail}")
+        message = f"{', '.join(where)}: {detail}"
+        if interval is not None:
+            span = f"[{interval[0].isoformat()}, {interval[1].isoformat()})"
+            if span not in detail:  # EmptyWindowError's detail already names it
+                message += f" (reading the interval {span})"
+        super().__init__(message)
+
+    def in_interval(self, start: datetime, end: datetime) -> SourceError:
+        """The same error, its message naming the interval that was being read."""
+        return type(self)(self.detail, model=self.model, table=self.table, column=self.column, interval=(start, end))
+
+
+def _names_interval(read: Callable[..., Any]) -> Callable[..., Any]:
+    """A reader of (contract, start, end, ...) whose SourceErrors name that interval too."""
+
+    @functools.wraps(read)
+    def reader(contract: ModelContract, start: datetime, end: datetime, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return read(contract, start, end, *args, **kwargs)
+        except SourceError as exc:
+            aware = all(isinstance(d, datetime) and d.utcoffset() is not None for d in (start, end))
+            if exc.interval is not None or not aware:
+                raise
+            raise exc.in_interval(start.astimezone(UTC), end.astimezone(UTC)) from None
+
+    return reader
 
 
 class SourceConnectionError(SourceError):
@@ -109,6 +151,7 @@ class WindowStats:
     schema_problems: tuple[str, ...] = field(default_factory=tuple)
     facts: WindowFacts | None = None  # exact, from the database; set when a sample was asked for
     read_rows: int | None = None  # rows actually read: fewer than `rows` when the window was sampled
+    type_problems: tuple[TypeProblem, ...] = field(default_factory=tuple)  # text in numeric columns
 
     @property
     def sampled(self) -> bool:
@@ -127,6 +170,31 @@ class WindowStats:
             "read_rows": self.rows if self.read_rows is None else self.read_rows,
             "sampled": self.sampled,
             "facts": None if self.facts is None else self.facts.to_dict(),
+            "type_problems": [p.to_dict() for p in self.type_problems],
+        }
+
+
+@dataclass(frozen=True)
+class TypeProblem:
+    """Values of a numeric column (feature or logged prediction) that are not numbers, such as
+    text in a SQLite REAL column or a query's text column. In monitoring they are read as missing
+    (NaN) and this record becomes the column's failed `types` check; `rows` of `read_rows` rows
+    read (of the sample, when the window was sampled). Text that spells a number ('1.5', 'inf',
+    '1e999') is that number; 'NaN' text is not a number and counts here."""
+
+    column: str
+    what: str  # "numeric feature", "prediction column"
+    rows: int
+    read_rows: int
+    examples: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "column": self.column,
+            "what": self.what,
+            "rows": self.rows,
+            "read_rows": self.read_rows,
+            "examples": list(self.examples),
         }
 
 
@@ -445,8 +513,32 @@ def _time_filter(col: sa.ColumnElement[Any], lo: datetime, hi: datetime, dialect
 
 
 def _to_timestamp(s: pd.Series) -> pd.Series:
-    out = pd.to_datetime(s, utc=True, format="ISO8601") if s.dtype == object else pd.to_datetime(s, utc=True)
-    return out.dt.as_unit("ns")
+    """UTC datetime64[ns]. Raises ValueError naming how many values are not timestamps pandas can
+    hold (unparseable text, or years outside 1677..2262 such as 2999 or 1500), with examples."""
+    try:
+        out = pd.to_datetime(s, utc=True, format="ISO8601") if s.dtype == object else pd.to_datetime(s, utc=True)
+        return out.dt.as_unit("ns")
+    except (ValueError, TypeError, OverflowError) as exc:
+        bad = _unreadable_timestamps(s)
+        if not bad.any():
+            raise ValueError(str(exc).splitlines()[0]) from None
+        raise ValueError(
+            f"{int(bad.sum())} of {len(s)} values are not timestamps between {pd.Timestamp.min:%Y-%m-%d} and "
+            f"{pd.Timestamp.max:%Y-%m-%d} (the range pandas can hold), e.g. {_examples(s, bad)}"
+        ) from None
+
+
+def _unreadable_timestamps(s: pd.Series) -> pd.Series:
+    """Non-null values that do not convert to datetime64[ns] one by one."""
+
+    def unreadable(value: Any) -> bool:
+        try:
+            stamp = pd.Timestamp(value)
+            return stamp is pd.NaT or stamp.as_unit("ns") is pd.NaT
+        except (ValueError, TypeError, OverflowError):
+            return True
+
+    return s.notna() & s.map(unreadable).astype(bool)
 
 
 def _to_numeric(s: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -481,10 +573,24 @@ def _examples(s: pd.Series, bad: pd.Series) -> str:
     return ", ".join(repr(v) for v in values)
 
 
+NUMERIC_TEXT_MODES = ("error", "nan", "keep")
+
+
 def _convert(
-    df: pd.DataFrame, cols: list[_Col], contract: ModelContract, table: str, strict: bool, raw: set[str]
+    df: pd.DataFrame,
+    cols: list[_Col],
+    contract: ModelContract,
+    table: str,
+    strict: bool,
+    raw: set[str],
+    numeric_text: str = "error",
+    type_problems: list[TypeProblem] | None = None,
 ) -> list[str]:
-    """Enforce contract dtypes in place; return problems (strict: raise the first)."""
+    """Enforce contract dtypes in place; return problems (strict: raise the first).
+
+    Values of a numeric feature or the prediction that are not numbers, by `numeric_text`:
+    "error" raises ColumnTypeError (strict), "nan" reads them as NaN and "keep" leaves the column
+    as read; both record a TypeProblem in `type_problems` instead of a schema problem."""
     problems: list[str] = []
 
     def fail(col: _Col, detail: str) -> None:
@@ -504,6 +610,18 @@ def _convert(
                 fail(col, f"{col.what} holds values that are not UTC timestamps ({exc})")
         elif col.role in ("numeric", "label_regression", "label_binary"):
             values, bad = _to_numeric(s)
+            if bad.any() and col.role == "numeric" and numeric_text in ("nan", "keep"):
+                if type_problems is not None:
+                    examples = tuple(dict.fromkeys(str(v) for v in s[bad].head(50).tolist()))[:3]
+                    type_problems.append(TypeProblem(col.name, col.what, int(bad.sum()), len(s), examples))
+                log.warning(
+                    "%s: %s %s in %s holds non-numeric values in %d of %d rows (e.g. %s); %s",
+                    contract.name, col.what, col.name, table, int(bad.sum()), len(s), _examples(s, bad),
+                    "read as missing" if numeric_text == "nan" else "kept as read",
+                )  # fmt: skip
+                if numeric_text == "nan":
+                    df[col.name] = values
+                continue
             if bad.any():
                 fail(
                     col,
@@ -797,6 +915,14 @@ def _check_columns(
     return [c for c in cols if c not in missing], problems, raw
 
 
+def _numeric_text_mode(numeric_text: str | None, strict: bool) -> str:
+    mode = numeric_text or ("error" if strict else "nan")
+    if mode not in NUMERIC_TEXT_MODES:
+        raise ValueError(f"numeric_text must be one of {NUMERIC_TEXT_MODES}, got {numeric_text!r}")
+    return mode
+
+
+@_names_interval
 def read_window(
     contract: ModelContract,
     start: datetime,
@@ -809,6 +935,7 @@ def read_window(
     sample_rows: int | None = None,
     seed: int = 0,
     exact_facts: bool = True,
+    numeric_text: str | None = None,
 ) -> tuple[pd.DataFrame, WindowStats]:
     """Rows of the feature log with start <= timestamp < end: id, timestamp, features, prediction.
 
@@ -819,8 +946,17 @@ def read_window(
     read as a seeded sample of about `sample_rows` rows (see "sampled windows" below), `rows`,
     `min_ts` and `max_ts` stay those of the whole window, and WindowStats.facts holds what the
     sample cannot tell exactly (NULLs, duplicate ids), unless `exact_facts` is False (a caller
-    that only wants a bounded sample). A window read whole has no facts: the frame is exact."""
+    that only wants a bounded sample). A window read whole has no facts: the frame is exact.
+
+    `numeric_text`: what values of a numeric feature or of the prediction that are not numbers do
+    (see _convert): "error" (the default when strict), "nan" (the default when not: the monitoring
+    gate, which fails the column's `types` check from WindowStats.type_problems) or "keep" (left as
+    read for the caller to judge row by row, as training does).
+
+    Errors (SourceError) name the model, table, column and this interval."""
     lo, hi = _utc(start, "start", contract), _utc(end, "end", contract)
+    text_mode = _numeric_text_mode(numeric_text, strict)
+    type_problems: list[TypeProblem] = []
     if lo >= hi:
         raise ValueError(f"model {contract.name}: empty interval, start {lo.isoformat()} >= end {hi.isoformat()}")
     if chunksize < 1:
@@ -864,9 +1000,9 @@ def read_window(
             )
         frame = _empty_frame(cols, relation.columns)
     else:
-        problems += _convert(frame, cols, contract, relation.label, strict, raw)
+        problems += _convert(frame, cols, contract, relation.label, strict, raw, text_mode, type_problems)
         frame = _sorted(frame, src.timestamp_column, src.id_column)
-    stats = _stats(contract, lo, hi, frame, chunks, problems)
+    stats = replace(_stats(contract, lo, hi, frame, chunks, problems), type_problems=tuple(type_problems))
     if counted is not None and share is not None:  # sampled: the whole window's size and bounds
         stats = replace(
             stats,
@@ -1007,12 +1143,25 @@ def _meanwhile(
         yield pending.result if pending is not None else lambda: one(conn)
 
 
-def _ts_bounds(firsts: list[Any], lasts: list[Any]) -> tuple[datetime | None, datetime | None]:
+def _ts_bounds(
+    firsts: list[Any], lasts: list[Any], contract: ModelContract, table: str
+) -> tuple[datetime | None, datetime | None]:
     """The earliest of `firsts` and the latest of `lasts` as UTC datetimes (SQLite answers text)."""
     firsts, lasts = [v for v in firsts if v is not None], [v for v in lasts if v is not None]
     if not firsts or not lasts:
         return None, None
-    times = _to_timestamp(pd.Series(firsts + lasts, dtype=object))
+    edges = pd.Series(firsts + lasts, dtype=object)
+    try:
+        times = _to_timestamp(edges)
+    except ValueError:
+        bad = _unreadable_timestamps(edges)
+        raise ColumnTypeError(
+            f"the window's oldest or newest event ({_examples(edges, bad)}) is not a UTC timestamp between "
+            f"{pd.Timestamp.min:%Y-%m-%d} and {pd.Timestamp.max:%Y-%m-%d} (the range pandas can hold)",
+            model=contract.name,
+            table=table,
+            column=contract.source.timestamp_column,
+        ) from None
     return times.iloc[: len(firsts)].min().to_pydatetime(), times.iloc[len(firsts) :].max().to_pydatetime()
 
 
@@ -1125,7 +1274,7 @@ def _window_facts(
                 firsts, lasts = _sqlite_edge_rows(conn, ts, window.lo, window.hi, first, last)
             except sa.exc.DBAPIError as exc:
                 raise _query_failed(exc, contract, table) from None
-        oldest, newest = _ts_bounds(firsts, lasts)
+        oldest, newest = _ts_bounds(firsts, lasts, contract, table)
         if not exact or _sample_fraction(rows, sample_rows) is None:
             yield _Counted(int(rows), oldest, newest, lambda: None)
             return
@@ -1286,6 +1435,7 @@ def read_labels(
     return frame
 
 
+@_names_interval
 def _read_labels(
     contract: ModelContract,
     start: datetime,
@@ -1339,7 +1489,7 @@ def _fetch_labels(
     with _meanwhile(conn, _labelled_count(conn, contract, query, *window), contract, query.table) as counted:
         frame, _ = _execute(conn, stmt, 50_000, contract, query.table)
         rows, first, last = counted()
-    return frame, _Labelled(int(rows), *_ts_bounds([first], [last]))
+    return frame, _Labelled(int(rows), *_ts_bounds([first], [last], contract, query.log_relation.label))
 
 
 def _one_label_per_key(frame: pd.DataFrame | None, query: _LabelsQuery, contract: ModelContract) -> pd.DataFrame:
@@ -1361,6 +1511,7 @@ def _one_label_per_key(frame: pd.DataFrame | None, query: _LabelsQuery, contract
     return frame.drop_duplicates(subset=[key], ignore_index=True)
 
 
+@_names_interval
 def read_labelled(
     contract: ModelContract,
     start: datetime,
@@ -1372,6 +1523,7 @@ def read_labelled(
     allow_empty: bool = False,
     sample_rows: int | None = None,
     seed: int = 0,
+    numeric_text: str | None = None,
 ) -> tuple[pd.DataFrame, WindowStats]:
     """`read_window` inner-joined with matured labels: training and realized-performance data.
 
@@ -1379,9 +1531,17 @@ def read_labelled(
     `read_window`'s seeded sample and only the labels of the sampled ids are read; `rows`,
     `min_ts` and `max_ts` are then the database's exact facts of every row with a matured label,
     `read_rows` the rows returned. Raises EmptyWindowError when no row has a matured label
-    (unless allow_empty)."""
+    (unless allow_empty). `numeric_text` as in read_window; its type problems are the window's."""
     frame, stats = read_window(
-        contract, start, end, url=url, strict=strict, allow_empty=allow_empty, sample_rows=sample_rows, seed=seed
+        contract,
+        start,
+        end,
+        url=url,
+        strict=strict,
+        allow_empty=allow_empty,
+        sample_rows=sample_rows,
+        seed=seed,
+        numeric_text=numeric_text,
     )
     fraction = _sample_fraction(stats.rows, sample_rows) if stats.sampled else None  # read_window's share
     labels, exact = _read_labels(
@@ -1403,6 +1563,7 @@ def read_labelled(
             column=label,  # type: ignore[union-attr]
         )
     out = _stats(contract, stats.start, stats.end, joined, stats.chunks, list(stats.schema_problems))
+    out = replace(out, type_problems=stats.type_problems)
     if exact is not None:
         out = replace(out, rows=exact.rows, min_ts=exact.min_ts, max_ts=exact.max_ts, read_rows=len(joined))
     read = f" ({len(joined)} of them in the sample read)" if exact is not None else ""

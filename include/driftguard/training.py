@@ -152,6 +152,50 @@ def _drop_intervals(
     return frame[~drop], n
 
 
+def _drop_unusable_rows(frame: pd.DataFrame, contract: ModelContract) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Rows the model cannot take: a numeric feature holding text that is not a number (SQLite stores
+    any value in any column) or a non-finite number (+/-inf, or beyond profile.FINITE_LIMIT, which
+    scikit-learn's float32 trees read as infinity), or a regression label that is not finite.
+
+    Monitoring fails such an interval's `types` or `finite` check and the retrain excludes it
+    before this runs; what is left slipped past the gate (an interval never monitored, a sampled
+    window whose sample missed a few rows, the family switched off). Those rows are dropped, not
+    imputed, and each column is logged and recorded (rows, first and last event) in the data
+    fingerprint, so the retrain neither fails on scikit-learn's "Input X contains infinity", which
+    names no column, nor trains on them silently. Numeric features come back as float64."""
+    from driftguard.profile import non_finite
+
+    tcol = contract.source.timestamp_column
+    drop = np.zeros(len(frame), dtype=bool)
+    dropped: dict[str, Any] = {}
+    converted: dict[str, pd.Series] = {}
+    columns = [(c, "feature") for c in contract.numeric_features]
+    if contract.task is Task.regression:
+        columns.append((_label_column(contract), "label"))
+    for col, role in columns:
+        raw = frame[col]
+        values = pd.to_numeric(raw, errors="coerce").astype("float64") if raw.dtype == object else raw.astype("float64")
+        converted[col] = values
+        for reason, mask in (
+            ("text that is not a number", (values.isna() & raw.notna()).to_numpy()),
+            ("inf or a magnitude beyond float32", non_finite(values)),
+        ):
+            if not mask.any():
+                continue
+            drop |= mask
+            ts = frame[tcol][mask]
+            examples = list(dict.fromkeys(str(v) for v in raw[mask].head(20)))[:3]
+            entry = {"rows": int(mask.sum()), "first": _iso(ts.min()), "last": _iso(ts.max()), "examples": examples}
+            dropped[f"{col}: {reason}"] = entry
+            log.warning(
+                "%s: dropping %d training rows whose %s %s holds %s (e.g. %s), events %s .. %s; their intervals "
+                "were not excluded by a failed quality check (types / finite) before",
+                contract.name, entry["rows"], role, col, reason, ", ".join(examples), entry["first"], entry["last"],
+            )  # fmt: skip
+    frame = frame.assign(**converted)
+    return (frame[~drop] if drop.any() else frame), dropped
+
+
 def load_training_data(
     contract: ModelContract,
     *,
@@ -167,9 +211,12 @@ def load_training_data(
     as_of = _aware(as_of, "as_of", contract)
     window = contract.training.window
     start = EPOCH if window == "all" else as_of - window
-    frame, stats = sources.read_labelled(contract, start, as_of, as_of=as_of, url=url)
+    # Text in a numeric feature is kept as read, so an excluded interval's text cannot stop the
+    # read; whatever is left after the exclusion is dropped row by row below.
+    frame, stats = sources.read_labelled(contract, start, as_of, as_of=as_of, url=url, numeric_text="keep")
     frame = _check_labels(frame[training_columns(contract)], contract)
     frame, excluded = _drop_intervals(frame, contract, exclude_intervals)
+    frame, unusable = _drop_unusable_rows(frame, contract)
     cap = contract.training.max_rows
     if len(frame) > cap:
         log.info(
@@ -187,6 +234,7 @@ def load_training_data(
         "rows_read": stats.rows,
         "rows_excluded": excluded,
         "exclude_intervals": [[_iso(lo), _iso(hi)] for lo, hi in exclude_intervals],
+        "rows_dropped_unusable": unusable,
         "sha256": frame_hash(frame, contract),
     }
     log.info(

@@ -200,9 +200,16 @@ def test_wrong_dtype_strict_and_lenient(db_url: str) -> None:
     ) as exc:
         sources.read_window(contract, T0, T0 + timedelta(days=1))
     assert exc.value.column == "num" and exc.value.table == "events"
+    # Lenient (monitoring): read as missing, counted for the column's `types` check, not a schema problem.
     df, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), strict=False)
-    assert df["num"].dtype == object and "not a number" in df["num"].tolist()  # kept as read
-    assert len(stats.schema_problems) == 1 and stats.schema_problems[0].startswith("column 'num': numeric feature")
+    assert df["num"].dtype == np.float64 and df.loc[df["event_id"] == 7, "num"].isna().all()
+    assert stats.schema_problems == ()
+    assert stats.type_problems == (sources.TypeProblem("num", "numeric feature", 1, 10, ("not a number",)),)
+    assert stats.to_dict()["type_problems"][0]["rows"] == 1
+    # "keep" (training): left as read for the caller to judge row by row.
+    kept, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), numeric_text="keep")
+    assert kept["num"].dtype == object and "not a number" in kept["num"].tolist()
+    assert [p.column for p in stats.type_problems] == ["num"]
     # Numeric text without bad values is fine: pre-injection days of a type change read normally.
     clean, _ = sources.read_window(contract, T0, T0 + timedelta(hours=6))
     assert clean["num"].dtype == np.float64
