@@ -13,7 +13,7 @@ export DRIFTGUARD_FEATURE_LOG_URL ?= sqlite:///$(DRIFTGUARD_HOME)/feature_log.db
 export GX_ANALYTICS_ENABLED := false
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: install test lint demo up bench check clean browser
+.PHONY: install test lint demo up bench scenarios check clean browser
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test: install lint browser
 # (JSON in benchmarks/results/). BENCH_ARGS="--sizes 100k,1m,10m --db sqlite,postgres".
 bench: install
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# How often the drift triggers fire on synthetic scenarios with known truth (stationary, seasonal,
+# shifts at 5k and ~30 rows per window), calibrated thresholds against Evidently's fixed ones.
+scenarios: install
+	PYTHONPATH=include:. $(BIN)/python -m benchmarks.drift_scenarios $(SCENARIO_ARGS)
 
 # Seed the demo world and replay the year 2013 week by week as real Airflow DAG runs, in-process
 # with dag.test() (scripts/demo.py): 42 weekly monitoring runs and the retraining runs they trigger

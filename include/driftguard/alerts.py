@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 KINDS = (
     "quality_critical",
     "drift",
+    "drift_degraded",  # drift verdicts kept, but a plot (named) failed: the report is incomplete
+    "drift_failed",  # the drift step failed: no drift signal for this interval
+    "model_review",  # the champion is older than policy.max_model_age (never a retrain by itself)
     "retrain",
     "no_data",
     "unservable",

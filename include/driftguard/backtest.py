@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from driftguard.contract import ContractError, ModelContract, Problem, parse_contract
+from driftguard.contract import Change, ContractError, ModelContract, Problem, parse_contract
 from driftguard.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -154,9 +154,9 @@ class BacktestConfig:
         return out
 
     @property
-    def degraded_drop(self) -> float:
+    def degraded_drop(self) -> Change:
         drop = self.contract.policy.metric_drop
-        return DEFAULT_DEGRADED_DROP if drop is None else drop
+        return Change(DEFAULT_DEGRADED_DROP, relative=False) if drop is None else drop
 
 
 def utc(value: str | date | datetime) -> datetime:
@@ -271,7 +271,7 @@ class BacktestResult:
     model: str
     metric_name: str
     greater_is_better: bool
-    degraded_drop: float
+    degraded_drop: str  # the policy's metric_drop, e.g. "5%" or "0.05 abs"
     start: str
     end: str
     interval: str
@@ -289,7 +289,7 @@ class BacktestResult:
             "model": self.model,
             "metric": self.metric_name,
             "greater_is_better": self.greater_is_better,
-            "degraded_drop": self.degraded_drop,
+            "degraded_drop": str(self.degraded_drop),
             "start": self.start,
             "end": self.end,
             "interval": self.interval,
@@ -300,12 +300,15 @@ class BacktestResult:
         }
 
 
-def is_degraded(metric: float | None, champion: float | None, *, drop: float, greater_is_better: bool) -> bool | None:
+def is_degraded(
+    metric: float | None, champion: float | None, *, drop: Change | float, greater_is_better: bool
+) -> bool | None:
     """Realized metric worse than the champion's validation metric by at least `drop`."""
     if metric is None or champion is None or not (math.isfinite(metric) and math.isfinite(champion)):
         return None
     loss = champion - metric if greater_is_better else metric - champion
-    return loss >= drop - 1e-9
+    limit = drop.of(champion) if isinstance(drop, Change) else drop
+    return loss >= limit - 1e-9
 
 
 def totals(rows: Sequence[IntervalRow], strategy: str) -> StrategyTotals:
@@ -465,7 +468,7 @@ def run_backtest(config: BacktestConfig) -> BacktestResult:
         model=contract.name,
         metric_name=contract.primary_metric,
         greater_is_better=contract.greater_is_better,
-        degraded_drop=config.degraded_drop,
+        degraded_drop=str(config.degraded_drop),
         start=config.start.isoformat(),
         end=config.end.isoformat(),
         interval=format_duration(config.interval),
@@ -613,7 +616,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}</style></head><bo
 <h1>{html.escape(title)}</h1>
 <p>Realized {html.escape(result.metric_name)} = the serving champion on labels that matured in the interval.
 Degraded = worse than the serving champion's validation {html.escape(result.metric_name)} by at least
-{result.degraded_drop:g}. Filled dot: promotion; ring: rejected or failed retrain.</p>
+{result.degraded_drop}. Filled dot: promotion; ring: rejected or failed retrain.</p>
 <p>{legend}</p>
 {timeline_svg(result)}
 <h2>Totals</h2>

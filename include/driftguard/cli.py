@@ -79,19 +79,35 @@ def _check(args: argparse.Namespace) -> int:
             print(problem)
             problems += 1
             failed.add(path)
+    warnings = 0
     if args.connect:
         from driftguard import sources
+        from driftguard.calibration import schedule_length
+        from driftguard.power import settings_warnings
 
         for name, contract in result.contracts.items():
             path = next(p for p in paths if Path(p).stem == name and p not in result.errors)
-            for problem in sources.check_source(contract, url=args.url):
+            found = sources.check_source(contract, url=args.url)
+            for problem in found:
                 print(f"{path}: {problem}")
                 problems += 1
                 failed.add(path)
+            if found:
+                continue
+            # Underpowered settings are warnings: the contract works, its alarms may not mean much.
+            window = schedule_length(contract.schedule)
+            profile = sources.volume_profile(contract, window, url=args.url)
+            counts = [n for *_, n in profile.windows]
+            for warning in settings_warnings(contract, window, counts, profile.labelled_share):
+                print(f"{path}: warning: {warning}")
+                warnings += 1
     for path in paths:
         if path not in failed:
             print(f"ok {path}")
-    print(f"{len(files)} contract file(s) checked, {problems} problem(s)")
+    print(
+        f"{len(files)} contract file(s) checked, {problems} problem(s)"
+        + (f", {warnings} warning(s)" if warnings else "")
+    )
     return 1 if problems else 0
 
 
@@ -173,8 +189,14 @@ def _setup_backtest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=_duration, default=timedelta(days=7), help="interval length (default 1w)")
     p.add_argument("--out", type=Path, default=Path("backtest"), help="output folder (default ./backtest)")
     p.add_argument("--strategies", default="policy,never,always", help="comma-separated: policy,never,always")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                   help="override a contract field, e.g. policy.cooldown=14d (YAML value; repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a contract field, e.g. policy.cooldown=14d (YAML value; repeatable)",
+    )
     p.add_argument("--seed", type=int, help="training.seed and promotion.bootstrap.seed")
     p.add_argument("--url", help="feature log URL (default: DRIFTGUARD_FEATURE_LOG_URL or the settings default)")
     p.add_argument("--keep-stores", action="store_true", help="keep each strategy's stores under OUT/stores")
@@ -258,6 +280,48 @@ def _rollback(args: argparse.Namespace) -> int:
     print(f"{args.model}: @champion v{frm} -> v{to} (by {actor}: {args.reason})")
     return 0
 
+
+# --------------------------------------------------------------------------- doctor
+
+
+def _setup_doctor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="*", help="model names (default: every model Driftguard knows of)")
+    p.add_argument("--dry-run", action="store_true", help="report what would be repaired, change nothing")
+    p.add_argument("--release-stale", action="store_true", help="mark retrain claims with no heartbeat as failed")
+    p.add_argument(
+        "--stale-after", type=_duration, default=None, help="claim heartbeat age that means dead (default 5m)"
+    )
+
+
+@command(
+    "doctor",
+    "Repair what a killed run left: finish interrupted promotions/rollbacks, reconcile the promotion "
+    "history with the MLflow aliases, close orphaned MLflow runs, report stale retrain claims.",
+    _setup_doctor,
+)
+def _doctor(args: argparse.Namespace) -> int:
+    from driftguard import recovery, retrain
+    from driftguard.store import HistoryStore
+
+    settings = get_settings()
+    try:
+        found = recovery.doctor(
+            args.models,
+            store=HistoryStore(settings.history_url),
+            tracking_uri=settings.mlflow_tracking_uri,
+            stale_after=args.stale_after or retrain.CLAIM_STALE_AFTER,
+            release_stale=args.release_stale,
+            dry_run=args.dry_run,
+        )
+    except Exception as exc:  # a store or tracking server that cannot be reached: say so, no traceback
+        print(f"doctor failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    for f in found:
+        status = "fixed" if f.fixed else ("would fix" if args.dry_run and f.kind != "stale_claim" else "ATTENTION")
+        print(f"{status} {f.model} {f.kind}: {f.message}")
+    left = [f for f in found if not f.fixed]
+    print(f"{len(found)} finding(s), {len(found) - len(left)} fixed, {len(left)} left" if found else "all consistent")
+    return 1 if left else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

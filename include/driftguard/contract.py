@@ -8,6 +8,7 @@ no MLflow here.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -71,6 +72,106 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
     Field(json_schema_extra=_duration_json_schema),
+]
+
+_SHARE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+@dataclass(frozen=True)
+class LabelAmount:
+    """A number of labelled rows (`1000`) or a share of the champion's training rows (`10%`)."""
+
+    amount: float
+    relative: bool
+
+    def rows(self, training_rows: int | None) -> int | None:
+        """Rows needed; None when relative and the champion's training rows are unknown."""
+        if not self.relative:
+            return int(self.amount)
+        return None if training_rows is None else math.ceil(round(self.amount * training_rows, 6))
+
+    def __str__(self) -> str:
+        return f"{self.amount * 100:g}%" if self.relative else f"{int(self.amount)}"
+
+
+def parse_label_amount(value: Any) -> LabelAmount:
+    if isinstance(value, LabelAmount):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a row count like 1000 or a share like '10%'")
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        if value < 0:
+            raise ValueError(f"a row count must be >= 0, got {value!r}")
+        return LabelAmount(float(value), relative=False)
+    if isinstance(value, str):
+        if value.strip().isdigit():
+            return LabelAmount(float(value), relative=False)
+        m = _SHARE.match(value)
+        if m:
+            return LabelAmount(float(m.group(1)) / 100, relative=True)
+    raise ValueError(f"expected a row count like 1000 or a share of the training rows like '10%', got {value!r}")
+
+
+def _label_amount_json_schema(schema: dict[str, Any]) -> None:
+    schema.clear()
+    schema.update(anyOf=[{"type": "integer", "minimum": 0}, {"type": "string", "pattern": _SHARE.pattern}])
+
+
+LabelCount = Annotated[
+    LabelAmount,
+    BeforeValidator(parse_label_amount),
+    PlainSerializer(lambda v: str(v) if v.relative else int(v.amount), return_type=Any),
+    Field(json_schema_extra=_label_amount_json_schema),
+]
+
+_CHANGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%|abs)\s*$")
+
+
+@dataclass(frozen=True)
+class Change:
+    """A metric change threshold: relative (`5%` of the baseline) or absolute (`0.02 abs`, in
+    the metric's units). Direction comes from the metric (worse = lower for ROC AUC, higher
+    for MAE), never from the sign."""
+
+    amount: float
+    relative: bool
+
+    def of(self, baseline: float) -> float:
+        """The threshold in the metric's units against this baseline."""
+        return self.amount * abs(baseline) if self.relative else self.amount
+
+    def __str__(self) -> str:
+        return f"{self.amount * 100:g}%" if self.relative else f"{self.amount:g} abs"
+
+
+def parse_change(value: Any) -> Change:
+    """`5%` (relative), `0.02 abs` (absolute) or a bare number (absolute, as before units existed)."""
+    if isinstance(value, Change):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a change like '5%' or '0.02 abs'")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError(f"a change must be > 0, got {value!r}")
+        return Change(float(value), relative=False)
+    if isinstance(value, str):
+        m = _CHANGE.match(value)
+        if m and float(m.group(1)) > 0:
+            relative = m.group(2) == "%"
+            return Change(float(m.group(1)) / (100 if relative else 1), relative)
+    raise ValueError(f"expected a change like '5%' (relative) or '0.02 abs' (absolute), got {value!r}")
+
+
+def _change_json_schema(schema: dict[str, Any]) -> None:
+    schema.clear()
+    schema.update(anyOf=[{"type": "string", "pattern": _CHANGE.pattern}, {"type": "number", "exclusiveMinimum": 0}])
+
+
+MetricChange = Annotated[
+    Change,
+    BeforeValidator(parse_change),
+    PlainSerializer(str, return_type=str),
+    Field(json_schema_extra=_change_json_schema),
 ]
 
 # --------------------------------------------------------------------------- secrets
@@ -297,14 +398,28 @@ class FeatureDriftSpec(_Strict):
     threshold: float | None = Field(None, gt=0, description="Method's threshold; null = the method's default.")
 
 
+class DriftCalibration(_Strict):
+    """How per-feature thresholds are calibrated on the reference (method `auto`)."""
+
+    alpha: float = Field(0.002, gt=0, lt=0.5, description="Target false-alarm rate per feature and window.")
+    min_chunks: int = Field(8, ge=3, description="Reference intervals needed to calibrate on time chunks.")
+
+
 class DriftConfig(_Strict):
     """Evidently drift against the champion's reference."""
 
-    method: DriftMethod = Field("auto", description="Default method; auto = Evidently's choice by size and kind.")
+    method: DriftMethod = Field(
+        "auto", description="Default method; auto = effect size with a threshold calibrated on the reference."
+    )
     threshold: float | None = Field(None, gt=0, description="Default threshold for `method`.")
     features: dict[str, FeatureDriftSpec] = Field(default_factory=dict, description="Per-feature overrides by name.")
     sample_size: int = Field(100_000, ge=1000, description="Rows per side used for the tests (bounded sample).")
     drift_share: float = Field(0.5, gt=0, le=1, description="Dataset drift when this share of features drift.")
+    min_rows: int = Field(20, ge=2, description="Fewer usable values on either side: verdict `insufficient data`.")
+    min_effect: float = Field(
+        0.1, ge=0, description="Smallest effect (Wasserstein in reference stds, or Jensen-Shannon) that can drift."
+    )
+    calibration: DriftCalibration = Field(DriftCalibration(), description="Threshold calibration on the reference.")
     prediction: bool = Field(True, description="Report prediction (score) drift.")
     target: bool = Field(True, description="Report target drift once labels mature.")
 
@@ -324,12 +439,26 @@ class PolicyConfig(_Strict):
     """Retrain policy: triggers propose, guards dispose."""
 
     drift_share: float | None = Field(0.3, gt=0, le=1, description="Trigger: share of drifted features >=.")
+    drift_share_weighting: Literal["importance", "none"] = Field(
+        "importance",
+        description="`importance`: the share trigger weighs drifted features by the champion's permutation "
+        "importance (a feature the model ignores counts 0); `none`: every feature counts 1.",
+    )
     important_features: int | None = Field(3, ge=1, description="Trigger: drift in any of the top-k features.")
-    metric_drop: float | None = Field(0.05, gt=0, description="Trigger: realized metric worse than champion's by >=.")
-    max_model_age: Duration | None = Field(timedelta(days=90), description="Trigger: champion older than this.")
+    metric_drop: MetricChange | None = Field(
+        Change(0.05, relative=True),
+        description="Trigger: realized metric worse than the champion's validation by >= (`5%` or `0.02 abs`).",
+    )
+    max_model_age: Duration | None = Field(
+        timedelta(days=90), description="Review alert (never a retrain by itself): champion older than this."
+    )
     cooldown: Duration = Field(timedelta(days=7), description="Guard: no retrain within this after the last.")
     persistence: Persistence = Field(Persistence(), description="Guard: drift in k of the last n runs.")
-    min_new_labels: int = Field(1000, ge=0, description="Guard: labelled rows since the last retrain.")
+    min_new_labels: LabelCount = Field(
+        LabelAmount(0.1, relative=True),
+        description="Guard: labelled rows since the last promotion: a count (`1000`) or a share of the "
+        "champion's training rows (`10%`).",
+    )
 
 
 Estimator = Literal[

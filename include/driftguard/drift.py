@@ -1,21 +1,34 @@
-"""Distribution drift of one window against the champion's reference, with Evidently 0.7.
+"""Distribution drift of one window against the champion's reference.
 
-Each column is tested with the contract's method and threshold for that column. That is
-deliberate: DataDriftPreset's num/cat thresholds apply to every column whatever its method,
-and a p-value threshold (drift when below) is meaningless for a distance (drift when above).
-The verdict and score per column are Evidently's own test, run as its ValueDrift metric runs
-it (for `auto`, the method and threshold Evidently picked). The HTML report tabulates every
-column's verdict and draws ValueDrift's distribution plots for the drifted features and for
-prediction and target only: plots cost two thirds of the drift time and most of the page.
+Every column gets a verdict with its evidence: the rows compared on each side, the values set
+aside (nulls, +-inf, overflowing magnitudes), an effect size (drift_stats: Wasserstein in
+reference standard deviations for numeric columns, Jensen-Shannon distance for categorical
+ones) and the threshold with where it came from. Three outcomes:
 
-Both sides are sampled to at most drift.sample_size rows (seeded) so run time and memory
-stay bounded whatever the window size (see NOTES.md for the accuracy of 100k samples).
+* ``insufficient data``: fewer than ``drift.min_rows`` usable values on a side. Not drift, and
+  left out of the drift share's denominator (a 1-row window cannot show 14 of 14 features drifted).
+* ``drift``: the test crossed its threshold AND the effect is at least ``drift.min_effect``.
+* ``ok``: otherwise.
+
+Method ``auto`` (the default) tests the effect size itself against a threshold calibrated on the
+reference (calibration.py): what one production window of normal data scores. An explicit
+method (ks, psi, chisquare, ...) runs Evidently's own stattest for the column with the
+contract's threshold, or the method's default.
+
+Verdicts are computed and kept before any HTML: the report (the verdict table plus Evidently's
+ValueDrift plots, drawn with the method the verdict used, one column at a time) may fail for a
+column, which is then named in ``render_errors`` and makes the run ``degraded``; it never costs
+a verdict.
+
+Both sides are sampled to at most drift.sample_size rows (seeded) so run time and memory stay
+bounded whatever the window size (see NOTES.md for the accuracy of 100k samples).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +38,8 @@ import numpy as np
 import pandas as pd
 
 from driftguard import _evidently as ev
+from driftguard import drift_stats as ds
+from driftguard.calibration import Calibration, calibrate_for
 from driftguard.contract import FeatureKind, ModelContract, Task
 
 log = logging.getLogger(__name__)
@@ -44,9 +59,15 @@ class DriftError(ValueError):
         super().__init__(f"model {model}: {message}")
 
 
+OK = "ok"
+DRIFT = "drift"
+INSUFFICIENT = "insufficient data"
+
+
 @dataclass(frozen=True)
 class FeatureDrift:
-    """Drift verdict for one column; method and threshold are the ones Evidently applied."""
+    """Verdict for one column, with its evidence. method/threshold/score: the test applied
+    (for `auto` the effect size against its calibrated threshold)."""
 
     feature: str
     kind: str
@@ -54,11 +75,20 @@ class FeatureDrift:
     threshold: float
     score: float
     drifted: bool
+    status: str = OK  # ok | drift | insufficient data
+    reference_rows: int = 0  # usable values compared on each side
+    current_rows: int = 0
+    nonfinite: int = 0  # current-side values set aside as +-inf or overflowing
+    effect: float | None = None  # drift_stats.effect: Wasserstein (stds) or Jensen-Shannon
+    effect_method: str = ""
+    basis: str = ""  # how the threshold was set, for the report
 
     @property
     def severity(self) -> float:
         """How far past its threshold, comparable across methods: score/threshold for
         distances, log(p)/log(threshold) for p-values (1.0 = on the threshold)."""
+        if self.status == INSUFFICIENT or not math.isfinite(self.score):
+            return 0.0
         if self.method in P_VALUE_METHODS:
             p = min(max(self.score, 1e-300), 1.0)
             return math.log(p) / math.log(self.threshold) if 0 < self.threshold < 1 else 0.0
@@ -67,12 +97,13 @@ class FeatureDrift:
 
 @dataclass
 class DriftResult:
-    """Features' verdicts (drift_share counts features only), prediction/target apart.
+    """Features' verdicts (drift_share counts features with enough data only), prediction/target apart.
 
-    sample_rows: rows used on the larger side after sampling (each side <= drift.sample_size)."""
+    sample_rows: rows used on the larger side after sampling (each side <= drift.sample_size).
+    drift_share is None when no feature had enough data for a verdict."""
 
     features: list[FeatureDrift]
-    drift_share: float
+    drift_share: float | None
     dataset_drift: bool
     prediction: FeatureDrift | None
     target: FeatureDrift | None
@@ -82,12 +113,25 @@ class DriftResult:
     report_path: str | None = None
     model: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # feature -> why it was not compared
+    share_threshold: float | None = None  # dataset drift at this share: drift.drift_share or the calibrated need
+    calibration: dict[str, Any] | None = None  # source, window, chunks, warnings (calibration.Calibration)
+    render_errors: dict[str, str] = field(default_factory=dict)  # column -> why its plot failed
+    weighted_share: float | None = None  # drifted features' share of the champion's importance
 
     @property
     def drifted_features(self) -> list[str]:
         """Drifted feature names, most severe first (prediction and target excluded)."""
         drifted = sorted((f for f in self.features if f.drifted), key=lambda f: (-f.severity, f.feature))
         return [f.feature for f in drifted]
+
+    @property
+    def insufficient(self) -> list[str]:
+        return [f.feature for f in self.features if f.status == INSUFFICIENT]
+
+    @property
+    def degraded(self) -> bool:
+        """Verdicts are complete but the report is not (a plot failed)."""
+        return bool(self.render_errors)
 
     def to_dict(self) -> dict[str, Any]:
         def one(f: FeatureDrift | None) -> dict[str, Any] | None:
@@ -97,7 +141,10 @@ class DriftResult:
             "model": self.model,
             "features": [one(f) for f in self.features],
             "drifted_features": self.drifted_features,
+            "insufficient_features": self.insufficient,
             "drift_share": self.drift_share,
+            "share_threshold": self.share_threshold,
+            "weighted_share": self.weighted_share,
             "dataset_drift": self.dataset_drift,
             "prediction": one(self.prediction),
             "target": one(self.target),
@@ -106,21 +153,34 @@ class DriftResult:
             "sample_rows": self.sample_rows,
             "report_path": self.report_path,
             "skipped": dict(self.skipped),
+            "calibration": self.calibration,
+            "render_errors": dict(self.render_errors),
+            "degraded": self.degraded,
         }
 
     def summary(self) -> str:
         """One paragraph for logs and alerts."""
         who = f"Drift for {self.model}" if self.model else "Drift"
-        n, drifted = len(self.features), self.drifted_features
-        text = (
-            f"{who}: {len(drifted)} of {n} features drifted ({self.drift_share:.0%}); "
-            f"dataset drift: {'yes' if self.dataset_drift else 'no'}."
-        )
+        drifted = self.drifted_features
+        compared = len(self.features) - len(self.insufficient)
+        if self.drift_share is None:
+            text = f"{who}: no feature has enough data for a verdict (drift.min_rows); drift share unknown."
+        else:
+            text = (
+                f"{who}: {len(drifted)} of {compared} features drifted ({self.drift_share:.0%}"
+                + ("" if self.weighted_share is None else f"; {self.weighted_share:.0%} of the model's importance")
+                + f"); dataset drift: {'yes' if self.dataset_drift else 'no'}."
+            )
         if drifted:
             by_name = {f.feature: f for f in self.features}
             text += " Drifted: " + ", ".join(_describe(by_name[name]) for name in drifted) + "."
+        if self.insufficient:
+            text += f" Insufficient data (not counted): {', '.join(self.insufficient)}."
+        nonfinite = [f"{f.feature} ({f.nonfinite:,})" for f in self.features if f.nonfinite]
+        if nonfinite:
+            text += f" Non-finite values left out: {', '.join(nonfinite)}."
         for label, f in (("Prediction", self.prediction), ("Target", self.target)):
-            if f is not None:
+            if f is not None and f.status != INSUFFICIENT:
                 text += f" {label} drift: {'yes' if f.drifted else 'no'} ({_describe(f)})."
         if self.skipped:
             text += (
@@ -128,6 +188,10 @@ class DriftResult:
                 + "; ".join(f"{name}: {why}" for name, why in sorted(self.skipped.items()))
                 + "."
             )
+        if self.render_errors:
+            text += " Report incomplete, plots failed for: " + "; ".join(
+                f"{k}: {v}" for k, v in sorted(self.render_errors.items())
+            ) + " (verdicts are complete)."
         return text + (
             f" Compared {self.reference_rows:,} reference and {self.current_rows:,} current rows"
             f" (at most {self.sample_rows:,} per side)."
@@ -136,6 +200,8 @@ class DriftResult:
 
 def _describe(f: FeatureDrift) -> str:
     """e.g. "num_0 wasserstein 0.52 >= 0.1" or "num_0 ks 0.003 < 0.05"."""
+    if f.status == INSUFFICIENT:
+        return f"{f.feature} insufficient data ({f.reference_rows:,} / {f.current_rows:,} rows)"
     past = "<" if f.method in P_VALUE_METHODS else ">="
     within = ">=" if f.method in P_VALUE_METHODS else "<"
     return f"{f.feature} {f.method} {f.score:.3g} {past if f.drifted else within} {f.threshold:g}"
@@ -305,12 +371,20 @@ def run_drift(
     seed: int = 0,
     assets_dir: Path | None = None,
     skip_unusable: bool = False,
+    calibration: Calibration | None = None,
+    importance: Mapping[str, float] | None = None,
 ) -> DriftResult:
-    """Per-feature drift with the contract's methods; prediction/target drift reported apart.
+    """Per-feature verdicts with the contract's methods; prediction/target drift reported apart.
 
     skip_unusable: a feature the current window cannot compare (missing, entirely null, text in a
     numeric column) is left out and named in `skipped` instead of failing the whole report; the
     monitoring run uses this because its quality gate already fails those columns.
+
+    calibration: thresholds for method `auto` (monitoring passes the reference's cached one);
+    None calibrates here on random subsamples of the current window's size.
+
+    importance: the champion's permutation importance per feature; gives `weighted_share`, the
+    drifted features' share of the total (negative importances count 0).
 
     assets_dir: where the shared Evidently JS bundle is kept (default: next to out_html)."""
     cols = _feature_columns(contract) + _extra_columns(contract, prediction_column, target_column)
@@ -323,14 +397,19 @@ def run_drift(
     n = contract.drift.sample_size
     ref = _prepare(contract, reference, "reference", cols, n, seed)
     cur = _prepare(contract, current, "current", cols, n, seed + 1)
-    verdicts = _verdicts(contract, cols, ref, cur)
+    if calibration is None and any(c.role == "feature" and c.method is None for c in cols):
+        calibration = calibrate_for(contract, ref, window_rows=len(cur), seed=seed)
+    verdicts = _verdicts(contract, cols, ref, cur, calibration)
 
     features = [verdicts[c.name] for c in cols if c.role == "feature"]
-    share = sum(f.drifted for f in features) / len(features)
+    judged = [f for f in features if f.status != INSUFFICIENT]
+    share = sum(f.drifted for f in judged) / len(judged) if judged else None
+    calibrated_share = calibration.share_threshold if calibration is not None else 0.0
+    share_threshold = max(calibrated_share, contract.drift.drift_share)
     result = DriftResult(
         features=features,
         drift_share=share,
-        dataset_drift=share >= contract.drift.drift_share,
+        dataset_drift=share is not None and share >= share_threshold - 1e-9,
         prediction=next((verdicts[c.name] for c in cols if c.role == "prediction"), None),
         target=next((verdicts[c.name] for c in cols if c.role == "target"), None),
         reference_rows=len(reference),
@@ -338,32 +417,105 @@ def run_drift(
         sample_rows=max(len(ref), len(cur)),
         model=contract.name,
         skipped=skipped,
+        share_threshold=share_threshold,
+        calibration=None if calibration is None else _calibration_summary(calibration),
+        weighted_share=weighted_share(judged, importance),
     )
+    for warning in (calibration.warnings if calibration is not None else []):
+        log.warning("%s: drift calibration: %s", contract.name, warning)
     if out_html is not None:
-        result.report_path = str(_save_report(contract, result, cols, ref, cur, Path(out_html), assets_dir))
+        path, result.render_errors = _save_report(contract, result, cols, ref, cur, Path(out_html), assets_dir)
+        result.report_path = str(path)
+        for column, why in result.render_errors.items():
+            log.error("%s: drift plot of %r failed (verdicts kept, run degraded): %s", contract.name, column, why)
     log.info("%s", result.summary())
     return result
 
 
+def weighted_share(judged: list[FeatureDrift], importance: Mapping[str, float] | None) -> float | None:
+    """Drifted features' share of the judged features' total importance (None without importances)."""
+    if not importance or not judged:
+        return None
+    weights = {f.feature: max(float(importance.get(f.feature, 0.0)), 0.0) for f in judged}
+    total = sum(weights.values())
+    if total <= 0:
+        return None
+    return sum(w for name, w in weights.items() if next(f for f in judged if f.feature == name).drifted) / total
+
+
+def _calibration_summary(cal: Calibration) -> dict[str, Any]:
+    return {
+        "source": cal.source,
+        "window": cal.window,
+        "chunk_rows": cal.chunk_rows,
+        "chunks": max((t.chunks for t in cal.features.values()), default=0),
+        "alpha": cal.alpha,
+        "share_threshold": cal.share_threshold,
+        "warnings": list(cal.warnings),
+    }
+
+
 def _verdicts(
-    contract: ModelContract, cols: list[_Column], ref: pd.DataFrame, cur: pd.DataFrame
+    contract: ModelContract,
+    cols: list[_Column],
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    calibration: Calibration | None,
 ) -> dict[str, FeatureDrift]:
     """Columns are independent and their tests mostly sort arrays, which numpy does without the
     GIL: TEST_THREADS threads test them side by side."""
     jobs = [(c, ref[c.name], cur[c.name]) for c in cols]  # pandas column access stays on this thread
     with ev.quiet(), ThreadPoolExecutor(max_workers=TEST_THREADS, thread_name_prefix="dg-drift") as pool:
-        found = list(pool.map(lambda job: _verdict(contract, *job), jobs))
+        found = list(pool.map(lambda job: _verdict(contract, *job, calibration), jobs))
     return {f.feature: f for f in found}
 
 
-def _verdict(contract: ModelContract, col: _Column, ref: pd.Series, cur: pd.Series) -> FeatureDrift:
+def _verdict(
+    contract: ModelContract, col: _Column, ref: pd.Series, cur: pd.Series, calibration: Calibration | None
+) -> FeatureDrift:
+    cfg = contract.drift
+    numeric = col.kind == "numeric"
+    r, c = ds.usable(ref, numeric=numeric), ds.usable(cur, numeric=numeric)
+    effect_method = ds.effect_method(numeric)
+    base = {"feature": col.name, "kind": col.kind, "reference_rows": r.rows, "current_rows": c.rows}
+    base |= {"nonfinite": c.nonfinite, "effect_method": effect_method}
+    if r.rows < cfg.min_rows or c.rows < cfg.min_rows:
+        method = col.method or effect_method
+        why = f"{r.rows:,} reference and {c.rows:,} current usable values, fewer than drift.min_rows={cfg.min_rows}"
+        threshold = col.threshold if col.threshold is not None else cfg.min_effect
+        return FeatureDrift(**base, method=method, threshold=threshold, score=float("nan"), drifted=False,
+                            status=INSUFFICIENT, basis=why)
+    effect = ds.effect(r.values, c.values, numeric=numeric)
+    min_effect = cfg.min_effect
+    if col.method is None:
+        # `auto`: the effect size is the statistic; its threshold is fixed by the contract or calibrated.
+        if col.threshold is not None:
+            threshold, basis = col.threshold, "threshold set in the contract"
+        elif calibration is not None and col.name in calibration.features:
+            cal = calibration.features[col.name]
+            threshold = max(cal.at(ds.effective_rows(r.rows, c.rows)), min_effect)
+            basis = cal.describe(calibration.source, calibration.alpha)
+            if threshold > cal.threshold * 1.001:
+                basis += f"; widened to {threshold:.3g} for this smaller window"
+        else:  # prediction/target: not calibrated, Evidently's default distance threshold
+            threshold, basis = max(min_effect, 0.1), "default 0.1 (not calibrated)"
+        drifted = effect >= threshold
+        return FeatureDrift(**base, method=effect_method, threshold=threshold, score=effect, drifted=drifted,
+                            status=DRIFT if drifted else OK, effect=effect, basis=basis)
+    ref_values = pd.Series(r.values, name=col.name)
+    cur_values = pd.Series(c.values, name=col.name)
     try:
-        found = ev.column_drift(ref, cur, numeric=col.kind == "numeric", method=col.method, threshold=col.threshold)
+        found = ev.column_drift(ref_values, cur_values, numeric=numeric, method=col.method, threshold=col.threshold)
     except ValueError as exc:  # Evidently's own input errors, e.g. a method it cannot apply
         raise DriftError(
             f"Evidently could not compute drift of {col.name!r}: {exc}", model=contract.name, column=col.name
         ) from exc
-    return FeatureDrift(col.name, col.kind, found.method, found.threshold, found.score, found.drifted)
+    drifted = found.drifted and effect >= min_effect
+    basis = "threshold set in the contract" if col.threshold is not None else f"{found.method}'s default threshold"
+    if found.drifted and not drifted:
+        basis += f"; test crossed it but effect {effect:.3g} < drift.min_effect {min_effect:g}"
+    return FeatureDrift(**base, method=found.method, threshold=found.threshold, score=found.score, drifted=drifted,
+                        status=DRIFT if drifted else OK, effect=effect, basis=basis)
 
 
 def _save_report(
@@ -374,39 +526,62 @@ def _save_report(
     cur: pd.DataFrame,
     out_html: Path,
     assets_dir: Path | None,
-) -> Path:
+) -> tuple[Path, dict[str, str]]:
     """Every column's verdict in a table, then Evidently's ValueDrift plots for the drifted
     features and for prediction and target: what a reader acts on, in a bounded page whatever
-    the number of features."""
+    the number of features. Each plot is its own Evidently run, so a column Evidently cannot
+    plot is named (returned) and the others are still drawn."""
     verdicts = [*result.features, *(f for f in (result.prediction, result.target) if f is not None)]
     roles = {c.name: c.role for c in cols}
+    compared = len(result.features) - len(result.insufficient)
     table = ev.Table(
-        title=f"Drift per column: {len(result.drifted_features)} of {len(result.features)} features drifted",
-        header=["column", "role", "method", "score", "threshold", "drift"],
+        title=f"Drift per column: {len(result.drifted_features)} of {compared} features drifted",
+        header=["column", "role", "verdict", "method", "score", "threshold", "effect", "rows (ref / cur)",
+                "non-finite", "threshold basis"],
         rows=[
             [
                 f.feature,
                 roles[f.feature],
+                f.status.upper() if f.drifted else f.status,
                 f.method,
                 f"{f.score:.4g}",
-                f"{f.threshold:g}",
-                "DRIFT" if f.drifted else "ok",
+                f"{f.threshold:.4g}",
+                "—" if f.effect is None else f"{f.effect:.3g} ({f.effect_method})",
+                f"{f.reference_rows:,} / {f.current_rows:,}",
+                f"{f.nonfinite:,}",
+                f.basis,
             ]
-            for f in verdicts
+            for f in sorted(verdicts, key=lambda f: (not f.drifted, f.status == INSUFFICIENT, -f.severity, f.feature))
         ],
     )
     drifted = set(result.drifted_features)
-    plotted = [f for f in verdicts if f.feature in drifted or roles[f.feature] != "feature"]
-    snapshot = None
-    if plotted:
+    plotted = [
+        f for f in verdicts if f.status != INSUFFICIENT and (f.feature in drifted or roles[f.feature] != "feature")
+    ]
+    snapshots, errors = [], {}
+    for f in plotted:
+        finite_ref = _finite(ref[f.feature], f.kind)
+        finite_cur = _finite(cur[f.feature], f.kind)
         definition = ev.DataDefinition(
-            numerical_columns=[f.feature for f in plotted if f.kind == "numeric"],
-            categorical_columns=[f.feature for f in plotted if f.kind == "categorical"],
+            numerical_columns=[f.feature] if f.kind == "numeric" else [],
+            categorical_columns=[f.feature] if f.kind != "numeric" else [],
         )
-        metrics = [ev.ValueDrift(column=f.feature, method=f.method, threshold=f.threshold) for f in plotted]
-        names = [f.feature for f in plotted]
+        metric = ev.ValueDrift(column=f.feature, method=f.method, threshold=f.threshold)
         try:
-            snapshot = ev.run_report(metrics, ref[names], cur[names], definition)
-        except ValueError as exc:
-            raise DriftError(f"Evidently could not plot drift: {exc}", model=contract.name) from exc
-    return ev.save_html(snapshot, out_html, assets_dir, table=table)
+            snapshots.append(ev.run_report([metric], finite_ref.to_frame(), finite_cur.to_frame(), definition))
+        except Exception as exc:  # a plot must never cost the verdicts
+            errors[f.feature] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    try:
+        path = ev.save_html(snapshots, out_html, assets_dir, table=table)
+    except Exception as exc:
+        errors["<page>"] = f"{type(exc).__name__}: {exc}"
+        path = out_html
+    return path, errors
+
+
+def _finite(s: pd.Series, kind: str) -> pd.Series:
+    """What the plot may draw: the values the verdict compared (inf and overflow left out)."""
+    if kind != "numeric":
+        return s
+    keep = s.isna() | (np.isfinite(s) & (s.abs() <= ds.MAX_MAGNITUDE))
+    return s[keep]

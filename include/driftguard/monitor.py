@@ -10,9 +10,12 @@ decides exactly as the scheduled run at that moment would have.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -215,7 +218,9 @@ def load_reference(ctx: RunContext) -> dict[str, Any]:
     from driftguard import reference
 
     ref = reference.load_reference(ctx.contract, tracking_uri=ctx.settings.mlflow_tracking_uri)
-    ref.sample.to_parquet(ctx.path("reference.parquet"), index=False)
+    ctx.write_frame("reference.parquet", ref.sample)
+    calibration = reference_calibration(ctx, ref)
+    ctx.write_json("calibration.json", calibration.to_dict())
     meta = {
         "source": ref.source,
         "model_version": ref.model_version,
@@ -223,6 +228,8 @@ def load_reference(ctx: RunContext) -> dict[str, Any]:
         "trained_at": ref.trained_at.isoformat() if ref.trained_at else None,
         "validation_metrics": ref.validation_metrics,
         "feature_importance": list(ref.feature_importance),
+        "importance": dict(ref.importance),
+        "training_rows": ref.training_rows,
         "profile": ref.profile,
         "rows": len(ref.sample),
     }
@@ -230,6 +237,40 @@ def load_reference(ctx: RunContext) -> dict[str, Any]:
     log.info("%s: reference is %s (%s rows)", ctx.label, ref.source, f"{len(ref.sample):,}")
     return {k: meta[k] for k in ("source", "model_version", "rows")}
 
+
+def reference_calibration(ctx: RunContext, ref: Any) -> Any:
+    """The drift thresholds calibrated on this reference: the champion's own (logged with its
+    reference artifacts when it was trained) while the drift settings are unchanged, else computed
+    once per reference and settings and cached under DRIFTGUARD_HOME."""
+    from driftguard import reference
+    from driftguard.calibration import Calibration, calibrate_for, settings_key
+
+    c = ctx.contract
+    if ref.calibration and ref.calibration.get("settings") == settings_key(c):
+        return Calibration.from_dict(ref.calibration)
+    key_text = json.dumps([ref.source, ref.run_id, len(ref.sample), settings_key(c)], default=str)
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
+    cache = ctx.settings.home / "calibration" / f"{ctx.name}-{key}.json"
+    if cache.is_file():
+        try:
+            return Calibration.from_dict(json.loads(cache.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("%s: calibration cache %s unreadable (%s); recalibrating", ctx.label, cache, exc)
+    ts = ref.sample[reference.TS_COLUMN] if reference.TS_COLUMN in ref.sample.columns else None
+    started = time.monotonic()
+    cal = calibrate_for(c, ref.sample, timestamps=ts, seed=c.training.seed)
+    log.info(
+        "%s: drift thresholds calibrated on %s (%s, %d chunk(s) of ~%s rows, share trigger %.2f) in %.1f s",
+        ctx.label, ref.source, cal.source, max((t.chunks for t in cal.features.values()), default=0),
+        f"{cal.chunk_rows:,}", cal.share_threshold, time.monotonic() - started,
+    )  # fmt: skip
+    for warning in cal.warnings:
+        log.warning("%s: drift calibration: %s", ctx.label, warning)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(cal.to_dict(), indent=1))
+    tmp.replace(cache)  # atomic: parallel runs of one model never read half a file
+    return cal
 
 def score(ctx: RunContext) -> dict[str, Any]:
     """Scores for the window and the labelled rows: the logged prediction when the log has one,
@@ -345,6 +386,11 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
                 current = current.drop(columns=[label_col])
     if not ctx.contract.drift.prediction:
         prediction = None
+    from driftguard.calibration import Calibration
+
+    calibration = (
+        Calibration.from_dict(ctx.read_json("calibration.json")) if ctx.path("calibration.json").exists() else None
+    )
     try:
         result = drift.run_drift(
             ctx.contract,
@@ -355,6 +401,8 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
             out_html=ctx.report_dir / "drift.html",
             assets_dir=ctx.settings.reports_dir / "_assets",
             skip_unusable=True,
+            calibration=calibration,
+            importance=ctx.read_json("reference.json").get("importance") or None,
         )
     except drift.DriftError as exc:
         log.error("%s: drift not computed: %s", ctx.label, exc)
@@ -364,14 +412,21 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
     data["summary"] = result.summary()
     ctx.write_json("drift.json", data)
     log.info("%s", result.summary())
-    return {"drift_share": result.drift_share, "drifted_features": result.drifted_features}
+    return {
+        "drift_share": result.drift_share,
+        "drifted_features": result.drifted_features,
+        "degraded": result.degraded,
+    }
 
 
 def evaluate_model(ctx: RunContext) -> dict[str, Any]:
     """Realized metrics on matured labels (overall and per segment) and proxy metrics on scores.
 
     On a sampled label window the metrics come from the labelled sample (`metric_rows` rows) while
-    `labelled_rows` stays extract's exact count: history and the retrain policy's label guard sum it."""
+    `labelled_rows` stays extract's exact count: history and the retrain policy's label guard sum it.
+    Rows without a finite score (not scored, or an infinite logged prediction) are left out."""
+    import numpy as np
+
     from driftguard import metrics
 
     contract = ctx.contract
@@ -428,15 +483,19 @@ def decide(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.contract.policy
     history = store.history_facts(ctx.name, before=ctx.start, n=max(cfg.persistence.n - 1, 0))
     last_retrain = store.last_retrain_at(ctx.name, before=ctx.start)
+    last_promotion = store.last_retrain_at(ctx.name, before=ctx.start, promotions_only=True)
     trained_at = datetime.fromisoformat(meta["trained_at"]) if meta.get("trained_at") else None
     champion = policy.ChampionFacts(
         version=meta.get("model_version"),
         trained_at=trained_at,
         validation_metric=(meta.get("validation_metrics") or {}).get(ctx.contract.primary_metric),
-        feature_importance=tuple(meta.get("feature_importance") or ()),
+        feature_importance=important_first(meta),
         last_retrain_at=last_retrain or trained_at,
+        training_rows=meta.get("training_rows"),
     )
-    since = facts.labelled_rows + store.labelled_rows_since(ctx.name, champion.last_retrain_at, before=ctx.start)
+    # Label evidence counts from the champion's promotion: a rejected attempt (which does start
+    # the cooldown) must not throw away the labels gathered since.
+    since = facts.labelled_rows + store.labelled_rows_since(ctx.name, last_promotion or trained_at, before=ctx.start)
     decision = policy.decide(
         cfg,
         now=ctx.end,
@@ -454,6 +513,15 @@ def decide(ctx: RunContext) -> dict[str, Any]:
     return {"retrain": decision.retrain, "summary": decision.summary()}
 
 
+def important_first(meta: dict[str, Any]) -> tuple[str, ...]:
+    """The champion's features by importance, without those its permutation importance puts at
+    or below 0: a feature the model ignores can drift without making the important-feature
+    trigger fire (its drift is still reported)."""
+    values = meta.get("importance") or {}
+    ranked = meta.get("feature_importance") or ()
+    return tuple(f for f in ranked if not values or float(values.get(f, 0.0)) > 0)
+
+
 def step_results(ctx: RunContext) -> dict[str, dict[str, Any]]:
     """What extract, check_quality, detect_drift and evaluate_model wrote, read once."""
     return {name: ctx.read_json(f"{name}.json") for name in ("extract", "quality", "drift", "evaluate")}
@@ -466,6 +534,8 @@ def current_facts(ctx: RunContext, results: dict[str, dict[str, Any]] | None = N
     q, d, e = results["quality"], results["drift"], results["evaluate"]
     rows = results["extract"]["rows"]
     status = "no_data" if rows == 0 else ("ok" if q["passed_critical"] else "quality_failed")
+    if status == "ok" and drift_lost(d):
+        status = "degraded"  # a signal is missing or incomplete: never recorded as plain ok
     return policy.RunFacts(
         model=ctx.name,
         interval_start=ctx.start,
@@ -476,7 +546,14 @@ def current_facts(ctx: RunContext, results: dict[str, dict[str, Any]] | None = N
         drifted_features=tuple(d.get("drifted_features") or ()),
         metric_value=e.get("metric_value"),
         labelled_rows=int(e.get("labelled_rows") or 0),
+        drift_share_threshold=(d.get("calibration") or {}).get("share_threshold"),
+        weighted_drift_share=d.get("weighted_share"),
     )
+
+
+def drift_lost(d: dict[str, Any]) -> bool:
+    """The drift step failed, or its report is incomplete (verdicts kept): the run is degraded."""
+    return bool(d.get("error") or d.get("render_errors"))
 
 
 def publish(ctx: RunContext) -> dict[str, Any]:
@@ -519,8 +596,14 @@ def publish(ctx: RunContext) -> dict[str, Any]:
         champion_version=meta.get("model_version"),
         report_paths=paths,
         summary=summary_text,
-        feature_drift=[{k: f[k] for k in store_mod.FEATURE_DRIFT_FIELDS} for f in d.get("features") or []],
+        feature_drift=[{k: f.get(k) for k in store_mod.FEATURE_DRIFT_FIELDS} for f in d.get("features") or []],
         quality_checks=[{k: c.get(k) for k in store_mod.QUALITY_CHECK_FIELDS} for c in q["checks"]],
+        signals={
+            "weighted_drift_share": facts.weighted_drift_share,
+            "drift_share_threshold": facts.drift_share_threshold,
+            "insufficient_features": d.get("insufficient_features") or [],
+            "drift_degraded": sorted(d.get("render_errors") or {}) or bool(d.get("error")),
+        },
     )
     store = history_store(ctx.settings)
     reports.write_summary(
@@ -584,14 +667,31 @@ def run_alerts(
     if failed and facts.status != "no_data":
         out.append(Alert(kind="quality_critical", severity="critical", title="critical data quality failure",
                          body=q.get("summary", ""), state=",".join(failed), **common))
-    if d.get("dataset_drift") or (d.get("drift_share") or 0) >= (c.policy.drift_share or 1.0):
+    if d.get("error"):
+        out.append(Alert(kind="drift_failed", severity="critical", title="drift not computed",
+                         body=f"{ctx.label}: {d['error']}", state="error", **common))
+    elif d.get("render_errors"):
+        cols = sorted(d["render_errors"])
+        out.append(Alert(kind="drift_degraded", severity="warning",
+                         title=f"drift report incomplete: plots failed for {', '.join(cols)}",
+                         body=d.get("summary", ""), state=",".join(cols), **common))
+    trigger = max(c.policy.drift_share or 1.0, (d.get("calibration") or {}).get("share_threshold") or 0.0)
+    if d.get("dataset_drift") or (d.get("drift_share") or 0) >= trigger:
         out.append(Alert(kind="drift", severity="warning", title=f"drift in {len(facts.drifted_features)} features",
                          body=d.get("summary", ""), state=",".join(sorted(facts.drifted_features)), **common))
+    for review in (r for r in decision["reasons"] if r["kind"] == "review" and r["fired"]):
+        out.append(Alert(kind="model_review", severity="info", title=f"review the champion: {review['rule']}",
+                         body=review["detail"], state=str(meta_version(ctx)), **common))
     if decision["retrain"]:
         fired = sorted(r["rule"] for r in decision["reasons"] if r["kind"] == "trigger" and r["fired"])
         out.append(Alert(kind="retrain", severity="info", title="retraining requested",
                          body=decision["summary"], state=",".join(fired), **common))
     return out
+
+
+def meta_version(ctx: RunContext) -> str | None:
+    """The champion version this run compared against (an alert's state: one review per version)."""
+    return ctx.read_json("reference.json").get("model_version")
 
 
 def history_store(settings: Settings) -> Any:

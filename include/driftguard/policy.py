@@ -13,14 +13,21 @@ no_champion            yes           no        no           no
 drift_share            yes           yes       yes          yes
 important_features     yes           yes       yes          yes
 metric_drop            yes           yes       no           yes
-model_age              yes           yes       no           yes
 =====================  ============  ========  ===========  ==============
 
 Why: broken or missing data is never a basis to train on (data_quality gates everything).
 Persistence is a statement about drift, so it only gates the drift triggers; a realized
-metric drop is already evidence from matured labels and model age is a calendar fact.
-Without a champion there is nothing to cool down from and no "since last retrain": the
-first model is trained on the bootstrap window, and the training step checks its own data.
+metric drop is already evidence from matured labels. Without a champion there is nothing to
+cool down from and no "since last retrain": the first model is trained on the bootstrap
+window, and the training step checks its own data.
+
+Model age is a `review` reason, not a trigger: a calendar is no evidence that a model whose
+signals are healthy got worse (retraining one on a timer replaced good models 22 times in 36
+stationary months). An old champion raises a review alert instead.
+
+The drift-share trigger fires at the larger of `policy.drift_share` and the share the
+reference's calibration needs (`RunFacts.drift_share_threshold`), and `metric_drop` is a
+relative (`5%`) or absolute (`0.02 abs`) worsening in the metric's own direction.
 
 For a guard, `Reason.fired` means "this guard blocks"; `Reason.passed` reads the other way.
 No I/O and no clock here: `now` is a parameter.
@@ -38,14 +45,15 @@ from driftguard.contract import PolicyConfig, format_duration
 
 TRIGGER = "trigger"
 GUARD = "guard"
+REVIEW = "review"  # reported and alerted, never a retrain by itself
 
 # Guard -> the triggers it gates (see the module docstring).
 DRIFT_TRIGGERS = ("drift_share", "important_features")
 GUARD_SCOPE: Mapping[str, tuple[str, ...]] = {
-    "data_quality": ("no_champion", *DRIFT_TRIGGERS, "metric_drop", "model_age"),
-    "cooldown": (*DRIFT_TRIGGERS, "metric_drop", "model_age"),
+    "data_quality": ("no_champion", *DRIFT_TRIGGERS, "metric_drop"),
+    "cooldown": (*DRIFT_TRIGGERS, "metric_drop"),
     "persistence": DRIFT_TRIGGERS,
-    "min_new_labels": (*DRIFT_TRIGGERS, "metric_drop", "model_age"),
+    "min_new_labels": (*DRIFT_TRIGGERS, "metric_drop"),
 }
 
 _EPS = 1e-9  # float comparisons: 0.74 - 0.71 must count as a drop of 0.03
@@ -58,13 +66,15 @@ class RunFacts:
     model: str
     interval_start: datetime
     interval_end: datetime
-    status: str  # "ok" | "no_data" | "quality_failed"
+    status: str  # "ok" | "degraded" | "no_data" | "quality_failed"
     quality_passed: bool
     drift_share: float | None
     drifted_features: tuple[str, ...]
     metric_value: float | None
     labelled_rows: int
     retrain: bool = False
+    drift_share_threshold: float | None = None  # the reference-calibrated share trigger, when known
+    weighted_drift_share: float | None = None  # drifted features' share of the champion's importance
 
 
 @dataclass(frozen=True)
@@ -74,12 +84,13 @@ class ChampionFacts:
     validation_metric: float | None
     feature_importance: tuple[str, ...] = ()  # most important first
     last_retrain_at: datetime | None = None
+    training_rows: int | None = None  # what a relative min_new_labels ("10%") is a share of
 
 
 @dataclass(frozen=True)
 class Reason:
     rule: str
-    kind: str  # "trigger" | "guard"
+    kind: str  # "trigger" | "guard" | "review"
     fired: bool  # trigger: proposes a retrain; guard: blocks
     detail: str
     applies_to: tuple[str, ...] = field(default=())  # guards: the triggers they gate
@@ -122,22 +133,28 @@ class Decision:
     def blocking_guards(self) -> list[Reason]:
         return [r for r in self.reasons if r.kind == GUARD and r.fired]
 
+    @property
+    def reviews(self) -> list[Reason]:
+        """Fired review reasons (e.g. an old champion): alerts, never retrains."""
+        return [r for r in self.reasons if r.kind == REVIEW and r.fired]
+
     def reason(self, rule: str) -> Reason:
         return next(r for r in self.reasons if r.rule == rule)
 
     def summary(self) -> str:
         """One line for logs, alerts and the index page."""
         fired = self.fired_triggers
+        review = "".join(f"; review: {r.detail}" for r in self.reviews)
         if not fired:
-            return "no retrain: no trigger fired"
+            return "no retrain: no trigger fired" + review
         if self.retrain:
             counted = [r for r in fired if not _blockers(r.rule, self.reasons)]
-            return "retrain: " + "; ".join(r.detail for r in counted)
+            return "retrain: " + "; ".join(r.detail for r in counted) + review
         parts = []
         for trig in fired:
             blockers = _blockers(trig.rule, self.reasons)
             parts.append(f"{trig.rule} blocked by " + ", ".join(b.detail for b in blockers))
-        return "no retrain: " + "; ".join(parts)
+        return "no retrain: " + "; ".join(parts) + review
 
     def to_dict(self) -> dict[str, Any]:
         return {"retrain": self.retrain, "summary": self.summary(), "reasons": [r.to_dict() for r in self.reasons]}
@@ -184,11 +201,29 @@ def top_features(policy: PolicyConfig, importance: Sequence[str]) -> tuple[str, 
     return tuple(importance[: policy.important_features])
 
 
+def share_threshold(policy: PolicyConfig, run: RunFacts) -> float | None:
+    """The drift-share trigger's threshold for this run: the policy's, raised to what the
+    reference's calibration needs when that is higher."""
+    if policy.drift_share is None:
+        return None
+    return max(policy.drift_share, run.drift_share_threshold or 0.0)
+
+
+def trigger_share(policy: PolicyConfig, run: RunFacts) -> tuple[float | None, str]:
+    """The share the drift-share trigger judges, and its name: the importance-weighted share
+    when the policy asks for it and the run has one, else the plain share."""
+    if policy.drift_share_weighting == "importance" and _valid(run.weighted_drift_share):
+        return run.weighted_drift_share, "importance-weighted drift share"
+    return run.drift_share, "drift share"
+
+
 def drift_detected(policy: PolicyConfig, run: RunFacts, importance: Sequence[str]) -> bool:
     """Drift as the drift triggers see it: share over threshold, or a top-k feature drifted.
 
     With both drift triggers off nothing counts as drift."""
-    if policy.drift_share is not None and _valid(run.drift_share) and run.drift_share >= policy.drift_share - _EPS:
+    threshold = share_threshold(policy, run)
+    share, _ = trigger_share(policy, run)
+    if threshold is not None and _valid(share) and share >= threshold - _EPS:  # type: ignore[operator]
         return True
     top = set(top_features(policy, importance))
     return bool(top & set(run.drifted_features))
@@ -197,12 +232,17 @@ def drift_detected(policy: PolicyConfig, run: RunFacts, importance: Sequence[str
 def _trigger_drift_share(policy: PolicyConfig, run: RunFacts) -> Reason:
     if policy.drift_share is None:
         return Reason("drift_share", TRIGGER, False, "drift share trigger is off")
-    if not _valid(run.drift_share):
+    value, name = trigger_share(policy, run)
+    if not _valid(value):
         return Reason("drift_share", TRIGGER, False, "drift share unknown (no drift result for this run)")
-    share = float(run.drift_share)  # type: ignore[arg-type]
-    fired = share >= policy.drift_share - _EPS
+    share = float(value)  # type: ignore[arg-type]
+    threshold = share_threshold(policy, run)
+    assert threshold is not None
+    fired = share >= threshold - _EPS
     op = ">=" if fired else "<"
-    return Reason("drift_share", TRIGGER, fired, f"drift share {_f(share)} {op} {_f(policy.drift_share)}")
+    basis = " (calibrated on the reference)" if threshold > policy.drift_share + _EPS else ""
+    plain = f" (plain share {_f(run.drift_share)})" if name != "drift share" and _valid(run.drift_share) else ""
+    return Reason("drift_share", TRIGGER, fired, f"{name} {_f(share)} {op} {_f(threshold)}{basis}{plain}")
 
 
 def _trigger_important(policy: PolicyConfig, run: RunFacts, importance: Sequence[str]) -> Reason:
@@ -228,28 +268,31 @@ def _trigger_metric(
     if not _valid(champion.validation_metric):
         return Reason("metric_drop", TRIGGER, False, f"champion has no validation {metric} to compare with")
     realized, baseline = float(run.metric_value), float(champion.validation_metric)  # type: ignore[arg-type]
-    drop = baseline - realized if greater_is_better else realized - baseline
-    fired = drop >= policy.metric_drop - _EPS
+    drop = baseline - realized if greater_is_better else realized - baseline  # > 0: worse
+    limit = policy.metric_drop.of(baseline)
+    fired = drop >= limit - _EPS
     op = ">=" if fired else "<"
     word = "worse" if drop > 0 else "better"
+    unit = f" = {policy.metric_drop} of {baseline:.4f}" if policy.metric_drop.relative else ""
     return Reason(
         "metric_drop",
         TRIGGER,
         fired,
         f"{metric} {realized:.4f} vs champion validation {baseline:.4f}: {word} by {abs(drop):.4f}"
-        f" ({'drop' if drop > 0 else 'change'} {drop:.4f} {op} {policy.metric_drop:.4f})",
+        f" ({drop:.4f} {op} {limit:.4f}{unit})",
     )
 
 
-def _trigger_age(policy: PolicyConfig, now: datetime, champion: ChampionFacts) -> Reason:
+def _review_age(policy: PolicyConfig, now: datetime, champion: ChampionFacts) -> Reason:
     if policy.max_model_age is None:
-        return Reason("model_age", TRIGGER, False, "model-age trigger is off")
+        return Reason("model_age", REVIEW, False, "model-age review is off")
     if champion.trained_at is None:
-        return Reason("model_age", TRIGGER, False, "champion training time unknown")
+        return Reason("model_age", REVIEW, False, "champion training time unknown")
     age = now - champion.trained_at
     fired = age >= policy.max_model_age
     op = ">=" if fired else "<"
-    return Reason("model_age", TRIGGER, fired, f"champion age {_ago(age)} {op} {format_duration(policy.max_model_age)}")
+    detail = f"champion age {_ago(age)} {op} {format_duration(policy.max_model_age)}"
+    return Reason("model_age", REVIEW, fired, detail + (" (review it; age alone does not retrain)" if fired else ""))
 
 
 # --------------------------------------------------------------------------- guards
@@ -307,11 +350,22 @@ def last_runs(current: RunFacts, history: Sequence[RunFacts], n: int) -> list[Ru
     return [*earlier[-(n - 1) :], current] if n > 1 else [current]
 
 
-def _guard_labels(policy: PolicyConfig, labelled_rows: int) -> Reason:
-    need = policy.min_new_labels
+def _guard_labels(policy: PolicyConfig, labelled_rows: int, training_rows: int | None) -> Reason:
+    amount = policy.min_new_labels
+    need = amount.rows(training_rows)
+    if need is None:
+        return _guard(
+            "min_new_labels",
+            False,
+            f"labels: {labelled_rows:,} labelled rows since the last promotion; {amount} of the champion's "
+            "training rows cannot be judged (training rows unknown)",
+        )
     blocks = labelled_rows < need
     op = "<" if blocks else ">="
-    return _guard("min_new_labels", blocks, f"labels: {labelled_rows:,} labelled rows since last retrain {op} {need:,}")
+    of = f" ({amount} of the champion's {training_rows:,} training rows)" if amount.relative else ""
+    return _guard(
+        "min_new_labels", blocks, f"labels: {labelled_rows:,} labelled rows since the last promotion {op} {need:,}{of}"
+    )
 
 
 # --------------------------------------------------------------------------- decide
@@ -342,14 +396,13 @@ def decide(
         _trigger_drift_share(policy, current),
         _trigger_important(policy, current, importance),
         _trigger_metric(policy, current, champion, metric_name, greater_is_better),
-        _trigger_age(policy, now, champion),
     ]
     guards = [
         _guard_quality(current),
         _guard_cooldown(policy, now, champion),
         _guard_persistence(policy, current, history, importance),
-        _guard_labels(policy, labelled_rows_since_retrain),
+        _guard_labels(policy, labelled_rows_since_retrain, champion.training_rows),
     ]
-    reasons = (*triggers, *guards)
+    reasons = (*triggers, *guards, _review_age(policy, now, champion))
     retrain = any(t.fired and not _blockers(t.rule, reasons) for t in triggers)
     return Decision(retrain=retrain, reasons=reasons)

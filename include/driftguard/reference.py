@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,11 @@ from driftguard.contract import FeatureKind, ModelContract, Task
 log = logging.getLogger(__name__)
 
 SCORE_COLUMN = "__score__"
+TS_COLUMN = "__ts__"  # the reference rows' event times: drift thresholds are calibrated on time chunks
 ARTIFACT_DIR = "reference"
 CHAMPION_ALIAS = "champion"
 FILES = ("sample.parquet", "profile.json", "importance.json", "metrics.json")
+CALIBRATION_FILE = "calibration.json"  # optional: versions trained before it are calibrated at run time
 
 
 class ReferenceError(Exception):
@@ -49,6 +51,9 @@ class Reference:
     model_version: str | None = None
     run_id: str | None = None
     trained_at: datetime | None = None
+    importance: dict[str, float] = field(default_factory=dict)  # permutation importance on the holdout
+    training_rows: int | None = None  # rows the champion was fitted on (its run's data.rows.train)
+    calibration: dict[str, Any] | None = None  # drift thresholds logged with it (calibration.Calibration)
 
     @property
     def has_score(self) -> bool:
@@ -64,7 +69,15 @@ def _label(contract: ModelContract) -> str | None:
 
 def reference_columns(contract: ModelContract) -> list[str]:
     label = _label(contract)
-    return [*contract.feature_names, *([label] if label else []), SCORE_COLUMN]
+    return [*contract.feature_names, *([label] if label else []), SCORE_COLUMN, TS_COLUMN]
+
+
+def with_times(frame: pd.DataFrame, contract: ModelContract) -> pd.DataFrame:
+    """The frame with its event times as TS_COLUMN (kept through `canonical`), when it has them."""
+    ts = contract.source.timestamp_column
+    if ts in frame.columns and TS_COLUMN not in frame.columns:
+        frame = frame.assign(**{TS_COLUMN: pd.to_datetime(frame[ts], utc=True, errors="coerce")})
+    return frame
 
 
 def canonical(frame: pd.DataFrame, contract: ModelContract) -> pd.DataFrame:
@@ -97,6 +110,48 @@ def sample_frame(frame: pd.DataFrame, contract: ModelContract) -> pd.DataFrame:
     return frame
 
 
+def _calibrate(stored: pd.DataFrame, contract: ModelContract) -> Any:
+    """Drift thresholds for this reference, logged with it: calibration costs once per version."""
+    from driftguard.calibration import calibrate_for
+
+    ts = stored[TS_COLUMN] if TS_COLUMN in stored.columns else None
+    cal = calibrate_for(contract, stored, timestamps=ts, seed=contract.training.seed)
+    log.info("%s: drift thresholds calibrated on %s (%s)", contract.name, f"{len(stored):,} rows", cal.source)
+    return cal
+
+
+def _read_calibration(directory: Path) -> dict[str, Any] | None:
+    """The version's calibration.json, or None (versions trained before it existed, or unreadable)."""
+    path = directory / ARTIFACT_DIR / CALIBRATION_FILE
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _importance_values(raw: Any) -> dict[str, float]:
+    """{feature: importance} from importance.json, finite numbers only (older artifacts: {})."""
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for k, v in raw.items():
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(x):
+            out[str(k)] = x
+    return out
+
+
 def _ranked(importance: dict[str, float]) -> list[str]:
     return [k for k, _ in sorted(importance.items(), key=lambda kv: (-kv[1], kv[0]))]
 
@@ -119,6 +174,7 @@ def log_reference(
     frame = canonical(sample, contract)
     profile = profile_frame(frame, contract)
     stored = sample_frame(frame, contract)
+    calibration = _calibrate(stored, contract)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         stored.to_parquet(d / "sample.parquet", index=False)
@@ -127,6 +183,7 @@ def log_reference(
             json.dumps({"method": "permutation", "ranked": _ranked(importance), "importance": importance}, indent=1)
         )
         (d / "metrics.json").write_text(json.dumps({k: float(v) for k, v in metrics.items()}, indent=1))
+        (d / CALIBRATION_FILE).write_text(json.dumps(calibration.to_dict(), indent=1))
         mlflow.log_artifacts(str(d), artifact_path=ARTIFACT_DIR)
     log.info(
         "%s: reference logged to run %s: %d of %d rows sampled, score %s",
@@ -211,6 +268,7 @@ def champion_reference(contract: ModelContract, *, tracking_uri: str | None = No
                 "model to recreate them"
             ) from None
         sample, profile, importance, metrics = _read_artifacts(Path(tmp), contract, where)
+        calibration = _read_calibration(Path(tmp))
     run = client.get_run(run_id)
     trained_at = _trained_at(run)
     ranked = importance.get("ranked") or _ranked(importance.get("importance", {}))
@@ -223,6 +281,9 @@ def champion_reference(contract: ModelContract, *, tracking_uri: str | None = No
         model_version=str(version.version),
         run_id=run_id,
         trained_at=trained_at,
+        importance=_importance_values(importance.get("importance")),
+        training_rows=_int(run.data.params.get("data.rows.train")),
+        calibration=calibration,
     )
     log.info("%s: reference is %s, %d rows", contract.name, ref.source, len(ref.sample))
     return ref
@@ -301,7 +362,7 @@ def bootstrap_reference(contract: ModelContract, *, url: str | None = None, as_o
                 frame[contract.source.id_column].dtype
             )
         frame = frame.merge(labels, on=contract.source.id_column, how="left", validate="one_to_one")
-    frame = canonical(frame, contract)
+    frame = canonical(with_times(frame, contract), contract)
     from driftguard.profile import profile_frame
 
     profile = profile_frame(frame, contract)

@@ -295,9 +295,10 @@ def _quality_cell(rec: RunRecord) -> str:
         return '<span class="warn">no data</span>'
     if not rec.quality_passed or rec.status == "quality_failed":
         return f'<span class="bad">failed: {_e(rec.critical_failures)} critical</span>, {_e(rec.warnings)} warning(s)'
+    degraded = ' · <span class="warn">drift degraded</span>' if rec.status == "degraded" else ""
     if rec.warnings:
-        return f'<span class="warn">passed, {_e(rec.warnings)} warning(s)</span>'
-    return '<span class="good">passed</span>'
+        return f'<span class="warn">passed, {_e(rec.warnings)} warning(s)</span>{degraded}'
+    return f'<span class="good">passed</span>{degraded}'
 
 
 def _decision_cell(rec: RunRecord) -> str:

@@ -1617,3 +1617,64 @@ def _check_labels(conn: sa.Connection, contract: ModelContract, relation: _Relat
         elif problem := _sql_type_problem(col, columns[col.name]):
             problems.append(f"{field}: {problem}")
     return problems
+
+
+@dataclass(frozen=True)
+class VolumeProfile:
+    """What the log holds, as `driftguard check --connect` judges a contract's settings by it."""
+
+    windows: list[tuple[datetime, datetime, int]]  # the last full intervals before the newest event: rows
+    labelled_share: float | None  # labelled rows / log rows over those intervals (None: no labels)
+    newest: datetime | None
+
+
+def volume_profile(
+    contract: ModelContract, window: timedelta, *, last: int = 8, url: str | None = None
+) -> VolumeProfile:
+    """Rows per interval over the `last` full intervals before the newest event (one indexed
+    count each), and the share of them with a label. Reads no rows."""
+    with _connect(contract, url) as conn:
+        relation = _log_relation(conn, contract)
+        ts = relation.selectable.c[contract.source.timestamp_column]
+        dialect = conn.dialect.name
+        newest = conn.execute(sa.select(sa.func.max(ts)).select_from(relation.selectable)).scalar_one_or_none()
+        if newest is None:
+            return VolumeProfile([], None, None)
+        end = pd.Timestamp(newest)
+        end = (end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")).to_pydatetime()
+        windows = []
+        for i in range(last, 0, -1):
+            hi = end - (i - 1) * window
+            lo = hi - window
+            n = conn.execute(
+                sa.select(sa.func.count()).select_from(relation.selectable).where(_time_filter(ts, lo, hi, dialect))
+            ).scalar_one()
+            windows.append((lo, hi, int(n)))
+        share = None
+        if contract.source.labels is not None and windows:
+            lo, hi = windows[0][0], windows[-1][1]
+            q = _labels_count_query(conn, contract, relation, lo, hi)
+            labelled = conn.execute(q).scalar_one() if q is not None else None
+            total = sum(n for *_, n in windows)
+            share = None if labelled is None or not total else min(float(labelled) / total, 1.0)
+        return VolumeProfile(windows, share, end)
+
+
+def _labels_count_query(
+    conn: sa.Connection, contract: ModelContract, relation: _Relation, lo: datetime, hi: datetime
+) -> sa.Select[Any] | None:
+    """Labelled log rows with an event time in [lo, hi) (label table joined on the key when apart)."""
+    labels = contract.source.labels
+    assert labels is not None
+    log_ts = relation.selectable.c[contract.source.timestamp_column]
+    in_window = _time_filter(log_ts, lo, hi, conn.dialect.name)
+    if labels.table is None:
+        col = relation.selectable.c[labels.column]
+        return sa.select(sa.func.count()).select_from(relation.selectable).where(in_window, col.is_not(None))
+    try:
+        table = _table_relation(conn, contract, labels.table, "label").selectable
+    except SourceError:
+        return None
+    key = contract.source.label_key
+    joined = relation.selectable.join(table, relation.selectable.c[contract.source.id_column] == table.c[key])
+    return sa.select(sa.func.count()).select_from(joined).where(in_window, table.c[labels.column].is_not(None))

@@ -33,7 +33,7 @@ from driftguard.policy import RunFacts
 
 log = logging.getLogger(__name__)
 
-RUN_STATUSES = ("ok", "no_data", "quality_failed")
+RUN_STATUSES = ("ok", "degraded", "no_data", "quality_failed")  # degraded: a signal lost or incomplete
 RETRAIN_ACTIONS = ("promote", "first_champion")  # promotion actions that count as "a retrain happened"
 RETRYABLE_RETRAIN_STATUSES = ("failed",)
 FINISHED_RETRAIN_STATUSES = ("promoted", "rejected", "declined", "aborted")
@@ -134,8 +134,16 @@ runs_table = sa.Table(
     sa.Column("report_paths", _JSON, nullable=False),
     sa.Column("summary", sa.Text, nullable=False, default=""),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Added after the first release (ADDED_COLUMNS): weighted drift share, calibrated share threshold,
+    # label-free estimates. Nullable, so rows written before it read as {}.
+    sa.Column("signals", _JSON, nullable=True),
     sa.UniqueConstraint("model", "interval_start", "interval_end", name="uq_dg_runs_model_interval"),
 )
+ADDED_COLUMNS = (
+    ("dg_runs", "signals"),
+    *(("dg_feature_drift", c) for c in ("status", "effect", "reference_rows", "current_rows", "nonfinite")),
+)
+"""Columns added to existing tables since the first release: create_all adds them where missing."""
 
 feature_drift_table = sa.Table(
     "dg_feature_drift",
@@ -149,6 +157,13 @@ feature_drift_table = sa.Table(
     sa.Column("threshold", sa.Float, nullable=True),
     sa.Column("score", sa.Float, nullable=True),
     sa.Column("drifted", sa.Boolean, nullable=False),
+    # The verdict's evidence (ADDED_COLUMNS): ok / drift / insufficient data, the effect size, the
+    # usable rows compared on each side and the current side's non-finite values set aside.
+    sa.Column("status", sa.String(32), nullable=True),
+    sa.Column("effect", sa.Float, nullable=True),
+    sa.Column("reference_rows", sa.BigInteger, nullable=True),
+    sa.Column("current_rows", sa.BigInteger, nullable=True),
+    sa.Column("nonfinite", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("model", "interval_start", "interval_end", "feature", name="uq_dg_feature_drift"),
 )
 
@@ -217,7 +232,10 @@ for _t, _cols in (
 ):
     sa.Index(f"ix_{_t.name}_{'_'.join(_cols)}", *(_t.c[c] for c in _cols))
 
-FEATURE_DRIFT_FIELDS = ("feature", "method", "threshold", "score", "drifted")
+FEATURE_DRIFT_FIELDS = (
+    "feature", "method", "threshold", "score", "drifted", "status", "effect", "reference_rows", "current_rows",
+    "nonfinite",
+)  # fmt: skip
 QUALITY_CHECK_FIELDS = ("family", "expectation", "column", "severity", "success", "observed", "message")
 
 
@@ -250,6 +268,7 @@ class RunRecord:
     updated_at: datetime | None = None
     feature_drift: list[dict[str, Any]] = field(default_factory=list)
     quality_checks: list[dict[str, Any]] = field(default_factory=list)
+    signals: dict[str, Any] = field(default_factory=dict)  # weighted_drift_share, drift_share_threshold, ...
 
     @property
     def key(self) -> tuple[str, datetime, datetime]:
@@ -267,6 +286,8 @@ class RunRecord:
             metric_value=self.metric_value,
             labelled_rows=self.labelled_rows,
             retrain=self.retrain,
+            drift_share_threshold=_float(self.signals.get("drift_share_threshold")),
+            weighted_drift_share=_float(self.signals.get("weighted_drift_share")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -382,9 +403,26 @@ class HistoryStore:
             except (OperationalError, ProgrammingError, IntegrityError):
                 # Another process created a table between our check and our CREATE: check again.
                 metadata.create_all(self.engine, checkfirst=True)
+            self._add_columns()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot create the dg_ history tables at {self!r}: {_first_line(exc)}") from exc
         _CREATED.add(self.url)
+
+    def _add_columns(self) -> None:
+        """ALTER TABLE ... ADD COLUMN for ADDED_COLUMNS missing from a store created earlier
+        (nullable columns only, so existing rows stay valid); a racing process may add it first."""
+        for table_name, column_name in ADDED_COLUMNS:
+            if column_name in {c["name"] for c in sa.inspect(self.engine).get_columns(table_name)}:
+                continue
+            column = metadata.tables[table_name].c[column_name]
+            kind = column.type.compile(dialect=self.engine.dialect)
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.text(f'ALTER TABLE {table_name} ADD COLUMN "{column_name}" {kind}'))
+                log.info("history store %r: added column %s.%s", self, table_name, column_name)
+            except (OperationalError, ProgrammingError):
+                if column_name not in {c["name"] for c in sa.inspect(self.engine).get_columns(table_name)}:
+                    raise
 
     def _begin(self) -> Any:
         self.create_all()
@@ -417,6 +455,7 @@ class HistoryStore:
             "report_paths": jsonable({k: str(v) for k, v in (record.report_paths or {}).items()}),
             "summary": record.summary or "",
             "updated_at": record.updated_at or _now(),
+            "signals": jsonable(dict(record.signals or {})),
         }
         key_cols = ("model", "interval_start", "interval_end")
         key = {c: values[c] for c in key_cols}
@@ -446,8 +485,10 @@ class HistoryStore:
         out: dict[str, Any] = dict(key)
         for f in fields:
             v = row.get(f)
-            if f in ("threshold", "score"):
+            if f in ("threshold", "score", "effect"):
                 v = _float(v)
+            elif f in ("reference_rows", "current_rows", "nonfinite") and v is not None:
+                v = int(v)
             elif f == "observed":
                 v = jsonable(v)
             elif f == "message":
@@ -479,6 +520,7 @@ class HistoryStore:
             report_paths=dict(row["report_paths"] or {}),
             summary=row["summary"] or "",
             updated_at=row["updated_at"],
+            signals=dict(row.get("signals") or {}),
         )
 
     def runs(
@@ -605,11 +647,14 @@ class HistoryStore:
         with self._begin() as conn:
             return [{k: v for k, v in r._mapping.items() if k != "id"} for r in conn.execute(q)]
 
-    def last_retrain_at(self, model: str, *, before: datetime | None = None) -> datetime | None:
+    def last_retrain_at(
+        self, model: str, *, before: datetime | None = None, promotions_only: bool = False
+    ) -> datetime | None:
         """Data time of the last retrain: a promotion (promote / first_champion) or any finished
         candidate, whose interval end is when it was decided (a rejected one cost a training too,
-        so it starts the policy's cooldown as well). `before`: ignore records after it, so a rerun
-        of an interval decides as its first run did."""
+        so it starts the policy's cooldown as well). `promotions_only`: the last promotion, the
+        point the label evidence counts from (a rejected attempt does not reset it). `before`:
+        ignore records after it, so a rerun of an interval decides as its first run did."""
         p, r = promotions_table, retrains_table
         promoted = sa.select(sa.func.max(p.c.at)).where(p.c.model == model, p.c.action.in_(RETRAIN_ACTIONS))
         finished = sa.select(sa.func.max(r.c.interval_end)).where(
@@ -619,7 +664,9 @@ class HistoryStore:
             promoted = promoted.where(p.c.at <= before)
             finished = finished.where(r.c.interval_end <= before)
         with self._begin() as conn:
-            times = [conn.execute(promoted).scalar_one_or_none(), conn.execute(finished).scalar_one_or_none()]
+            times = [conn.execute(promoted).scalar_one_or_none()]
+            if not promotions_only:
+                times.append(conn.execute(finished).scalar_one_or_none())
         return max((t for t in times if t is not None), default=None)
 
     # -- retrains

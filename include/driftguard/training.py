@@ -672,7 +672,7 @@ def train_candidate(
 
     from driftguard import mlflow_setup
     from driftguard.metrics import task_metrics
-    from driftguard.reference import SCORE_COLUMN, log_reference
+    from driftguard.reference import SCORE_COLUMN, log_reference, with_times
 
     uri = mlflow_setup.configure(tracking_uri)
     experiment_id = mlflow_setup.ensure_experiment(contract.name, uri)
@@ -721,7 +721,8 @@ def train_candidate(
             metrics["validation"][primary],
             metrics["train"][primary],
         )
-        importance = permutation_importances(pipeline, split.validation, contract)
+        # On the out-of-time holdout: the importance monitoring weighs drift by (drift that matters).
+        importance = permutation_importances(pipeline, split.holdout, contract)
         log.info("%s: most important features %s", contract.name, list(importance)[:5])
 
         example = split.train[contract.feature_names].head(INPUT_EXAMPLE_ROWS)
@@ -742,10 +743,15 @@ def train_candidate(
         mlflow.log_dict(data.fingerprint, "data/fingerprint.json")
         mlflow.log_dict({"metrics": metrics, "primary_metric": primary}, "metrics.json")
 
-        # The reference is out-of-sample data (validation + holdout): the model's scores there look
-        # like its production scores, unlike scores on rows it was fitted on.
-        sample = pd.concat([split.validation, split.holdout], ignore_index=True)
-        sample[SCORE_COLUMN] = score(pipeline, sample, contract.task)
+        # The reference is the whole training window in time order, so drift thresholds can be
+        # calibrated on time chunks of it (a 2-week validation + holdout is 2 weekly chunks). Its
+        # scores are out of sample only: the model's scores on rows it was fitted on do not look like
+        # its production scores, so train rows carry none and prediction drift compares against the
+        # validation and holdout scores.
+        sample = with_times(pd.concat([split.train, split.validation, split.holdout], ignore_index=True), contract)
+        scored = len(split.train)
+        sample[SCORE_COLUMN] = np.nan
+        sample.loc[scored:, SCORE_COLUMN] = score(pipeline, sample.iloc[scored:], contract.task)
         log_reference(sample, contract, importance=importance, metrics=metrics["holdout"])
         run_id = run.info.run_id
     log.info("%s: candidate run %s logged to %s", contract.name, run_id, uri)

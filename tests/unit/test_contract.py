@@ -177,7 +177,7 @@ def test_documented_defaults() -> None:
     assert contract.policy.cooldown == timedelta(days=7)
     assert contract.policy.max_model_age == timedelta(days=90)
     assert (contract.policy.persistence.k, contract.policy.persistence.n) == (2, 3)
-    assert contract.policy.min_new_labels == 1000
+    assert str(contract.policy.min_new_labels) == "10%"  # of the champion's training rows
     assert contract.schedule == "@daily" and contract.catchup is False
     assert contract.source.labels is None and contract.source.label_key == "id"
     assert contract.quality.severity["schema"].value == "critical"

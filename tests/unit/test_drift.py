@@ -65,12 +65,17 @@ def test_no_drift_on_data_from_the_same_process(reference: pd.DataFrame, clean: 
     result = run_drift(contract(), reference, clean, seed=0)
     assert [f.feature for f in result.features] == FEATURES
     assert result.drifted_features == [] and result.drift_share == 0.0 and not result.dataset_drift
-    # auto on > 1,000 rows: normed Wasserstein for numeric, Jensen-Shannon for categorical, both >= 0.1
-    assert {(f.kind, f.method, f.threshold) for f in result.features} == {
-        ("numeric", "wasserstein", 0.1),
-        ("categorical", "jensenshannon", 0.1),
+    # auto: the effect size (normed Wasserstein / Jensen-Shannon) against a threshold calibrated on
+    # the reference, never below drift.min_effect (0.1); without timestamps on random subsamples.
+    assert {(f.kind, f.method) for f in result.features} == {
+        ("numeric", "wasserstein"),
+        ("categorical", "jensenshannon"),
     }
-    assert all(0 <= f.score < 0.1 for f in result.features)
+    assert all(f.threshold >= 0.1 and 0 <= f.score < f.threshold for f in result.features)
+    assert all("reference subsamples" in f.basis and f.score == f.effect for f in result.features)
+    assert all((f.reference_rows, f.current_rows, f.status) == (ROWS, ROWS, "ok") for f in result.features
+               if f.feature not in ("num_4", "cat_b"))  # the two with baseline nulls compare fewer rows
+    assert result.calibration["source"] == "random subsamples" and result.calibration["warnings"]
     assert result.prediction is None and result.target is None
 
 
@@ -98,6 +103,7 @@ def test_injected_drift_is_flagged_on_that_column_only(
 def test_drifted_features_sorted_by_severity_and_dataset_drift(reference: pd.DataFrame) -> None:
     current = window(seed=2, injections=[at("variance_change", "num_1", 0.6), at("mean_shift", "num_0", 3.0)])
     result = run_drift(contract({"drift_share": 0.2}), reference, current)
+    assert result.share_threshold == pytest.approx(0.2)  # the calibration needs less: the contract's share
     assert result.drifted_features == ["num_0", "num_1"]
     features = by_name(result)
     assert features["num_0"].severity > features["num_1"].severity > 1.0
@@ -201,11 +207,8 @@ def test_sample_is_bounded_seeded_and_auto_follows_the_sample_size(
     small = contract({"sample_size": 1000})
     a = run_drift(small, reference, clean, seed=7)
     assert (a.reference_rows, a.current_rows, a.sample_rows) == (ROWS, ROWS, 1000)
-    # Evidently's auto choice on <= 1,000 rows: K-S for numeric, chi-square for categorical (p < 0.05)
-    assert {(f.kind, f.method, f.threshold) for f in a.features} == {
-        ("numeric", "ks", 0.05),
-        ("categorical", "chisquare", 0.05),
-    }
+    # auto does not switch tests with the sample size: effect sizes on every size
+    assert {(f.kind, f.method) for f in a.features} == {("numeric", "wasserstein"), ("categorical", "jensenshannon")}
     b = run_drift(small, reference, clean, seed=7)
     c = run_drift(small, reference, clean, seed=8)
     assert [f.score for f in a.features] == [f.score for f in b.features]
@@ -330,8 +333,9 @@ def test_html_report_tables_every_column_and_plots_the_drifted_ones(reference: p
     assert result.drifted_features == ["num_0"]
     assert _plotted(page) == {"num_0", PREDICTION_COLUMN, LABEL_COLUMN}
     f = by_name(result)["num_1"]
-    row = [f.feature, "feature", f.method, f"{f.score:.4g}", f"{f.threshold:g}", "ok"]
-    assert json.dumps(row) in page  # the table widget's row for an undrifted feature
+    row = [f.feature, "feature", "ok", f.method, f"{f.score:.4g}", f"{f.threshold:.4g}"]
+    assert json.dumps(row)[:-1] in page  # the table widget's row for an undrifted feature (first cells)
+    assert result.render_errors == {} and not result.degraded
     assert "1 of 9 features drifted" in page
 
 

@@ -84,11 +84,11 @@ def test_every_trigger_and_guard_yields_a_reason_in_a_fixed_order() -> None:
         ("drift_share", "trigger"),
         ("important_features", "trigger"),
         ("metric_drop", "trigger"),
-        ("model_age", "trigger"),
         ("data_quality", "guard"),
         ("cooldown", "guard"),
         ("persistence", "guard"),
         ("min_new_labels", "guard"),
+        ("model_age", "review"),
     ]
     assert not d.retrain
     assert d.summary() == "no retrain: no trigger fired"
@@ -158,16 +158,16 @@ def test_drift_outside_the_top_k_does_not_fire() -> None:
 @pytest.mark.parametrize(
     ("greater", "realized", "fired", "detail"),
     [
-        (True, 0.71, True, "roc_auc 0.7100 vs champion validation 0.7400: worse by 0.0300 (drop 0.0300 >= 0.0300)"),
-        (True, 0.72, False, "roc_auc 0.7200 vs champion validation 0.7400: worse by 0.0200 (drop 0.0200 < 0.0300)"),
-        (True, 0.80, False, "roc_auc 0.8000 vs champion validation 0.7400: better by 0.0600 (change -0.0600 < 0.0300)"),
+        (True, 0.71, True, "roc_auc 0.7100 vs champion validation 0.7400: worse by 0.0300 (0.0300 >= 0.0300)"),
+        (True, 0.72, False, "roc_auc 0.7200 vs champion validation 0.7400: worse by 0.0200 (0.0200 < 0.0300)"),
+        (True, 0.80, False, "roc_auc 0.8000 vs champion validation 0.7400: better by 0.0600 (-0.0600 < 0.0300)"),
         # Lower is better (e.g. rmse/log_loss): a rise is the drop.
-        (False, 0.78, True, "roc_auc 0.7800 vs champion validation 0.7400: worse by 0.0400 (drop 0.0400 >= 0.0300)"),
+        (False, 0.78, True, "roc_auc 0.7800 vs champion validation 0.7400: worse by 0.0400 (0.0400 >= 0.0300)"),
         (
             False,
             0.70,
             False,
-            "roc_auc 0.7000 vs champion validation 0.7400: better by 0.0400 (change -0.0400 < 0.0300)",
+            "roc_auc 0.7000 vs champion validation 0.7400: better by 0.0400 (-0.0400 < 0.0300)",
         ),
     ],
 )
@@ -185,17 +185,53 @@ def test_metric_drop_is_not_gated_by_persistence() -> None:
     assert d.summary().startswith("retrain: roc_auc 0.6000")
 
 
-def test_age_trigger_is_not_blocked_by_persistence_but_is_by_labels() -> None:
+def test_model_age_alone_never_retrains_a_healthy_model() -> None:
+    """Age is a review reason: 22 of 36 stationary months retrained a healthy model on a calendar."""
     old = champion(trained_at=NOW - timedelta(days=150), last_retrain_at=NOW - timedelta(days=150))
     d = decide_(run(), [run(1)], champ=old)
-    assert d.reason("model_age").fired
-    assert d.reason("model_age").detail == "champion age 150d >= 120d"
-    assert d.reason("persistence").fired
-    assert d.retrain
-    d = decide_(run(), [run(1)], champ=old, labels=999)
-    assert not d.retrain
-    assert d.reason("min_new_labels").detail == "labels: 999 labelled rows since last retrain < 1,000"
-    assert "model_age blocked by labels: 999" in d.summary()
+    assert d.reason("model_age").fired and d.reason("model_age").kind == "review"
+    assert d.reason("model_age").detail == "champion age 150d >= 120d (review it; age alone does not retrain)"
+    assert not d.retrain and d.reviews == [d.reason("model_age")]
+    assert d.summary() == "no retrain: no trigger fired; review: " + d.reason("model_age").detail
+    # With real evidence the model retrains, and the review is still reported.
+    d = decide_(run(metric=0.60), [run(1)], champ=old)
+    assert d.retrain and "review: champion age 150d" in d.summary()
+
+
+@pytest.mark.parametrize(
+    ("greater", "baseline", "realized", "fired"),
+    [
+        (True, 0.80, 0.761, False),  # ROC AUC: 5% of 0.80 is 0.04
+        (True, 0.80, 0.759, True),
+        (False, 20.0, 20.9, False),  # MAE 20: 5% is 1.0, and a rise is the worsening
+        (False, 20.0, 21.1, True),
+        (False, 20.0, 10.0, False),  # a big improvement never fires
+    ],
+)
+def test_relative_metric_drop_scales_with_the_metric_and_its_direction(
+    greater: bool, baseline: float, realized: float, fired: bool
+) -> None:
+    rel = PolicyConfig(**{**POLICY.model_dump(), "metric_drop": "5%"})
+    d = decide_(run(metric=realized), champ=champion(validation_metric=baseline), policy=rel, greater_is_better=greater)
+    assert d.reason("metric_drop").fired is fired
+    assert "5% of" in d.reason("metric_drop").detail
+
+
+def test_metric_drop_units_parse() -> None:
+    assert str(PolicyConfig(metric_drop="0.02 abs").metric_drop) == "0.02 abs"
+    assert str(PolicyConfig(metric_drop=0.02).metric_drop) == "0.02 abs"  # a bare number stays absolute
+    assert str(PolicyConfig().metric_drop) == "5%"  # the default is relative
+    with pytest.raises(ValueError, match="'5%'"):
+        PolicyConfig(metric_drop="5 percent")
+
+
+def test_calibrated_share_raises_the_drift_share_trigger() -> None:
+    from dataclasses import replace
+
+    calibrated = replace(run(share=0.34), drift_share_threshold=0.45)
+    d = decide_(calibrated)
+    assert not d.reason("drift_share").fired
+    assert d.reason("drift_share").detail == "drift share 0.34 < 0.45 (calibrated on the reference)"
 
 
 def test_cooldown_blocks_every_trigger_but_no_champion() -> None:
@@ -239,8 +275,8 @@ def test_triggers_set_to_null_are_off() -> None:
         "drift share trigger is off",
         "important-feature trigger is off",
         "metric-drop trigger is off",
-        "model-age trigger is off",
     ]
+    assert d.reason("model_age").detail == "model-age review is off"
     assert not drift_detected(off, run(share=1.0, drifted=IMPORTANCE), IMPORTANCE)
 
 
@@ -282,3 +318,33 @@ def test_a_retrain_stamped_after_now_blocks_and_says_so() -> None:
     assert d.reason("cooldown").detail == (
         "cooldown: last retrain at 2013-06-04T01:00:00+00:00 is after now (2013-06-03T01:00:00+00:00)"
     )
+
+
+def test_weighted_share_lets_ignored_features_drift_without_a_retrain() -> None:
+    """Half the features drifted, but they hold 5% of the model's importance: no drift trigger."""
+    from dataclasses import replace
+
+    ignored = replace(run(share=0.5, drifted=("noise_a", "noise_b")), weighted_drift_share=0.05)
+    history = [replace(run(1, share=0.5, drifted=("noise_a",)), weighted_drift_share=0.05)]
+    d = decide_(ignored, history)
+    assert not d.reason("drift_share").fired and not d.retrain
+    assert d.reason("drift_share").detail == "importance-weighted drift share 0.05 < 0.30 (plain share 0.50)"
+    plain = PolicyConfig(**{**POLICY.model_dump(), "drift_share_weighting": "none"})
+    assert decide_(ignored, history, policy=plain).reason("drift_share").fired
+    # Without importances (e.g. the bootstrap reference) the plain share is judged.
+    assert decide_(run(share=0.5), history).reason("drift_share").fired
+
+
+def test_min_new_labels_as_a_share_of_the_champions_training_rows() -> None:
+    rel = PolicyConfig(**{**POLICY.model_dump(), "min_new_labels": "10%"})
+    small = champion(training_rows=365)
+    d = decide_(run(metric=0.60), champ=small, policy=rel, labels=36)
+    assert d.reason("min_new_labels").fired and not d.retrain
+    assert d.reason("min_new_labels").detail == (
+        "labels: 36 labelled rows since the last promotion < 37 (10% of the champion's 365 training rows)"
+    )
+    assert decide_(run(metric=0.60), champ=small, policy=rel, labels=37).retrain
+    unknown = decide_(run(metric=0.60), champ=champion(), policy=rel, labels=0)
+    assert not unknown.reason("min_new_labels").fired and "training rows unknown" in unknown.reason(
+        "min_new_labels"
+    ).detail

@@ -19,7 +19,7 @@ from driftguard import mlflow_setup, reference, training
 from driftguard.contract import ModelContract
 from driftguard.mlflow_setup import MlflowUnavailable
 from driftguard.profile import profile_frame
-from driftguard.reference import SCORE_COLUMN, Reference, ReferenceError
+from driftguard.reference import SCORE_COLUMN, TS_COLUMN, Reference, ReferenceError
 from driftguard.training import Candidate
 from mlflow import MlflowClient
 from training_support import (
@@ -117,18 +117,23 @@ def test_champion_reference_reads_the_runs_artifacts(
     assert ref.important_features(2) == list(candidate.feature_importance)[:2]
     assert ref.validation_metrics == pytest.approx(candidate.metrics["holdout"])
 
-    out_of_sample = pd.concat([data.split.validation, data.split.holdout], ignore_index=True)
+    window = pd.concat([data.split.train, data.split.validation, data.split.holdout], ignore_index=True)
     sample = ref.sample
-    assert list(sample.columns) == [*FEATURES, LABEL, SCORE_COLUMN]
-    assert len(sample) == len(out_of_sample)
-    np.testing.assert_array_equal(sample["num_0"].to_numpy(), out_of_sample["num_0"].to_numpy())
+    assert list(sample.columns) == [*FEATURES, LABEL, SCORE_COLUMN, TS_COLUMN]
+    assert len(sample) == contract.reference.sample_size < len(window)  # the training window, sampled
+    assert set(sample["num_0"]) <= set(window["num_0"]) and sample[TS_COLUMN].is_monotonic_increasing
+    # The drift thresholds were calibrated once, at training, and come with the version.
+    from driftguard.calibration import Calibration, settings_key
+
+    calibration = Calibration.from_dict(ref.calibration)
+    assert calibration.settings == settings_key(contract) and set(calibration.features) == set(FEATURES)
     assert sample["num_0"].dtype == np.float64 and sample[SCORE_COLUMN].dtype == np.float64
     assert sample["cat_b"].dtype == object
     missing = sample["cat_b"][sample["cat_b"].isna()]
     assert len(missing) > 0 and all(v is np.nan or (isinstance(v, float) and np.isnan(v)) for v in missing)
     assert sample[LABEL].dtype == (np.int64 if task == "binary_classification" else np.float64)
     assert ref.has_score
-    assert ref.profile == json.loads(json.dumps(profile_frame(out_of_sample, contract)))
+    assert ref.profile == json.loads(json.dumps(profile_frame(window, contract)))
 
 
 def test_no_champion_means_none_and_load_reference_falls_back(
@@ -224,7 +229,7 @@ def test_bootstrap_reference_uses_the_configured_window(task: str, contracts: di
     assert ref.source == "bootstrap window 2024-01-01..2024-01-15"
     assert (ref.model_version, ref.run_id, ref.trained_at, ref.feature_importance) == (None, None, None, ())
     assert len(ref.sample) == 14 * 50 and ref.profile["rows"] == 700
-    assert list(ref.sample.columns) == [*FEATURES, LABEL, SCORE_COLUMN]
+    assert list(ref.sample.columns) == [*FEATURES, LABEL, SCORE_COLUMN, TS_COLUMN]
     assert ref.sample[LABEL].notna().all()  # labels matured long ago
     assert ref.has_score
     expected = {"binary_classification": {"roc_auc", "log_loss", "f1", "brier", "accuracy", "precision", "recall"}}

@@ -44,8 +44,10 @@ def record(i: int = 0, model: str = "flight_delay", **kw) -> RunRecord:
         summary="no retrain: no trigger fired",
         updated_at=datetime(2026, 1, 1, 12, tzinfo=UTC),
         feature_drift=[
-            {"feature": "carrier", "method": "jensenshannon", "threshold": 0.1, "score": 0.05, "drifted": False},
-            {"feature": "distance", "method": "wasserstein", "threshold": 0.1, "score": 0.2, "drifted": True},
+            {"feature": "carrier", "method": "jensenshannon", "threshold": 0.1, "score": 0.05, "drifted": False,
+             "status": "ok", "effect": 0.05, "reference_rows": 9000, "current_rows": 5000, "nonfinite": 0},
+            {"feature": "distance", "method": "wasserstein", "threshold": 0.1, "score": 0.2, "drifted": True,
+             "status": "drift", "effect": 0.2, "reference_rows": 9000, "current_rows": 4990, "nonfinite": 10},
         ],
         quality_checks=[
             {
@@ -119,7 +121,8 @@ def test_rerun_replaces_the_run_and_its_child_rows(db_url: str) -> None:
     store.record_run(changed)
     got = store.get_run("flight_delay", T0, T0 + WEEK)
     assert got.drift_share == 0.5 and got.retrain is True
-    assert got.feature_drift == changed.feature_drift
+    # Fields a writer left out (here the verdict's evidence) read back as None.
+    assert [{k: v for k, v in f.items() if v is not None} for f in got.feature_drift] == changed.feature_drift
     assert got.quality_checks == []
     assert counts(store) == {"dg_runs": 1, "dg_feature_drift": 1, "dg_quality_checks": 0}
 
@@ -146,7 +149,7 @@ def test_bad_records_are_rejected_with_the_model_and_field_named(sqlite_url: str
     ):
         store.record_run(record(0, quality_checks=[{"family": "ranges", "col": "x"}]))
     with pytest.raises(
-        ValueError, match=r"RunRecord.status 'done' is not one of \['ok', 'no_data', 'quality_failed'\]"
+        ValueError, match=r"RunRecord.status 'done' is not one of \['ok', 'degraded', 'no_data', 'quality_failed'\]"
     ):
         store.record_run(record(0, status="done"))
     with pytest.raises(ValueError, match=r"RunRecord.interval_start must be a tz-aware UTC datetime"):
@@ -357,3 +360,41 @@ def test_last_retrain_counts_finished_candidates_and_respects_before(db_url: str
     assert store.last_retrain_at("flight_delay") == T0 + 3 * WEEK, "a rejected candidate is a retrain too"
     assert store.last_retrain_at("flight_delay", before=T0 + 2 * WEEK) == T0, "later records are ignored"
     assert store.last_retrain_at("flight_delay", before=T0 - WEEK) is None
+    # Label evidence counts from the promotion: the rejected candidate does not reset it.
+    assert store.last_retrain_at("flight_delay", promotions_only=True) == T0
+
+
+def test_signals_round_trip_and_an_older_store_gains_the_column(db_url: str) -> None:
+    """A store created before `signals` existed gets the nullable column on first use; old rows read as {}."""
+    from driftguard import store as store_mod
+
+    old = HistoryStore(db_url)
+    with old.engine.begin() as conn:  # the dg_runs layout of the first release: no signals column
+        cols = [c.copy() for c in store_mod.runs_table.columns if c.name != "signals"]
+        unique = sa.UniqueConstraint("model", "interval_start", "interval_end")
+        legacy = sa.Table("dg_runs", sa.MetaData(), *cols, unique)
+        legacy.create(conn)
+        conn.execute(legacy.insert().values(**{**_legacy_row(), "model": "old_model"}))
+        evidence = ("status", "effect", "reference_rows", "current_rows", "nonfinite")
+        drift_cols = [c.copy() for c in store_mod.feature_drift_table.columns if c.name not in evidence]
+        sa.Table("dg_feature_drift", sa.MetaData(), *drift_cols).create(conn)
+    store_mod._CREATED.discard(old.url)
+    store = HistoryStore(db_url)
+    store.record_run(record(1, signals={"weighted_drift_share": 0.25, "drift_share_threshold": 0.4}))
+    assert "signals" in {c["name"] for c in sa.inspect(store.engine).get_columns("dg_runs")}
+    assert set(evidence) <= {c["name"] for c in sa.inspect(store.engine).get_columns("dg_feature_drift")}
+    assert store.get_run("flight_delay", T0 + WEEK, T0 + 2 * WEEK).feature_drift[1]["nonfinite"] == 10
+    got = store.runs("flight_delay")[-1]
+    assert got.signals == {"weighted_drift_share": 0.25, "drift_share_threshold": 0.4}
+    facts = got.to_facts()
+    assert (facts.weighted_drift_share, facts.drift_share_threshold) == (0.25, 0.4)
+    assert store.runs("old_model")[-1].signals == {}
+
+
+def _legacy_row() -> dict:
+    return {
+        "interval_start": T0, "interval_end": T0 + WEEK, "status": "ok", "rows": 1, "quality_passed": True,
+        "critical_failures": 0, "warnings": 0, "drift_share": 0.0, "drifted_features": [], "proxy_metrics": {},
+        "labelled_rows": 0, "retrain": False, "reasons": [], "report_paths": {}, "summary": "",
+        "updated_at": T0 + WEEK,
+    }

@@ -112,7 +112,7 @@ def test_injection_validation() -> None:
 def test_synthetic_contract_and_overrides(sqlite_url: str) -> None:
     contract = synthetic_contract(url=sqlite_url, overrides={"policy": {"cooldown": "0d"}, "drift": {"method": "psi"}})
     assert contract.name == "synthetic_binary" and contract.policy.cooldown == timedelta(0)
-    assert contract.policy.min_new_labels == 1000  # untouched defaults survive the merge
+    assert str(contract.policy.min_new_labels) == "10%"  # untouched defaults survive the merge
     assert contract.drift.method == "psi" and contract.segment_features == ["region"]
     assert contract.source.prediction_column == "prediction" and contract.source.labels.table == "event_labels"
     reg = synthetic_contract(task="regression", url=sqlite_url, name="reg_model", prediction=False, label_table=None)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from driftguard import mlflow_setup, training
 from driftguard.contract import ModelContract
-from driftguard.reference import SCORE_COLUMN
+from driftguard.reference import SCORE_COLUMN, TS_COLUMN
 from driftguard.training import Candidate, TrainingData, TrainingError
 from mlflow import MlflowClient
 from sklearn.compose import ColumnTransformer
@@ -352,9 +352,19 @@ def test_logged_model_loads_and_scores_like_the_reference(
     path = client.download_artifacts(candidates[task].run_id, "reference/sample.parquet", str(workdir / f"s_{task}"))
     sample = pd.read_parquet(path)
     split = datasets[task].split
-    assert len(sample) == len(split.validation) + len(split.holdout) < 1000  # under reference.sample_size
-    assert list(sample.columns) == [*FEATURES, LABEL, SCORE_COLUMN]
-    np.testing.assert_allclose(sample[SCORE_COLUMN].to_numpy()[-len(holdout) :], scores, rtol=1e-12)
+    # The whole training window in time order (drift thresholds calibrate on its time chunks),
+    # bounded by reference.sample_size; only out-of-sample rows (validation, holdout) carry scores.
+    assert len(sample) == 1000 < len(split.train) + len(split.validation) + len(split.holdout)
+    assert list(sample.columns) == [*FEATURES, LABEL, SCORE_COLUMN, TS_COLUMN]
+    assert sample[TS_COLUMN].is_monotonic_increasing
+    first_scored = split.validation["event_ts"].min()
+    assert sample.loc[sample[TS_COLUMN] < first_scored, SCORE_COLUMN].isna().all()
+    assert sample.loc[sample[TS_COLUMN] >= first_scored, SCORE_COLUMN].notna().all()
+    in_holdout = holdout.assign(score=scores).merge(  # time and a feature value identify a row
+        sample, left_on=["event_ts", "num_0"], right_on=[TS_COLUMN, "num_0"]
+    )
+    assert len(in_holdout) > 50
+    np.testing.assert_allclose(in_holdout[SCORE_COLUMN].to_numpy(), in_holdout["score"].to_numpy(), rtol=1e-12)
 
     # an all-missing categorical column arrives as float64; the pyfunc schema wants strings
     blank = holdout.head(20).assign(cat_b=np.nan)
