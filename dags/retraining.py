@@ -7,7 +7,10 @@ One DAG per valid model contract. It runs when the model's monitoring DAG decide
 the last full day). Never promote a worse model: that is the promise.
 
 1. `read_request`: the decided interval and its reasons, from the triggering Asset event.
-2. `claim_interval`: a retrain already decided for this interval does nothing new (short-circuit).
+2. `claim_interval`: first finishes what a killed retrain of the model left (an interrupted
+   promotion, MLflow runs left RUNNING: `driftguard.retrain.recover`); then a retrain already
+   decided for this interval does nothing new (short-circuit). Each later step refreshes the
+   claim's heartbeat; a claim without one for 5 minutes is taken over by the next request.
 3. `train_candidate`: the contract's training window up to the interval's end, matured labels only,
    intervals that failed critical quality checks excluded, split by time
    (train / validation / out-of-time holdout); one MLflow run with the reference artifacts.
@@ -18,7 +21,8 @@ the last full day). Never promote a worse model: that is the promise.
 6. `promote_or_not` branches to `promote_champion` (after `approve_promotion` when the contract
    asks for human approval; a reviewer's "Reject" runs `decline_promotion`) or
    `keep_as_challenger`. The alias move is the last step and is
-   guarded: it aborts if `@champion` moved since the gate compared against it.
+   guarded: it aborts if `@champion` moved since the gate compared against it. It is crash-safe:
+   an intent is recorded first, and a killed move is completed by the next run or `driftguard doctor`.
 
 `max_active_runs=1`: one retrain of a model at a time.
 """
@@ -97,8 +101,13 @@ def read_request(model: str) -> dict[str, Any]:
             "interval_end": end.isoformat(),
             "trigger": {"source": "manual", "summary": params.get("reason") or "manual retrain"},
         }
-    log.info("retrain %s for [%s, %s): %s", model, request["interval_start"], request["interval_end"],
-             request["trigger"]["summary"][:500])
+    log.info(
+        "retrain %s for [%s, %s): %s",
+        model,
+        request["interval_start"],
+        request["interval_end"],
+        request["trigger"]["summary"][:500],
+    )
     return request
 
 
@@ -134,8 +143,11 @@ def promote_or_not(verdict: dict[str, Any], approval: bool) -> str:
 @task
 def promote_champion(model: str, request: dict[str, Any]) -> dict[str, Any]:
     context = get_current_context()
-    answer = context["ti"].xcom_pull(task_ids="approve_promotion") if "approve_promotion" in context["dag"].task_ids \
+    answer = (
+        context["ti"].xcom_pull(task_ids="approve_promotion")
+        if "approve_promotion" in context["dag"].task_ids
         else None
+    )
     approver = _responder(answer)
     result = _step(model, request, "promote", approved_by=approver)
     log.info("SUMMARY %s: %s", result["status"], result["summary"])

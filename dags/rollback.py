@@ -5,7 +5,9 @@ Triggered by hand. Moves `@champion` back to `@previous_champion` in the MLflow 
 records who, what, when and why in the promotion history (MLflow keeps no alias history).
 The same as `driftguard rollback <model> --reason "..."` on the command line. The rolled-back
 version is tagged `driftguard.rolled_back`; `@previous_champion` is cleared so a second rollback
-cannot flip back to it.
+cannot flip back to it. It refuses, changing nothing, when `@previous_champion` is missing or is
+`@champion` itself. Crash-safe: a rollback killed half-way is finished by the next promote or
+rollback, the next retrain, or `driftguard doctor`.
 """
 
 from __future__ import annotations
@@ -33,8 +35,13 @@ def rollback_champion(model: str) -> dict[str, Any]:
     reason = context["params"]["reason"]
     actor = f"airflow:{context['dag_run'].run_id}"
     with dag_defaults.fail_fast_on_data_errors(model, "rollback"):
-        frm, to = registry.rollback(model, store=HistoryStore(settings.history_url), actor=actor, reason=reason,
-                                    tracking_uri=settings.mlflow_tracking_uri)
+        frm, to = registry.rollback(
+            model,
+            store=HistoryStore(settings.history_url),
+            actor=actor,
+            reason=reason,
+            tracking_uri=settings.mlflow_tracking_uri,
+        )
     log.info("SUMMARY rolled %s back: @champion v%s -> v%s (%s)", model, frm, to, reason)
     return {"from_version": frm, "to_version": to, "reason": reason}
 

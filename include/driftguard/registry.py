@@ -16,6 +16,15 @@ champion the gate compared against; the residual window between that read and th
 is a few milliseconds. Keep one promoting DAG run per model (the DAGs use max_active_runs=1)
 for a hard guarantee.
 
+MLflow has no transactions across aliases either, so a move is crash-safe by construction: an
+intent record (``dg_promotion_intents`` in the history store: action, target version, the
+champion and previous champion before) is written before the first alias write, the aliases are
+written in an order whose every intermediate state is valid (``@champion`` and
+``@previous_champion`` never point at the same version), and the intent is deleted in the
+transaction that appends the ``dg_promotions`` row. A kill or an MLflow error at any point
+leaves the intent behind; :func:`repair` (run by the next promote or rollback, the next retrain
+and ``driftguard doctor``) completes the move from wherever it stopped.
+
 MLflow quirk: ``search_model_versions`` returns ``aliases=[]`` and string versions; only
 ``get_model_version*`` return real aliases, so versions are always re-read with those.
 """
@@ -24,7 +33,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +70,10 @@ class RegistryError(Exception):
 
 class ConcurrentPromotionError(RegistryError):
     """@champion moved since the gate compared against it; nothing was changed."""
+
+
+class _TakenOver(Exception):
+    """A repair elsewhere took this move's intent over; it finishes the move, this process stops."""
 
 
 def _now() -> datetime:
@@ -211,6 +228,292 @@ def record_verdict(
     return record
 
 
+# --------------------------------------------------------------------------- crash-safe alias moves
+
+CHECKPOINT_HOOK: Callable[[str], None] | None = None
+"""Called with a checkpoint name before every write of promote / rollback / repair ("intent",
+"set:champion", "delete:previous_champion", "tag:rolled_back", "record", ...). None in production;
+tests raise from it (an MLflow error) or block in it (to be killed) to prove every point is safe."""
+
+ALIAS_ACTIONS = ("promote", "first_champion", "rollback", "reconcile")
+"""dg_promotions actions that move @champion (a "reject" does not)."""
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    """What became of an alias move: completed (the new state), reverted (the old state, its
+    version is gone), abandoned (the aliases were moved by someone else since: left alone),
+    pending (dry run) or in_progress (another repair holds it)."""
+
+    model: str
+    action: str
+    outcome: str
+    message: str
+
+
+def _checkpoint(name: str) -> None:
+    if CHECKPOINT_HOOK is not None:
+        CHECKPOINT_HOOK(name)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()[:200]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _alias_map(c: MlflowClient, model: str) -> dict[str, str]:
+    """alias -> version of the registered model ({} when there is no such model): one read."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        aliases = c.get_registered_model(model).aliases
+    except MlflowException as exc:
+        if _missing(exc):
+            return {}
+        raise
+    return {str(k): str(v) for k, v in (aliases or {}).items()}
+
+
+def _version_exists(c: MlflowClient, model: str, version: str | None) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    if version is None:
+        return False
+    try:
+        c.get_model_version(model, str(version))
+    except MlflowException as exc:
+        if _missing(exc):
+            return False
+        raise
+    return True
+
+
+def _describe(intent: Mapping[str, Any]) -> str:
+    old, prev = intent["champion_before"], intent["previous_before"]
+    return (
+        f"{intent['action']} of {intent['model']} to v{intent['version']} (before: @champion "
+        f"{'v' + old if old else 'none'}, @previous_champion {'v' + prev if prev else 'none'}) by {intent['actor']}, "
+        f"started {intent['created_at'].isoformat()}"
+    )
+
+
+class _Move:
+    """One alias move carried out from its intent record; every step is idempotent, so the same
+    code runs the first time and when a repair finishes an interrupted move."""
+
+    def __init__(self, c: MlflowClient, store: HistoryStore, intent: Mapping[str, Any], *, repairing: bool):
+        self.c, self.store, self.intent, self.repairing = c, store, dict(intent), repairing
+        self.model = self.intent["model"]
+
+    def _guard(self) -> None:
+        """The intent must still be ours: a repair elsewhere (doctor, another run) may have taken it over."""
+        row = self.store.promotion_intent(self.model)
+        if row is None or row["id"] != self.intent["id"] or row["owner"] != self.intent["owner"]:
+            raise _TakenOver(
+                f"{self.model}: the {self.intent['action']} to v{self.intent['version']} was taken over by a repair "
+                "elsewhere (driftguard doctor or another run), which completes it; stopped here"
+            )
+
+    def _alias(self, op: str, alias: str, version: str | None = None) -> None:
+        from mlflow.exceptions import MlflowException
+
+        _checkpoint(f"{op}:{alias}")
+        self._guard()
+        if op == "set":
+            self.c.set_registered_model_alias(self.model, alias, str(version))
+            return
+        try:
+            self.c.delete_registered_model_alias(self.model, alias)
+        except MlflowException as exc:
+            if not _missing(exc):
+                raise
+
+    def _tag(self, version: str, key: str, value: str) -> None:
+        _checkpoint(f"tag:{key.removeprefix('driftguard.')}")
+        self._guard()
+        self.c.set_model_version_tag(self.model, version, key, value)
+
+    def _finish(self, promotion: Mapping[str, Any] | None) -> None:
+        _checkpoint("record")
+        if not self.store.finish_promotion_intent(
+            self.model, self.intent["id"], owner=self.intent["owner"], promotion=promotion
+        ):
+            logger.info("%s: the intent was finished by someone else meanwhile", self.model)
+
+    def known_states(self) -> set[tuple[str | None, str | None]]:
+        """(@champion, @previous_champion) pairs this move passes through, in its write order."""
+        new, old, prev = self.intent["version"], self.intent["champion_before"], self.intent["previous_before"]
+        if self.intent["action"] == "rollback":  # delete @previous_champion, then @champion = previous
+            return {(old, prev), (old, None), (new, None)}
+        states = {(old, prev), (new, prev), (new, old)}  # @champion = new, then @previous_champion = old
+        if prev == new:  # @previous_champion on the new version is deleted first
+            states |= {(old, None), (new, None)}
+        return states
+
+    def run(self) -> RepairResult:
+        intent, model = self.intent, self.model
+        action, new = intent["action"], intent["version"]
+        aliases = _alias_map(self.c, model)
+        state = (aliases.get(CHAMPION), aliases.get(PREVIOUS))
+        if not _version_exists(self.c, model, new):
+            return self._revert(state)
+        if state not in self.known_states():
+            self._finish(None)
+            msg = (
+                f"{_describe(intent)}: the aliases were moved by someone else since (@champion "
+                f"{state[0] and 'v' + state[0]}, @previous_champion {state[1] and 'v' + state[1]}); left them alone "
+                "and dropped the intent"
+            )
+            logger.error("%s", msg)
+            return RepairResult(model, action, "abandoned", msg)
+        if action == "rollback":
+            self._rollback(state)
+        else:
+            self._promote(state, aliases)
+        verb = "completed the interrupted" if self.repairing else "done:"
+        return RepairResult(model, action, "completed", f"{verb} {_describe(intent)}")
+
+    def _promote(self, state: tuple[str | None, str | None], aliases: Mapping[str, str]) -> None:
+        intent = self.intent
+        new, old = intent["version"], intent["champion_before"]
+        champion, previous = state
+        if previous == new:  # never let @champion and @previous_champion coincide, not even for a moment
+            self._alias("delete", PREVIOUS)
+            previous = None
+        if champion != new:
+            self._alias("set", CHAMPION, new)
+        if old is not None and previous != old:
+            self._alias("set", PREVIOUS, old)
+        if aliases.get(CHALLENGER) == new:
+            self._alias("delete", CHALLENGER)
+        self._tag(new, TAG_PROMOTED_AT, intent["created_at"].isoformat())
+        details: dict[str, Any] = {"aliases": {CHAMPION: new, PREVIOUS: old}, "recorded_at": _now().isoformat()}
+        if self.repairing:
+            details["repaired"] = True
+        self._finish(
+            {
+                "action": intent["action"],
+                "version": new,
+                "previous_version": old,
+                "actor": intent["actor"],
+                "reason": intent["reason"],
+                "details": details,
+                "at": intent["at"],
+            }
+        )
+
+    def _rollback(self, state: tuple[str | None, str | None]) -> None:
+        intent = self.intent
+        good, bad = intent["version"], intent["champion_before"]
+        champion, previous = state
+        if previous is not None:  # first: (bad, None) is a valid state, (good, good) would not be
+            self._alias("delete", PREVIOUS)
+        if champion != good:
+            self._alias("set", CHAMPION, good)
+        stamp = f"{intent['created_at'].isoformat()} by {intent['actor']}: {intent['reason']}"
+        self._tag(bad, TAG_ROLLED_BACK, _truncate(stamp))
+        details: dict[str, Any] = {"rolled_back": bad, "restored": good}
+        if self.repairing:
+            details["repaired"] = True
+        self._finish(
+            {
+                "action": "rollback",
+                "version": good,
+                "previous_version": bad,
+                "actor": intent["actor"],
+                "reason": intent["reason"],
+                "details": details,
+                "at": intent["at"],
+            }
+        )
+
+    def _revert(self, state: tuple[str | None, str | None]) -> RepairResult:
+        """The target version was deleted meanwhile: put the aliases back as they were before."""
+        intent, c, model = self.intent, self.c, self.model
+        old = intent["champion_before"] if _version_exists(c, model, intent["champion_before"]) else None
+        prev = intent["previous_before"]
+        prev = prev if intent["action"] != "rollback" and _version_exists(c, model, prev) else None
+        champion, previous = state
+        if previous != prev and prev is None:  # @previous_champion first: never equal to @champion
+            self._alias("delete", PREVIOUS)
+        elif previous != prev:
+            self._alias("set", PREVIOUS, prev)
+        if champion != old and old is not None:
+            self._alias("set", CHAMPION, old)
+        self._finish(None)
+        msg = (
+            f"{_describe(intent)}: v{intent['version']} no longer exists; reverted to @champion "
+            f"{'v' + old if old else 'none'}, @previous_champion {'v' + prev if prev else 'none'}"
+        )
+        logger.error("%s", msg)
+        return RepairResult(model, intent["action"], "reverted", msg)
+
+
+def repair(
+    model: str, *, store: HistoryStore, tracking_uri: str | None = None, dry_run: bool = False
+) -> RepairResult | None:
+    """Finish an alias move a killed or failed process left half done (None: there was none).
+
+    The intent record names the move; its steps are idempotent, so the repair completes it from
+    whatever point it stopped at and records it in dg_promotions. If the target version was
+    deleted meanwhile, the old aliases are restored instead; if someone moved the aliases since,
+    they are left alone and the intent is dropped (both said loudly). Called by promote and
+    rollback before they move anything, at the start of every retrain, and by `driftguard doctor`."""
+    intent = store.promotion_intent(model)
+    if intent is None:
+        return None
+    if dry_run:
+        return RepairResult(model, intent["action"], "pending", f"interrupted {_describe(intent)}")
+    owner = _owner()
+    if not store.take_over_promotion_intent(model, intent["id"], seen_owner=intent["owner"], owner=owner):
+        msg = f"{_describe(intent)}: another process is repairing it"
+        return RepairResult(model, intent["action"], "in_progress", msg)
+    logger.warning("%s: repairing an interrupted %s", model, _describe(intent))
+    try:
+        result = _Move(client(tracking_uri), store, {**intent, "owner": owner}, repairing=True).run()
+    except _TakenOver as exc:
+        return RepairResult(model, intent["action"], "in_progress", str(exc))
+    logger.warning("%s: %s", model, result.message)
+    return result
+
+
+def _begin(
+    c: MlflowClient,
+    store: HistoryStore,
+    model: str,
+    *,
+    action: str,
+    version: str,
+    champion: str | None,
+    previous: str | None,
+    actor: str,
+    reason: str,
+    at: datetime,
+) -> RepairResult:
+    """Record the intent, then carry the move out."""
+    _checkpoint("intent")
+    intent = store.begin_promotion_intent(
+        model, action=action, version=version, champion_before=champion, previous_before=previous, actor=actor,
+        reason=reason, at=at, owner=_owner(),
+    )  # fmt: skip
+    if intent is None:
+        pending = store.promotion_intent(model)
+        what = _describe(pending) if pending else "another alias move"
+        raise ConcurrentPromotionError(
+            f"{model}: {what} is in flight; nothing was moved. If no process is doing it, run "
+            f"`driftguard doctor {model}` (or just retry: the next promote or rollback completes it first)"
+        )
+    try:
+        result = _Move(c, store, intent, repairing=False).run()
+    except _TakenOver as exc:  # the repair moves the aliases exactly as this process would have
+        logger.warning("%s", exc)
+        return RepairResult(model, action, "completed", str(exc))
+    if result.outcome == "abandoned":
+        raise ConcurrentPromotionError(f"{model}: @champion moved meanwhile; nothing was moved. {result.message}")
+    if result.outcome != "completed":
+        raise RegistryError(result.message)
+    return result
+
+
 def promote(
     model: str,
     version: str | int,
@@ -222,25 +525,28 @@ def promote(
     tracking_uri: str | None = None,
     at: datetime | None = None,
 ) -> None:
-    """Make ``version`` the champion: the LAST step of a promotion, guarded.
+    """Make ``version`` the champion: the LAST step of a promotion, guarded and crash-safe.
 
     ``at`` is the data time the decision was made for (a backfill's or backtest's interval end);
     the retrain policy's cooldown compares against it. Default: now.
 
-    Re-reads @champion first; if it is not ``expected_champion`` (the version the gate compared
-    against, None for a first champion) it raises ConcurrentPromotionError and moves nothing.
-    Then: old champion -> @previous_champion, ``version`` -> @champion, and @challenger is
-    removed if it pointed at ``version``. Recorded in the store as "promote" (or
-    "first_champion"). If ``version`` already is the champion (a retried task) nothing moves
-    and the store records it at most once."""
+    First repairs an interrupted alias move of the model (:func:`repair`). Re-reads @champion;
+    if it is not ``expected_champion`` (the version the gate compared against, None for a first
+    champion) it raises ConcurrentPromotionError and moves nothing. Then records an intent and
+    moves: ``version`` -> @champion, then old champion -> @previous_champion (a @previous_champion
+    on ``version`` itself is deleted first), so @champion and @previous_champion never coincide;
+    @challenger is removed if it pointed at ``version``. Recorded in the store as "promote" (or
+    "first_champion") in the transaction that clears the intent. If ``version`` already is the
+    champion (a retried task) nothing moves and the store records it at most once."""
     c = client(tracking_uri)
     version = str(version)
     expected = None if expected_champion is None else str(expected_champion)
     c.get_model_version(model, version)  # fails loudly for an unknown version
-    current = _version_str(_by_alias(c, model, CHAMPION))
+    repair(model, store=store, tracking_uri=tracking_uri)
+    aliases = _alias_map(c, model)
+    current, previous = aliases.get(CHAMPION), aliases.get(PREVIOUS)
     if current == version:
         logger.info("%s: v%s already is @champion: nothing to move", model, version)
-        previous = _version_str(_by_alias(c, model, PREVIOUS))
         _record(store, model, "promote" if previous else "first_champion", version, previous, actor, reason, at)
         return
     if current != expected:
@@ -249,16 +555,12 @@ def promote(
             f"{'v' + expected if expected else 'no champion'}; someone else promoted meanwhile. Nothing was "
             "moved: rerun the gate against the new champion."
         )
-    if current is not None:
-        c.set_registered_model_alias(model, PREVIOUS, current)
-    c.set_registered_model_alias(model, CHAMPION, version)
-    challenger = _by_alias(c, model, CHALLENGER)
-    if challenger is not None and str(challenger.version) == version:
-        c.delete_registered_model_alias(model, CHALLENGER)
-    c.set_model_version_tag(model, version, TAG_PROMOTED_AT, _now().isoformat())
     action = "promote" if current is not None else "first_champion"
+    _begin(
+        c, store, model, action=action, version=version, champion=current, previous=previous, actor=actor,
+        reason=reason, at=at or _now(),
+    )  # fmt: skip
     logger.info("%s: %s v%s -> @champion (was %s) by %s: %s", model, action, version, current, actor, reason)
-    _record(store, model, action, version, current, actor, reason, at)
 
 
 def _record(
@@ -295,36 +597,92 @@ def rollback(
 ) -> tuple[str, str]:
     """Put @previous_champion back as @champion; returns (from_version, to_version).
 
-    Afterwards @previous_champion is removed (a second rollback must not flip back to the bad
-    version) and the rolled-back version is tagged ``driftguard.rolled_back`` with the reason.
-    Recorded in the store as "rollback". RegistryError if there is no champion or no previous
-    champion to return to."""
+    First repairs an interrupted alias move. Afterwards @previous_champion is removed (a second
+    rollback must not flip back to the bad version) and the rolled-back version is tagged
+    ``driftguard.rolled_back`` with the reason. Crash-safe like :func:`promote`: an intent first,
+    then @previous_champion deleted, then @champion moved. Recorded in the store as "rollback".
+    RegistryError, with nothing changed, if there is no champion, no previous champion, or the
+    previous champion is the champion itself."""
     c = client(tracking_uri)
-    current = _by_alias(c, model, CHAMPION)
+    repair(model, store=store, tracking_uri=tracking_uri)
+    aliases = _alias_map(c, model)
+    current, previous = aliases.get(CHAMPION), aliases.get(PREVIOUS)
     if current is None:
         raise RegistryError(f"{model}: cannot roll back: the model has no @champion")
-    previous = _by_alias(c, model, PREVIOUS)
     if previous is None:
         raise RegistryError(
-            f"{model}: cannot roll back v{current.version}: no @previous_champion to return to "
+            f"{model}: cannot roll back v{current}: no @previous_champion to return to "
             "(only one version was ever promoted, or a rollback already used it)"
         )
-    bad, good = str(current.version), str(previous.version)
-    c.set_registered_model_alias(model, CHAMPION, good)
-    c.delete_registered_model_alias(model, PREVIOUS)
-    c.set_model_version_tag(model, bad, TAG_ROLLED_BACK, _truncate(f"{_now().isoformat()} by {actor}: {reason}"))
-    logger.warning("%s: rolled back @champion v%s -> v%s by %s: %s", model, bad, good, actor, reason)
-    store.record_promotion(
-        model,
-        action="rollback",
-        version=good,
-        previous_version=bad,
-        actor=actor,
-        reason=reason,
-        details={"rolled_back": bad, "restored": good},
-        at=_now(),
-    )
-    return bad, good
+    if previous == current:
+        raise RegistryError(
+            f"{model}: cannot roll back v{current}: @previous_champion is v{previous}, the same version as "
+            "@champion (left by an interrupted alias move), so there is nothing to return to. Nothing was changed. "
+            f"Run `driftguard doctor {model}` to restore @previous_champion from the promotion history, or promote "
+            "the version to return to explicitly."
+        )
+    _begin(
+        c, store, model, action="rollback", version=previous, champion=current, previous=previous, actor=actor,
+        reason=reason, at=_now(),
+    )  # fmt: skip
+    logger.warning("%s: rolled back @champion v%s -> v%s by %s: %s", model, current, previous, actor, reason)
+    return current, previous
+
+
+def reconcile(
+    model: str,
+    *,
+    store: HistoryStore,
+    tracking_uri: str | None = None,
+    dry_run: bool = False,
+    actor: str = "driftguard-doctor",
+) -> list[str]:
+    """Make the aliases valid and dg_promotions agree with them; returns what was (or, with
+    ``dry_run``, would be) done. Run after :func:`repair` (no intent pending).
+
+    - @previous_champion == @champion (an interrupted move of an older Driftguard, or by hand):
+      @previous_champion is restored from the last "promote" on record, else deleted.
+    - The last alias-moving event on record names another champion than MLflow (aliases moved
+      outside Driftguard, or a record lost): a "reconcile" event records what MLflow says."""
+    c = client(tracking_uri)
+    aliases = _alias_map(c, model)
+    champion, previous = aliases.get(CHAMPION), aliases.get(PREVIOUS)
+    last = store.latest_promotion(model, ALIAS_ACTIONS)
+    done: list[str] = []
+    if champion is not None and previous == champion:
+        on_record = last is not None and last["action"] == "promote" and last["version"] == champion
+        target = last["previous_version"] if on_record else None
+        if target and target != champion and _version_exists(c, model, target):
+            done.append(f"@previous_champion was @champion v{champion} too: set to v{target}, from dg_promotions")
+            if not dry_run:
+                c.set_registered_model_alias(model, PREVIOUS, target)
+            previous = target
+        else:
+            done.append(f"@previous_champion was @champion v{champion} too: deleted (no other rollback target known)")
+            if not dry_run:
+                c.delete_registered_model_alias(model, PREVIOUS)
+            previous = None
+    recorded = None if last is None else last["version"]
+    if (champion is not None or last is not None) and recorded != champion:
+        said = f"v{recorded}" if recorded else "no champion"
+        done.append(
+            f"dg_promotions said {said} but MLflow @champion is {'v' + champion if champion else 'none'}: "
+            "recorded a 'reconcile' event"
+        )
+        if not dry_run:
+            store.record_promotion(
+                model,
+                action="reconcile",
+                version=champion,
+                previous_version=previous,
+                actor=actor,
+                reason=f"MLflow aliases disagreed with the promotion history (it said {said})",
+                details={"aliases": aliases, "history_said": recorded},
+                at=_now(),
+            )
+    for line in done:
+        logger.warning("%s: %s%s", model, "(dry run) " if dry_run else "", line)
+    return done
 
 
 def load_champion(model: str, *, tracking_uri: str | None = None) -> tuple[Any, str] | None:

@@ -3,13 +3,22 @@
 The steps mirror the retraining DAG's tasks; `run_retraining` chains them in-process for the
 backtest. A run is keyed by (model, decided interval): the store's claim makes a second run for
 the same interval do nothing new, and MLflow registration is idempotent per training run.
+
+While a step runs, a heartbeat thread refreshes the claim every HEARTBEAT_EVERY; a claim whose
+heartbeat stopped for CLAIM_STALE_AFTER lost its worker (a kill -9, a lost machine) and the next
+request for the interval takes it over. Every retrain starts by recovering what a dead one left
+behind (driftguard.recovery): an interrupted alias move, MLflow runs left RUNNING.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -86,17 +95,81 @@ class RetrainContext:
         return HistoryStore(self.settings.history_url)
 
 
-# A "running" claim this old lost its worker without the failure callback releasing it (a killed
-# process, a lost machine); a retrain takes minutes, so the next request may take it over.
-CLAIM_STALE_AFTER = timedelta(hours=6)
+# A live retrain step refreshes its claim every HEARTBEAT_EVERY; a "running" claim whose heartbeat
+# stopped for CLAIM_STALE_AFTER lost its worker without the failure callback releasing it (a killed
+# process, a lost machine), so the next request takes it over. The window also covers the gap
+# between two Airflow tasks of one run (queued, starting up), which has no heartbeat.
+HEARTBEAT_EVERY = timedelta(seconds=30)
+CLAIM_STALE_AFTER = timedelta(minutes=5)
+
+
+@contextmanager
+def heartbeat(ctx: RetrainContext, *, every: timedelta | None = None) -> Iterator[None]:
+    """Refresh the interval's running claim now and every ``every`` (default HEARTBEAT_EVERY)
+    until the block ends, from a daemon thread; a failed beat is logged, never raised."""
+    store, stop = ctx.store(), threading.Event()
+    period = (every or HEARTBEAT_EVERY).total_seconds()
+
+    def beat() -> None:
+        while True:
+            try:
+                store.heartbeat_retrain(ctx.name, ctx.start, ctx.end)
+            except Exception as exc:  # a missed beat only makes the claim look older
+                log.warning("%s: claim heartbeat failed: %s: %s", ctx.label, type(exc).__name__, exc)
+            if stop.wait(period):
+                return
+
+    thread = threading.Thread(target=beat, name=f"driftguard-heartbeat-{ctx.name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def _beating(step: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Run a retrain step under the claim's heartbeat."""
+
+    @functools.wraps(step)
+    def run(ctx: RetrainContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        with heartbeat(ctx):
+            return step(ctx, *args, **kwargs)
+
+    return run
+
+
+def recover(ctx: RetrainContext) -> list[Any]:
+    """Before claiming: finish an alias move a dead run left half done, close the model's MLflow
+    runs left RUNNING, report stale claims. Best effort: a failure is logged, and promote and
+    rollback repair again before they move anything."""
+    from driftguard import recovery
+
+    try:
+        found = recovery.recover_model(
+            ctx.name, store=ctx.store(), tracking_uri=ctx.settings.mlflow_tracking_uri,
+            stale_after=CLAIM_STALE_AFTER, registered_model=ctx.contract.registered_model_name,
+        )  # fmt: skip
+    except Exception as exc:
+        log.error("%s: recovery before the retrain failed: %s: %s", ctx.label, type(exc).__name__, exc)
+        return []
+    for f in found:
+        (log.info if f.fixed else log.warning)("%s: recovery: %s: %s", ctx.label, f.kind, f.message)
+    return found
 
 
 def claim(ctx: RetrainContext) -> dict[str, Any]:
-    """Claim the interval; a retrain already decided (or running) for it means: do nothing new."""
+    """Claim the interval; a retrain already decided (or running) for it means: do nothing new.
+    Recovers what a dead retrain of the model left behind first (:func:`recover`)."""
+    recover(ctx)
     existing = ctx.store().claim_retrain(ctx.name, ctx.start, ctx.end, stale_after=CLAIM_STALE_AFTER)
     if existing is not None:
-        log.info("%s: already %s (candidate v%s); nothing new to do", ctx.label, existing.get("status"),
-                 existing.get("candidate_version"))
+        log.info(
+            "%s: already %s (candidate v%s); nothing new to do",
+            ctx.label,
+            existing.get("status"),
+            existing.get("candidate_version"),
+        )
         return {"proceed": False, "status": existing.get("status"), "version": existing.get("candidate_version")}
     log.info("%s: claimed; trigger: %s", ctx.label, ctx.trigger.get("summary") or ctx.trigger or "manual")
     return {"proceed": True}
@@ -104,10 +177,14 @@ def claim(ctx: RetrainContext) -> dict[str, Any]:
 
 def quality_failed_intervals(ctx: RetrainContext) -> list[tuple[datetime, datetime]]:
     """Intervals whose critical quality checks failed: their rows never feed a retrain."""
-    return [(r.interval_start, r.interval_end) for r in ctx.store().runs(ctx.name) if not r.quality_passed
-            and r.status != "no_data"]
+    return [
+        (r.interval_start, r.interval_end)
+        for r in ctx.store().runs(ctx.name)
+        if not r.quality_passed and r.status != "no_data"
+    ]
 
 
+@_beating
 def train(ctx: RetrainContext) -> dict[str, Any]:
     from driftguard import training
 
@@ -129,11 +206,18 @@ def train(ctx: RetrainContext) -> dict[str, Any]:
     }
     ctx.write_json("candidate.json", out)
     metric = ctx.contract.primary_metric
-    log.info("%s: candidate run %s, holdout %s %.4f on %s rows", ctx.label, candidate.run_id, metric,
-             candidate.metric(metric), f"{len(data.split.holdout):,}")
+    log.info(
+        "%s: candidate run %s, holdout %s %.4f on %s rows",
+        ctx.label,
+        candidate.run_id,
+        metric,
+        candidate.metric(metric),
+        f"{len(data.split.holdout):,}",
+    )
     return {"run_id": candidate.run_id, f"holdout_{metric}": candidate.metric(metric)}
 
 
+@_beating
 def register(ctx: RetrainContext) -> dict[str, Any]:
     from driftguard import registry
 
@@ -167,16 +251,28 @@ def _champion_scores(ctx: RetrainContext, holdout: Any) -> tuple[str | None, Any
             return version, training.score(model, holdout[ctx.contract.feature_names], ctx.contract.task)
         except Exception as exc:  # any load or predict failure makes the champion unservable
             log.error("%s: CHAMPION v%s IS NOT SERVABLE: %s", ctx.label, mv.version, exc)
-            _alert(ctx, "unservable", "critical", f"champion v{mv.version} cannot be loaded or scored",
-                   f"{type(exc).__name__}: {exc}", state=str(mv.version))
+            _alert(
+                ctx,
+                "unservable",
+                "critical",
+                f"champion v{mv.version} cannot be loaded or scored",
+                f"{type(exc).__name__}: {exc}",
+                state=str(mv.version),
+            )
             if attempt == 2 or not ctx.contract.promotion.rollback_on_unservable:
                 raise RetrainError(f"{ctx.label}: champion v{mv.version} is not servable: {exc}") from exc
-            frm, to = registry.rollback(name, store=ctx.store(), actor=ACTOR,
-                                        reason=f"champion v{mv.version} not servable: {exc}", tracking_uri=uri)
+            frm, to = registry.rollback(
+                name,
+                store=ctx.store(),
+                actor=ACTOR,
+                reason=f"champion v{mv.version} not servable: {exc}",
+                tracking_uri=uri,
+            )
             log.error("%s: rolled @champion back from v%s to v%s", ctx.label, frm, to)
     return None, None
 
 
+@_beating
 def evaluate(ctx: RetrainContext) -> dict[str, Any]:
     """Score champion and challenger on the same out-of-time holdout rows; run the gate."""
     import pandas as pd
@@ -208,8 +304,12 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         servability=servable,
     )
     registry.record_verdict(
-        contract.registered_model_name, version, verdict,
-        trigger=ctx.trigger, fingerprint=cand["fingerprint"], tracking_uri=ctx.settings.mlflow_tracking_uri,
+        contract.registered_model_name,
+        version,
+        verdict,
+        trigger=ctx.trigger,
+        fingerprint=cand["fingerprint"],
+        tracking_uri=ctx.settings.mlflow_tracking_uri,
     )
     out = {
         "version": version,
@@ -219,8 +319,13 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         "verdict": verdict.to_dict(),
     }
     ctx.write_json("verdict.json", out)
-    log.info("%s: v%s vs champion %s -> %s", ctx.label, version,
-             f"v{champion_version}" if champion_version else "(none)", verdict.summary())
+    log.info(
+        "%s: v%s vs champion %s -> %s",
+        ctx.label,
+        version,
+        f"v{champion_version}" if champion_version else "(none)",
+        verdict.summary(),
+    )
     return {k: out[k] for k in ("version", "champion_version", "promote", "summary")}
 
 
@@ -239,6 +344,7 @@ def _challenger_scores(ctx: RetrainContext, model_uri: str | None, holdout: Any)
     return training.score(model, holdout[ctx.contract.feature_names], ctx.contract.task)
 
 
+@_beating
 def promote(ctx: RetrainContext, *, approved_by: str | None = None) -> dict[str, Any]:
     """The last step: move the aliases (guarded) or keep the rejected candidate as @challenger."""
     from driftguard import registry
@@ -253,16 +359,23 @@ def promote(ctx: RetrainContext, *, approved_by: str | None = None) -> dict[str,
     else:
         actor = approved_by or ACTOR
         try:
-            registry.promote(name, version, expected_champion=v["champion_version"], store=store, actor=actor,
-                             reason=v["summary"], tracking_uri=uri, at=ctx.as_of)
+            registry.promote(
+                name,
+                version,
+                expected_champion=v["champion_version"],
+                store=store,
+                actor=actor,
+                reason=v["summary"],
+                tracking_uri=uri,
+                at=ctx.as_of,
+            )
             status = "promoted"
             log.info("%s: v%s is now @champion (was %s)", ctx.label, version, v["champion_version"] or "none")
         except registry.ConcurrentPromotionError as exc:
             status = "aborted"
             log.error("%s: promotion aborted: %s", ctx.label, exc)
             _alert(ctx, "promotion", "warning", f"promotion of v{version} aborted", str(exc), state=str(version))
-    store.finish_retrain(ctx.name, ctx.start, ctx.end, status=status, candidate_version=version,
-                         verdict=v["verdict"])
+    store.finish_retrain(ctx.name, ctx.start, ctx.end, status=status, candidate_version=version, verdict=v["verdict"])
     if status == "promoted":
         _alert(ctx, "promotion", "info", f"v{version} promoted to @champion", v["summary"], state=str(version))
     shutil.rmtree(ctx.work_dir, ignore_errors=True)
@@ -274,25 +387,35 @@ def reject_unapproved(ctx: RetrainContext, *, by: str | None = None) -> dict[str
     from driftguard import registry
 
     v = ctx.read_json("verdict.json")
-    registry.mark_challenger(ctx.contract.registered_model_name, v["version"],
-                             tracking_uri=ctx.settings.mlflow_tracking_uri)
-    ctx.store().finish_retrain(ctx.name, ctx.start, ctx.end, status="declined", candidate_version=v["version"],
-                               verdict=v["verdict"])
+    registry.mark_challenger(
+        ctx.contract.registered_model_name, v["version"], tracking_uri=ctx.settings.mlflow_tracking_uri
+    )
+    ctx.store().finish_retrain(
+        ctx.name, ctx.start, ctx.end, status="declined", candidate_version=v["version"], verdict=v["verdict"]
+    )
     log.info("%s: promotion of v%s declined by %s", ctx.label, v["version"], by or "a reviewer")
     return {"status": "declined", "version": v["version"]}
 
 
 def fail(ctx: RetrainContext, error: str) -> None:
     """Release the claim so a later run can retry this interval."""
-    ctx.store().finish_retrain(ctx.name, ctx.start, ctx.end, status="failed", candidate_version=None,
-                               verdict={"error": error})
+    ctx.store().finish_retrain(
+        ctx.name, ctx.start, ctx.end, status="failed", candidate_version=None, verdict={"error": error}
+    )
 
 
 def _alert(ctx: RetrainContext, kind: str, severity: str, title: str, body: str, *, state: str) -> None:
     from driftguard.alerts import Alert, dispatch
 
-    alert = Alert(model=ctx.name, kind=kind, severity=severity, title=title, body=body,
-                  runbook_url=ctx.contract.alerts.runbook_url, state=state)
+    alert = Alert(
+        model=ctx.name,
+        kind=kind,
+        severity=severity,
+        title=title,
+        body=body,
+        runbook_url=ctx.contract.alerts.runbook_url,
+        state=state,
+    )
     dispatch(alert, ctx.contract.alerts, store=ctx.store(), now=ctx.as_of)
 
 

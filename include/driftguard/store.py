@@ -43,6 +43,13 @@ class StoreError(RuntimeError):
     """A history write or read failed; the message names the model, interval and table."""
 
 
+class StoreBusyError(StoreError):
+    """The history database is locked by another writer (SQLite "database is locked"): transient,
+    retrying later succeeds. Not a data error, so Airflow retries the task."""
+
+    retryable = True
+
+
 # --------------------------------------------------------------------------- types
 
 
@@ -221,6 +228,26 @@ retrains_table = sa.Table(
     sa.Column("verdict", _JSON, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("model", "interval_start", "interval_end", name="uq_dg_retrains_model_interval"),
+)
+
+# At most one alias move (promotion or rollback) in flight per model: written before the first
+# alias write, deleted in the same transaction that appends its dg_promotions row. A row that
+# outlives its writer (a kill, an MLflow error) is completed by driftguard.registry.repair.
+promotion_intents_table = sa.Table(
+    "dg_promotion_intents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),  # promote, first_champion or rollback
+    sa.Column("version", sa.String(64), nullable=False),  # the version that becomes @champion
+    sa.Column("champion_before", sa.String(64), nullable=True),
+    sa.Column("previous_before", sa.String(64), nullable=True),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("at", UTCDateTime, nullable=False),  # the time recorded in dg_promotions
+    sa.Column("owner", sa.String(255), nullable=False),  # the process moving the aliases (or repairing)
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("model", name="uq_dg_promotion_intents_model"),
 )
 
 for _t, _cols in (
@@ -405,6 +432,12 @@ class HistoryStore:
                 metadata.create_all(self.engine, checkfirst=True)
             self._add_columns()
         except SQLAlchemyError as exc:
+            if _locked(exc):
+                raise StoreBusyError(
+                    f"cannot create the dg_ history tables at {self!r}: the database is locked (busy): another "
+                    f"process held its write lock past the busy timeout ({_first_line(exc)}). This is transient: "
+                    "retry (Airflow retries the task)"
+                ) from exc
             raise StoreError(f"cannot create the dg_ history tables at {self!r}: {_first_line(exc)}") from exc
         _CREATED.add(self.url)
 
@@ -614,31 +647,11 @@ class HistoryStore:
     ) -> bool:
         """Append a promotion event; a rerun repeating the latest event (same action, version and
         previous version) is not recorded twice. Returns True if a row was written."""
-        t = promotions_table
         with self._begin() as conn:
-            latest = conn.execute(
-                sa.select(t.c.action, t.c.version, t.c.previous_version)
-                .where(t.c.model == model)
-                .order_by(t.c.at.desc(), t.c.id.desc())
-                .limit(1)
-            ).first()
-            if latest is not None and tuple(latest) == (action, _str(version), _str(previous_version)):
-                log.info("promotion %s of %s v%s already recorded: not duplicated", action, model, version)
-                return False
-            conn.execute(
-                t.insert().values(
-                    model=model,
-                    action=action,
-                    version=_str(version),
-                    previous_version=_str(previous_version),
-                    actor=actor,
-                    reason=reason or "",
-                    details=jsonable(dict(details or {})),
-                    at=at,
-                )
-            )
-        log.info("recorded promotion %s of %s: v%s (was v%s) by %s", action, model, version, previous_version, actor)
-        return True
+            return _append_promotion(
+                conn, model, action=action, version=version, previous_version=previous_version, actor=actor,
+                reason=reason, details=details, at=at,
+            )  # fmt: skip
 
     def promotions(self, model: str) -> list[dict[str, Any]]:
         """Promotion events, oldest first."""
@@ -646,6 +659,83 @@ class HistoryStore:
         q = sa.select(t).where(t.c.model == model).order_by(t.c.at, t.c.id)
         with self._begin() as conn:
             return [{k: v for k, v in r._mapping.items() if k != "id"} for r in conn.execute(q)]
+
+    def latest_promotion(self, model: str, actions: Sequence[str]) -> dict[str, Any] | None:
+        """The last recorded event (by insertion order) among `actions`, or None."""
+        t = promotions_table
+        q = sa.select(t).where(t.c.model == model, t.c.action.in_(list(actions))).order_by(t.c.id.desc()).limit(1)
+        with self._begin() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else {k: v for k, v in row._mapping.items() if k != "id"}
+
+    # -- promotion intents (crash-safe alias moves, see driftguard.registry)
+
+    def begin_promotion_intent(
+        self,
+        model: str,
+        *,
+        action: str,
+        version: str,
+        champion_before: str | None,
+        previous_before: str | None,
+        actor: str,
+        reason: str,
+        at: datetime,
+        owner: str,
+    ) -> dict[str, Any] | None:
+        """Record an alias move before its first alias write. Returns the intent row, or None when
+        the model already has one (another move is in flight or was interrupted: repair it first)."""
+        t = promotion_intents_table
+        values = {
+            "model": model, "action": action, "version": str(version), "champion_before": _str(champion_before),
+            "previous_before": _str(previous_before), "actor": actor, "reason": reason or "", "at": at,
+            "owner": owner, "created_at": _now(),
+        }  # fmt: skip
+        with self._begin() as conn:
+            stmt = _insert(conn, t).values(**values).on_conflict_do_nothing(index_elements=["model"])
+            if conn.execute(stmt).rowcount != 1:
+                return None
+            row = conn.execute(sa.select(t).where(t.c.model == model)).one()
+        log.info("%s: intent %s to v%s recorded (owner %s)", model, action, version, owner)
+        return dict(row._mapping)
+
+    def promotion_intent(self, model: str) -> dict[str, Any] | None:
+        """The model's pending alias move, or None."""
+        t = promotion_intents_table
+        with self._begin() as conn:
+            row = conn.execute(sa.select(t).where(t.c.model == model)).first()
+        return None if row is None else dict(row._mapping)
+
+    def promotion_intents(self) -> list[dict[str, Any]]:
+        """Every pending alias move, oldest first."""
+        t = promotion_intents_table
+        with self._begin() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(t).order_by(t.c.created_at, t.c.id))]
+
+    def take_over_promotion_intent(self, model: str, intent_id: int, *, seen_owner: str, owner: str) -> bool:
+        """Compare-and-set the intent's owner (a repair takes over an interrupted move): False when
+        the intent is gone or someone else took it over first."""
+        t = promotion_intents_table
+        with self._begin() as conn:
+            n = conn.execute(
+                t.update().where(t.c.id == intent_id, t.c.model == model, t.c.owner == seen_owner).values(owner=owner)
+            ).rowcount
+        return n == 1
+
+    def finish_promotion_intent(
+        self, model: str, intent_id: int, *, owner: str, promotion: Mapping[str, Any] | None
+    ) -> bool:
+        """Append the move's dg_promotions row (None: nothing to record) and delete the intent, in
+        one transaction. False (nothing written) when the intent is no longer this owner's."""
+        t = promotion_intents_table
+        with self._begin() as conn:
+            # Delete first: its row lock makes a racing finisher wait, then find nothing to finish.
+            mine = (t.c.id == intent_id, t.c.model == model, t.c.owner == owner)
+            if conn.execute(t.delete().where(*mine)).rowcount != 1:
+                return False
+            if promotion is not None:
+                _append_promotion(conn, model, **promotion)
+        return True
 
     def last_retrain_at(
         self, model: str, *, before: datetime | None = None, promotions_only: bool = False
@@ -735,6 +825,27 @@ class HistoryStore:
             raise StoreError(f"{_where(model, start, end)}: no dg_retrains row to finish: call claim_retrain first")
         log.info("retrain of %s finished: %s (candidate v%s)", _where(model, start, end), status, candidate_version)
 
+    def heartbeat_retrain(self, model: str, start: datetime, end: datetime) -> bool:
+        """Refresh a running claim's updated_at (its worker is alive); False when it is not running."""
+        t = retrains_table
+        with self._begin() as conn:
+            n = conn.execute(
+                t.update()
+                .where(t.c.model == model, t.c.interval_start == start, t.c.interval_end == end,
+                       t.c.status == "running")
+                .values(updated_at=_now())
+            ).rowcount  # fmt: skip
+        return n == 1
+
+    def running_retrains(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Claims in status "running" (live or stale: compare updated_at with the stale window)."""
+        t = retrains_table
+        q = sa.select(t).where(t.c.status == "running").order_by(t.c.model, t.c.interval_start)
+        if model is not None:
+            q = q.where(t.c.model == model)
+        with self._begin() as conn:
+            return [{k: v for k, v in r._mapping.items() if k != "id"} for r in conn.execute(q)]
+
     def retrains(self, model: str) -> list[dict[str, Any]]:
         t = retrains_table
         q = sa.select(t).where(t.c.model == model).order_by(t.c.interval_start, t.c.interval_end)
@@ -765,6 +876,51 @@ class HistoryStore:
                     model=model, kind=kind, fingerprint=fingerprint, sent_at=sent_at, severity=severity, title=title
                 )
             )
+
+
+def _append_promotion(
+    conn: Connection,
+    model: str,
+    *,
+    action: str,
+    version: str | None,
+    previous_version: str | None,
+    actor: str,
+    reason: str,
+    details: Mapping[str, Any] | None = None,
+    at: datetime,
+) -> bool:
+    """HistoryStore.record_promotion inside the caller's transaction."""
+    t = promotions_table
+    latest = conn.execute(
+        sa.select(t.c.action, t.c.version, t.c.previous_version)
+        .where(t.c.model == model)
+        .order_by(t.c.at.desc(), t.c.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and tuple(latest) == (action, _str(version), _str(previous_version)):
+        log.info("promotion %s of %s v%s already recorded: not duplicated", action, model, version)
+        return False
+    conn.execute(
+        t.insert().values(
+            model=model,
+            action=action,
+            version=_str(version),
+            previous_version=_str(previous_version),
+            actor=actor,
+            reason=reason or "",
+            details=jsonable(dict(details or {})),
+            at=at,
+        )
+    )
+    log.info("recorded promotion %s of %s: v%s (was v%s) by %s", action, model, version, previous_version, actor)
+    return True
+
+
+def _locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked" / "database table is locked" (SQLITE_BUSY / SQLITE_LOCKED)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "database is locked" in text or "database table is locked" in text
 
 
 def _first_line(exc: SQLAlchemyError) -> str:

@@ -144,6 +144,31 @@ def test_rollback_restores_previous_champion(mlflow_env: dict[str, Any], store: 
         registry.rollback("reg_rollback", store=store, actor="oncall", reason="again", tracking_uri=uri)
 
 
+def test_rollback_refuses_when_previous_champion_is_the_champion(
+    mlflow_env: dict[str, Any], store: HistoryStore
+) -> None:
+    """The state an interrupted alias move of an older Driftguard left: @previous_champion ==
+    @champion. Rolling back must change nothing (it used to answer "v2 -> v2", delete
+    @previous_champion and tag the live champion rolled_back)."""
+    uri = mlflow_env["uri"]
+    v1, v2, _ = register_all(mlflow_env, "reg_rollback_same")
+    registry.promote("reg_rollback_same", v1, expected_champion=None, store=store, actor="g", reason="a",
+                     tracking_uri=uri)  # fmt: skip
+    registry.promote("reg_rollback_same", v2, expected_champion=v1, store=store, actor="g", reason="b",
+                     tracking_uri=uri)  # fmt: skip
+    registry.client(uri).set_registered_model_alias("reg_rollback_same", "previous_champion", v2)
+    history = store.promotions("reg_rollback_same")
+    with pytest.raises(
+        registry.RegistryError,
+        match=rf"reg_rollback_same: cannot roll back v{v2}: @previous_champion is v{v2}, the same version as "
+        r"@champion .* Nothing was changed. Run `driftguard doctor reg_rollback_same`",
+    ):
+        registry.rollback("reg_rollback_same", store=store, actor="oncall", reason="x", tracking_uri=uri)
+    assert aliases(uri, "reg_rollback_same") == {"champion": v2, "previous_champion": v2}
+    assert "driftguard.rolled_back" not in registry.client(uri).get_model_version("reg_rollback_same", v2).tags
+    assert store.promotions("reg_rollback_same") == history and store.promotion_intent("reg_rollback_same") is None
+
+
 def test_mark_challenger_moves_alias(mlflow_env: dict[str, Any]) -> None:
     uri = mlflow_env["uri"]
     _, v2, v3 = register_all(mlflow_env, "reg_challenger")
@@ -291,10 +316,12 @@ def test_cli_rollback_restores_previous_champion_and_records_it(
     v1, v2, _ = register_all(mlflow_env, "reg_cli_rollback")
     assert main(["rollback", "reg_cli_rollback", "--reason", "no champion yet"]) == 1
     assert "has no @champion" in capsys.readouterr().err
-    registry.promote("reg_cli_rollback", v1, expected_champion=None, store=cli_store, actor="g", reason="a",
-                     tracking_uri=uri)
-    registry.promote("reg_cli_rollback", v2, expected_champion=v1, store=cli_store, actor="g", reason="b",
-                     tracking_uri=uri)
+    registry.promote(
+        "reg_cli_rollback", v1, expected_champion=None, store=cli_store, actor="g", reason="a", tracking_uri=uri
+    )
+    registry.promote(
+        "reg_cli_rollback", v2, expected_champion=v1, store=cli_store, actor="g", reason="b", tracking_uri=uri
+    )
 
     assert main(["rollback", "reg_cli_rollback", "--reason", "alerts on v2", "--actor", "oncall"]) == 0
 
@@ -302,3 +329,20 @@ def test_cli_rollback_restores_previous_champion_and_records_it(
     assert aliases(uri, "reg_cli_rollback") == {"champion": v1}
     last = cli_store.promotions("reg_cli_rollback")[-1]
     assert (last["action"], last["actor"], last["reason"]) == ("rollback", "oncall", "alerts on v2")
+
+
+def test_cli_rollback_refuses_without_a_distinct_previous_champion(
+    mlflow_env: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from driftguard.cli import main
+
+    uri = mlflow_env["uri"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("DRIFTGUARD_HISTORY_URL", f"sqlite:///{tmp_path / 'history.db'}")
+    (v1,) = register_all(mlflow_env, "reg_cli_same", n=1)
+    registry.client(uri).set_registered_model_alias("reg_cli_same", "champion", v1)
+    registry.client(uri).set_registered_model_alias("reg_cli_same", "previous_champion", v1)
+    assert main(["rollback", "reg_cli_same", "--reason", "alerts"]) == 1
+    err = capsys.readouterr().err
+    assert f"rollback failed: reg_cli_same: cannot roll back v{v1}: @previous_champion is v{v1}" in err
+    assert aliases(uri, "reg_cli_same") == {"champion": v1, "previous_champion": v1}
