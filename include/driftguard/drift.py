@@ -440,7 +440,7 @@ def weighted_share(judged: list[FeatureDrift], importance: Mapping[str, float] |
     total = sum(weights.values())
     if total <= 0:
         return None
-    return sum(w for name, w in weights.items() if next(f for f in judged if f.feature == name).drifted) / total
+    return sum(weights[f.feature] for f in judged if f.drifted) / total
 
 
 def _calibration_summary(cal: Calibration) -> dict[str, Any]:

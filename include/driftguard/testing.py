@@ -17,6 +17,15 @@ Injection kinds and what `magnitude` means:
   written as text such as ``"12.50 units"``; `write_log` stores that column as TEXT.
 * ``concept_drift`` (no column): label coefficients change by ``magnitude`` (features unchanged;
   the logged prediction keeps using the old rule, so realized performance drops).
+* ``seasonal`` (numeric, default ``num_2``): adds ``magnitude`` baseline standard deviations times
+  ``sin(2π t / duration)`` (t from ``start``; default duration 364 days, a yearly cycle).
+* ``gradual_shift`` (numeric, default ``num_0``): a mean shift that ramps linearly from 0 at
+  ``start`` to ``magnitude`` standard deviations after ``duration`` (default 28 days), then stays.
+
+The label rule uses ``num_0`` most, then ``num_1`` and ``num_2``; ``cat_b`` has no effect on the
+label (a zero-importance feature, for "drift that does not matter"). Low volume is just a small
+``rows_per_day``. Like covariate shifts, ``seasonal`` and ``gradual_shift`` move features before
+the labels are drawn, so P(y|x) is unchanged.
 
 Covariate shifts (mean/variance) happen before labels are drawn, since P(y|x) is unchanged;
 data-quality faults (nulls, text, new categories) are applied after, as logging bugs would be.
@@ -36,7 +45,10 @@ import yaml
 
 from driftguard.contract import ModelContract, Task, parse_contract, parse_duration
 
-DRIFT_KINDS = ("mean_shift", "variance_change", "new_category", "null_spike", "type_change", "concept_drift")
+DRIFT_KINDS = (
+    "mean_shift", "variance_change", "new_category", "null_spike", "type_change", "concept_drift", "seasonal",
+    "gradual_shift",
+)  # fmt: skip
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 ID_COLUMN = "event_id"
@@ -58,7 +70,10 @@ _DEFAULT_COLUMN = {
     "null_spike": "num_2",
     "type_change": "num_3",
     "concept_drift": None,
+    "seasonal": "num_2",
+    "gradual_shift": "num_0",
 }
+_DEFAULT_DURATION = {"seasonal": timedelta(days=364), "gradual_shift": timedelta(days=28)}
 # Baseline label rule on standardized numeric features plus category effects.
 _WEIGHTS = np.array([1.2, -0.8, 0.6, 0.4, -0.5, 0.3])
 _CAT_EFFECT = {"cat_a": {"a0": 0.0, "a1": 0.4, "a2": -0.4, "a3": 0.8}, "region": {"north": 0.3, "south": -0.3}}
@@ -73,6 +88,7 @@ class Injection:
     start: datetime
     column: str | None = None
     magnitude: float = 1.0
+    duration: timedelta | None = None  # seasonal: the cycle; gradual_shift: the ramp
 
     def __post_init__(self) -> None:
         if self.kind not in DRIFT_KINDS:
@@ -80,7 +96,8 @@ class Injection:
         if self.start.tzinfo is None:
             raise ValueError("Injection.start must be tz-aware (UTC)")
         col = self.target
-        if self.kind in ("mean_shift", "variance_change", "type_change") and col not in NUMERIC:
+        numeric_kinds = ("mean_shift", "variance_change", "type_change", "seasonal", "gradual_shift")
+        if self.kind in numeric_kinds and col not in NUMERIC:
             raise ValueError(f"{self.kind} needs a numeric column {NUMERIC}, got {col!r}")
         if self.kind == "new_category" and col not in CATEGORICAL:
             raise ValueError(f"new_category needs a categorical column {CATEGORICAL}, got {col!r}")
@@ -91,6 +108,11 @@ class Injection:
     def target(self) -> str | None:
         """The affected column (the kind's default when none was given)."""
         return self.column or _DEFAULT_COLUMN[self.kind]
+
+    @property
+    def period(self) -> timedelta:
+        """The cycle (seasonal) or ramp (gradual_shift) length."""
+        return self.duration or _DEFAULT_DURATION.get(self.kind, timedelta(days=28))
 
     @property
     def share(self) -> float:
@@ -250,6 +272,10 @@ def generate_log(
         elif inj.kind == "variance_change":
             mean = _MEANS[NUMERIC.index(col)]
             log.loc[mask, col] = mean + (log.loc[mask, col] - mean) * (1 + inj.magnitude)
+        elif inj.kind in ("seasonal", "gradual_shift"):
+            elapsed = (log.loc[mask, TIMESTAMP_COLUMN] - pd.Timestamp(inj.start)) / pd.Timedelta(inj.period)
+            phase = np.sin(2 * np.pi * elapsed) if inj.kind == "seasonal" else np.minimum(elapsed, 1.0)
+            log.loc[mask, col] = log.loc[mask, col] + inj.magnitude * _STDS[NUMERIC.index(col)] * phase.to_numpy()
 
     base = _linear(log, _WEIGHTS, _CAT_EFFECT)
     truth = base.copy()

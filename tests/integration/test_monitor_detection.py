@@ -12,6 +12,7 @@ import pytest
 from driftguard import monitor, retrain
 from driftguard.settings import get_settings
 from driftguard.testing import Injection, generate_log, synthetic_contract, write_log
+from home_support import isolated_stores
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 INJECTED = {  # day -> (kind, column)
@@ -32,10 +33,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("detection")
     mp = pytest.MonkeyPatch()
     home = tmp / "home"
-    mp.setenv("DRIFTGUARD_HOME", str(home))
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-    mp.setenv("DRIFTGUARD_HISTORY_URL", f"sqlite:///{home / 'history.db'}")
-    mp.setenv("DRIFTGUARD_REPORTS_DIR", str(home / "reports"))
+    isolated_stores(mp, home)
     url = f"sqlite:///{tmp / 'log.db'}"
     contract = synthetic_contract(
         url=url,

@@ -193,3 +193,12 @@ def test_calibrated_thresholds_keep_false_alarms_rare_on_stationary_windows() ->
 def test_schedule_length() -> None:
     assert schedule_length("@weekly") == timedelta(days=7)
     assert schedule_length("0 6 * * *") == timedelta(days=1)
+
+
+def test_weighted_share_weighs_drifted_features_by_importance(reference: pd.DataFrame) -> None:
+    cur = log(2, injections=[Injection("new_category", DEFAULT_START, column="cat_b", magnitude=1.0)])
+    importance = {"num_0": 0.5, "num_1": 0.3, "num_2": 0.2, "cat_b": 0.0, "num_3": -0.01}
+    result = run_drift(contract(), reference, cur, importance=importance)
+    assert result.drifted_features == ["cat_b"] and result.drift_share == pytest.approx(1 / 9)
+    assert result.weighted_share == 0.0  # the model ignores cat_b
+    assert run_drift(contract(), reference, cur).weighted_share is None  # no importances known

@@ -149,3 +149,24 @@ def test_write_log_labels_in_log_table(db_url: str) -> None:
     write_log(db_url, contract, log, labels)
     got = sources.read_labels(contract, DEFAULT_START, CUT, as_of=DEFAULT_START + timedelta(days=3))
     assert len(got) == 20 and got["label"].tolist() == pytest.approx(labels["label"][:20].tolist())
+
+
+def test_seasonal_and_gradual_injections_follow_their_shape() -> None:
+    from datetime import timedelta
+
+    from driftguard.testing import DEFAULT_START, Injection, generate_log
+
+    cycle = Injection("seasonal", DEFAULT_START, column="num_4", magnitude=2.0)
+    ramp = Injection("gradual_shift", DEFAULT_START, column="num_0", magnitude=1.0, duration=timedelta(days=20))
+    log, _ = generate_log(
+        "regression", start=DEFAULT_START, days=364, rows_per_day=40, seed=0, injections=[cycle, ramp]
+    )
+    base, _ = generate_log("regression", start=DEFAULT_START, days=364, rows_per_day=40, seed=0)
+    day = (log["event_ts"] - DEFAULT_START).dt.days
+    cycle_gap = (log["num_4"] - base["num_4"]).groupby(day).mean()
+    assert cycle_gap.iloc[91] == pytest.approx(20.0, abs=0.5)  # a quarter cycle: +2 sd of num_4 (sd 10)
+    assert cycle_gap.iloc[273] == pytest.approx(-20.0, abs=0.5)
+    ramp_gap = (log["num_0"] - base["num_0"]).groupby(day).mean()
+    assert ramp_gap.iloc[10] == pytest.approx(0.5, abs=0.05) and ramp_gap.iloc[100] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="numeric column"):
+        Injection("seasonal", DEFAULT_START, column="cat_a")
