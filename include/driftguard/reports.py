@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -180,6 +181,38 @@ def _series(
     return out
 
 
+def _signal(rec: RunRecord, key: str) -> float | None:
+    value = (rec.signals or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _estimate(rec: RunRecord) -> dict[str, float | None] | None:
+    """The run's label-free estimate of the primary metric ({value, lower, upper}), if any."""
+    est = (rec.signals or {}).get("estimated_metric")
+    if not isinstance(est, Mapping) or not isinstance(est.get("value"), (int, float)):
+        return None
+    return {k: float(est[k]) if isinstance(est.get(k), (int, float)) else None for k in ("value", "lower", "upper")}
+
+
+def _band_polygon(
+    times: Sequence[float],
+    estimates: Sequence[dict[str, float | None] | None],
+    fx: Callable[[float], float],
+    fy: Callable[[float], float],
+) -> list[str]:
+    """The estimate's band (value +- 3 sigma) as shaded polygons, broken where a run has none."""
+    out, upper, lower = [], [], []
+    for t, e in [*zip(times, estimates, strict=True), (0.0, None)]:
+        if e and e["lower"] is not None and e["upper"] is not None:
+            upper.append(f"{fx(t):.1f},{fy(e['upper']):.1f}")
+            lower.append(f"{fx(t):.1f},{fy(e['lower']):.1f}")
+            continue
+        if len(upper) > 1:
+            out.append(f'<polygon class="band" points="{" ".join(upper + lower[::-1])}"/>')
+        upper, lower = [], []
+    return out
+
+
 def trend_svg(
     records: Sequence[RunRecord],
     *,
@@ -201,7 +234,9 @@ def trend_svg(
         "circle.drift{fill:#0969da}circle.metric{fill:#bf8700}circle.q-fail{fill:#d1242f}"
         ".axis{stroke:#999}.grid{stroke:#eee}"
         ".threshold{stroke:#d1242f;stroke-dasharray:4 3}.retrain-marker{stroke:#8250df;stroke-dasharray:5 3}"
-        ".promotion-marker{fill:#1a7f37}</style>",
+        ".promotion-marker{fill:#1a7f37}.line.weighted{stroke:#57606a;stroke-dasharray:3 2}"
+        "circle.weighted{fill:#57606a}.line.estimate{stroke:#8250df;stroke-dasharray:4 2}"
+        "circle.estimate{fill:#8250df}.band{fill:#8250df;fill-opacity:.12;stroke:none}</style>",
     ]
     if not records:
         parts.append(f'<text x="{_W / 2}" y="{height / 2}" text-anchor="middle">no runs yet</text></svg>')
@@ -222,18 +257,26 @@ def trend_svg(
         parts.append(f'<line class="threshold" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
     drift_points = [(t, r.drift_share, r) for t, r in zip(times, records, strict=True)]
     parts += _series(drift_points, "drift", "drift share", fx, fy1)
+    weighted = [(t, _signal(r, "weighted_drift_share"), r) for t, r in zip(times, records, strict=True)]
+    if any(v is not None for _, v, _ in weighted):
+        parts += _series(weighted, "weighted", "importance-weighted drift share", fx, fy1)
 
     # Panel 2: the metric on its own range.
+    estimates = [_estimate(r) for r in records]
     values = [r.metric_value for r in records if r.metric_value is not None]
-    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    band = [v for e in estimates if e for v in (e["lower"], e["upper"], e["value"]) if v is not None]
+    lo, hi = (min([*values, *band]), max([*values, *band])) if values or band else (0.0, 1.0)
     pad = (hi - lo) * 0.1 or 0.05
     lo, hi = lo - pad, hi + pad
     fy2 = _scale(lo, hi, top2 + _PANEL_H, top2)
     ticks = [(lo, f"{lo:.3g}"), ((lo + hi) / 2, f"{(lo + hi) / 2:.3g}"), (hi, f"{hi:.3g}")]
     parts += _panel_frame(top2, metric_name, ticks, fy2)
+    parts += _band_polygon(times, estimates, fx, fy2)
+    estimate_points = [(t, e["value"] if e else None, r) for t, e, r in zip(times, estimates, records, strict=True)]
+    parts += _series(estimate_points, "estimate", f"estimated {metric_name} (no labels)", fx, fy2)
     metric_points = [(t, r.metric_value, r) for t, r in zip(times, records, strict=True)]
     parts += _series(metric_points, "metric", metric_name, fx, fy2)
-    if not values:
+    if not values and not band:
         parts.append(f'<text x="{_W / 2}" y="{top2 + _PANEL_H / 2}" text-anchor="middle">no matured labels yet</text>')
 
     # Decisions and promotions.
@@ -282,7 +325,9 @@ def _panel_frame(top: float, title: str, ticks: Sequence[tuple[float, str]], fy:
 
 _LEGEND = (
     '<p class="legend muted"><span style="color:#0969da">●</span> drift share · '
+    '<span style="color:#57606a">- -</span> importance-weighted drift share · '
     '<span style="color:#bf8700">●</span> realized metric (matured labels) · '
+    '<span style="color:#8250df">- -</span> estimated metric before labels, with its band · '
     '<span style="color:#d1242f">●</span> critical quality failure · '
     '<span style="color:#d1242f">- -</span> drift-share threshold · '
     '<span style="color:#8250df">┆</span> retrain decided · '

@@ -226,3 +226,31 @@ def test_single_run_plot_is_centred() -> None:
     page.feed(svg)
     (drift,) = [c for c in page.circles if "drift" in c["class"]]
     assert abs(float(drift["cx"]) - (56 + 8 + 760 - 16 - 8) / 2) < 0.2
+
+
+def test_trend_draws_the_weighted_share_and_the_estimate_band() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from driftguard.reports import trend_svg
+    from driftguard.store import RunRecord
+
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    records = [
+        RunRecord(
+            model="m",
+            interval_start=t0 + i * timedelta(days=7),
+            interval_end=t0 + (i + 1) * timedelta(days=7),
+            drift_share=0.2,
+            metric_name="roc_auc",
+            metric_value=0.80 if i < 2 else None,  # the last week's labels have not matured
+            signals={
+                "weighted_drift_share": 0.05,
+                "estimated_metric": {"metric": "roc_auc", "value": 0.79, "lower": 0.76, "upper": 0.82},
+            },
+        )
+        for i in range(3)
+    ]
+    svg = trend_svg(records)
+    assert svg.count('class="pt estimate') == 3 and svg.count('class="pt metric') == 2
+    assert svg.count('class="pt weighted') == 3 and '<polygon class="band"' in svg
+    assert "estimated roc_auc (no labels) 0.79" in svg
