@@ -47,6 +47,19 @@ bench: install
 scenarios: install
 	PYTHONPATH=include:. $(BIN)/python -m benchmarks.drift_scenarios $(SCENARIO_ARGS)
 
+# Label-free performance estimates (CBPE / DLE, driftguard.estimation) against the realized metric
+# and NannyML 0.13's CBPE / DLE on synthetic covariate shift (docs/estimation.md). NannyML runs from
+# its own virtualenv (`make nannyml-venv`, about 2 minutes); without it only Driftguard is compared.
+.PHONY: estimation-crosscheck nannyml-venv
+NANNYML_VENV := $(CURDIR)/.venv-nannyml
+estimation-crosscheck: install
+	NANNYML_PYTHON=$${NANNYML_PYTHON:-$(NANNYML_VENV)/bin/python} PYTHONPATH=include:. \
+		$(BIN)/python -m benchmarks.estimation_crosscheck $(CROSSCHECK_ARGS)
+
+nannyml-venv:
+	@test -x $(NANNYML_VENV)/bin/python || $(PYTHON) -m venv $(NANNYML_VENV)
+	$(NANNYML_VENV)/bin/python -m pip install -q nannyml==0.13.1 statsmodels "pandas<3"
+
 # Seed the demo world and replay the year 2013 week by week as real Airflow DAG runs, in-process
 # with dag.test() (scripts/demo.py): 42 weekly monitoring runs and the retraining runs they trigger
 # through the model's Asset, recorded in the embedded Airflow DB (`make up` shows them). Rerunnable:

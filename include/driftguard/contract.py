@@ -449,6 +449,11 @@ class PolicyConfig(_Strict):
         Change(0.05, relative=True),
         description="Trigger: realized metric worse than the champion's validation by >= (`5%` or `0.02 abs`).",
     )
+    estimated_metric_drop: MetricChange | None = Field(
+        None,
+        description="Trigger: the metric estimated before labels (CBPE/DLE) worse than the champion's validation "
+        "by >= (`5%` or `0.02 abs`), its whole band past the baseline; null = off.",
+    )
     max_model_age: Duration | None = Field(
         timedelta(days=90), description="Review alert (never a retrain by itself): champion older than this."
     )

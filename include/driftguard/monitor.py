@@ -28,6 +28,7 @@ from driftguard.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 SCORE = "__score__"
+ESTIMATOR = "estimator.json"  # the reference's label-free estimator, copied by load_reference
 
 
 class MonitorError(RuntimeError):
@@ -234,8 +235,39 @@ def load_reference(ctx: RunContext) -> dict[str, Any]:
         "rows": len(ref.sample),
     }
     ctx.write_json("reference.json", meta)
+    estimator = ref.estimator if ref.estimator is not None else bootstrap_estimator(ctx, ref)
+    if estimator is not None:
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        ctx.path(ESTIMATOR).write_bytes(estimator)
     log.info("%s: reference is %s (%s rows)", ctx.label, ref.source, f"{len(ref.sample):,}")
     return {k: meta[k] for k in ("source", "model_version", "rows")}
+
+
+def _cached(ctx: RunContext, ref: Any, what: str, build: Callable[[], bytes | None]) -> bytes | None:
+    """`build()` once per reference (source, run, rows) and drift settings, then from a file under
+    DRIFTGUARD_HOME: what a bootstrap window (or an older champion) lacks is computed once."""
+    from driftguard.calibration import settings_key
+
+    key_text = json.dumps([ref.source, ref.run_id, len(ref.sample), settings_key(ctx.contract), what], default=str)
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
+    cache = ctx.settings.home / "calibration" / f"{ctx.name}-{what}-{key}"
+    if cache.is_file():
+        return cache.read_bytes()
+    data = build()
+    if data is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(cache)  # atomic: parallel runs of one model never read half a file
+    return data
+
+
+def bootstrap_estimator(ctx: RunContext, ref: Any) -> bytes | None:
+    """A label-free estimator for a reference without one (the bootstrap window, whose logged
+    predictions and matured labels stand in for a holdout): fitted once, then cached."""
+    from driftguard import reference
+
+    return _cached(ctx, ref, "estimator", lambda: reference.fit_estimator(ref.sample, ctx.contract))
 
 
 def reference_calibration(ctx: RunContext, ref: Any) -> Any:
@@ -248,29 +280,23 @@ def reference_calibration(ctx: RunContext, ref: Any) -> Any:
     c = ctx.contract
     if ref.calibration and ref.calibration.get("settings") == settings_key(c):
         return Calibration.from_dict(ref.calibration)
-    key_text = json.dumps([ref.source, ref.run_id, len(ref.sample), settings_key(c)], default=str)
-    key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
-    cache = ctx.settings.home / "calibration" / f"{ctx.name}-{key}.json"
-    if cache.is_file():
-        try:
-            return Calibration.from_dict(json.loads(cache.read_text()))
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("%s: calibration cache %s unreadable (%s); recalibrating", ctx.label, cache, exc)
-    ts = ref.sample[reference.TS_COLUMN] if reference.TS_COLUMN in ref.sample.columns else None
-    started = time.monotonic()
-    cal = calibrate_for(c, ref.sample, timestamps=ts, seed=c.training.seed)
-    log.info(
-        "%s: drift thresholds calibrated on %s (%s, %d chunk(s) of ~%s rows, share trigger %.2f) in %.1f s",
-        ctx.label, ref.source, cal.source, max((t.chunks for t in cal.features.values()), default=0),
-        f"{cal.chunk_rows:,}", cal.share_threshold, time.monotonic() - started,
-    )  # fmt: skip
-    for warning in cal.warnings:
-        log.warning("%s: drift calibration: %s", ctx.label, warning)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cal.to_dict(), indent=1))
-    tmp.replace(cache)  # atomic: parallel runs of one model never read half a file
-    return cal
+
+    def build() -> bytes:
+        ts = ref.sample[reference.TS_COLUMN] if reference.TS_COLUMN in ref.sample.columns else None
+        started = time.monotonic()
+        cal = calibrate_for(c, ref.sample, timestamps=ts, seed=c.training.seed)
+        log.info(
+            "%s: drift thresholds calibrated on %s (%s, %d chunk(s) of ~%s rows, share trigger %.2f) in %.1f s",
+            ctx.label, ref.source, cal.source, max((t.chunks for t in cal.features.values()), default=0),
+            f"{cal.chunk_rows:,}", cal.share_threshold, time.monotonic() - started,
+        )  # fmt: skip
+        for warning in cal.warnings:
+            log.warning("%s: drift calibration: %s", ctx.label, warning)
+        return json.dumps(cal.to_dict(), indent=1).encode()
+
+    data = _cached(ctx, ref, "calibration", build)
+    assert data is not None
+    return Calibration.from_dict(json.loads(data))
 
 def score(ctx: RunContext) -> dict[str, Any]:
     """Scores for the window and the labelled rows: the logged prediction when the log has one,
@@ -437,6 +463,8 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
         "metric_rows": 0,
     }
     window = ctx.read_frame("window.parquet")
+    if SCORE in window.columns and ctx.path(ESTIMATOR).exists():
+        out["estimated"] = estimated_metric(ctx, window)
     if SCORE in window.columns and window[SCORE].notna().any():
         out["proxy"] = metrics.proxy_metrics(
             contract.task, window[SCORE].dropna().to_numpy(), threshold=contract.decision_threshold
@@ -471,6 +499,24 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
         f"{out['labelled_rows']:,}", _fmt(out["champion_metric"]),
     )
     return {k: out[k] for k in ("metric_name", "metric_value", "labelled_rows")}
+
+
+def estimated_metric(ctx: RunContext, window: Any) -> dict[str, Any]:
+    """The primary metric estimated on this window's scores, before its labels exist (CBPE for
+    classifiers, DLE for regression; docs/estimation.md), with its band (value +- 3 sigma)."""
+    from driftguard import estimation
+
+    estimator = estimation.Estimator.from_bytes(ctx.path(ESTIMATOR).read_bytes())
+    est = estimation.estimate(estimator, window)
+    if est.value is None:
+        log.warning("%s: %s not estimated: %s", ctx.label, est.metric, est.reason)
+    else:
+        log.info(
+            "%s: estimated %s %.4f [%.4f, %.4f] on %s rows, before labels", ctx.label, est.metric, est.value,
+            est.lower if est.lower is not None else float("nan"), est.upper if est.upper is not None else float("nan"),
+            f"{est.rows:,}",
+        )  # fmt: skip
+    return est.to_dict()
 
 
 def decide(ctx: RunContext) -> dict[str, Any]:
@@ -548,7 +594,15 @@ def current_facts(ctx: RunContext, results: dict[str, dict[str, Any]] | None = N
         labelled_rows=int(e.get("labelled_rows") or 0),
         drift_share_threshold=(d.get("calibration") or {}).get("share_threshold"),
         weighted_drift_share=d.get("weighted_share"),
+        estimated_metric=(e.get("estimated") or {}).get("value"),
+        estimated_band=_band(e.get("estimated")),
     )
+
+
+def _band(est: dict[str, Any] | None) -> tuple[float, float] | None:
+    if not est or est.get("lower") is None or est.get("upper") is None:
+        return None
+    return (float(est["lower"]), float(est["upper"]))
 
 
 def drift_lost(d: dict[str, Any]) -> bool:
@@ -603,6 +657,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
             "drift_share_threshold": facts.drift_share_threshold,
             "insufficient_features": d.get("insufficient_features") or [],
             "drift_degraded": sorted(d.get("render_errors") or {}) or bool(d.get("error")),
+            "estimated_metric": e.get("estimated"),
         },
     )
     store = history_store(ctx.settings)

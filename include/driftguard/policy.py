@@ -13,6 +13,7 @@ no_champion            yes           no        no           no
 drift_share            yes           yes       yes          yes
 important_features     yes           yes       yes          yes
 metric_drop            yes           yes       no           yes
+estimated_metric_drop  yes           yes       no           yes
 =====================  ============  ========  ===========  ==============
 
 Why: broken or missing data is never a basis to train on (data_quality gates everything).
@@ -50,10 +51,10 @@ REVIEW = "review"  # reported and alerted, never a retrain by itself
 # Guard -> the triggers it gates (see the module docstring).
 DRIFT_TRIGGERS = ("drift_share", "important_features")
 GUARD_SCOPE: Mapping[str, tuple[str, ...]] = {
-    "data_quality": ("no_champion", *DRIFT_TRIGGERS, "metric_drop"),
-    "cooldown": (*DRIFT_TRIGGERS, "metric_drop"),
+    "data_quality": ("no_champion", *DRIFT_TRIGGERS, "metric_drop", "estimated_metric_drop"),
+    "cooldown": (*DRIFT_TRIGGERS, "metric_drop", "estimated_metric_drop"),
     "persistence": DRIFT_TRIGGERS,
-    "min_new_labels": (*DRIFT_TRIGGERS, "metric_drop"),
+    "min_new_labels": (*DRIFT_TRIGGERS, "metric_drop", "estimated_metric_drop"),
 }
 
 _EPS = 1e-9  # float comparisons: 0.74 - 0.71 must count as a drop of 0.03
@@ -75,6 +76,8 @@ class RunFacts:
     retrain: bool = False
     drift_share_threshold: float | None = None  # the reference-calibrated share trigger, when known
     weighted_drift_share: float | None = None  # drifted features' share of the champion's importance
+    estimated_metric: float | None = None  # the primary metric estimated before labels (CBPE/DLE)
+    estimated_band: tuple[float, float] | None = None  # its band (value +- 3 sigma)
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,36 @@ def _trigger_metric(
     )
 
 
+def _trigger_estimated(
+    policy: PolicyConfig, run: RunFacts, champion: ChampionFacts, metric: str, greater_is_better: bool
+) -> Reason:
+    """The label-free estimate worse than the champion's validation metric by the limit, with the
+    whole band on the worse side of the baseline (so the estimate's own noise cannot fire it)."""
+    rule = "estimated_metric_drop"
+    if policy.estimated_metric_drop is None:
+        return Reason(rule, TRIGGER, False, "estimated-metric trigger is off")
+    if not _valid(run.estimated_metric):
+        return Reason(rule, TRIGGER, False, f"{metric} not estimated for this run (no estimator or no scores)")
+    if not _valid(champion.validation_metric):
+        return Reason(rule, TRIGGER, False, f"champion has no validation {metric} to compare with")
+    est, baseline = float(run.estimated_metric), float(champion.validation_metric)  # type: ignore[arg-type]
+    drop = baseline - est if greater_is_better else est - baseline
+    limit = policy.estimated_metric_drop.of(baseline)
+    band = run.estimated_band
+    clear = band is not None and (band[1] < baseline if greater_is_better else band[0] > baseline)
+    fired = drop >= limit - _EPS and clear
+    where = "" if band is None else f", band [{band[0]:.4f}, {band[1]:.4f}]"
+    why = "" if fired or drop < limit - _EPS else " but the band reaches the baseline"
+    op = ">=" if drop >= limit - _EPS else "<"
+    return Reason(
+        rule,
+        TRIGGER,
+        fired,
+        f"estimated {metric} {est:.4f}{where} vs champion validation {baseline:.4f}: "
+        f"{'worse' if drop > 0 else 'better'} by {abs(drop):.4f} ({drop:.4f} {op} {limit:.4f}){why}",
+    )
+
+
 def _review_age(policy: PolicyConfig, now: datetime, champion: ChampionFacts) -> Reason:
     if policy.max_model_age is None:
         return Reason("model_age", REVIEW, False, "model-age review is off")
@@ -396,6 +429,7 @@ def decide(
         _trigger_drift_share(policy, current),
         _trigger_important(policy, current, importance),
         _trigger_metric(policy, current, champion, metric_name, greater_is_better),
+        _trigger_estimated(policy, current, champion, metric_name, greater_is_better),
     ]
     guards = [
         _guard_quality(current),

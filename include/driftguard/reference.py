@@ -30,6 +30,7 @@ ARTIFACT_DIR = "reference"
 CHAMPION_ALIAS = "champion"
 FILES = ("sample.parquet", "profile.json", "importance.json", "metrics.json")
 CALIBRATION_FILE = "calibration.json"  # optional: versions trained before it are calibrated at run time
+ESTIMATOR_FILE = "estimator.json"  # optional: label-free performance estimator (driftguard.estimation)
 
 
 class ReferenceError(Exception):
@@ -54,6 +55,7 @@ class Reference:
     importance: dict[str, float] = field(default_factory=dict)  # permutation importance on the holdout
     training_rows: int | None = None  # rows the champion was fitted on (its run's data.rows.train)
     calibration: dict[str, Any] | None = None  # drift thresholds logged with it (calibration.Calibration)
+    estimator: bytes | None = None  # estimation.Estimator.to_bytes(): CBPE/DLE fitted on its holdout
 
     @property
     def has_score(self) -> bool:
@@ -156,8 +158,45 @@ def _ranked(importance: dict[str, float]) -> list[str]:
     return [k for k, _ in sorted(importance.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
+def fit_estimator(frame: pd.DataFrame, contract: ModelContract) -> bytes | None:
+    """CBPE (binary) or DLE (regression) for the primary metric, fitted on scored, labelled rows
+    (the champion's holdout, or the bootstrap window's logged predictions); None, logged, when the
+    metric is not estimable or the rows are too few."""
+    from driftguard import estimation
+
+    label = _label(contract)
+    metric = contract.primary_metric
+    if not label or label not in frame.columns or SCORE_COLUMN not in frame.columns:
+        return None
+    if metric not in estimation.supported_metrics(contract.task):
+        log.info("%s: %s cannot be estimated without labels; no estimator", contract.name, metric)
+        return None
+    scored = frame[frame[label].notna() & frame[SCORE_COLUMN].notna()]
+    try:
+        estimator = estimation.fit_estimator(
+            contract.task,
+            scored,
+            score_column=SCORE_COLUMN,
+            label_column=label,
+            metric=metric,
+            features=contract.feature_names,
+            categorical=[f.name for f in contract.features if f.kind is FeatureKind.categorical],
+            decision_threshold=contract.decision_threshold,
+            seed=contract.training.seed,
+        )
+    except ValueError as exc:  # e.g. fewer than 100 scored, labelled rows
+        log.warning("%s: no label-free %s estimator: %s", contract.name, metric, exc)
+        return None
+    return estimator.to_bytes()
+
+
 def log_reference(
-    sample: pd.DataFrame, contract: ModelContract, *, importance: dict[str, float], metrics: dict[str, float]
+    sample: pd.DataFrame,
+    contract: ModelContract,
+    *,
+    importance: dict[str, float],
+    metrics: dict[str, float],
+    estimator: bytes | None = None,
 ) -> None:
     """Write the reference artifacts into the active MLflow run. The profile describes all rows
     given; the stored sample is bounded by reference.sample_size."""
@@ -184,6 +223,8 @@ def log_reference(
         )
         (d / "metrics.json").write_text(json.dumps({k: float(v) for k, v in metrics.items()}, indent=1))
         (d / CALIBRATION_FILE).write_text(json.dumps(calibration.to_dict(), indent=1))
+        if estimator is not None:
+            (d / ESTIMATOR_FILE).write_bytes(estimator)
         mlflow.log_artifacts(str(d), artifact_path=ARTIFACT_DIR)
     log.info(
         "%s: reference logged to run %s: %d of %d rows sampled, score %s",
@@ -269,6 +310,8 @@ def champion_reference(contract: ModelContract, *, tracking_uri: str | None = No
             ) from None
         sample, profile, importance, metrics = _read_artifacts(Path(tmp), contract, where)
         calibration = _read_calibration(Path(tmp))
+        estimator_path = Path(tmp) / ARTIFACT_DIR / ESTIMATOR_FILE
+        estimator = estimator_path.read_bytes() if estimator_path.is_file() else None
     run = client.get_run(run_id)
     trained_at = _trained_at(run)
     ranked = importance.get("ranked") or _ranked(importance.get("importance", {}))
@@ -284,6 +327,7 @@ def champion_reference(contract: ModelContract, *, tracking_uri: str | None = No
         importance=_importance_values(importance.get("importance")),
         training_rows=_int(run.data.params.get("data.rows.train")),
         calibration=calibration,
+        estimator=estimator,
     )
     log.info("%s: reference is %s, %d rows", contract.name, ref.source, len(ref.sample))
     return ref

@@ -672,7 +672,7 @@ def train_candidate(
 
     from driftguard import mlflow_setup
     from driftguard.metrics import task_metrics
-    from driftguard.reference import SCORE_COLUMN, log_reference, with_times
+    from driftguard.reference import SCORE_COLUMN, fit_estimator, log_reference, with_times
 
     uri = mlflow_setup.configure(tracking_uri)
     experiment_id = mlflow_setup.ensure_experiment(contract.name, uri)
@@ -752,7 +752,11 @@ def train_candidate(
         scored = len(split.train)
         sample[SCORE_COLUMN] = np.nan
         sample.loc[scored:, SCORE_COLUMN] = score(pipeline, sample.iloc[scored:], contract.task)
-        log_reference(sample, contract, importance=importance, metrics=metrics["holdout"])
+        # Label-free estimation (CBPE/DLE) learns from the holdout: the model's scores and labels
+        # on the out-of-time rows it will next be judged against.
+        holdout = split.holdout.assign(**{SCORE_COLUMN: score(pipeline, split.holdout, contract.task)})
+        estimator = fit_estimator(holdout, contract)
+        log_reference(sample, contract, importance=importance, metrics=metrics["holdout"], estimator=estimator)
         run_id = run.info.run_id
     log.info("%s: candidate run %s logged to %s", contract.name, run_id, uri)
     return Candidate(

@@ -54,6 +54,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, Any]]:
     assert retrain.run_retraining(contract, _day(10), _day(11), settings=settings)["status"] == "promoted"
     out = {d: monitor.run_monitoring(contract, _day(d), _day(d + 1), settings=settings) for d in range(11, 23)}
     out[-1] = {"reports": str(home / "reports")}
+    from driftguard.store import HistoryStore
+
+    store = HistoryStore(settings.history_url)
+    recorded = store.runs("detect")
+    out[-2] = {r.interval_start: store.get_run("detect", r.interval_start, r.interval_end) for r in recorded}
     mp.undo()
     return out
 
@@ -104,3 +109,16 @@ def test_reports_and_index_are_written(runs: dict[int, dict[str, Any]]) -> None:
     assert "num_3 (types)" in runs[21]["summary"]
     assert all(f"{Path(runs[d]['report']).parent.name}/drift.html" in index for d in with_report)
     assert Path(runs[13]["report"]).stat().st_size < 1_000_000
+
+
+@pytest.mark.slow
+def test_the_champions_estimate_and_thresholds_are_recorded(runs: dict[int, dict[str, Any]]) -> None:
+    """The champion carries its drift calibration and a CBPE estimator from training; every run
+    records the estimated ROC AUC with its band beside the realized one."""
+    stable = runs[-2][_day(12)]
+    est = stable.signals["estimated_metric"]
+    assert est["metric"] == "roc_auc" and est["lower"] < est["value"] < est["upper"]
+    assert est["rows"] == stable.rows
+    assert abs(est["value"] - stable.metric_value) < 0.05, (est, stable.metric_value)  # covariate shift only
+    assert stable.signals["drift_share_threshold"] is not None
+    assert all(f["status"] in ("ok", "drift", "insufficient data") and f["current_rows"] for f in stable.feature_drift)

@@ -84,6 +84,7 @@ def test_every_trigger_and_guard_yields_a_reason_in_a_fixed_order() -> None:
         ("drift_share", "trigger"),
         ("important_features", "trigger"),
         ("metric_drop", "trigger"),
+        ("estimated_metric_drop", "trigger"),
         ("data_quality", "guard"),
         ("cooldown", "guard"),
         ("persistence", "guard"),
@@ -275,6 +276,7 @@ def test_triggers_set_to_null_are_off() -> None:
         "drift share trigger is off",
         "important-feature trigger is off",
         "metric-drop trigger is off",
+        "estimated-metric trigger is off",
     ]
     assert d.reason("model_age").detail == "model-age review is off"
     assert not drift_detected(off, run(share=1.0, drifted=IMPORTANCE), IMPORTANCE)
@@ -348,3 +350,22 @@ def test_min_new_labels_as_a_share_of_the_champions_training_rows() -> None:
     assert not unknown.reason("min_new_labels").fired and "training rows unknown" in unknown.reason(
         "min_new_labels"
     ).detail
+
+
+def test_estimated_metric_drop_fires_only_when_the_whole_band_is_past_the_baseline() -> None:
+    from dataclasses import replace
+
+    est = PolicyConfig(**{**POLICY.model_dump(), "estimated_metric_drop": "5%"})  # 5% of 0.74 = 0.037
+    clear = replace(run(), estimated_metric=0.69, estimated_band=(0.66, 0.72))
+    d = decide_(clear, policy=est)
+    assert d.reason("estimated_metric_drop").fired and d.retrain
+    assert d.reason("estimated_metric_drop").detail == (
+        "estimated roc_auc 0.6900, band [0.6600, 0.7200] vs champion validation 0.7400: worse by 0.0500 "
+        "(0.0500 >= 0.0370)"
+    )
+    wide = replace(run(), estimated_metric=0.69, estimated_band=(0.60, 0.78))  # a small, noisy window
+    assert not decide_(wide, policy=est).reason("estimated_metric_drop").fired
+    assert "but the band reaches the baseline" in decide_(wide, policy=est).reason("estimated_metric_drop").detail
+    assert not decide_(clear).reason("estimated_metric_drop").fired  # off by default
+    assert decide_(clear, policy=est, labels=10).reason("min_new_labels").fired  # gated like metric_drop
+    assert not decide_(clear, policy=est, labels=10).retrain
