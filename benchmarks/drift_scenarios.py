@@ -99,8 +99,8 @@ SCENARIOS = [
                         duration=timedelta(weeks=8)),), 26),
     Scenario("new category in cat_b (zero importance) at window 26", "record drift, never fire", 52, 7, 5000 / 7, 8,
              "@weekly", (Injection("new_category", _at(26, 7, 8), column="cat_b", magnitude=1.0),), 26),
-    Scenario("concept drift (the label rule changes, features do not) at window 26", "never fire (labels catch it)", 52, 7,
-             5000 / 7, 8, "@weekly", (Injection("concept_drift", _at(26, 7, 8), magnitude=1.0),), 26),
+    Scenario("concept drift (the label rule changes, features do not) at window 26", "never fire (labels catch it)",
+             52, 7, 5000 / 7, 8, "@weekly", (Injection("concept_drift", _at(26, 7, 8), magnitude=1.0),), 26),
 ]  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """`make demo`'s default mode end to end: scripts/demo.py replays weeks in-process with dag.test().
 
-Three weeks on a fresh DRIFTGUARD_HOME (the first champion, then [03-10, 03-31) of 2013; the third
-week's drift triggers a retrain through the model's Asset), then the same command again, which must
+Four weeks on a fresh DRIFTGUARD_HOME (the first champion, then [03-10, 04-07) of 2013; the fourth
+week's realized ROC AUC drop triggers a retrain through the model's Asset), then the same command again, which must
 change nothing. The script runs as `make demo` runs it, in its own process: it configures Airflow
 for its own home before importing it, which this test process has already done for the suite's.
 The stores are read back with sqlite3 (Airflow's metadata DB, MLflow's registry, the history).
@@ -20,7 +20,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 MONITOR = "driftguard_monitor__flight_delay"
 RETRAIN = "driftguard_retrain__flight_delay"
-WEEKS = [("2013-03-10", "2013-03-17"), ("2013-03-17", "2013-03-24"), ("2013-03-24", "2013-03-31")]
+WEEKS = [
+    ("2013-03-10", "2013-03-17"),
+    ("2013-03-17", "2013-03-24"),
+    ("2013-03-24", "2013-03-31"),
+    ("2013-03-31", "2013-04-07"),
+]
 
 pytestmark = pytest.mark.slow
 
@@ -51,15 +56,20 @@ def _snapshot(home: Path) -> dict[str, object]:
 
 def test_demo_replays_weeks_in_process_and_a_rerun_changes_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    first = _demo(home, "--weeks", "3")
+    first = _demo(home, "--weeks", "4")
     out = first.stdout
     assert first.returncode == 0, f"{out[-3000:]}\n{first.stderr[-3000:]}"
     assert "first champion of flight_delay: run success" in out and "@champion = v1" in out
     for i, (start, end) in enumerate(WEEKS, 1):
-        assert f"week {i}/3 [{start}, {end}): success in" in out, out
-    week3 = next(line for line in out.splitlines() if "week 3/3" in line)
-    assert "drift share" in week3 and "retrain -> v2 " in week3, week3
-    assert "3 monitoring run(s): {'success': 3}" in out
+        assert f"week {i}/4 [{start}, {end}): success in" in out, out
+    # The calibrated drift signals stay quiet; week 4's realized ROC AUC falls below the champion's
+    # validation AUC by more than metric_drop, so that week retrains and the gate promotes v2.
+    for i in (1, 2, 3):
+        line = next(line for line in out.splitlines() if f"week {i}/4" in line)
+        assert line.endswith("no retrain"), line
+    week4 = next(line for line in out.splitlines() if "week 4/4" in line)
+    assert "drift share 0.00" in week4 and "retrain -> v2 promoted" in week4, week4
+    assert "4 monitoring run(s): {'success': 4}" in out
 
     db = home / "airflow" / "airflow.db"
     # Monitoring: one run per week, as the scheduler would cover it (logical date = interval start).
@@ -72,7 +82,7 @@ def test_demo_replays_weeks_in_process_and_a_rerun_changes_nothing(tmp_path: Pat
     assert monitoring == [
         (f"demo__{start}T00:00", start, start, end, "manual", "success") for start, end in WEEKS
     ]
-    # Retraining: the first champion by hand, then the run week 3's Asset event triggered.
+    # Retraining: the first champion by hand, then the run week 4's Asset event triggered.
     retraining = _query(
         db, "select run_id, logical_date, run_type, state from dag_run where dag_id = ? order by id", RETRAIN
     )
@@ -86,22 +96,22 @@ def test_demo_replays_weeks_in_process_and_a_rerun_changes_nothing(tmp_path: Pat
         " join dag_run r on r.id = c.dag_run_id where r.run_id = ?",
         retraining[1][0],
     )
-    assert consumed == [("demo__2013-03-24T00:00",)]
+    assert consumed == [("demo__2013-03-31T00:00",)]
     assert _query(db, "select count(*) from asset_dag_run_queue") == [(0,)], "nothing left for a scheduler"
     unfinished = _query(
         db, "select dag_id, run_id, task_id, state from task_instance where state not in ('success', 'skipped')"
     )
     assert unfinished == []
     # Each task's log where the Airflow UI (`make up`) reads it.
-    log = home / "airflow" / "logs" / f"dag_id={MONITOR}" / "run_id=demo__2013-03-24T00:00"
+    log = home / "airflow" / "logs" / f"dag_id={MONITOR}" / "run_id=demo__2013-03-31T00:00"
     assert "published" in (log / "task_id=publish_results" / "attempt=1.log").read_text()
     assert (log / "task_id=request_retrain" / "attempt=1.log").exists()
 
     before = _snapshot(home)
-    assert len(before["versions"]) == 2 and len(before["history"]) == 3
+    assert len(before["versions"]) == 2 and len(before["history"]) == 4
 
-    again = _demo(home, "--weeks", "3")
+    again = _demo(home, "--weeks", "4")
     assert again.returncode == 0, f"{again.stdout[-3000:]}\n{again.stderr[-3000:]}"
-    assert again.stdout.count("already succeeded") == 3, again.stdout
+    assert again.stdout.count("already succeeded") == 4, again.stdout
     assert "training the first champion" not in again.stdout
     assert _snapshot(home) == before, "a rerun must not add runs, model versions or history"
