@@ -23,10 +23,11 @@ whether the model needs retraining:
 7. `retrain_or_not` branches to `request_retrain` (updates the model's retrain-request Asset,
    which schedules the retraining DAG) or `no_retrain`.
 
-XComs carry small summaries; frames stay in the run's work folder. Nothing reaches the history
-tables before `publish_results`. A broken contract gets no DAG here; it shows as an import error
-of `contract_errors.py`. Data and contract errors fail a task at once (retrying cannot fix them);
-transient errors (a database restart) are retried.
+XComs carry small summaries; frames stay in the run's own work folder (keyed by the run id).
+Nothing reaches the history tables before `publish_results`, and the reports appear only after it.
+A broken contract gets no DAG here; it shows as an import error of `contract_errors.py`. Data and
+contract errors fail a task at once (retrying cannot fix them); transient errors (a database
+restart) are retried.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def _step(model: str, name: str, **kwargs: Any) -> dict[str, Any]:
     from driftguard import monitor
 
     with dag_defaults.fail_fast_on_data_errors(model, name):
-        start, end = dag_defaults.interval_from_context(get_current_context())
-        ctx = monitor.RunContext.create(model, start, end)
+        context = get_current_context()
+        start, end = dag_defaults.interval_from_context(context)
+        ctx = monitor.RunContext.create(model, start, end, run_id=context["run_id"])  # its own work folder
         return getattr(monitor, name)(ctx, **kwargs)
 
 

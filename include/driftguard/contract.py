@@ -365,6 +365,7 @@ class QualityConfig(_Strict):
             "freshness": Severity.warning,
             "duplicates": Severity.critical,
             "volume": Severity.warning,
+            "labels": Severity.critical,
         },
         description="Severity per check family; critical failures block retraining.",
     )
@@ -383,6 +384,7 @@ class QualityConfig(_Strict):
             "freshness",
             "duplicates",
             "volume",
+            "labels",
         }
         unknown = sorted(set(v) - known)
         if unknown:

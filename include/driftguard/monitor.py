@@ -14,11 +14,13 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +39,30 @@ class MonitorError(RuntimeError):
 
 @dataclass(frozen=True)
 class RunContext:
-    """Where one run keeps its files; rebuilt identically by every step."""
+    """Where one run keeps its files; rebuilt identically by every step.
+
+    `run_id` names the run (the DAG passes Airflow's run id; in-process runs get a fresh one): its
+    work folder and its report draft are its own, so two runs of one interval never share or
+    delete each other's files, and history can tell a retried publish from another run."""
 
     contract: ModelContract
     start: datetime
     end: datetime
     settings: Settings
+    run_id: str = field(default_factory=lambda: f"inprocess__{uuid.uuid4().hex}")
 
     @classmethod
     def create(
-        cls, model: str | ModelContract, start: datetime, end: datetime, settings: Settings | None = None
+        cls,
+        model: str | ModelContract,
+        start: datetime,
+        end: datetime,
+        settings: Settings | None = None,
+        run_id: str | None = None,
     ) -> RunContext:
         settings = settings or get_settings()
-        return cls(model_contract(model, settings), start, end, settings)
+        extra = {} if run_id is None else {"run_id": run_id}
+        return cls(model_contract(model, settings), start, end, settings, **extra)
 
     @property
     def name(self) -> str:
@@ -61,16 +74,31 @@ class RunContext:
 
     @property
     def report_dir(self) -> Path:
+        """Where the run's reports are published (publish moves the draft there after history)."""
         from driftguard import reports
 
         return reports.run_dir(self.settings.reports_dir, self.name, self.start, self.end)
 
     @property
-    def work_dir(self) -> Path:
-        """Intermediate frames between steps; removed when the run is published."""
+    def draft_dir(self) -> Path:
+        """The run's reports before publish: a hidden folder beside report_dir (same depth, so the
+        reports' relative links hold once it is moved into place)."""
         from driftguard import reports
 
-        return self.settings.home / "work" / self.name / reports.run_dir_name(self.start, self.end)
+        return self.report_dir.parent / f".draft-{reports.run_dir_name(self.start, self.end)}-{self.run_key}"
+
+    @property
+    def run_key(self) -> str:
+        """`run_id` as a folder name (Airflow's holds ':' and '+'), with a hash to keep it unique."""
+        digest = hashlib.sha256(self.run_id.encode()).hexdigest()[:10]
+        return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', self.run_id)[:80]}-{digest}"
+
+    @property
+    def work_dir(self) -> Path:
+        """Intermediate frames between steps, one folder per run; removed when the run is published."""
+        from driftguard import reports
+
+        return self.settings.home / "work" / self.name / reports.run_dir_name(self.start, self.end) / self.run_key
 
     def path(self, name: str) -> Path:
         return self.work_dir / name
@@ -109,8 +137,8 @@ class RunContext:
             return json.loads(self.path(name).read_text())
         except FileNotFoundError:
             raise MonitorError(
-                f"{self.label}: {name} is missing from {self.work_dir}; an earlier step did not run. "
-                "Clear and rerun the whole DAG run, not a single task."
+                f"{self.label}: {name} is missing from {self.work_dir}; an earlier step of this run "
+                f"({self.run_id}) did not run. Clear and rerun the whole DAG run, not a single task."
             ) from None
 
     def read_frame(self, name: str) -> Any:
@@ -118,7 +146,10 @@ class RunContext:
 
         path = self.path(name)
         if not path.exists():
-            raise MonitorError(f"{self.label}: {path} is missing; rerun the whole DAG run, not a single task.")
+            raise MonitorError(
+                f"{self.label}: {path} is missing: an earlier step of this run ({self.run_id}) did not run. "
+                "Rerun the whole DAG run, not a single task."
+            )
         return pd.read_parquet(path)
 
 
@@ -171,6 +202,8 @@ def extract(ctx: RunContext) -> dict[str, Any]:
     sums it) and `labelled_read_rows` is what was read."""
     from driftguard import sources
 
+    read_at = datetime.now(UTC)  # the run's results are newer than any recorded before it (see publish)
+    shutil.rmtree(ctx.draft_dir, ignore_errors=True)  # reports of an earlier attempt of this run
     frame, stats = sources.read_window(
         ctx.contract,
         ctx.start,
@@ -182,21 +215,31 @@ def extract(ctx: RunContext) -> dict[str, Any]:
     )
     ctx.write_frame("window.parquet", frame)
     labelled_rows = labelled_read_rows = 0
+    label_problems: list[dict[str, Any]] = []
     if ctx.contract.source.labels is not None:
         lo, hi = label_window(ctx.contract, ctx.start, ctx.end)
-        labelled, labelled_stats = sources.read_labelled(
-            ctx.contract,
-            lo,
-            hi,
-            as_of=ctx.end,
-            strict=False,
-            allow_empty=True,
-            sample_rows=ctx.contract.source.sample_rows,
-            seed=ctx.contract.training.seed,
-        )
-        ctx.write_frame("labelled.parquet", labelled)
-        labelled_rows, labelled_read_rows = labelled_stats.rows, len(labelled)
+        try:
+            labelled, labelled_stats = sources.read_labelled(
+                ctx.contract,
+                lo,
+                hi,
+                as_of=ctx.end,
+                strict=False,
+                allow_empty=True,
+                sample_rows=ctx.contract.source.sample_rows,
+                seed=ctx.contract.training.seed,
+            )
+        except sources.SourceConnectionError:
+            raise  # transient: the task is retried
+        except sources.SourceError as exc:  # a bad label batch: a failed `labels` check, the features go on
+            label_problems.append(label_problem(ctx, exc, lo, hi))
+            log.error("%s: the label batch cannot be read, recorded as a failed labels check: %s", ctx.label, exc)
+        else:
+            ctx.write_frame("labelled.parquet", labelled)
+            labelled_rows, labelled_read_rows = labelled_stats.rows, len(labelled)
     summary = {**stats.to_dict(), "labelled_rows": labelled_rows, "labelled_read_rows": labelled_read_rows}
+    summary["label_problems"] = label_problems
+    summary["read_at"] = read_at.isoformat()
     ctx.write_json("extract.json", summary)
     for problem in stats.type_problems:
         log.warning(
@@ -212,6 +255,19 @@ def extract(ctx: RunContext) -> dict[str, Any]:
         labels_read, "; ".join(stats.schema_problems) or "none",
     )
     return summary
+
+
+def label_problem(ctx: RunContext, exc: Any, lo: datetime, hi: datetime) -> dict[str, Any]:
+    """A label batch read_labelled could not read, for the quality step's `labels` check."""
+    labels = ctx.contract.source.labels
+    return {
+        "table": exc.table or (labels.table if labels else None),
+        "column": exc.column or (labels.column if labels else None),
+        "interval": [lo.isoformat(), hi.isoformat()],
+        "as_of": ctx.end.isoformat(),
+        "error": str(exc),
+        "kind": type(exc).__name__,
+    }
 
 
 def load_reference(ctx: RunContext) -> dict[str, Any]:
@@ -362,7 +418,8 @@ def check_quality(ctx: RunContext, *, expected_rows: float | None = None) -> dic
         expected_rows=expected_rows,
         schema_problems=extracted.get("schema_problems", ()),
         type_problems=extracted.get("type_problems", ()),
-        out_dir=ctx.report_dir,
+        label_problems=extracted.get("label_problems", ()),
+        out_dir=ctx.draft_dir,
         exact=extracted.get("facts") if extracted.get("sampled") else None,
     )
     data = result.to_dict()
@@ -424,7 +481,7 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
             current,
             prediction_column=prediction,
             target_column=target,
-            out_html=ctx.report_dir / "drift.html",
+            out_html=ctx.draft_dir / "drift.html",
             assets_dir=ctx.settings.reports_dir / "_assets",
             skip_unusable=True,
             calibration=calibration,
@@ -611,8 +668,14 @@ def drift_lost(d: dict[str, Any]) -> bool:
 
 
 def publish(ctx: RunContext) -> dict[str, Any]:
-    """Write history (one upsert), the run's summary and index pages, send alerts. Only this step
-    writes history, so a run whose steps did not all finish leaves no partial record."""
+    """Write history (one upsert), then move the run's reports into place, then the index pages and
+    alerts. Only this step writes history, so a run whose steps did not all finish leaves no
+    partial record; the reports stay in the run's hidden draft folder until history has the run,
+    so a failed run leaves no reports history does not know.
+
+    Two runs of one interval at once: the first to publish wins. The other finds a record written
+    after it read its data, by another run, and fails with ConcurrentRunError naming that run;
+    its draft is removed (see HistoryStore.record_run). A later rerun replaces the record."""
     from driftguard import alerts, reports
     from driftguard import store as store_mod
 
@@ -624,7 +687,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
     paths = {
         key: str(ctx.report_dir / name)
         for key, name in (("drift", "drift.html"), ("quality", "validation.html"), ("suite", "suite.json"))
-        if (ctx.report_dir / name).exists()
+        if (ctx.draft_dir / name).exists()
     }
     paths["summary"] = str(ctx.report_dir / "summary.json")
     summary_text = " ".join(
@@ -649,6 +712,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
         reasons=decision["reasons"],
         champion_version=meta.get("model_version"),
         report_paths=paths,
+        run_id=ctx.run_id,
         summary=summary_text,
         feature_drift=[{k: f.get(k) for k in store_mod.FEATURE_DRIFT_FIELDS} for f in d.get("features") or []],
         quality_checks=[{k: c.get(k) for k in store_mod.QUALITY_CHECK_FIELDS} for c in q["checks"]],
@@ -662,10 +726,11 @@ def publish(ctx: RunContext) -> dict[str, Any]:
     )
     store = history_store(ctx.settings)
     reports.write_summary(
-        ctx.report_dir,
+        ctx.draft_dir,
         {
             "model": ctx.name,
             "interval": [ctx.start.isoformat(), ctx.end.isoformat()],
+            "run_id": ctx.run_id,
             "extract": extracted,
             "reference": {k: meta[k] for k in ("source", "model_version", "run_id", "rows")},
             "quality": q,
@@ -674,7 +739,15 @@ def publish(ctx: RunContext) -> dict[str, Any]:
             "decision": decision,
         },
     )
-    store.record_run(record)
+    read_at = extracted.get("read_at")
+    try:
+        store.record_run(record, unless_recorded_since=datetime.fromisoformat(read_at) if read_at else None)
+    except store_mod.ConcurrentRunError as exc:
+        shutil.rmtree(ctx.draft_dir, ignore_errors=True)
+        shutil.rmtree(ctx.work_dir, ignore_errors=True)
+        log.error("%s: %s", ctx.label, exc)
+        raise
+    reports.publish_run_dir(ctx.draft_dir, ctx.report_dir)
     records = store.runs(ctx.name)
     reports.write_model_index(
         ctx.settings.reports_dir,

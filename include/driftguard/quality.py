@@ -49,6 +49,7 @@ from driftguard.profile import FINITE_LIMIT
 log = logging.getLogger(__name__)
 
 FAMILIES = ("schema", "types", "finite", "not_null", "nulls", "ranges", "domains", "duplicates", "volume", "freshness")
+# `labels` is no GX family: it fails when the run's label batch cannot be read (_label_checks), sorted last.
 # numpy/pandas dtypes for typed columns; "float"/"int" match Python numbers inside an object column,
 # so a column mixing numbers and text reports only the text values as unexpected.
 NUMERIC_TYPES = [
@@ -69,6 +70,7 @@ RANGE_MARGIN = 0.1  # learned ranges widen the reference [min, max] by 10% of it
 FRESHNESS_PARAMETER = "freshness_cutoff"
 SOURCE_SCHEMA_CHECK = "driftguard_source_schema"  # computed, not a GX expectation (see module docstring)
 SOURCE_TYPES_CHECK = "driftguard_source_types"  # text the reader found in a numeric column (computed too)
+SOURCE_LABELS_CHECK = "driftguard_source_labels"  # the run's label batch could not be read (computed too)
 # Families a column whose text the reader read as missing (NaN) does not get: its `types` check is
 # the reader's count (SOURCE_TYPES_CHECK), and a null check would count the same values again.
 READ_AS_MISSING_SKIPS = ("types", "not_null", "nulls")
@@ -629,6 +631,27 @@ def _type_checks(
     return out
 
 
+def _label_checks(
+    contract: ModelContract, label_problems: Sequence[dict[str, Any]], checks: list[CheckResult]
+) -> list[CheckResult]:
+    """The run's label batch that could not be read (monitor.extract records it and goes on with
+    the features) as a failed `labels` check naming the table, the column and the label window."""
+    severity = family_severity(contract, "labels")
+    if severity is Severity.off or not label_problems:
+        return checks
+    out = list(checks)
+    for p in label_problems:
+        lo, hi = p.get("interval") or (None, None)
+        observed = {k: p.get(k) for k in ("table", "column", "interval", "as_of", "error", "kind")}
+        message = (
+            f"The label batch of [{lo}, {hi}) (table {p.get('table')}, column {p.get('column')}) could not be read: "
+            f"{p.get('error')}. No realized metrics for it; the features were checked."
+        )
+        column = p.get("column")
+        out.append(CheckResult("labels", SOURCE_LABELS_CHECK, column, severity.value, False, observed, message))
+    return out
+
+
 def _header(result: QualityResult, title: str) -> str:
     """Escaped verdict block for the top of the HTML page: failures with contract severities."""
     rows = "".join(
@@ -669,12 +692,14 @@ def validate_window(
     out_dir: Path | None = None,
     exact: dict[str, Any] | None = None,
     type_problems: Sequence[dict[str, Any]] = (),
+    label_problems: Sequence[dict[str, Any]] = (),
 ) -> QualityResult:
     """Run the generated suite on one window's frame; write suite.json and validation.html to out_dir.
 
     `exact` (WindowFacts.to_dict() of a sampled window) makes `df` a sample: the counting
     families are then judged on those facts (see the module docstring). `type_problems`
-    (sources.TypeProblem.to_dict()s) become failed `types` checks of their columns."""
+    (sources.TypeProblem.to_dict()s) become failed `types` checks of their columns;
+    `label_problems` (monitor.extract's unreadable label batch) a failed `labels` check."""
     suite = build_suite(
         contract,
         reference_profile,
@@ -690,8 +715,9 @@ def validate_window(
     rows = len(df) if exact is None else int(exact["rows"])
     if rows == 0 and not contract.quality.volume.required and expected_rows is not None:
         checks = [_allow_empty(c) if c.family == "volume" else c for c in checks]
+    checks = _type_checks(contract, type_problems, _schema_checks(contract, schema_problems, checks))
     checks = sorted(
-        _type_checks(contract, type_problems, _schema_checks(contract, schema_problems, checks)),
+        _label_checks(contract, label_problems, checks),
         key=lambda c: (FAMILIES.index(c.family) if c.family in FAMILIES else 99, c.column or ""),
     )
     result = QualityResult(contract.name, start, end, rows, checks, None if exact is None else len(df))

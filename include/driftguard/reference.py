@@ -388,17 +388,24 @@ def bootstrap_reference(contract: ModelContract, *, url: str | None = None, as_o
     if pred and pred in frame.columns:
         frame[SCORE_COLUMN] = frame[pred]
     label = _label(contract)
+    labels = None
     if label:
         share = read_rows / stats.rows if stats.sampled and read_rows else None  # only the sampled ids' labels
-        labels = sources.read_labels(
-            contract,
-            start,
-            end,
-            as_of=as_of or datetime.now(UTC),
-            url=url,
-            sample_fraction=share,
-            seed=contract.training.seed,
-        )
+        try:
+            labels = sources.read_labels(
+                contract,
+                start,
+                end,
+                as_of=as_of or datetime.now(UTC),
+                url=url,
+                sample_fraction=share,
+                seed=contract.training.seed,
+            )
+        except sources.SourceConnectionError:
+            raise
+        except sources.SourceError as exc:  # the run's own label read fails its `labels` check
+            log.warning("%s: bootstrap reference without labels (no target drift, no metrics): %s", contract.name, exc)
+    if labels is not None:
         key = contract.source.label_key
         labels = labels.rename(columns={key: contract.source.id_column})
         if len(labels):

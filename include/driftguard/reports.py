@@ -9,7 +9,9 @@ Layout::
 
 The index pages are plain HTML with an inline SVG plot: no JavaScript, no network, small.
 Every value is HTML-escaped; links are relative so the folder can be copied or served as is.
-Files are written atomically (temporary file + rename) so a reader never sees half a page.
+Files are written atomically (temporary file + rename) so a reader never sees half a page. A
+monitoring run writes its folder as a hidden draft (`.draft-<start>_<end>-<run>`) and moves it into
+place once history records the run (publish_run_dir).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +67,22 @@ def run_dir_name(start: datetime, end: datetime) -> str:
 def run_dir(reports_dir: Path, model: str, start: datetime, end: datetime) -> Path:
     """`<reports_dir>/<model>/<YYYYMMDDTHHMM>_<YYYYMMDDTHHMM>/` (UTC); not created here."""
     return _model_dir(reports_dir, model) / run_dir_name(start, end)
+
+
+def publish_run_dir(draft: Path, final: Path) -> Path:
+    """Move a run's draft folder into place as `final` (two renames: an earlier folder of the
+    interval, a rerun's, is set aside and then removed). The draft must sit beside `final`: the
+    reports' relative links (to `_assets`) are the same from both."""
+    draft, final = Path(draft), Path(final)
+    draft.mkdir(parents=True, exist_ok=True)
+    replaced = None
+    if final.exists():
+        replaced = final.with_name(f".replaced-{final.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(final, replaced)
+    os.replace(draft, final)
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
+    return final
 
 
 def atomic_write_text(path: Path, text: str) -> Path:

@@ -14,13 +14,16 @@ this module, so it owns three promises:
   (quoted by the dialect), values are bound parameters, and ``source.query`` is wrapped as a
   subquery.
 
-Timestamps supported:
+Timestamps supported (an event belongs to the window of its UTC time, whatever its offset):
 
 * PostgreSQL ``timestamptz`` and ``timestamp`` (naive values are UTC: every connection runs
-  ``SET TIME ZONE 'UTC'``).
+  ``SET TIME ZONE 'UTC'``), and text, cast to ``timestamptz`` (offsets count, naive text is UTC;
+  the cast leaves the index unused).
 * SQLite text as written by SQLAlchemy / pandas (``YYYY-MM-DD HH:MM:SS[.ffffff]``, optional
-  ``+00:00``) and ISO strings with ``T`` (``YYYY-MM-DDTHH:MM:SS[.ffffff]`` with ``Z``, ``+00:00``
-  or no offset). Only UTC offsets; other offsets or epoch numbers are not supported.
+  ``+00:00``) and ISO strings with ``T`` (``YYYY-MM-DDTHH:MM:SS[.ffffff]``), with ``Z``, no
+  offset or any ``+hh:mm`` / ``-hh:mm`` offset up to 14 hours (see _sqlite_pieces). Rows whose
+  offset SQLite cannot read (``-0500``) and that land outside the window are left out and named
+  as a schema problem (strict: ColumnTypeError). Epoch numbers are not supported.
 
 ``strict=False`` (the monitoring quality gate) never hides data problems: missing feature /
 prediction columns are left out and columns of an incompatible SQL type are kept as read, each
@@ -356,6 +359,7 @@ class _Relation:
     label: str
     columns: dict[str, sa.types.TypeEngine[Any] | None]
     selectable: sa.FromClause
+    text: frozenset[str] = frozenset()  # a query's columns PostgreSQL reports as text (its other types are unknown)
 
 
 def _reflect_table(conn: sa.Connection, contract: ModelContract, name: str, what: str) -> dict[str, Any]:
@@ -386,16 +390,26 @@ def _log_relation(conn: sa.Connection, contract: ModelContract) -> _Relation:
         probed = conn.execute(sa.select(sa.literal_column("*")).select_from(probe).limit(0))
         keys = list(probed.keys())
         types = _probed_types(probed, keys, conn.dialect.name)
+        text = _probed_text(probed, keys, conn.dialect.name)
     except sa.exc.DBAPIError as exc:
         conn.rollback()
         raise SourceError(
             f"source.query failed: {_first_line(exc)}", model=contract.name, table="<source.query>"
         ) from None
     sub = sa.text(src.query).columns(*(sa.column(k) for k in keys)).subquery("dg_source")
-    return _Relation("<source.query>", types, sub)
+    return _Relation("<source.query>", types, sub, text)
 
 
 _PG_INTEGER_OIDS = frozenset({20, 21, 23})  # int8, int2, int4
+_PG_TEXT_OIDS = frozenset({25, 1042, 1043})  # text, char(n), varchar(n)
+
+
+def _probed_text(probed: sa.CursorResult[Any], keys: list[str], dialect: str) -> frozenset[str]:
+    """A query's columns PostgreSQL reports as text: a text timestamp is compared as timestamptz."""
+    if dialect != "postgresql" or probed.cursor is None or not probed.cursor.description:
+        return frozenset()
+    described = zip(keys, probed.cursor.description, strict=False)
+    return frozenset(name for name, d in described if d[1] in _PG_TEXT_OIDS)
 
 
 def _probed_types(probed: sa.CursorResult[Any], keys: list[str], dialect: str) -> dict[str, Any]:
@@ -475,49 +489,157 @@ def _sqlite_text(value: datetime, sep: str) -> str:
     return f"{text}.{naive.microsecond:06d}" if naive.microsecond else text
 
 
-def _time_ranges(col: sa.ColumnElement[Any], lo: datetime, hi: datetime, dialect: str) -> list[sa.ColumnElement[bool]]:
-    """`lo <= col < hi` as disjoint index ranges: counting each range on its own and adding up
-    skips _time_filter's per-row OR (at 10M rows on SQLite: 0.5 s instead of 1.6 s).
+# The widest UTC offset in use (Pacific/Kiritimati, +14:00; -12:00 is the other end). A SQLite text
+# timestamp with an offset sorts by its local time, which is at most this far from its UTC time.
+MAX_UTC_OFFSET = timedelta(hours=14)
 
-    SQLite stores text, with a space or a 'T' between date and time; ' ' sorts before 'T', so
-    [lo with ' ', hi with 'T') holds both layouts' rows. Inside it, text between lo with 'T' and hi
-    with ' ' is in the window whatever its layout; only the rows near the two ends need their
-    separator read (a function call per row: 1.6 s per 10M rows when every row paid it)."""
-    if dialect != "sqlite":
-        return [sa.and_(col >= lo, col < hi)]
+
+def _shifted(value: datetime, by: timedelta) -> datetime:
+    """`value + by`, held at the ends of datetime's range instead of overflowing."""
+    try:
+        return value + by
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC) if by > timedelta(0) else datetime.min.replace(tzinfo=UTC)
+
+
+def _sqlite_offset(col: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """Text ending in a non-zero `+hh:mm` / `-hh:mm` offset (ISO 8601, as Python and pandas write
+    it). Text without one pays a single substr: its 6th character from the end is a digit or ':'."""
+    sign = sa.func.substr(col, -6, 1).op("IN")(sa.literal_column("('+', '-')"))
+    return sa.and_(sign, sa.func.substr(col, -3, 1) == ":", sa.func.substr(col, -5) != "00:00")
+
+
+def _sqlite_utc_text(col: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A text timestamp with an offset as UTC text, `YYYY-MM-DD HH:MM:SS` plus its fraction padded
+    to 6 digits: comparable with _sqlite_text(..., " "). SQLite's strftime applies the offset
+    (whole minutes, so the fraction is the stored one); it keeps only milliseconds of the fraction,
+    hence the stored digits."""
+    digits = sa.func.substr(col, 20, sa.func.length(col) - 25).op("||")("000000")
+    fraction = sa.case((sa.func.substr(col, 20, 1) == ".", sa.func.substr(digits, 1, 7)), else_="")
+    return sa.func.strftime("%Y-%m-%d %H:%M:%S", col).op("||")(fraction)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Stored text in [lo, hi) (SQLite), in the window when `when` holds (None: always)."""
+
+    lo: str
+    hi: str
+    when: sa.ColumnElement[bool] | None
+
+
+def _sqlite_pieces(col: sa.ColumnElement[Any], lo: datetime, hi: datetime) -> list[_Piece]:
+    """The window [lo, hi) on SQLite as disjoint ranges of stored text, ascending.
+
+    SQLite stores text, with a space or a 'T' between date and time, and maybe an offset. Text
+    sorts by local time, which is within MAX_UTC_OFFSET of the UTC time, and ' ' sorts before
+    'T'. Whether a row without an offset is in the window follows from the range it is in, or from
+    its separator in the two ranges that hold both layouts ([lo with ' ', lo with 'T') and [hi with
+    ' ', hi with 'T')). A row with an offset is judged by its UTC time (_sqlite_utc_text); telling
+    whether a row has one costs a substr. The core, text between (lo + MAX_UTC_OFFSET) with 'T'
+    and (hi - MAX_UTC_OFFSET) with ' ', is in the window whatever its layout and offset: no
+    function call per row there."""
+    wide_lo = _sqlite_text(_shifted(lo, -MAX_UTC_OFFSET), " ")
+    wide_hi = _sqlite_text(_shifted(hi, MAX_UTC_OFFSET), "T")
+    core_lo = _sqlite_text(_shifted(lo, MAX_UTC_OFFSET), "T")
+    core_hi = _sqlite_text(_shifted(hi, -MAX_UTC_OFFSET), " ")
     lo_space, lo_t, hi_space, hi_t = (
         _sqlite_text(lo, " "),
         _sqlite_text(lo, "T"),
         _sqlite_text(hi, " "),
         _sqlite_text(hi, "T"),
     )
-    sep = sa.func.substr(col, 11, 1)
-    if lo_t > hi_space:  # a window within one day: each layout's range, apart
-        return [sa.and_(col >= lo_space, col < hi_space, sep == " "), sa.and_(col >= lo_t, col < hi_t, sep == "T")]
-    return [
-        sa.and_(col >= lo_t, col < hi_space),
-        sa.and_(col >= lo_space, col < lo_t, sep == " "),
-        sa.and_(col >= hi_space, col < hi_t, sep == "T"),
+    offset, utc, sep = _sqlite_offset(col), _sqlite_utc_text(col), sa.func.substr(col, 11, 1)
+    utc_in = sa.and_(utc >= lo_space, utc < hi_space)
+    out, inside = sa.and_(offset, utc_in), sa.or_(sa.not_(offset), utc_in)  # plain rows out / in
+    if lo_t >= hi_space:  # within one day: ' ' rows of the day in [lo_space, hi_space), 'T' rows in [lo_t, hi_t)
+        return [
+            _Piece(wide_lo, lo_space, out),
+            _Piece(lo_space, hi_space, inside),
+            _Piece(hi_space, lo_t, out),
+            _Piece(lo_t, hi_t, inside),
+            _Piece(hi_t, wide_hi, out),
+        ]
+    head = [
+        _Piece(wide_lo, lo_space, out),
+        _Piece(lo_space, lo_t, sa.case((offset, utc_in), else_=sep == " ")),
     ]
+    tail = [
+        _Piece(hi_space, hi_t, sa.case((offset, utc_in), else_=sep == "T")),
+        _Piece(hi_t, wide_hi, out),
+    ]
+    if core_lo >= core_hi:  # about a day or less: no core
+        return [*head, _Piece(lo_t, hi_space, inside), *tail]
+    core = [_Piece(lo_t, core_lo, inside), _Piece(core_lo, core_hi, None), _Piece(core_hi, hi_space, inside)]
+    return [*head, *core, *tail]
+
+
+def _time_ranges(col: sa.ColumnElement[Any], lo: datetime, hi: datetime, dialect: str) -> list[sa.ColumnElement[bool]]:
+    """`lo <= col < hi` as disjoint index ranges: counting each range on its own and adding up
+    skips _time_filter's per-row branching (see _sqlite_pieces), the core (most rows) first."""
+    if dialect != "sqlite":
+        return [sa.and_(col >= lo, col < hi)]
+    pieces = sorted(_sqlite_pieces(col, lo, hi), key=lambda p: p.when is not None)
+    return [sa.and_(col >= p.lo, col < p.hi, *([p.when] if p.when is not None else [])) for p in pieces]
 
 
 def _time_filter(col: sa.ColumnElement[Any], lo: datetime, hi: datetime, dialect: str) -> sa.ColumnElement[bool]:
-    """`lo <= col < hi` as one condition: on SQLite, one index range around _time_ranges' pieces."""
+    """`lo <= col < hi` as one condition: on SQLite, one index range around _time_ranges' pieces
+    (the core first: most rows are in at the first branch of the OR)."""
     ranges = _time_ranges(col, lo, hi, dialect)
     if dialect != "sqlite":
         return ranges[0]
-    return sa.and_(col >= _sqlite_text(lo, " "), col < _sqlite_text(hi, "T"), sa.or_(*ranges))
+    pieces = _sqlite_pieces(col, lo, hi)
+    return sa.and_(col >= pieces[0].lo, col < pieces[-1].hi, sa.or_(*ranges))
+
+
+def _event_time(relation: _Relation, name: str, dialect: str) -> sa.ColumnElement[Any]:
+    """The timestamp column as the database compares it. PostgreSQL text (a table's text column or
+    a query's) is cast to timestamptz, so offsets count ('...-05:00') and naive text is UTC (every
+    session runs in UTC); SQLite text is compared by _time_ranges."""
+    col = relation.selectable.c[name]
+    if dialect == "postgresql" and (isinstance(relation.columns.get(name), sa.String) or name in relation.text):
+        return sa.cast(col, sa.DateTime(timezone=True))
+    return col
 
 
 # --------------------------------------------------------------------------- dtype conversion
+
+
+_OFFSET_TEXT = r"\d:\d\d(?::\d\d(?:[.,]\d*)?)?\s*(?:Z|[+-]\d\d(?::?\d\d)?)$"  # a time of day, then Z or +hh:mm
+
+
+def _offset_text(s: pd.Series) -> np.ndarray:
+    """Which values are text ending in a UTC offset ('Z', '+00:00', '-05:00'), in Arrow (vectorised)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        text = pa.array(s, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text (datetime objects among it)
+        text = pa.array([v if isinstance(v, str) else None for v in s], type=pa.string())
+    return pc.match_substring_regex(text, _OFFSET_TEXT).fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _parse_iso(s: pd.Series) -> pd.Series:
+    """ISO 8601 text as UTC datetime64[ns]. pandas (2.3) reads text without an offset that follows
+    text with one in that offset ('2013-04-06T22:00:00-05:00' then '2013-04-07 23:00:00' gives
+    2013-04-08 04:00 UTC), so text with and without an offset is parsed apart."""
+    offset = _offset_text(s)
+    if not offset.any() or offset.all():
+        return pd.to_datetime(s, utc=True, format="ISO8601").dt.as_unit("ns")
+    values = np.empty(len(s), dtype="datetime64[ns]")
+    for part in (offset, ~offset):
+        parsed = pd.to_datetime(s[part], utc=True, format="ISO8601").dt.as_unit("ns")
+        values[part] = parsed.dt.tz_localize(None).to_numpy()
+    return pd.Series(values, index=s.index, name=s.name).dt.tz_localize("UTC")
 
 
 def _to_timestamp(s: pd.Series) -> pd.Series:
     """UTC datetime64[ns]. Raises ValueError naming how many values are not timestamps pandas can
     hold (unparseable text, or years outside 1677..2262 such as 2999 or 1500), with examples."""
     try:
-        out = pd.to_datetime(s, utc=True, format="ISO8601") if s.dtype == object else pd.to_datetime(s, utc=True)
-        return out.dt.as_unit("ns")
+        return _parse_iso(s) if s.dtype == object else pd.to_datetime(s, utc=True).dt.as_unit("ns")
     except (ValueError, TypeError, OverflowError) as exc:
         bad = _unreadable_timestamps(s)
         if not bad.any():
@@ -965,9 +1087,8 @@ def read_window(
     with _connect(contract, url) as conn:
         relation = _log_relation(conn, contract)
         cols, problems, raw = _check_columns(relation, _log_columns(contract), contract, strict)
-        rel = relation.selectable
-        ts, dialect = rel.c[src.timestamp_column], conn.dialect.name
-        window = _Window.of(ts, lo, hi, dialect)
+        rel, dialect = relation.selectable, conn.dialect.name
+        window = _Window.of(_event_time(relation, src.timestamp_column, dialect), lo, hi, dialect)
         where = window.where
         counting: AbstractContextManager[_Counted | None] = nullcontext()
         if sample_rows is not None:
@@ -1001,6 +1122,8 @@ def read_window(
         frame = _empty_frame(cols, relation.columns)
     else:
         problems += _convert(frame, cols, contract, relation.label, strict, raw, text_mode, type_problems)
+        frame, misplaced = _outside_window(frame, contract, relation.label, lo, hi, strict)
+        problems += misplaced
         frame = _sorted(frame, src.timestamp_column, src.id_column)
     stats = replace(_stats(contract, lo, hi, frame, chunks, problems), type_problems=tuple(type_problems))
     if counted is not None and share is not None:  # sampled: the whole window's size and bounds
@@ -1025,6 +1148,31 @@ def read_window(
         f"; schema problems: {problems}" if problems else "",
     )
     return frame, stats
+
+
+def _outside_window(
+    frame: pd.DataFrame, contract: ModelContract, table: str, lo: datetime, hi: datetime, strict: bool
+) -> tuple[pd.DataFrame, list[str]]:
+    """Rows the database placed in [lo, hi) whose timestamp, read, is outside it: SQLite text with
+    an offset SQLite cannot read ('-0500', '+05', beyond +-14:00) is compared by its local time.
+    Strict: a ColumnTypeError; lenient: the rows are left out and named as a schema problem, so
+    the run's critical `schema` check fails."""
+    ts = frame[contract.source.timestamp_column]
+    if not pd.api.types.is_datetime64_any_dtype(ts):
+        return frame, []
+    outside = ts.notna() & ((ts < pd.Timestamp(lo)) | (ts >= pd.Timestamp(hi)))
+    if not outside.any():
+        return frame, []
+    column = contract.source.timestamp_column
+    detail = (
+        f"{int(outside.sum())} rows have a UTC time outside the interval they were filed in "
+        f"(e.g. {', '.join(str(t) for t in ts[outside].head(3))}): their text has a UTC offset the database "
+        "compares by local time; write offsets as +hh:mm within +-14:00, or UTC"
+    )
+    if strict:
+        raise ColumnTypeError(detail, model=contract.name, table=table, column=column)
+    log.warning("%s: %s in %s: %s; left out", contract.name, column, table, detail)
+    return frame[~outside.to_numpy()], [f"column {column!r}: {detail}; left out"]
 
 
 # --------------------------------------------------------------------------- sampled windows
@@ -1166,22 +1314,53 @@ def _ts_bounds(
 
 
 def _sqlite_edge_rows(
-    conn: sa.Connection, ts: sa.ColumnElement[Any], lo: datetime, hi: datetime, first: str, last: str
-) -> tuple[list[Any], list[Any]]:
-    """Candidates for the window's first and last event on SQLite. Text MIN/MAX follow time only
-    within one layout ('2024-02-01 09:00' sorts before '2024-02-01T08:00'), but they do find the
-    first and last day; on those days each layout's first and last row is one index seek."""
+    conn: sa.Connection,
+    window: _Window,
+    first: Any,
+    last: Any,
+    contract: ModelContract,
+    table: str,
+) -> tuple[datetime | None, datetime | None]:
+    """The window's first and last event on SQLite. `first` and `last` are the text MIN and MAX of
+    its rows without an offset: text order follows time only within one layout ('2024-02-01 09:00'
+    sorts before '2024-02-01T08:00'), but they do find the first and last day; on those days each
+    layout's first and last row is one index seek.
+
+    Text with an offset sorts by its local time: a row with an offset is earlier than the first
+    row without one only if its text is less than MAX_UTC_OFFSET past that row's time, so only
+    those rows are read one by one (likewise at the end); all of them when no row lacks an offset."""
+    ts, lo, hi = window.ts, window.lo, window.hi
+    plain = sa.not_(_sqlite_offset(ts))
 
     def layouts(day: str) -> list[sa.ColumnElement[bool]]:
         return [  # the rows whose text starts with the day and the separator, within the window
-            sa.and_(ts >= max(_sqlite_text(lo, sep), day + sep), ts < min(_sqlite_text(hi, sep), day + after))
+            sa.and_(ts >= max(_sqlite_text(lo, sep), day + sep), ts < min(_sqlite_text(hi, sep), day + after), plain)
             for sep, after in ((" ", "!"), ("T", "U"))
         ]
 
-    seeks = [sa.select(sa.func.min(ts)).where(part).scalar_subquery() for part in layouts(str(first)[:10])]
-    seeks += [sa.select(sa.func.max(ts)).where(part).scalar_subquery() for part in layouts(str(last)[:10])]
-    space_first, t_first, space_last, t_last = conn.execute(sa.select(*seeks)).one()
-    return [first, space_first, t_first], [last, space_last, t_last]
+    firsts, lasts = [first], [last]
+    try:
+        if first is not None:
+            seeks = [sa.select(sa.func.min(ts)).where(part).scalar_subquery() for part in layouts(str(first)[:10])]
+            seeks += [sa.select(sa.func.max(ts)).where(part).scalar_subquery() for part in layouts(str(last)[:10])]
+            space_first, t_first, space_last, t_last = conn.execute(sa.select(*seeks)).one()
+            firsts, lasts = [first, space_first, t_first], [last, space_last, t_last]
+        oldest, newest = _ts_bounds(firsts, lasts, contract, table)
+        utc, offset = _sqlite_utc_text(ts), _sqlite_offset(ts)
+        in_window = sa.and_(offset, utc >= _sqlite_text(lo, " "), utc < _sqlite_text(hi, " "))
+        # An offset row before `oldest` has its local time before oldest + MAX_UTC_OFFSET (after: alike).
+        before = _shifted(oldest if oldest is not None else hi, MAX_UTC_OFFSET)
+        after = _shifted(newest if newest is not None else lo, -MAX_UTC_OFFSET)
+        earliest = sa.select(sa.func.min(utc)).where(
+            ts >= _sqlite_text(_shifted(lo, -MAX_UTC_OFFSET), " "), ts < _sqlite_text(before, "T"), in_window
+        )
+        latest = sa.select(sa.func.max(utc)).where(
+            ts >= _sqlite_text(after, " "), ts < _sqlite_text(_shifted(hi, MAX_UTC_OFFSET), "T"), in_window
+        )
+        offset_first, offset_last = conn.execute(sa.select(earliest.scalar_subquery(), latest.scalar_subquery())).one()
+    except sa.exc.DBAPIError as exc:
+        raise _query_failed(exc, contract, table) from None
+    return _ts_bounds([*firsts, offset_first], [*lasts, offset_last], contract, table)
 
 
 _NULL_SCAN_SLICES = {"sqlite": 2}  # SQLite steps one aggregate per column per row on one core
@@ -1197,11 +1376,28 @@ def _time_slices(lo: datetime, hi: datetime, dialect: str) -> list[tuple[datetim
     return list(itertools.pairwise(cuts))
 
 
+def _slice_filters(
+    ts: sa.ColumnElement[Any], where: sa.ColumnElement[bool], lo: datetime, hi: datetime, dialect: str
+) -> list[sa.ColumnElement[bool]]:
+    """The window `where` cut at _time_slices' cuts. On SQLite the cuts are made in the stored
+    text (at the cut with ' '): every row of the window is in exactly one slice, whatever its
+    layout or offset, and the slices add up to one widened index range, not one each."""
+
+    def cut(t: datetime) -> Any:
+        return _sqlite_text(t, " ") if dialect == "sqlite" else t
+
+    return [
+        sa.and_(where, *([ts >= cut(a)] if a != lo else []), *([ts < cut(b)] if b != hi else []))
+        for a, b in _time_slices(lo, hi, dialect)
+    ]
+
+
 @dataclass(frozen=True)
 class _Window:
     """One time window [lo, hi) and its filters for counting it: the whole (`where`), its disjoint
     index ranges (`ranges`, counted apart) and its NULL-scan time slices (`slices`, see _time_slices)."""
 
+    ts: sa.ColumnElement[Any]  # the timestamp column as compared (see _event_time)
     lo: datetime
     hi: datetime
     where: sa.ColumnElement[bool]
@@ -1210,12 +1406,14 @@ class _Window:
 
     @classmethod
     def of(cls, ts: sa.ColumnElement[Any], lo: datetime, hi: datetime, dialect: str) -> _Window:
+        where = _time_filter(ts, lo, hi, dialect)
         return cls(
+            ts=ts,
             lo=lo,
             hi=hi,
-            where=_time_filter(ts, lo, hi, dialect),
+            where=where,
             ranges=_time_ranges(ts, lo, hi, dialect),
-            slices=[_time_filter(ts, a, b, dialect) for a, b in _time_slices(lo, hi, dialect)],
+            slices=_slice_filters(ts, where, lo, hi, dialect),
         )
 
 
@@ -1241,12 +1439,14 @@ def _window_facts(
     sharing one (on PostgreSQL at 10M rows that GROUP BY spills to disk: 11 s, where counting
     distinct ids takes 2 s). A window read whole uses none of it: its frame is exact."""
     src = contract.source
-    ts, key = rel.c[src.timestamp_column], rel.c[src.id_column]
+    ts, key = window.ts, rel.c[src.id_column]
     where = window.where
+    sqlite = conn.dialect.name == "sqlite"
+    edge = sa.and_(where, sa.not_(_sqlite_offset(ts))) if sqlite else where  # text rows with an offset: apart
     head = sa.select(
         *(sa.select(sa.func.count()).select_from(rel).where(part).scalar_subquery() for part in window.ranges),
-        sa.select(sa.func.min(ts)).where(where).scalar_subquery(),
-        sa.select(sa.func.max(ts)).where(where).scalar_subquery(),
+        sa.select(sa.func.min(ts)).where(edge).scalar_subquery(),
+        sa.select(sa.func.max(ts)).where(edge).scalar_subquery(),
     )
     scans = [  # apart, so two cores share them: the NULL scans read every column, the ids scan one
         sa.select(sa.func.count(key), sa.func.count(sa.distinct(key))).where(where),
@@ -1268,13 +1468,10 @@ def _window_facts(
         except sa.exc.DBAPIError as exc:
             raise _query_failed(exc, contract, table) from None
         rows = sum(counts)
-        firsts, lasts = [first], [last]
-        if rows and conn.dialect.name == "sqlite":
-            try:
-                firsts, lasts = _sqlite_edge_rows(conn, ts, window.lo, window.hi, first, last)
-            except sa.exc.DBAPIError as exc:
-                raise _query_failed(exc, contract, table) from None
-        oldest, newest = _ts_bounds(firsts, lasts, contract, table)
+        if rows and sqlite:
+            oldest, newest = _sqlite_edge_rows(conn, window, first, last, contract, table)
+        else:
+            oldest, newest = _ts_bounds([first], [last], contract, table)
         if not exact or _sample_fraction(rows, sample_rows) is None:
             yield _Counted(int(rows), oldest, newest, lambda: None)
             return
@@ -1392,8 +1589,10 @@ def _labels_query(
         )
     if lo >= hi:
         return _LabelsQuery(None, relation, table_name, key_col, label)
+    dialect = conn.dialect.name
     stmt = stmt.where(
-        _time_filter(log_rel.c[src.timestamp_column], lo, hi, conn.dialect.name), lab_rel.c[label.name].is_not(None)
+        _time_filter(_event_time(relation, src.timestamp_column, dialect), lo, hi, dialect),
+        lab_rel.c[label.name].is_not(None),
     )
     return _LabelsQuery(stmt, relation, table_name, key_col, label)
 
@@ -1406,9 +1605,13 @@ def _labelled_count(
     assert query.stmt is not None
     src = contract.source
     keys = query.stmt.with_only_columns(query.stmt.selected_columns[0]).correlate(None)  # its own log, not ours
-    ts = query.log.c[src.timestamp_column]
-    return sa.select(sa.func.count(), sa.func.min(ts), sa.func.max(ts)).where(
-        _time_filter(ts, lo, hi, conn.dialect.name), query.log.c[src.id_column].in_(keys)
+    dialect = conn.dialect.name
+    ts = _event_time(query.log_relation, src.timestamp_column, dialect)
+    when = ts  # what MIN and MAX order by: on SQLite, text with an offset by its UTC time (every row is read)
+    if dialect == "sqlite":
+        when = sa.case((_sqlite_offset(ts), _sqlite_utc_text(ts)), else_=sa.func.replace(ts, "T", " "))
+    return sa.select(sa.func.count(), sa.func.min(when), sa.func.max(when)).where(
+        _time_filter(ts, lo, hi, dialect), query.log.c[src.id_column].in_(keys)
     )
 
 
@@ -1635,8 +1838,8 @@ def volume_profile(
     count each), and the share of them with a label. Reads no rows."""
     with _connect(contract, url) as conn:
         relation = _log_relation(conn, contract)
-        ts = relation.selectable.c[contract.source.timestamp_column]
         dialect = conn.dialect.name
+        ts = _event_time(relation, contract.source.timestamp_column, dialect)
         newest = conn.execute(sa.select(sa.func.max(ts)).select_from(relation.selectable)).scalar_one_or_none()
         if newest is None:
             return VolumeProfile([], None, None)
@@ -1666,7 +1869,7 @@ def _labels_count_query(
     """Labelled log rows with an event time in [lo, hi) (label table joined on the key when apart)."""
     labels = contract.source.labels
     assert labels is not None
-    log_ts = relation.selectable.c[contract.source.timestamp_column]
+    log_ts = _event_time(relation, contract.source.timestamp_column, conn.dialect.name)
     in_window = _time_filter(log_ts, lo, hi, conn.dialect.name)
     if labels.table is None:
         col = relation.selectable.c[labels.column]

@@ -43,6 +43,12 @@ class StoreError(RuntimeError):
     """A history write or read failed; the message names the model, interval and table."""
 
 
+class ConcurrentRunError(StoreError, ValueError):
+    """Another run of the same model and interval recorded its result after this run read its
+    data: this run's result is not recorded (history keeps the other one). A ValueError, so
+    Airflow does not retry: a retry would only find the same newer record."""
+
+
 class StoreBusyError(StoreError):
     """The history database is locked by another writer (SQLite "database is locked"): transient,
     retrying later succeeds. Not a data error, so Airflow retries the task."""
@@ -144,10 +150,14 @@ runs_table = sa.Table(
     # Added after the first release (ADDED_COLUMNS): weighted drift share, calibrated share threshold,
     # label-free estimates. Nullable, so rows written before it read as {}.
     sa.Column("signals", _JSON, nullable=True),
+    # The run that recorded the row (an Airflow run id; ADDED_COLUMNS): a retried publish is told
+    # apart from another run of the same interval.
+    sa.Column("run_id", sa.String(250), nullable=True),
     sa.UniqueConstraint("model", "interval_start", "interval_end", name="uq_dg_runs_model_interval"),
 )
 ADDED_COLUMNS = (
     ("dg_runs", "signals"),
+    ("dg_runs", "run_id"),
     *(("dg_feature_drift", c) for c in ("status", "effect", "reference_rows", "current_rows", "nonfinite")),
 )
 """Columns added to existing tables since the first release: create_all adds them where missing."""
@@ -296,6 +306,7 @@ class RunRecord:
     feature_drift: list[dict[str, Any]] = field(default_factory=list)
     quality_checks: list[dict[str, Any]] = field(default_factory=list)
     signals: dict[str, Any] = field(default_factory=dict)  # weighted_drift_share, drift_share_threshold, ...
+    run_id: str | None = None  # the run that recorded it (monitor.RunContext.run_id)
 
     @property
     def key(self) -> tuple[str, datetime, datetime]:
@@ -463,8 +474,14 @@ class HistoryStore:
 
     # -- runs
 
-    def record_run(self, record: RunRecord) -> None:
-        """Upsert one run and replace its child rows, all in ONE transaction."""
+    def record_run(self, record: RunRecord, *, unless_recorded_since: datetime | None = None) -> None:
+        """Upsert one run and replace its child rows, all in ONE transaction.
+
+        `unless_recorded_since` (when this run read its data): a row of the same model and
+        interval that another run (another `run_id`) recorded after it is kept, and this raises
+        ConcurrentRunError naming that run; nothing is written. An older row is replaced, as a
+        rerun replaces it. The check and the write are one statement (an upsert whose update is
+        conditional), so two runs racing to publish cannot both win."""
         _validate(record)
         where = _where(*record.key)
         values = {
@@ -489,6 +506,7 @@ class HistoryStore:
             "summary": record.summary or "",
             "updated_at": record.updated_at or _now(),
             "signals": jsonable(dict(record.signals or {})),
+            "run_id": record.run_id,
         }
         key_cols = ("model", "interval_start", "interval_end")
         key = {c: values[c] for c in key_cols}
@@ -497,10 +515,19 @@ class HistoryStore:
         try:
             with self._begin() as conn:
                 stmt = _insert(conn, runs_table).values(**values)
+                newer = None
+                if unless_recorded_since is not None:
+                    t = runs_table
+                    newer = sa.or_(t.c.updated_at <= unless_recorded_since, t.c.run_id == record.run_id)
                 stmt = stmt.on_conflict_do_update(
-                    index_elements=list(key_cols), set_={k: v for k, v in values.items() if k not in key_cols}
+                    index_elements=list(key_cols),
+                    set_={k: v for k, v in values.items() if k not in key_cols},
+                    where=newer,
                 )
-                conn.execute(stmt)
+                if newer is None:
+                    conn.execute(stmt)
+                elif conn.execute(stmt.returning(runs_table.c.id)).first() is None:
+                    self._refuse(conn, record, unless_recorded_since)
                 for child, rows, fields in (
                     (feature_drift_table, record.feature_drift, FEATURE_DRIFT_FIELDS),
                     (quality_checks_table, record.quality_checks, QUALITY_CHECK_FIELDS),
@@ -512,6 +539,20 @@ class HistoryStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"{where}: writing {table} failed, nothing was changed: {_first_line(exc)}") from exc
         log.info("recorded run %s: status=%s retrain=%s", where, record.status, record.retrain)
+
+    @staticmethod
+    def _refuse(conn: Connection, record: RunRecord, since: datetime) -> None:
+        t = runs_table
+        key = (t.c.model == record.model, t.c.interval_start == record.interval_start)
+        other = conn.execute(
+            sa.select(t.c.updated_at, t.c.run_id).where(*key, t.c.interval_end == record.interval_end)
+        ).one()
+        raise ConcurrentRunError(
+            f"{_where(*record.key)}: another run ({other.run_id or 'without a run id'}) recorded its result at "
+            f"{other.updated_at.isoformat()}, after this run ({record.run_id}) read its data at {since.isoformat()}. "
+            "This run's result is not recorded and its reports are discarded; history keeps the other run's. "
+            "To replace it, rerun this interval once the other run has finished."
+        )
 
     @staticmethod
     def _child(key: Mapping[str, Any], row: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
@@ -554,6 +595,7 @@ class HistoryStore:
             summary=row["summary"] or "",
             updated_at=row["updated_at"],
             signals=dict(row.get("signals") or {}),
+            run_id=row.get("run_id"),
         )
 
     def runs(
