@@ -122,7 +122,9 @@ def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, st
     assert again.state == "success"
     after = [r.to_dict() for r in store.runs(name)]
     assert len(after) == len(before) == 2
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "updated_at"} for r in rows]  # noqa: E731
+    # The record names the run that wrote it (the rerun now); nothing else changes.
+    assert after[-1]["run_id"] != before[-1]["run_id"] and after[0]["run_id"] == before[0]["run_id"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("updated_at", "run_id")} for r in rows]  # noqa: E731
     for old, new in zip(strip(before), strip(after), strict=True):
         assert {k: (old[k], new[k]) for k in old if old[k] != new[k]} == {}
 

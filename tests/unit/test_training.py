@@ -324,9 +324,8 @@ def test_candidate_run_is_fully_logged(
     artifacts = {a.path for a in client.list_artifacts(candidate.run_id)}
     assert {"data", "reference", "metrics.json"} <= artifacts
     reference = {a.path for a in client.list_artifacts(candidate.run_id, "reference")}
-    assert reference == {
-        f"reference/{f}" for f in ("sample.parquet", "profile.json", "importance.json", "metrics.json")
-    }
+    files = ("sample.parquet", "profile.json", "importance.json", "metrics.json", "calibration.json", "estimator.json")
+    assert reference == {f"reference/{f}" for f in files}  # drift thresholds and the estimator travel with it
     local = Path(client.download_artifacts(candidate.run_id, "data/fingerprint.json", str(workdir / task)))
     assert json.loads(local.read_text()) == candidate.fingerprint
     ranked = json.loads(
