@@ -272,8 +272,19 @@ def _html_kb(case: dict[str, Any]) -> str:
 
 
 def table(result: dict[str, Any]) -> str:
-    head = ("db", "rows", "path", "wall s", "work s", "peak RSS MB", "naive/dg wall", "naive/dg work",
-            "agree naive", "agree truth", "HTML KB")
+    head = (
+        "db",
+        "rows",
+        "path",
+        "wall s",
+        "work s",
+        "peak RSS MB",
+        "naive/dg wall",
+        "naive/dg work",
+        "agree naive",
+        "agree truth",
+        "HTML KB",
+    )
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for c in result["cases"]:
         dg, nv = c["driftguard"], c["naive"]

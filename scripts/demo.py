@@ -627,9 +627,7 @@ class InProcess:
                 .values(state=TaskInstanceState.FAILED)
             )
             session.execute(
-                update(DagRun)
-                .where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
-                .values(state=DagRunState.FAILED)
+                update(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id).values(state=DagRunState.FAILED)
             )
 
     @staticmethod
@@ -790,8 +788,11 @@ def retrain_in_process(airflow: InProcess, step: Step, monitor_run_id: str) -> s
     dag_id = dag_defaults.dag_id("retrain", model)
     outcome = airflow.run(dag_id, spec)
     result = next(
-        (r for t in ("promote_champion", "keep_as_challenger", "decline_promotion")
-         if (r := airflow.xcom(dag_id, spec.run_id, t))),
+        (
+            r
+            for t in ("promote_champion", "keep_as_challenger", "decline_promotion")
+            if (r := airflow.xcom(dag_id, spec.run_id, t))
+        ),
         None,
     )
     if result:

@@ -401,8 +401,14 @@ def _reasons(contract: ModelContract, settings: Settings, start: datetime) -> tu
 def initial_champion(config: BacktestConfig, settings: Settings) -> dict[str, Any]:
     """Train and promote the champion every strategy starts from, as of the backtest's start."""
     contract, start = config.contract, config.start
-    status, _ = _retrain(contract, settings, start - config.interval, start, force=True,
-                         summary="backtest: initial champion as of the start")
+    status, _ = _retrain(
+        contract,
+        settings,
+        start - config.interval,
+        start,
+        force=True,
+        summary="backtest: initial champion as of the start",
+    )
     version, metric = _champion(contract, settings)
     if version is None:
         raise BacktestError(
@@ -427,8 +433,14 @@ def replay_interval(
     metric = None if mon.get("metric") is None else round(float(mon["metric"]), 6)
     action, new = "", None
     if strategy == "always" or (strategy == "policy" and decision):
-        action, new = _retrain(contract, settings, start, end, force=strategy == "always",
-                               summary=f"backtest {strategy}: {mon.get('summary', '')}")
+        action, new = _retrain(
+            contract,
+            settings,
+            start,
+            end,
+            force=strategy == "always",
+            summary=f"backtest {strategy}: {mon.get('summary', '')}",
+        )
     drift = mon.get("drift_share")
     return IntervalRow(
         strategy=strategy,
@@ -442,8 +454,9 @@ def replay_interval(
         champion_version=version,
         champion_metric=champion_metric,
         metric=metric,
-        degraded=is_degraded(metric, champion_metric, drop=config.degraded_drop,
-                             greater_is_better=contract.greater_is_better),
+        degraded=is_degraded(
+            metric, champion_metric, drop=config.degraded_drop, greater_is_better=contract.greater_is_better
+        ),
         decision=decision,
         reasons=reasons,
         retrain=action,
@@ -474,10 +487,22 @@ def run_backtest(config: BacktestConfig) -> BacktestResult:
         interval=format_duration(config.interval),
     )
     root = config.work_dir or Path(tempfile.mkdtemp(prefix=f"driftguard-backtest-{contract.name}-"))
-    log.info("%s: backtest %s..%s, %d intervals of %s, strategies %s, stores in %s", contract.name,
-             result.start, result.end, len(intervals), result.interval, ",".join(config.strategies), root)
-    bar = tqdm(total=len(intervals) * len(config.strategies), desc=f"backtest {contract.name}", unit="run",
-               disable=not config.progress)
+    log.info(
+        "%s: backtest %s..%s, %d intervals of %s, strategies %s, stores in %s",
+        contract.name,
+        result.start,
+        result.end,
+        len(intervals),
+        result.interval,
+        ",".join(config.strategies),
+        root,
+    )
+    bar = tqdm(
+        total=len(intervals) * len(config.strategies),
+        desc=f"backtest {contract.name}",
+        unit="run",
+        disable=not config.progress,
+    )
     try:
         for strategy in config.strategies:
             settings = strategy_settings(root, strategy, url, base)
@@ -567,8 +592,10 @@ def timeline_svg(result: BacktestResult) -> str:
         color = _COLORS.get(strategy, "#555")
         rows = [r for r in result.rows if r.strategy == strategy]
         points = " ".join(f"{x(index[r.interval_start]):.1f},{y(r.metric):.1f}" for r in rows if r.metric is not None)
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}">'
-                     f"<title>{html.escape(strategy)}</title></polyline>")
+        parts.append(
+            f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}">'
+            f"<title>{html.escape(strategy)}</title></polyline>"
+        )
         for r in rows:
             if not r.retrain or r.metric is None:
                 continue
@@ -576,19 +603,24 @@ def timeline_svg(result: BacktestResult) -> str:
             promoted = r.retrain in ("promoted", "forced")
             fill = color if promoted else "white"
             tip = html.escape(f"{strategy} {r.interval_start}: retrain {r.retrain} {r.reasons}")
-            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{fill}" stroke="{color}">'
-                         f"<title>{tip}</title></circle>")
+            parts.append(
+                f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{fill}" stroke="{color}">'
+                f"<title>{tip}</title></circle>"
+            )
     first = result.rows[0].strategy
     base = _H + _BAR_H
     parts.append(f'<text x="4" y="{_H + 12}" font-size="11">drift share ({html.escape(first)})</text>')
     for r in (r for r in result.rows if r.strategy == first and r.drift_share is not None):
         h = r.drift_share * (_BAR_H - 16)
         tip = html.escape(f"{r.interval_start}: drift share {r.drift_share:.2f}")
-        parts.append(f'<rect x="{x(index[r.interval_start]) - 3:.1f}" y="{base - h:.1f}" width="6" height="{h:.1f}" '
-                     f'fill="#999"><title>{tip}</title></rect>')
+        parts.append(
+            f'<rect x="{x(index[r.interval_start]) - 3:.1f}" y="{base - h:.1f}" width="6" height="{h:.1f}" '
+            f'fill="#999"><title>{tip}</title></rect>'
+        )
     parts.append(f'<text x="{_PAD}" y="{base + 14}" font-size="11">{html.escape(starts[0][:10])}</text>')
-    parts.append(f'<text x="{_W - _PAD}" y="{base + 14}" font-size="11" text-anchor="end">'
-                 f"{html.escape(starts[-1][:10])}</text>")
+    parts.append(
+        f'<text x="{_W - _PAD}" y="{base + 14}" font-size="11" text-anchor="end">{html.escape(starts[-1][:10])}</text>'
+    )
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -597,9 +629,7 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
     if not rows:
         return "<p>no rows</p>"
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row.values()) + "</tr>" for row in rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row.values()) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -629,13 +659,32 @@ Degraded = worse than the serving champion's validation {html.escape(result.metr
 
 def totals_text(result: BacktestResult) -> str:
     """The totals as a fixed-width table for the terminal."""
-    cols = ["strategy", "retrains", "promotions", "failed", "measured", f"mean {result.metric_name}", "degraded",
-            "seconds"]
+    cols = [
+        "strategy",
+        "retrains",
+        "promotions",
+        "failed",
+        "measured",
+        f"mean {result.metric_name}",
+        "degraded",
+        "seconds",
+    ]
     lines = [" | ".join(cols)]
     for t in result.totals:
-        lines.append(" | ".join([t.strategy, str(t.retrains), str(t.promotions), str(t.failed_retrains),
-                                 f"{t.measured_intervals}/{t.intervals}", _fmt(t.mean_metric),
-                                 str(t.degraded_intervals), f"{t.seconds:.0f}"]))
+        lines.append(
+            " | ".join(
+                [
+                    t.strategy,
+                    str(t.retrains),
+                    str(t.promotions),
+                    str(t.failed_retrains),
+                    f"{t.measured_intervals}/{t.intervals}",
+                    _fmt(t.mean_metric),
+                    str(t.degraded_intervals),
+                    f"{t.seconds:.0f}",
+                ]
+            )
+        )
     return "\n".join(lines)
 
 

@@ -185,9 +185,7 @@ def interpolate_env(text: str, *, what: str = "value") -> str:
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in os.environ:
-            raise ContractError(
-                [Problem("<environment>", what, f"environment variable {name} is not set")]
-            )
+            raise ContractError([Problem("<environment>", what, f"environment variable {name} is not set")])
         return os.environ[name]
 
     return _ENV_REF.sub(sub, text)

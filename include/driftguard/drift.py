@@ -189,9 +189,11 @@ class DriftResult:
                 + "."
             )
         if self.render_errors:
-            text += " Report incomplete, plots failed for: " + "; ".join(
-                f"{k}: {v}" for k, v in sorted(self.render_errors.items())
-            ) + " (verdicts are complete)."
+            text += (
+                " Report incomplete, plots failed for: "
+                + "; ".join(f"{k}: {v}" for k, v in sorted(self.render_errors.items()))
+                + " (verdicts are complete)."
+            )
         return text + (
             f" Compared {self.reference_rows:,} reference and {self.current_rows:,} current rows"
             f" (at most {self.sample_rows:,} per side)."
@@ -421,7 +423,7 @@ def run_drift(
         calibration=None if calibration is None else _calibration_summary(calibration),
         weighted_share=weighted_share(judged, importance),
     )
-    for warning in (calibration.warnings if calibration is not None else []):
+    for warning in calibration.warnings if calibration is not None else []:
         log.warning("%s: drift calibration: %s", contract.name, warning)
     if out_html is not None:
         path, result.render_errors = _save_report(contract, result, cols, ref, cur, Path(out_html), assets_dir)
@@ -483,8 +485,15 @@ def _verdict(
         method = col.method or effect_method
         why = f"{r.rows:,} reference and {c.rows:,} current usable values, fewer than drift.min_rows={cfg.min_rows}"
         threshold = col.threshold if col.threshold is not None else cfg.min_effect
-        return FeatureDrift(**base, method=method, threshold=threshold, score=float("nan"), drifted=False,
-                            status=INSUFFICIENT, basis=why)
+        return FeatureDrift(
+            **base,
+            method=method,
+            threshold=threshold,
+            score=float("nan"),
+            drifted=False,
+            status=INSUFFICIENT,
+            basis=why,
+        )
     effect = ds.effect(r.values, c.values, numeric=numeric)
     min_effect = cfg.min_effect
     if col.method is None:
@@ -500,8 +509,16 @@ def _verdict(
         else:  # prediction/target: not calibrated, Evidently's default distance threshold
             threshold, basis = max(min_effect, 0.1), "default 0.1 (not calibrated)"
         drifted = effect >= threshold
-        return FeatureDrift(**base, method=effect_method, threshold=threshold, score=effect, drifted=drifted,
-                            status=DRIFT if drifted else OK, effect=effect, basis=basis)
+        return FeatureDrift(
+            **base,
+            method=effect_method,
+            threshold=threshold,
+            score=effect,
+            drifted=drifted,
+            status=DRIFT if drifted else OK,
+            effect=effect,
+            basis=basis,
+        )
     ref_values = pd.Series(r.values, name=col.name)
     cur_values = pd.Series(c.values, name=col.name)
     try:
@@ -514,8 +531,16 @@ def _verdict(
     basis = "threshold set in the contract" if col.threshold is not None else f"{found.method}'s default threshold"
     if found.drifted and not drifted:
         basis += f"; test crossed it but effect {effect:.3g} < drift.min_effect {min_effect:g}"
-    return FeatureDrift(**base, method=found.method, threshold=found.threshold, score=found.score, drifted=drifted,
-                        status=DRIFT if drifted else OK, effect=effect, basis=basis)
+    return FeatureDrift(
+        **base,
+        method=found.method,
+        threshold=found.threshold,
+        score=found.score,
+        drifted=drifted,
+        status=DRIFT if drifted else OK,
+        effect=effect,
+        basis=basis,
+    )
 
 
 def _save_report(
@@ -536,8 +561,18 @@ def _save_report(
     compared = len(result.features) - len(result.insufficient)
     table = ev.Table(
         title=f"Drift per column: {len(result.drifted_features)} of {compared} features drifted",
-        header=["column", "role", "verdict", "method", "score", "threshold", "effect", "rows (ref / cur)",
-                "non-finite", "threshold basis"],
+        header=[
+            "column",
+            "role",
+            "verdict",
+            "method",
+            "score",
+            "threshold",
+            "effect",
+            "rows (ref / cur)",
+            "non-finite",
+            "threshold basis",
+        ],
         rows=[
             [
                 f.feature,

@@ -251,8 +251,15 @@ def extract(ctx: RunContext) -> dict[str, Any]:
     labels_read = f" ({labelled_read_rows:,} read)" if labelled_read_rows < labelled_rows else ""
     log.info(
         "%s: %s rows%s (%s .. %s) in %s chunks, %s matured labels%s; schema problems: %s",
-        ctx.label, f"{stats.rows:,}", sampled, stats.min_ts, stats.max_ts, stats.chunks, f"{labelled_rows:,}",
-        labels_read, "; ".join(stats.schema_problems) or "none",
+        ctx.label,
+        f"{stats.rows:,}",
+        sampled,
+        stats.min_ts,
+        stats.max_ts,
+        stats.chunks,
+        f"{labelled_rows:,}",
+        labels_read,
+        "; ".join(stats.schema_problems) or "none",
     )
     return summary
 
@@ -353,6 +360,7 @@ def reference_calibration(ctx: RunContext, ref: Any) -> Any:
     data = _cached(ctx, ref, "calibration", build)
     assert data is not None
     return Calibration.from_dict(json.loads(data))
+
 
 def score(ctx: RunContext) -> dict[str, Any]:
     """Scores for the window and the labelled rows: the logged prediction when the log has one,
@@ -552,8 +560,12 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
     ctx.write_json("evaluate.json", out)
     log.info(
         "%s: %s = %s on %s of %s matured labels (champion validation: %s)",
-        ctx.label, contract.primary_metric, _fmt(out["metric_value"]), f"{out['metric_rows']:,}",
-        f"{out['labelled_rows']:,}", _fmt(out["champion_metric"]),
+        ctx.label,
+        contract.primary_metric,
+        _fmt(out["metric_value"]),
+        f"{out['metric_rows']:,}",
+        f"{out['labelled_rows']:,}",
+        _fmt(out["champion_metric"]),
     )
     return {k: out[k] for k in ("metric_name", "metric_value", "labelled_rows")}
 
@@ -758,9 +770,11 @@ def publish(ctx: RunContext) -> dict[str, Any]:
         description=ctx.contract.description,
     )
     reports.write_home(ctx.settings.reports_dir, store.models())
-    sent = [a.kind for a in run_alerts(ctx, facts, q, d, decision) if alerts.dispatch(
-        a, ctx.contract.alerts, store=store, now=ctx.end
-    )]
+    sent = [
+        a.kind
+        for a in run_alerts(ctx, facts, q, d, decision)
+        if alerts.dispatch(a, ctx.contract.alerts, store=store, now=ctx.end)
+    ]
     shutil.rmtree(ctx.work_dir, ignore_errors=True)
     result = {
         "status": facts.status,
@@ -783,37 +797,95 @@ def run_alerts(
 ) -> list[Any]:
     from driftguard.alerts import Alert
 
-    c, report = ctx.contract, str(ctx.report_dir / ("drift.html" if (ctx.report_dir / "drift.html").exists()
-                                                   else "summary.json"))
+    c, report = (
+        ctx.contract,
+        str(ctx.report_dir / ("drift.html" if (ctx.report_dir / "drift.html").exists() else "summary.json")),
+    )
     common = {"model": ctx.name, "report_path": report, "runbook_url": c.alerts.runbook_url}
     out = []
     if facts.status == "no_data" and c.quality.volume.required:
-        out.append(Alert(kind="no_data", severity="critical", title="no rows in the interval",
-                         body=f"{ctx.label}: the feature log has no rows.", state="no_data", **common))
-    failed = sorted({f"{x['family']}:{x['column']}" for x in q["checks"]
-                     if not x["success"] and x["severity"] == "critical"})
+        out.append(
+            Alert(
+                kind="no_data",
+                severity="critical",
+                title="no rows in the interval",
+                body=f"{ctx.label}: the feature log has no rows.",
+                state="no_data",
+                **common,
+            )
+        )
+    failed = sorted(
+        {f"{x['family']}:{x['column']}" for x in q["checks"] if not x["success"] and x["severity"] == "critical"}
+    )
     if failed and facts.status != "no_data":
-        out.append(Alert(kind="quality_critical", severity="critical", title="critical data quality failure",
-                         body=q.get("summary", ""), state=",".join(failed), **common))
+        out.append(
+            Alert(
+                kind="quality_critical",
+                severity="critical",
+                title="critical data quality failure",
+                body=q.get("summary", ""),
+                state=",".join(failed),
+                **common,
+            )
+        )
     if d.get("error"):
-        out.append(Alert(kind="drift_failed", severity="critical", title="drift not computed",
-                         body=f"{ctx.label}: {d['error']}", state="error", **common))
+        out.append(
+            Alert(
+                kind="drift_failed",
+                severity="critical",
+                title="drift not computed",
+                body=f"{ctx.label}: {d['error']}",
+                state="error",
+                **common,
+            )
+        )
     elif d.get("render_errors"):
         cols = sorted(d["render_errors"])
-        out.append(Alert(kind="drift_degraded", severity="warning",
-                         title=f"drift report incomplete: plots failed for {', '.join(cols)}",
-                         body=d.get("summary", ""), state=",".join(cols), **common))
+        out.append(
+            Alert(
+                kind="drift_degraded",
+                severity="warning",
+                title=f"drift report incomplete: plots failed for {', '.join(cols)}",
+                body=d.get("summary", ""),
+                state=",".join(cols),
+                **common,
+            )
+        )
     trigger = max(c.policy.drift_share or 1.0, (d.get("calibration") or {}).get("share_threshold") or 0.0)
     if d.get("dataset_drift") or (d.get("drift_share") or 0) >= trigger:
-        out.append(Alert(kind="drift", severity="warning", title=f"drift in {len(facts.drifted_features)} features",
-                         body=d.get("summary", ""), state=",".join(sorted(facts.drifted_features)), **common))
+        out.append(
+            Alert(
+                kind="drift",
+                severity="warning",
+                title=f"drift in {len(facts.drifted_features)} features",
+                body=d.get("summary", ""),
+                state=",".join(sorted(facts.drifted_features)),
+                **common,
+            )
+        )
     for review in (r for r in decision["reasons"] if r["kind"] == "review" and r["fired"]):
-        out.append(Alert(kind="model_review", severity="info", title=f"review the champion: {review['rule']}",
-                         body=review["detail"], state=str(meta_version(ctx)), **common))
+        out.append(
+            Alert(
+                kind="model_review",
+                severity="info",
+                title=f"review the champion: {review['rule']}",
+                body=review["detail"],
+                state=str(meta_version(ctx)),
+                **common,
+            )
+        )
     if decision["retrain"]:
         fired = sorted(r["rule"] for r in decision["reasons"] if r["kind"] == "trigger" and r["fired"])
-        out.append(Alert(kind="retrain", severity="info", title="retraining requested",
-                         body=decision["summary"], state=",".join(fired), **common))
+        out.append(
+            Alert(
+                kind="retrain",
+                severity="info",
+                title="retraining requested",
+                body=decision["summary"],
+                state=",".join(fired),
+                **common,
+            )
+        )
     return out
 
 

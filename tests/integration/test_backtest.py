@@ -66,8 +66,13 @@ def _contract(task: str, url: str) -> ModelContract:
             # Regression: a challenger fitted on pre-drift rows can be a hair better than the champion on
             # the drifted holdout; promoted, its poor holdout RMSE would become the metric_drop baseline and
             # hide the degradation. Requiring a 20% gain keeps the gate from promoting it.
-            "promotion": {"mode": "superiority", "margin": 0.0, "bootstrap": {"samples": 200},
-                          "segments": {"min_rows": 50}, "min_relative_change": 0.0 if binary else 0.2},
+            "promotion": {
+                "mode": "superiority",
+                "margin": 0.0,
+                "bootstrap": {"samples": 200},
+                "segments": {"min_rows": 50},
+                "min_relative_change": 0.0 if binary else 0.2,
+            },
         },
     )
 
@@ -76,7 +81,11 @@ def _seed_log(tmp: Path, task: str, drift_day: int) -> tuple[ModelContract, str]
     url = f"sqlite:///{tmp}/log_{task}.db"
     contract = _contract(task, url)
     log, labels = testing.generate_log(
-        task, start=T0, days=LOG_DAYS, rows_per_day=ROWS_PER_DAY, seed=3,
+        task,
+        start=T0,
+        days=LOG_DAYS,
+        rows_per_day=ROWS_PER_DAY,
+        seed=3,
         injections=[Injection("concept_drift", T0 + timedelta(days=drift_day), magnitude=1.0)],
     )
     testing.write_log(url, contract, log, labels)
@@ -102,8 +111,13 @@ def restore_mlflow_globals() -> Iterator[None]:
 def binary(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelContract, BacktestResult, Path]:
     tmp = tmp_path_factory.mktemp("bt_binary")
     contract, _ = _seed_log(tmp, "binary_classification", drift_day=25)
-    config = BacktestConfig(contract=contract, start=T0 + timedelta(days=21), end=T0 + timedelta(days=33),
-                            interval=timedelta(days=1), progress=False)
+    config = BacktestConfig(
+        contract=contract,
+        start=T0 + timedelta(days=21),
+        end=T0 + timedelta(days=33),
+        interval=timedelta(days=1),
+        progress=False,
+    )
     return contract, backtest.run_backtest(config), tmp
 
 
@@ -112,8 +126,13 @@ def regression(tmp_path_factory: pytest.TempPathFactory) -> tuple[BacktestConfig
     """Smaller: 8 intervals, drift on day 23."""
     tmp = tmp_path_factory.mktemp("bt_regression")
     contract, _ = _seed_log(tmp, "regression", drift_day=23)
-    config = BacktestConfig(contract=contract, start=T0 + timedelta(days=21), end=T0 + timedelta(days=29),
-                            interval=timedelta(days=1), progress=False)
+    config = BacktestConfig(
+        contract=contract,
+        start=T0 + timedelta(days=21),
+        end=T0 + timedelta(days=29),
+        interval=timedelta(days=1),
+        progress=False,
+    )
     return config, backtest.run_backtest(config)
 
 
@@ -193,8 +212,10 @@ def test_outputs_parse(binary: tuple[ModelContract, BacktestResult, Path]) -> No
     data = json.loads(paths["json"].read_text())
     assert data["model"] == "bt_binary" and data["metric"] == "roc_auc" and len(data["rows"]) == 36
     page = paths["html"].read_text()
-    assert page.count("<polyline") == 3 and "<script" not in page and "http" not in page.replace(
-        'xmlns="http://www.w3.org/2000/svg"', ""
+    assert (
+        page.count("<polyline") == 3
+        and "<script" not in page
+        and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     )
     assert "Backtest bt_binary" in page
 
@@ -206,8 +227,22 @@ def test_cli_set_override_changes_behaviour(binary: tuple[ModelContract, Backtes
     path = tmp / "bt_binary.yaml"
     path.write_text(yaml.safe_dump(contract.model_dump(mode="json"), sort_keys=False))
     out = tmp / "cli_out"
-    args = ["backtest", "--contract", str(path), "--start", "2024-01-26", "--end", "2024-01-29", "--interval", "1d",
-            "--out", str(out), "--strategies", "policy", "--no-progress"]
+    args = [
+        "backtest",
+        "--contract",
+        str(path),
+        "--start",
+        "2024-01-26",
+        "--end",
+        "2024-01-29",
+        "--interval",
+        "1d",
+        "--out",
+        str(out),
+        "--strategies",
+        "policy",
+        "--no-progress",
+    ]
     assert cli.main([*args, "--set", "policy.metric_drop=null"]) == 0
     data = json.loads((out / "backtest.json").read_text())
     assert [r["decision"] for r in data["rows"]] == [False, False, False]
@@ -218,8 +253,21 @@ def test_cli_set_override_changes_behaviour(binary: tuple[ModelContract, Backtes
 
 def test_cli_rejects_an_invalid_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     contract = str(REPO_ROOT / "include" / "models" / "flight_delay.yaml")
-    code = cli.main(["backtest", "--contract", contract, "--start", "2013-03-04", "--end", "2013-03-18",
-                     "--set", "policy.drift_share=7", "--out", str(tmp_path)])
+    code = cli.main(
+        [
+            "backtest",
+            "--contract",
+            contract,
+            "--start",
+            "2013-03-04",
+            "--end",
+            "2013-03-18",
+            "--set",
+            "policy.drift_share=7",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "policy.drift_share" in err and "less than or equal to 1" in err
     assert not (tmp_path / "backtest.json").exists()
@@ -253,7 +301,12 @@ def test_degraded_follows_the_metric_direction() -> None:
 def test_config_errors_name_the_model() -> None:
     contract = _contract("binary_classification", "sqlite:////nonexistent/log.db")
     with pytest.raises(backtest.BacktestError, match="bt_binary: unknown strategies"):
-        BacktestConfig(contract=contract, start=T0, end=T0 + timedelta(days=3), interval=timedelta(days=1),
-                       strategies=("sometimes",))
+        BacktestConfig(
+            contract=contract,
+            start=T0,
+            end=T0 + timedelta(days=3),
+            interval=timedelta(days=1),
+            strategies=("sometimes",),
+        )
     with pytest.raises(backtest.BacktestError, match="no whole interval"):
         BacktestConfig(contract=contract, start=T0, end=T0 + timedelta(days=3), interval=timedelta(days=7))

@@ -47,8 +47,15 @@ def _model_name(url: str) -> str:
 
 
 MONITOR_TASKS = {
-    "extract_window", "load_reference", "score_window", "check_quality", "detect_drift",
-    "evaluate_model", "decide_retrain", "publish_results", "retrain_or_not",
+    "extract_window",
+    "load_reference",
+    "score_window",
+    "check_quality",
+    "detect_drift",
+    "evaluate_model",
+    "decide_retrain",
+    "publish_results",
+    "retrain_or_not",
 }
 
 

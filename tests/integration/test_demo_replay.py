@@ -36,7 +36,12 @@ def _demo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env |= {"DRIFTGUARD_HOME": str(home), "GX_ANALYTICS_ENABLED": "false"}
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / "demo.py"), *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
 
 
@@ -79,9 +84,7 @@ def test_demo_replays_weeks_in_process_and_a_rerun_changes_nothing(tmp_path: Pat
         " substr(data_interval_end, 1, 10), run_type, state from dag_run where dag_id = ? order by logical_date",
         MONITOR,
     )
-    assert monitoring == [
-        (f"demo__{start}T00:00", start, start, end, "manual", "success") for start, end in WEEKS
-    ]
+    assert monitoring == [(f"demo__{start}T00:00", start, start, end, "manual", "success") for start, end in WEEKS]
     # Retraining: the first champion by hand, then the run week 4's Asset event triggered.
     retraining = _query(
         db, "select run_id, logical_date, run_type, state from dag_run where dag_id = ? order by id", RETRAIN

@@ -35,8 +35,7 @@ def loop_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> di
         overrides={
             "reference": {"start": "2024-01-01", "end": "2024-01-15", "sample_size": 5000},
             "training": {"window": "21d", "validation": "3d", "holdout": "3d", "params": {"max_iter": 60}},
-            "policy": {"cooldown": "2d", "min_new_labels": 500, "metric_drop": 0.05,
-                       "persistence": {"k": 1, "n": 1}},
+            "policy": {"cooldown": "2d", "min_new_labels": 500, "metric_drop": 0.05, "persistence": {"k": 1, "n": 1}},
             "promotion": {"bootstrap": {"samples": 200}, "mode": "non_inferiority", "margin": 0.02},
         },
     )
@@ -44,7 +43,11 @@ def loop_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> di
     models.mkdir()
     (models / f"{name}.yaml").write_text(yaml.safe_dump(contract.model_dump(mode="json", exclude_unset=True)))
     log, labels = generate_log(
-        contract.task.value, start=START, days=26, rows_per_day=400, seed=3,
+        contract.task.value,
+        start=START,
+        days=26,
+        rows_per_day=400,
+        seed=3,
         injections=[Injection("concept_drift", DRIFT_AT, None, 1.0)],
     )
     write_log(db_url, contract, log, labels)
@@ -91,7 +94,8 @@ def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, st
 
     # 1. First champion, triggered by hand with the decided interval as params.
     first = run_dag(
-        dag_id("retrain", name), None,
+        dag_id("retrain", name),
+        None,
         conf={"interval_start": _day(13).isoformat(), "interval_end": _day(14).isoformat(), "reason": "first"},
     )
     assert first.state == "success", first
@@ -131,7 +135,8 @@ def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, st
     # 5. The retraining DAG on that Asset event's interval: gated, registered, decided once.
     extra = events[-1]
     retrained = run_dag(
-        dag_id("retrain", name), None,
+        dag_id("retrain", name),
+        None,
         conf={"interval_start": extra["interval_start"], "interval_end": extra["interval_end"]},
     )
     assert retrained.state == "success", retrained
@@ -151,7 +156,8 @@ def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, st
 
     # 7. The same interval again does nothing new: no third version.
     rerun = run_dag(
-        dag_id("retrain", name), None,
+        dag_id("retrain", name),
+        None,
         conf={"interval_start": extra["interval_start"], "interval_end": extra["interval_end"]},
     )
     assert rerun.state == "success"

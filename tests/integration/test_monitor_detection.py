@@ -47,8 +47,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, Any]]:
         },
     )
     injections = [Injection(kind, _day(day), column, 3.0) for day, (kind, column) in INJECTED.items()]
-    log, labels = generate_log("binary_classification", start=START, days=23, rows_per_day=1500, seed=11,
-                               injections=injections)
+    log, labels = generate_log(
+        "binary_classification", start=START, days=23, rows_per_day=1500, seed=11, injections=injections
+    )
     write_log(url, contract, log, labels)
     settings = get_settings()
     assert retrain.run_retraining(contract, _day(10), _day(11), settings=settings)["status"] == "promoted"

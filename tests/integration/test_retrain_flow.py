@@ -97,5 +97,3 @@ def test_concurrent_alias_move_aborts_the_promotion(world) -> None:
 
 def replace_promotion(contract, **changes):
     return contract.promotion.model_copy(update=changes)
-
-

@@ -37,8 +37,14 @@ def test_sampled_window_keeps_exact_counts(db_url: str, tmp_path: Path, monkeypa
         },
     )
     day = START + timedelta(days=1)
-    log, labels = generate_log("binary_classification", start=START, days=2, rows_per_day=ROWS_PER_DAY, seed=5,
-                               injections=[Injection("mean_shift", day, "num_0", 3.0)])
+    log, labels = generate_log(
+        "binary_classification",
+        start=START,
+        days=2,
+        rows_per_day=ROWS_PER_DAY,
+        seed=5,
+        injections=[Injection("mean_shift", day, "num_0", 3.0)],
+    )
     last = log.index[-1]
     log.loc[last, "event_id"] = log.loc[last - 1, "event_id"]  # one duplicated id: 2 rows of 30,000
     labels = labels.drop_duplicates("event_id")

@@ -29,9 +29,25 @@ def _run(results: Path, *args: str) -> tuple[dict[str, Any], str]:
     out = results / "results.json"
     env = {**os.environ, "DRIFTGUARD_BENCH_RESULTS": str(results), "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--sizes", "5k", "--db", "sqlite", "--ref-rows", "5k",
-         *args, "--out", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--sizes",
+            "5k",
+            "--db",
+            "sqlite",
+            "--ref-rows",
+            "5k",
+            *args,
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, f"benchmark run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return json.loads(out.read_text()), proc.stdout

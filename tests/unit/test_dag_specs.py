@@ -39,7 +39,11 @@ def test_spec_carries_what_the_dag_files_use() -> None:
     contract = load_contract(REPO_MODELS / "flight_delay.yaml")
     spec = DagSpec.from_contract(contract)
     assert (spec.name, spec.schedule, spec.start_date, spec.catchup) == (
-        contract.name, contract.schedule, contract.start_date, contract.catchup)
+        contract.name,
+        contract.schedule,
+        contract.start_date,
+        contract.catchup,
+    )
     assert spec.task == contract.task.value and spec.runbook_url == contract.alerts.runbook_url
     assert spec.require_approval is contract.promotion.require_approval
     assert DagSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec

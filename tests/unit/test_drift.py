@@ -73,8 +73,11 @@ def test_no_drift_on_data_from_the_same_process(reference: pd.DataFrame, clean: 
     }
     assert all(f.threshold >= 0.1 and 0 <= f.score < f.threshold for f in result.features)
     assert all("reference subsamples" in f.basis and f.score == f.effect for f in result.features)
-    assert all((f.reference_rows, f.current_rows, f.status) == (ROWS, ROWS, "ok") for f in result.features
-               if f.feature not in ("num_4", "cat_b"))  # the two with baseline nulls compare fewer rows
+    assert all(
+        (f.reference_rows, f.current_rows, f.status) == (ROWS, ROWS, "ok")
+        for f in result.features
+        if f.feature not in ("num_4", "cat_b")
+    )  # the two with baseline nulls compare fewer rows
     assert result.calibration["source"] == "random subsamples" and result.calibration["warnings"]
     assert result.prediction is None and result.target is None
 

@@ -150,8 +150,17 @@ def _weekly_seasonal(weeks: int, rows: int, seed: int) -> tuple[pd.DataFrame, pd
 def test_time_chunks_treat_the_reference_season_as_normal() -> None:
     frame, ts = _weekly_seasonal(52, 40, seed=3)
     features = {"num_0": True, "num_2": True, "cat_a": False}
-    c = cal.calibrate(frame, features, timestamps=ts, window=timedelta(days=7), window_rows=None,
-                      alpha=0.002, min_chunks=8, min_rows=20, min_effect=0.1)
+    c = cal.calibrate(
+        frame,
+        features,
+        timestamps=ts,
+        window=timedelta(days=7),
+        window_rows=None,
+        alpha=0.002,
+        min_chunks=8,
+        min_rows=20,
+        min_effect=0.1,
+    )
     assert c.source == cal.TIME_CHUNKS and c.features["num_2"].chunks == 52 and not c.warnings
     # The seasonal feature's threshold sits far above the stationary one's.
     assert c.features["num_2"].threshold > 2 * c.features["num_0"].threshold
@@ -161,11 +170,29 @@ def test_time_chunks_treat_the_reference_season_as_normal() -> None:
 
 
 def test_short_reference_falls_back_to_random_subsamples_and_warns(reference: pd.DataFrame) -> None:
-    c = cal.calibrate(reference, {"num_0": True}, timestamps=reference["event_ts"], window=timedelta(days=7),
-                      window_rows=500, alpha=0.002, min_chunks=8, min_rows=20, min_effect=0.1)
+    c = cal.calibrate(
+        reference,
+        {"num_0": True},
+        timestamps=reference["event_ts"],
+        window=timedelta(days=7),
+        window_rows=500,
+        alpha=0.002,
+        min_chunks=8,
+        min_rows=20,
+        min_effect=0.1,
+    )
     assert c.source == cal.RANDOM_SUBSAMPLES and "fewer than drift.calibration.min_chunks" in c.warnings[0]
-    tiny = cal.calibrate(reference.head(30), {"num_0": True}, timestamps=None, window=timedelta(days=7),
-                         window_rows=30, alpha=0.002, min_chunks=8, min_rows=20, min_effect=0.1)
+    tiny = cal.calibrate(
+        reference.head(30),
+        {"num_0": True},
+        timestamps=None,
+        window=timedelta(days=7),
+        window_rows=30,
+        alpha=0.002,
+        min_chunks=8,
+        min_rows=20,
+        min_effect=0.1,
+    )
     assert tiny.source == cal.DEFAULT and tiny.features["num_0"].threshold == 0.1
 
 
@@ -179,7 +206,6 @@ def test_calibrated_thresholds_keep_false_alarms_rare_on_stationary_windows() ->
     features and windows (the per-feature rate targets alpha = 0.2%)."""
     c = contract({"calibration": {"alpha": 0.002}}, schedule="@weekly")
     ref = log(10, days=364, rows=30)
-
 
     calib = calibrate_for(c, ref, timestamps=ref["event_ts"])
     assert calib.source == cal.TIME_CHUNKS

@@ -347,9 +347,10 @@ def test_min_new_labels_as_a_share_of_the_champions_training_rows() -> None:
     )
     assert decide_(run(metric=0.60), champ=small, policy=rel, labels=37).retrain
     unknown = decide_(run(metric=0.60), champ=champion(), policy=rel, labels=0)
-    assert not unknown.reason("min_new_labels").fired and "training rows unknown" in unknown.reason(
-        "min_new_labels"
-    ).detail
+    assert (
+        not unknown.reason("min_new_labels").fired
+        and "training rows unknown" in unknown.reason("min_new_labels").detail
+    )
 
 
 def test_estimated_metric_drop_fires_only_when_the_whole_band_is_past_the_baseline() -> None:

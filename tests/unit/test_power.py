@@ -36,9 +36,7 @@ def test_settings_that_fit_the_data_give_no_data_warnings() -> None:
     assert not [w for w in out if w.startswith(("drift.min_rows", "policy."))]
 
 
-def test_check_connect_prints_the_warnings_from_real_counts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_connect_prints_the_warnings_from_real_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
     c = contract(url, min_new_labels=1000)
     log, labels = generate_log("regression", start=DEFAULT_START, days=240, rows_per_day=1, seed=0)

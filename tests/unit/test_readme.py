@@ -18,8 +18,7 @@ def _between(text: str, name: str) -> str:
 
 def test_contract_reference_matches_the_schema() -> None:
     assert _between(README.read_text(), "contract-reference") == reference_markdown(), (
-        "README's contract reference is stale: paste "
-        "driftguard.contract.reference_markdown() between the markers"
+        "README's contract reference is stale: paste driftguard.contract.reference_markdown() between the markers"
     )
 
 

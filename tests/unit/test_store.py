@@ -44,10 +44,30 @@ def record(i: int = 0, model: str = "flight_delay", **kw) -> RunRecord:
         summary="no retrain: no trigger fired",
         updated_at=datetime(2026, 1, 1, 12, tzinfo=UTC),
         feature_drift=[
-            {"feature": "carrier", "method": "jensenshannon", "threshold": 0.1, "score": 0.05, "drifted": False,
-             "status": "ok", "effect": 0.05, "reference_rows": 9000, "current_rows": 5000, "nonfinite": 0},
-            {"feature": "distance", "method": "wasserstein", "threshold": 0.1, "score": 0.2, "drifted": True,
-             "status": "drift", "effect": 0.2, "reference_rows": 9000, "current_rows": 4990, "nonfinite": 10},
+            {
+                "feature": "carrier",
+                "method": "jensenshannon",
+                "threshold": 0.1,
+                "score": 0.05,
+                "drifted": False,
+                "status": "ok",
+                "effect": 0.05,
+                "reference_rows": 9000,
+                "current_rows": 5000,
+                "nonfinite": 0,
+            },
+            {
+                "feature": "distance",
+                "method": "wasserstein",
+                "threshold": 0.1,
+                "score": 0.2,
+                "drifted": True,
+                "status": "drift",
+                "effect": 0.2,
+                "reference_rows": 9000,
+                "current_rows": 4990,
+                "nonfinite": 10,
+            },
         ],
         quality_checks=[
             {
@@ -351,8 +371,9 @@ def test_sqlite_store_creates_its_folder(tmp_path) -> None:
 
 def test_last_retrain_counts_finished_candidates_and_respects_before(db_url: str) -> None:
     store = HistoryStore(db_url)
-    store.record_promotion("flight_delay", action="first_champion", version="1", previous_version=None,
-                           actor="gate", reason="first", at=T0)
+    store.record_promotion(
+        "flight_delay", action="first_champion", version="1", previous_version=None, actor="gate", reason="first", at=T0
+    )
     assert store.claim_retrain("flight_delay", T0 + 2 * WEEK, T0 + 3 * WEEK) is None
     store.finish_retrain("flight_delay", T0 + 2 * WEEK, T0 + 3 * WEEK, status="rejected", candidate_version="2")
     assert store.claim_retrain("flight_delay", T0 + 4 * WEEK, T0 + 5 * WEEK) is None  # still running: not counted
@@ -393,8 +414,20 @@ def test_signals_round_trip_and_an_older_store_gains_the_column(db_url: str) -> 
 
 def _legacy_row() -> dict:
     return {
-        "interval_start": T0, "interval_end": T0 + WEEK, "status": "ok", "rows": 1, "quality_passed": True,
-        "critical_failures": 0, "warnings": 0, "drift_share": 0.0, "drifted_features": [], "proxy_metrics": {},
-        "labelled_rows": 0, "retrain": False, "reasons": [], "report_paths": {}, "summary": "",
+        "interval_start": T0,
+        "interval_end": T0 + WEEK,
+        "status": "ok",
+        "rows": 1,
+        "quality_passed": True,
+        "critical_failures": 0,
+        "warnings": 0,
+        "drift_share": 0.0,
+        "drifted_features": [],
+        "proxy_metrics": {},
+        "labelled_rows": 0,
+        "retrain": False,
+        "reasons": [],
+        "report_paths": {},
+        "summary": "",
         "updated_at": T0 + WEEK,
     }
