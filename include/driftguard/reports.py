@@ -373,7 +373,8 @@ def _decision_cell(rec: RunRecord) -> str:
         items = []
         for r in rec.reasons:
             kind, fired = r.get("kind", ""), bool(r.get("fired"))
-            state = ("fired" if fired else "not fired") if kind == "trigger" else ("blocks" if fired else "passes")
+            words = {"trigger": ("fired", "not fired"), "review": ("raised", "not raised")}
+            state = words.get(kind, ("blocks", "passes"))[0 if fired else 1]
             css = ' class="bad"' if kind == "guard" and fired else (' class="retrain"' if fired else "")
             items.append(
                 f'<li{css} data-rule="{_e(r.get("rule"))}">{_e(kind)} {_e(r.get("rule"))} {state}: '

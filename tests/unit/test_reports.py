@@ -254,3 +254,24 @@ def test_trend_draws_the_weighted_share_and_the_estimate_band() -> None:
     assert svg.count('class="pt estimate') == 3 and svg.count('class="pt metric') == 2
     assert svg.count('class="pt weighted') == 3 and '<polygon class="band"' in svg
     assert "estimated roc_auc (no labels) 0.79" in svg
+
+
+def test_decision_cell_words_a_review_reason_as_raised_not_as_a_guard() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from driftguard.reports import _decision_cell
+    from driftguard.store import RunRecord
+
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    rec = RunRecord(
+        model="m",
+        interval_start=t0,
+        interval_end=t0 + timedelta(days=7),
+        reasons=[
+            {"rule": "model_age", "kind": "review", "fired": True, "detail": "champion age 133d >= 120d"},
+            {"rule": "cooldown", "kind": "guard", "fired": True, "detail": "cooldown: last retrain 3d ago < 1w"},
+        ],
+    )
+    cell = _decision_cell(rec)
+    assert "review model_age raised: champion age 133d &gt;= 120d" in cell
+    assert "guard cooldown blocks: cooldown" in cell
