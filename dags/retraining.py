@@ -11,13 +11,17 @@ the last full day). Never promote a worse model: that is the promise.
    promotion, MLflow runs left RUNNING: `driftguard.retrain.recover`); then a retrain already
    decided for this interval does nothing new (short-circuit). Each later step refreshes the
    claim's heartbeat; a claim without one for 5 minutes is taken over by the next request.
-3. `train_candidate`: the contract's training window up to the interval's end, matured labels only,
-   intervals that failed critical quality checks excluded, split by time
-   (train / validation / out-of-time holdout); one MLflow run with the reference artifacts.
+3. `train_candidate`: the contract's training window up to the interval's end (the `reference`
+   period for a first champion; the rows since the change point when the trigger names one),
+   matured labels only, intervals that failed critical quality checks excluded, split by time and
+   rows (train / validation / out-of-time holdout); one MLflow run with the reference artifacts.
+   Too few rows (or one class) is the outcome `insufficient_data`: `candidate_trained` stops the
+   run there, and the next interval may try again without a cooldown.
 4. `register_candidate`: a registered model version (idempotent per training run).
 5. `evaluate_candidate`: candidate and `@champion` scored on the same holdout rows; the gate
    (metric threshold, paired bootstrap, segment guardrails, calibration, sanity, servability in a
    fresh process). The verdict and its numbers are tagged on the version and logged as JSON.
+   A CI that cannot tell on too few rows is `insufficient evidence`, not a rejection.
 6. `promote_or_not` branches to `promote_champion` (after `approve_promotion` when the contract
    asks for human approval; a reviewer's "Reject" runs `decline_promotion`) or
    `keep_as_challenger`. The alias move is the last step and is
@@ -121,6 +125,15 @@ def train_candidate(model: str, request: dict[str, Any]) -> dict[str, Any]:
     return _step(model, request, "train")
 
 
+@task.short_circuit(ignore_downstream_trigger_rules=True)
+def candidate_trained(trained: dict[str, Any]) -> bool:
+    """Too few rows to train on is an outcome (`insufficient_data`, recorded by train): stop here."""
+    if trained["status"] == "insufficient_data":
+        log.info("SUMMARY insufficient data: %s", trained["summary"])
+        return False
+    return True
+
+
 @task
 def register_candidate(model: str, request: dict[str, Any]) -> dict[str, Any]:
     return _step(model, request, "register")
@@ -203,7 +216,8 @@ def build_retraining_dag(spec: DagSpec) -> None:
         m = spec.name
         request = read_request(m)
         verdict = evaluate_candidate(m, request)
-        chain(claim_interval(m, request), train_candidate(m, request), register_candidate(m, request), verdict)
+        trained = train_candidate(m, request)
+        chain(claim_interval(m, request), trained, candidate_trained(trained), register_candidate(m, request), verdict)
         branch = promote_or_not(verdict, approval)
         promote = promote_champion(m, request)
         if approval:

@@ -80,6 +80,13 @@ def _check(args: argparse.Namespace) -> int:
             problems += 1
             failed.add(path)
     warnings = 0
+    from driftguard.contract import unit_warnings
+
+    for name, contract in result.contracts.items():
+        path = next(p for p in paths if Path(p).stem == name and p not in result.errors)
+        for warning in unit_warnings(contract):
+            print(f"{path}: warning: {warning}")
+            warnings += 1
     if args.connect:
         from driftguard import sources
         from driftguard.calibration import schedule_length

@@ -144,19 +144,22 @@ class Change:
         return f"{self.amount * 100:g}%" if self.relative else f"{self.amount:g} abs"
 
 
-def parse_change(value: Any) -> Change:
-    """`5%` (relative), `0.02 abs` (absolute) or a bare number (absolute, as before units existed)."""
+def parse_change(value: Any, *, allow_zero: bool = False) -> Change:
+    """`5%` (relative), `0.02 abs` (absolute) or a bare number (absolute, as before units existed).
+
+    A change must be > 0; a gate margin (`allow_zero`) may be 0."""
     if isinstance(value, Change):
         return value
     if isinstance(value, bool):
         raise ValueError("expected a change like '5%' or '0.02 abs'")
+    smallest = "0" if allow_zero else "> 0"
     if isinstance(value, (int, float)):
-        if value <= 0:
-            raise ValueError(f"a change must be > 0, got {value!r}")
+        if value < 0 or (value == 0 and not allow_zero):
+            raise ValueError(f"a change must be {smallest}, got {value!r}")
         return Change(float(value), relative=False)
     if isinstance(value, str):
         m = _CHANGE.match(value)
-        if m and float(m.group(1)) > 0:
+        if m and (float(m.group(1)) > 0 or allow_zero):
             relative = m.group(2) == "%"
             return Change(float(m.group(1)) / (100 if relative else 1), relative)
     raise ValueError(f"expected a change like '5%' (relative) or '0.02 abs' (absolute), got {value!r}")
@@ -167,12 +170,24 @@ def _change_json_schema(schema: dict[str, Any]) -> None:
     schema.update(anyOf=[{"type": "string", "pattern": _CHANGE.pattern}, {"type": "number", "exclusiveMinimum": 0}])
 
 
+def _margin_json_schema(schema: dict[str, Any]) -> None:
+    schema.clear()
+    schema.update(anyOf=[{"type": "string", "pattern": _CHANGE.pattern}, {"type": "number", "minimum": 0}])
+
+
 MetricChange = Annotated[
     Change,
     BeforeValidator(parse_change),
     PlainSerializer(str, return_type=str),
     Field(json_schema_extra=_change_json_schema),
 ]
+MetricMargin = Annotated[
+    Change,
+    BeforeValidator(lambda v: parse_change(v, allow_zero=True)),
+    PlainSerializer(str, return_type=str),
+    Field(json_schema_extra=_margin_json_schema),
+]
+"""A gate margin: like MetricChange, and 0 is allowed (superiority with no margin)."""
 
 # --------------------------------------------------------------------------- secrets
 
@@ -472,12 +487,39 @@ Estimator = Literal[
 
 
 class TrainingConfig(_Strict):
+    """Candidate training. Splits are by time *and* by rows: see docs/gate.md for the reasoning."""
+
     estimator: Estimator = Field("hist_gradient_boosting", description="scikit-learn model family.")
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to the scikit-learn estimator.")
     seed: int = Field(42, description="Seeds the estimator and importances.")
-    window: Duration | Literal["all"] = Field(timedelta(days=60), description="Sliding training window or `all`.")
-    validation: Duration = Field(timedelta(days=7), description="Validation period before the holdout.")
-    holdout: Duration = Field(timedelta(days=7), description="Most recent labelled period: out-of-time holdout.")
+    window: Duration | Literal["all"] = Field(
+        timedelta(days=60),
+        description="Sliding training window or `all`; with `seasonality` set, at least one full period.",
+    )
+    validation: Duration = Field(
+        timedelta(days=7),
+        description="Validation period before the holdout (reported, not decided on: folded into train when it "
+        "lacks min_holdout_rows or a class).",
+    )
+    holdout: Duration = Field(
+        timedelta(days=7),
+        description="Most recent labelled period: out-of-time holdout, widened back in time to min_holdout_rows.",
+    )
+    min_holdout_rows: int = Field(
+        20, ge=5, description="Holdout rows the gate needs at least (the period widens until it has them)."
+    )
+    min_train_rows: int = Field(30, ge=5, description="Fewer training rows: the retrain is `insufficient data`.")
+    min_class_rows: int = Field(
+        5, ge=1, description="Binary: rows of each class needed in train and holdout (else widened or insufficient)."
+    )
+    max_holdout_share: float = Field(
+        0.5, gt=0, lt=1, description="Bound on widening: the holdout takes at most this share of the labelled rows."
+    )
+    change_aware: bool = Field(
+        True,
+        description="After a change point (from the trigger), train on rows since the change only; wait "
+        "(`insufficient data`) until there are enough.",
+    )
     max_rows: int = Field(500_000, ge=1000, description="Cap on training rows (most recent kept).")
 
 
@@ -489,7 +531,11 @@ class BootstrapConfig(_Strict):
 
 class SegmentGuard(_Strict):
     min_rows: int = Field(200, ge=1, description="Segments smaller than this are not tested.")
-    margin: float = Field(0.02, ge=0, description="Largest allowed metric loss in any segment.")
+    margin: MetricMargin = Field(
+        Change(0.025, relative=True),
+        description="Largest allowed metric loss in any segment: `2.5%` of the champion's segment metric or "
+        "`0.02 abs`.",
+    )
     alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise error rate (Holm).")
 
 
@@ -506,9 +552,22 @@ class PromotionConfig(_Strict):
     min_absolute_change: float = Field(0.0, ge=0, description="Required gain (0 = not set), as MetricThreshold.")
     min_relative_change: float = Field(0.0, ge=0, description="Required relative gain (0 = not set).")
     mode: Literal["superiority", "non_inferiority"] = Field(
-        "non_inferiority", description="CI lower bound > 0, or > -margin."
+        "non_inferiority",
+        description="superiority: promote when the gain CI's lower bound > +margin (a tie never promotes); "
+        "non_inferiority: when it is > -margin (the challenger is at most `margin` worse).",
     )
-    margin: float = Field(0.005, ge=0, description="Non-inferiority margin on the primary metric.")
+    margin: MetricMargin = Field(
+        Change(0.01, relative=True),
+        description="Gate margin on the primary metric: relative to the champion's holdout metric (`1%`) or "
+        "absolute in the metric's units (`0.005 abs`); direction-aware.",
+    )
+    power: float = Field(
+        0.8,
+        gt=0.5,
+        lt=1,
+        description="Planned power for a gain of one margin: an inconclusive CI on fewer rows than that needs is "
+        "`insufficient evidence`, not a rejection.",
+    )
     bootstrap: BootstrapConfig = Field(BootstrapConfig(), description="Paired bootstrap of the metric gain.")
     segments: SegmentGuard = Field(SegmentGuard(), description="Per-segment guardrails.")
     calibration: CalibrationGuard = Field(CalibrationGuard(), description="Classifiers only.")
@@ -574,6 +633,11 @@ class ModelContract(_Strict):
     source: Source = Field(description="The feature log.")
     features: list[Feature] = Field(min_length=1, description="Model inputs, monitored one by one.")
     reference: ReferenceWindow = Field(ReferenceWindow(), description="Bootstrap reference.")
+    seasonality: Duration | None = Field(
+        None,
+        description="Seasonal period (`365d`, `7d`): training windows span at least one period and the gate "
+        "adds a same-phase guardrail on the previous cycle.",
+    )
     quality: QualityConfig = Field(QualityConfig(), description="Data quality gate.")
     drift: DriftConfig = Field(DriftConfig(), description="Drift detection.")
     policy: PolicyConfig = Field(PolicyConfig(), description="Retrain decision.")
@@ -656,6 +720,28 @@ class ModelContract(_Strict):
         return spec
 
 
+def unit_warnings(contract: ModelContract) -> list[str]:
+    """Absolute margins and drops on a scale-dependent metric (MAE, RMSE): `0.005 abs` means
+    nothing without knowing the target's scale (for MAE 7-120 it turned non-inferiority into a
+    superiority test), so `driftguard check` warns; relative units (`2%`) carry over."""
+    metric = contract.primary_metric
+    if metric not in SCALE_DEPENDENT_METRICS:
+        return []
+    fields = {
+        "promotion.margin": contract.promotion.margin,
+        "promotion.segments.margin": contract.promotion.segments.margin,
+        "policy.metric_drop": contract.policy.metric_drop,
+        "policy.estimated_metric_drop": contract.policy.estimated_metric_drop,
+    }
+    return [
+        f"{name}: {change} is absolute on {metric}, whose scale is the target's; a relative change ('2%') "
+        f"means the same on any scale (keep {change.amount:g} abs only if {change.amount:g} {metric} units is meant)"
+        for name, change in fields.items()
+        if change is not None and not change.relative and change.amount > 0
+    ]
+
+
+SCALE_DEPENDENT_METRICS = {"mae", "rmse"}
 BINARY_METRICS = {"roc_auc", "log_loss", "f1", "brier", "accuracy", "precision", "recall"}
 REGRESSION_METRICS = {"mae", "rmse", "r2"}
 GREATER_IS_BETTER = {"roc_auc", "f1", "accuracy", "precision", "recall", "r2"}

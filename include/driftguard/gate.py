@@ -15,8 +15,11 @@ Checks with a champion:
   |champion|; a threshold of 0 is "not set" and not checked (so ties are left to the
   significance check).
 - ``significance``: paired bootstrap of the metric difference (challenger - champion, oriented
-  so positive = challenger better). superiority: the CI's lower bound > 0; non_inferiority:
-  lower bound > -margin.
+  so positive = challenger better). superiority: the CI's lower bound > +margin (ties never
+  promote); non_inferiority: lower bound > -margin. The margin is relative to the champion's
+  holdout metric (`1%`) or absolute (`0.005 abs`). A CI that contains the bound on fewer rows
+  than the planned power needs is *insufficient evidence*: the verdict's ``outcome`` is then
+  ``insufficient_evidence``, which does not start a cooldown.
 - ``segment_guardrails``: see :func:`segment_guardrails` for the exact rule.
 - ``calibration`` (binary): Brier or ECE of the challenger not worse than the champion's by
   more than ``tolerance``.
@@ -34,11 +37,12 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from driftguard.contract import ModelContract, Task
+from driftguard.contract import Change, ModelContract, Task
 from driftguard.metrics import expected_calibration_error, metric_fn, weighted_metric_fn
 from driftguard.metrics import greater_is_better as metric_greater_is_better
 
@@ -105,6 +109,17 @@ class GateVerdict:
                 return c
         raise KeyError(f"no check {name!r} in this verdict; checks: {[c.name for c in self.checks]}")
 
+    @property
+    def outcome(self) -> str:
+        """`promote`, `insufficient_evidence` (the only failure is an inconclusive CI on too few
+        rows: not a rejection, the next attempt is not blocked) or `reject`."""
+        if self.promote:
+            return "promote"
+        failed = self.failed
+        if failed and all(c.name == "significance" and c.numbers.get("insufficient_evidence") for c in failed):
+            return "insufficient_evidence"
+        return "reject"
+
     def reasons(self) -> list[str]:
         """One line per failed check (empty when promoted)."""
         return [f"{c.name}: {c.detail}" for c in self.failed]
@@ -113,11 +128,14 @@ class GateVerdict:
         what = "first champion" if self.first_champion else f"challenger vs champion on {self.metric}"
         if self.promote:
             return f"PROMOTE ({what}): all {len(self.checks)} checks passed"
+        if self.outcome == "insufficient_evidence":
+            return f"NOT PROMOTED, insufficient evidence ({what}): " + "; ".join(self.reasons())
         return f"REJECT ({what}): " + "; ".join(self.reasons())
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "promote": self.promote,
+            "outcome": self.outcome,
             "metric": self.metric,
             "first_champion": self.first_champion,
             "summary": self.summary(),
@@ -230,6 +248,7 @@ def paired_bootstrap(
         "confidence": confidence,
         "samples": samples,
         "valid_samples": int(valid.size),
+        "se": float(valid.std(ddof=1)) if valid.size > 1 else float("nan"),
         "seed": seed,
     }
 
@@ -337,39 +356,92 @@ def primary_metric_threshold(
     return Check("primary_metric_threshold", True, f"{head}: meets the minimum change", numbers)
 
 
-def significance(boot: dict[str, Any], *, mode: str, margin: float) -> Check:
-    """superiority: CI lower bound > 0; non_inferiority: lower bound > -margin."""
-    bound = 0.0 if mode == "superiority" else -margin
-    low, high = boot["ci_low"], boot["ci_high"]
+def rows_needed(rows: int, se: float, margin: float, *, confidence: float, power: float) -> int | None:
+    """Rows for which a true gain of one margin beyond the decision bound is shown with ``power``.
+
+    The paired difference's standard error shrinks as 1/sqrt(n), so from ``se`` measured on
+    ``rows`` rows: n* = rows x ((z_(1+c)/2 + z_power) x se / margin)^2. None when the margin is 0
+    (nothing to plan for) or the standard error is unknown."""
+    if not (margin > 0 and math.isfinite(se) and se > 0 and rows > 0):
+        return None
+    z = NormalDist().inv_cdf((1.0 + confidence) / 2.0) + NormalDist().inv_cdf(power)
+    return max(rows, math.ceil(rows * (z * se / margin) ** 2))
+
+
+def significance(boot: dict[str, Any], *, mode: str, margin: Change, rows: int, power: float) -> Check:
+    """Where the gain CI lies against the decision bound: +margin (superiority) or -margin
+    (non-inferiority), the margin in the metric's units against the champion's holdout metric.
+
+    - lower bound > bound: passed (superiority: better by more than the margin, so a tie never
+      promotes; non-inferiority: at most ``margin`` worse, which the detail says);
+    - upper bound <= bound: a conclusive rejection;
+    - the CI contains the bound: with fewer rows than a gain of one margin needs at ``power``
+      (:func:`rows_needed`) it is *insufficient evidence*, not a rejection (``numbers
+      ["insufficient_evidence"]`` is 1, and the verdict's outcome says so); with enough rows it is
+      a rejection (a tie, measured well enough)."""
+    champion = boot["champion"]
+    margin_abs = margin.of(champion) if math.isfinite(champion) else float("nan")
+    bound = margin_abs if mode == "superiority" else -margin_abs
+    low, high, se = boot["ci_low"], boot["ci_high"], boot.get("se", float("nan"))
+    needed = rows_needed(rows, se, margin_abs, confidence=boot["confidence"], power=power)
     numbers: dict[str, Number] = {
         "metric": boot["metric"],
         "mode": mode,
-        "margin": margin if mode == "non_inferiority" else 0.0,
+        "margin": str(margin),
+        "margin_abs": margin_abs,
+        "bound": bound,
         "diff": boot["diff"],
         "ci_low": low,
         "ci_high": high,
+        "se": se,
+        "rows": rows,
+        "rows_needed": needed,
+        "power": power,
         "confidence": boot["confidence"],
         "samples": boot["samples"],
         "valid_samples": boot["valid_samples"],
         "seed": boot["seed"],
+        "insufficient_evidence": 0,
     }
-    ci = f"{boot['confidence']:.0%} CI of the {boot['metric']} gain [{low:+.4f}, {high:+.4f}]"
-    if not math.isfinite(low):
+    unit = f"{margin} of {champion:.4f} = {margin_abs:.4f}" if margin.relative else f"{margin_abs:g}"
+    ci = f"{boot['confidence']:.0%} CI of the {boot['metric']} gain [{low:+.4f}, {high:+.4f}] on {rows:,} rows"
+    if not (math.isfinite(low) and math.isfinite(bound)):
+        numbers["insufficient_evidence"] = 1
         return Check(
             "significance",
             False,
-            f"inconclusive: only {boot['valid_samples']}/{boot['samples']} bootstrap resamples had a defined "
-            f"{boot['metric']}",
+            f"insufficient evidence: only {boot['valid_samples']}/{boot['samples']} bootstrap resamples had a "
+            f"defined {boot['metric']} on {rows:,} rows",
             numbers,
         )
     if low > bound:
-        what = "better than the champion" if mode == "superiority" else f"not worse than the champion by {margin:g}"
-        return Check("significance", True, f"{ci}: challenger {what}", numbers)
-    if mode == "superiority":
+        if mode == "superiority":
+            return Check("significance", True, f"{ci}: better than the champion by more than {unit}", numbers)
         return Check(
-            "significance", False, f"{ci}: not significantly better than the champion (lower bound <= 0)", numbers
+            "significance",
+            True,
+            f"{ci}: non-inferiority accepted: the challenger is at most {unit} worse than the champion "
+            f"(lower bound {low:+.4f} > {bound:+.4f})",
+            numbers,
         )
-    return Check("significance", False, f"{ci}: lower bound <= -{margin:g}, non-inferiority not shown", numbers)
+    if high > bound and needed is not None and rows < needed:
+        numbers["insufficient_evidence"] = 1
+        return Check(
+            "significance",
+            False,
+            f"insufficient evidence: {ci} contains the bound {bound:+.4f} (margin {unit}); about {needed:,} rows "
+            f"would show a gain of one margin with {power:.0%} power",
+            numbers,
+        )
+    if mode == "superiority":
+        what = "tie" if low <= 0 <= high else "not better"
+        return Check("significance", False, f"{ci}: {what}, not better than the champion by more than {unit}", numbers)
+    return Check(
+        "significance",
+        False,
+        f"{ci}: lower bound <= {bound:+.4f}, worse than the champion by more than {unit}",
+        numbers,
+    )
 
 
 def _segment_keys(values: np.ndarray) -> np.ndarray:
@@ -387,12 +459,14 @@ def segment_guardrails(
     gib: bool,
     threshold: float,
     min_rows: int,
-    margin: float,
+    margin: Change,
     alpha: float,
     samples: int,
     seed: int,
 ) -> Check:
     """No segment may lose more than ``margin`` of the primary metric, significantly.
+
+    A relative margin (`2.5%`) is taken of the champion's metric in that segment.
 
     Exact rule. For every segment column and every value with >= ``min_rows`` rows, the loss is
     ``champion - challenger`` oriented so that positive = challenger worse. Each segment tests
@@ -405,8 +479,8 @@ def segment_guardrails(
     margin without significance passes, and is named in the detail as a warning."""
     _, batch = _metric_callables(metric, threshold)
     sign = 1.0 if gib else -1.0
-    tested: list[tuple[str, float, float, int]] = []  # (label, loss, p, rows)
-    numbers: dict[str, Number] = {"metric": metric, "margin": margin, "alpha": alpha, "min_rows": min_rows}
+    tested: list[tuple[str, float, float, int, float]] = []  # (label, loss, p, rows, margin in units)
+    numbers: dict[str, Number] = {"metric": metric, "margin": str(margin), "alpha": alpha, "min_rows": min_rows}
     untestable = small = 0
     for col_i, (col, raw) in enumerate(segments.items()):
         values = _segment_keys(np.asarray(raw, dtype=object).ravel())
@@ -431,9 +505,10 @@ def segment_guardrails(
             if not math.isfinite(loss):
                 untestable += 1
                 continue
-            p, se = _one_sided_p(loss, -diffs, margin)
+            allowed = margin.of(a)
+            p, se = _one_sided_p(loss, -diffs, allowed)
             label = f"{col}={value}"
-            tested.append((label, loss, p, rows))
+            tested.append((label, loss, p, rows, allowed))
             numbers[f"loss[{label}]"] = loss
             numbers[f"p[{label}]"] = p
             numbers[f"se[{label}]"] = se
@@ -446,23 +521,23 @@ def segment_guardrails(
     numbers.update(worst_segment=worst[0], worst_loss=worst[1], worst_p=worst[2])
     failing = [t for t, r in zip(tested, rejected, strict=True) if r]
     if failing:
-        listed = ", ".join(f"{lbl} loses {loss:.4f} (p={p:.2g}, {n} rows)" for lbl, loss, p, n in failing)
+        listed = ", ".join(f"{lbl} loses {loss:.4f} > {m:.4f} (p={p:.2g}, {n} rows)" for lbl, loss, p, n, m in failing)
         numbers["failing_segments"] = ", ".join(t[0] for t in failing)
         return Check(
             "segment_guardrails",
             False,
-            f"challenger significantly worse than the champion by more than {margin:g} {metric} in: {listed} "
+            f"challenger significantly worse than the champion by more than {margin} {metric} in: {listed} "
             f"(Holm, alpha {alpha:g}, {len(tested)} segments tested)",
             numbers,
         )
     note = ""
-    over = [t for t in tested if t[1] > margin]
+    over = [t for t in tested if t[1] > t[4]]
     if over:
         note = "; not significant but above the margin: " + ", ".join(f"{t[0]} ({t[1]:.4f})" for t in over)
     return Check(
         "segment_guardrails",
         True,
-        f"{len(tested)} segments tested, none significantly worse than the margin {margin:g}; "
+        f"{len(tested)} segments tested, none significantly worse than the margin {margin}; "
         f"worst {worst[0]} loses {worst[1]:.4f}{note}",
         numbers,
     )
@@ -549,6 +624,11 @@ def first_champion_floors(metrics: Mapping[str, float], floors: Mapping[str, flo
 # --------------------------------------------------------------------------- the gate
 
 
+def _change(value: Change | float) -> Change:
+    """A margin as a Change (a plain number is absolute, as before units existed)."""
+    return value if isinstance(value, Change) else Change(float(value), relative=False)
+
+
 def _as_float(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=float).ravel()
 
@@ -602,7 +682,7 @@ def evaluate_gate(
                 min_absolute=promo.min_absolute_change,
                 min_relative=promo.min_relative_change,
             ),
-            significance(boot, mode=promo.mode, margin=promo.margin),
+            significance(boot, mode=promo.mode, margin=_change(promo.margin), rows=int(y.size), power=promo.power),
             segment_guardrails(
                 metric,
                 y,
@@ -612,7 +692,7 @@ def evaluate_gate(
                 gib=gib,
                 threshold=threshold,
                 min_rows=promo.segments.min_rows,
-                margin=promo.segments.margin,
+                margin=_change(promo.segments.margin),
                 alpha=promo.segments.alpha,
                 samples=promo.bootstrap.samples,
                 seed=promo.bootstrap.seed,

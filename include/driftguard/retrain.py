@@ -184,6 +184,40 @@ def quality_failed_intervals(ctx: RetrainContext) -> list[tuple[datetime, dateti
     ]
 
 
+def _evidence_request(ctx: RetrainContext) -> int | None:
+    """Holdout rows the last gate of this model asked for, when it could not tell (insufficient
+    evidence): the next candidate's holdout is sized from that gate's variance and margin."""
+    for row in reversed(ctx.store().retrains(ctx.name)):
+        if row.get("interval_end") is not None and row["interval_end"] >= ctx.end:
+            continue
+        if row.get("status") != "insufficient_evidence":
+            return None
+        for check in (row.get("verdict") or {}).get("checks", []):
+            if check.get("name") == "significance":
+                needed = (check.get("numbers") or {}).get("rows_needed")
+                return int(needed) if needed else None
+        return None
+    return None
+
+
+def training_plan(ctx: RetrainContext) -> dict[str, Any]:
+    """Where the candidate's data starts and ends, and why: the first champion trains on the
+    contract's `reference` period when one is given; after a change point (the trigger's) on the
+    rows since the change; else on the sliding window."""
+    from driftguard import registry, training
+
+    contract, as_of = ctx.contract, ctx.as_of
+    ref = contract.reference
+    first = registry.champion_version(contract.registered_model_name, tracking_uri=ctx.settings.mlflow_tracking_uri)
+    if first is None and ref.start is not None and ref.start < as_of:
+        end = min(as_of, ref.end) if ref.end is not None else as_of
+        return {"start": ref.start, "as_of": end, "why": "first champion: the contract's reference period"}
+    change = ctx.trigger.get("change_point")
+    change_at = datetime.fromisoformat(change) if isinstance(change, str) else None
+    start, why = training.training_start(contract, as_of, change_point=change_at)
+    return {"start": start, "as_of": as_of, "why": why}
+
+
 @_beating
 def train(ctx: RetrainContext) -> dict[str, Any]:
     from driftguard import training
@@ -191,7 +225,30 @@ def train(ctx: RetrainContext) -> dict[str, Any]:
     excluded = quality_failed_intervals(ctx)
     if excluded:
         log.info("%s: excluding %d intervals that failed critical quality checks", ctx.label, len(excluded))
-    data = training.load_training_data(ctx.contract, as_of=ctx.as_of, exclude_intervals=excluded)
+    plan = training_plan(ctx)
+    evidence = _evidence_request(ctx)
+    log.info(
+        "%s: training data %s..%s (%s)%s",
+        ctx.label,
+        plan["start"].isoformat(),
+        plan["as_of"].isoformat(),
+        plan["why"],
+        f"; holdout sized to {evidence:,} rows, as the last gate asked" if evidence else "",
+    )
+    try:
+        data = training.load_training_data(
+            ctx.contract,
+            as_of=plan["as_of"],
+            exclude_intervals=excluded,
+            start=plan["start"],
+            min_holdout_rows=evidence,
+        )
+    except training.InsufficientData as exc:
+        # An outcome, not a failure: recorded, the interval is done, the next one may try again.
+        log.warning("%s: INSUFFICIENT DATA: %s", ctx.label, exc)
+        verdict = {"outcome": "insufficient_data", "summary": f"insufficient data: {exc}", "why": plan["why"]}
+        ctx.store().finish_retrain(ctx.name, ctx.start, ctx.end, status="insufficient_data", verdict=verdict)
+        return {"status": "insufficient_data", "summary": verdict["summary"]}
     candidate = training.train_candidate(
         ctx.contract, data, tracking_uri=ctx.settings.mlflow_tracking_uri, trigger=ctx.trigger
     )
@@ -214,7 +271,7 @@ def train(ctx: RetrainContext) -> dict[str, Any]:
         candidate.metric(metric),
         f"{len(data.split.holdout):,}",
     )
-    return {"run_id": candidate.run_id, f"holdout_{metric}": candidate.metric(metric)}
+    return {"status": "trained", "run_id": candidate.run_id, f"holdout_{metric}": candidate.metric(metric)}
 
 
 @_beating
@@ -354,8 +411,9 @@ def promote(ctx: RetrainContext, *, approved_by: str | None = None) -> dict[str,
     version = v["version"]
     if not v["promote"]:
         registry.mark_challenger(name, version, tracking_uri=uri)
-        status = "rejected"
-        log.info("%s: v%s rejected, kept as @challenger. %s", ctx.label, version, v["summary"])
+        # Insufficient evidence is not a rejection: it starts no cooldown (store.UNDECIDED_RETRAIN_STATUSES).
+        status = "insufficient_evidence" if v["verdict"].get("outcome") == "insufficient_evidence" else "rejected"
+        log.info("%s: v%s %s, kept as @challenger. %s", ctx.label, version, status, v["summary"])
     else:
         actor = approved_by or ACTOR
         try:
@@ -433,7 +491,9 @@ def run_retraining(
     if not claimed["proceed"]:
         return {"status": "skipped", "previous_status": claimed["status"], "version": claimed["version"]}
     try:
-        train(ctx)
+        trained = train(ctx)
+        if trained["status"] == "insufficient_data":
+            return {"status": "insufficient_data", "version": None, "summary": trained["summary"]}
         register(ctx)
         evaluate(ctx)
         return promote(ctx)

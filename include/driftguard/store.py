@@ -36,7 +36,12 @@ log = logging.getLogger(__name__)
 RUN_STATUSES = ("ok", "degraded", "no_data", "quality_failed")  # degraded: a signal lost or incomplete
 RETRAIN_ACTIONS = ("promote", "first_champion")  # promotion actions that count as "a retrain happened"
 RETRYABLE_RETRAIN_STATUSES = ("failed",)
-FINISHED_RETRAIN_STATUSES = ("promoted", "rejected", "declined", "aborted")
+COOLDOWN_RETRAIN_STATUSES = ("promoted", "rejected", "declined", "aborted")  # a decided attempt: cools down
+# Outcomes that decide nothing about the model: too few rows to train on, or an inconclusive gate
+# on too few rows. The interval is done (a rerun does nothing new), but the next interval may try
+# again at once: a cooldown after "we could not tell" would only delay the evidence.
+UNDECIDED_RETRAIN_STATUSES = ("insufficient_data", "insufficient_evidence")
+FINISHED_RETRAIN_STATUSES = (*COOLDOWN_RETRAIN_STATUSES, *UNDECIDED_RETRAIN_STATUSES)
 
 
 class StoreError(RuntimeError):
@@ -782,15 +787,16 @@ class HistoryStore:
     def last_retrain_at(
         self, model: str, *, before: datetime | None = None, promotions_only: bool = False
     ) -> datetime | None:
-        """Data time of the last retrain: a promotion (promote / first_champion) or any finished
+        """Data time of the last retrain: a promotion (promote / first_champion) or any decided
         candidate, whose interval end is when it was decided (a rejected one cost a training too,
-        so it starts the policy's cooldown as well). `promotions_only`: the last promotion, the
+        so it starts the policy's cooldown as well; `insufficient_data` / `insufficient_evidence`
+        decided nothing and do not). `promotions_only`: the last promotion, the
         point the label evidence counts from (a rejected attempt does not reset it). `before`:
         ignore records after it, so a rerun of an interval decides as its first run did."""
         p, r = promotions_table, retrains_table
         promoted = sa.select(sa.func.max(p.c.at)).where(p.c.model == model, p.c.action.in_(RETRAIN_ACTIONS))
         finished = sa.select(sa.func.max(r.c.interval_end)).where(
-            r.c.model == model, r.c.status.in_(FINISHED_RETRAIN_STATUSES)
+            r.c.model == model, r.c.status.in_(COOLDOWN_RETRAIN_STATUSES)
         )
         if before is not None:
             promoted = promoted.where(p.c.at <= before)

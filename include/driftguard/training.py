@@ -16,7 +16,7 @@ import logging
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,11 @@ _ESTIMATORS: dict[str, dict[Task, type[BaseEstimator]]] = {
 
 class TrainingError(ValueError):
     """Training cannot proceed as the contract asks; the message names the model and what to change."""
+
+
+class InsufficientData(TrainingError):
+    """Too few labelled rows (or one class) for the splits: an outcome of the retrain, not a failure.
+    The message says what the data lacks and what to change."""
 
 
 # --------------------------------------------------------------------------- data
@@ -196,21 +201,52 @@ def _drop_unusable_rows(frame: pd.DataFrame, contract: ModelContract) -> tuple[p
     return (frame[~drop] if drop.any() else frame), dropped
 
 
+def effective_window(contract: ModelContract) -> timedelta | None:
+    """The sliding training window (None = `all`). With `seasonality`, train covers at least one
+    full period after validation and holdout are taken, so a candidate has seen every phase."""
+    window = contract.training.window
+    if window == "all":
+        return None
+    if contract.seasonality is not None:
+        cfg = contract.training
+        window = max(window, contract.seasonality + cfg.validation + cfg.holdout)
+    return window
+
+
+def training_start(
+    contract: ModelContract, as_of: datetime, *, change_point: datetime | None = None
+) -> tuple[datetime, str]:
+    """Where the training data starts, and why: the sliding window, or (change-aware) the change
+    point when it is later. Rows from before a change teach the old concept."""
+    window = effective_window(contract)
+    start = EPOCH if window is None else as_of - window
+    why = "training.window `all`" if window is None else f"window {format_duration(window)}"
+    if contract.seasonality is not None and window is not None and window != contract.training.window:
+        why += f" (at least one seasonal period of {format_duration(contract.seasonality)})"
+    if change_point is not None and contract.training.change_aware and change_point > start:
+        return change_point, f"since the change at {change_point.isoformat()} (change-aware; {why} would start earlier)"
+    return start, why
+
+
 def load_training_data(
     contract: ModelContract,
     *,
     as_of: datetime,
     url: str | None = None,
     exclude_intervals: Sequence[tuple[datetime, datetime]] = (),
+    start: datetime | None = None,
+    min_holdout_rows: int | None = None,
 ) -> TrainingData:
-    """Labelled rows of the training window before `as_of` (labels matured by then), minus excluded
-    intervals, capped to the most recent `training.max_rows`, split by time and fingerprinted."""
+    """Labelled rows from `start` (default: the training window) to `as_of` (labels matured by
+    then), minus excluded intervals, capped to the most recent `training.max_rows`, split by time
+    and rows (:func:`split_by_time`) and fingerprinted. Too few rows raise :class:`InsufficientData`."""
     from driftguard import sources
 
     _label_column(contract)
     as_of = _aware(as_of, "as_of", contract)
-    window = contract.training.window
-    start = EPOCH if window == "all" else as_of - window
+    if start is None:
+        start, _ = training_start(contract, as_of)
+    start = _aware(start, "start", contract)
     # Text in a numeric feature is kept as read, so an excluded interval's text cannot stop the
     # read; whatever is left after the exclusion is dropped row by row below.
     frame, stats = sources.read_labelled(contract, start, as_of, as_of=as_of, url=url, numeric_text="keep")
@@ -224,7 +260,7 @@ def load_training_data(
         )
         frame = frame.iloc[-cap:]
     frame = frame.reset_index(drop=True)
-    split = split_by_time(frame, contract, as_of=as_of)
+    split = split_by_time(frame, contract, as_of=as_of, min_holdout_rows=min_holdout_rows)
     fingerprint = {
         "model": contract.name,
         "as_of": as_of.isoformat(),
@@ -274,56 +310,123 @@ def frame_hash(frame: pd.DataFrame, contract: ModelContract) -> str:
     return digest.hexdigest()
 
 
-def split_by_time(frame: pd.DataFrame, contract: ModelContract, *, as_of: datetime) -> Split:
-    """holdout = the last `training.holdout` of labelled data (up to its newest event), validation =
-    the `training.validation` before it, train = everything earlier. Never random across time."""
+def _rows_for_both_classes(labels: np.ndarray, need: int) -> int | None:
+    """How many of the newest rows hold at least ``need`` rows of each class (None: never)."""
+    newest_first = labels[::-1]
+    ones = np.cumsum(newest_first == 1)
+    zeros = np.cumsum(newest_first == 0)
+    enough = np.flatnonzero((ones >= need) & (zeros >= need))
+    return int(enough[0]) + 1 if enough.size else None
+
+
+def _class_counts(part: pd.DataFrame, label: str) -> dict[int, int]:
+    counts = part[label].value_counts()
+    return {c: int(counts.get(c, 0)) for c in (0, 1)}
+
+
+def split_by_time(
+    frame: pd.DataFrame, contract: ModelContract, *, as_of: datetime, min_holdout_rows: int | None = None
+) -> Split:
+    """Out-of-time splits defined by time *and* rows. Never random across time.
+
+    - holdout: the last `training.holdout` of labelled data, widened back in time until it holds
+      `training.min_holdout_rows` rows (or ``min_holdout_rows``, the evidence an earlier gate asked
+      for) and, for binary tasks, `training.min_class_rows` of each class. Widening stops at
+      `training.max_holdout_share` of the rows; a holdout that still falls short makes the retrain
+      `insufficient data` (:class:`InsufficientData`).
+    - validation: the `training.validation` before the holdout. It is reported, never decided on,
+      so one too small to mean anything (under `min_holdout_rows`, or a class short) is folded
+      into train instead of failing the retrain.
+    - train: everything earlier; under `training.min_train_rows` (or a class short) it is
+      `insufficient data` too.
+
+    Cuts fall between distinct timestamps, so rows of one instant never straddle two splits."""
     as_of = _aware(as_of, "as_of", contract)
     tcol, label = contract.source.timestamp_column, _label_column(contract)
-    ts = frame[tcol]
-    late = ts >= pd.Timestamp(as_of)
+    late = frame[tcol] >= pd.Timestamp(as_of)
     if late.any():
         log.warning("%s: ignoring %d rows at or after as_of %s", contract.name, int(late.sum()), as_of.isoformat())
-        frame, ts = frame[~late], ts[~late]
+        frame = frame[~late]
     if frame.empty:
-        raise TrainingError(
+        raise InsufficientData(
             f"model {contract.name!r}: no labelled rows before {as_of.isoformat()}; nothing to train on "
             "(check the feature log, labels.delay and training.window)"
         )
-    cfg = contract.training
-    hold_start = ts.max() - pd.Timedelta(cfg.holdout)
+    frame = frame.sort_values(tcol, kind="mergesort").reset_index(drop=True)
+    cfg, ts, n = contract.training, frame[tcol], len(frame)
+    binary = contract.task is Task.binary_classification
+    span = f"labelled data spans {_iso(ts.iloc[0])}..{_iso(ts.iloc[-1])} ({n:,} rows)"
+    fix = (
+        "Widen training.window (or wait for more labels), or lower training.min_holdout_rows / "
+        "training.min_train_rows / training.min_class_rows"
+    )
+
+    # Holdout: by time, then widened to the rows (and classes) it needs, within the bound.
+    by_time = int((ts >= ts.iloc[-1] - pd.Timedelta(cfg.holdout)).sum())
+    for_classes = _rows_for_both_classes(frame[label].to_numpy(), cfg.min_class_rows) if binary else 0
+    limit = max(by_time, int(n * cfg.max_holdout_share))
+    # An earlier gate's request for more evidence is met as far as the bound allows.
+    wanted = max(by_time, cfg.min_holdout_rows, min(min_holdout_rows or 0, limit))
+    classes_short = for_classes is None or for_classes > limit
+    if classes_short or cfg.min_holdout_rows > limit:
+        classes = _class_counts(frame, label) if binary else {}
+        short = (
+            f"{cfg.min_class_rows} rows of each class (the window has {classes.get(0, 0)} of class 0 and "
+            f"{classes.get(1, 0)} of class 1)"
+            if classes_short
+            else f"{cfg.min_holdout_rows} rows"
+        )
+        raise InsufficientData(
+            f"model {contract.name!r}: the holdout needs {short}, and widening it may take at most "
+            f"{cfg.max_holdout_share:.0%} of the {n:,} labelled rows; {span}. {fix}"
+        )
+    k = max(wanted, for_classes or 0)
+    widened = k > by_time
+    hold_start = ts.iloc[n - k] if widened else ts.iloc[-1] - pd.Timedelta(cfg.holdout)
+    holdout_mask = ts >= hold_start
+
+    # Validation: by time only; folded into train when too small to report on.
     val_start = hold_start - pd.Timedelta(cfg.validation)
-    parts = {
-        "train": frame[ts < val_start],
-        "validation": frame[(ts >= val_start) & (ts < hold_start)],
-        "holdout": frame[ts >= hold_start],
-    }
+    val_mask = (ts >= val_start) & ~holdout_mask
+    validation = frame[val_mask]
+    folded = ""
+    if len(validation) and (
+        len(validation) < cfg.min_holdout_rows
+        or (binary and min(_class_counts(validation, label).values()) < cfg.min_class_rows)
+    ):
+        folded = f"{len(validation)} rows, fewer than {cfg.min_holdout_rows} or a class short"
+        val_mask = pd.Series(False, index=frame.index)
+        val_start = hold_start
+        validation = frame[val_mask]
+    train = frame[~holdout_mask & ~val_mask]
+    train_short = len(train) < cfg.min_train_rows
+    if binary and not train_short:
+        train_short = min(_class_counts(train, label).values()) < cfg.min_class_rows
+    if train_short:
+        counts = f", classes {_class_counts(train, label)}" if binary else ""
+        raise InsufficientData(
+            f"model {contract.name!r}: {len(train):,} rows are left to train on{counts} after a holdout of "
+            f"{int(holdout_mask.sum()):,} rows; training needs {cfg.min_train_rows} rows"
+            + (f" and {cfg.min_class_rows} of each class" if binary else "")
+            + f"; {span}. {fix}"
+        )
     edges = {
-        "train": (ts.min(), val_start),
+        "train": (ts.iloc[0], val_start),
         "validation": (val_start, hold_start),
         "holdout": (hold_start, pd.Timestamp(as_of)),
     }
-    bounds = {name: {"start": _iso(lo), "end": _iso(hi)} for name, (lo, hi) in edges.items()}
-    for name, part in parts.items():
-        period = f"{bounds[name]['start']}..{bounds[name]['end']}"
-        if part.empty:
-            raise TrainingError(
-                f"model {contract.name!r}: the {name} split ({period}) has no labelled rows; labelled data spans "
-                f"{_iso(ts.min())}..{_iso(ts.max())} ({len(frame)} rows). Widen training.window or shorten "
-                f"training.validation ({format_duration(cfg.validation)}) / training.holdout "
-                f"({format_duration(cfg.holdout)})"
-            )
-        if contract.task is Task.binary_classification:
-            classes = sorted(pd.unique(part[label]).tolist())
-            if len(classes) < 2:
-                raise TrainingError(
-                    f"model {contract.name!r}: the {name} split ({period}) has only class {classes[0]} in label "
-                    f"column {label!r} ({len(part)} rows); a binary classifier needs both classes there. Widen "
-                    "training.window or the split durations"
-                )
+    bounds: dict[str, dict[str, Any]] = {name: {"start": _iso(lo), "end": _iso(hi)} for name, (lo, hi) in edges.items()}
+    if widened:
+        bounds["holdout"]["widened"] = f"{k:,} rows instead of {by_time:,} in {format_duration(cfg.holdout)}"
+    if folded:
+        bounds["validation"]["folded_into_train"] = folded
+    for name, note in (("holdout", bounds["holdout"].get("widened")), ("validation", folded)):
+        if note:
+            log.info("%s: %s split %s", contract.name, name, "widened: " + note if name == "holdout" else note)
     return Split(
-        train=parts["train"].reset_index(drop=True),
-        validation=parts["validation"].reset_index(drop=True),
-        holdout=parts["holdout"].reset_index(drop=True),
+        train=train.reset_index(drop=True),
+        validation=validation.reset_index(drop=True),
+        holdout=frame[holdout_mask].reset_index(drop=True),
         bounds=bounds,
     )
 
@@ -641,7 +744,7 @@ def find_candidate(contract: ModelContract, data: TrainingData, tracking_uri: st
     except (MlflowException, OSError, ValueError, KeyError) as exc:
         log.warning("%s: run %s matches but cannot be reused (%s); training anew", contract.name, run.info.run_id, exc)
         return None
-    if not all(metrics.values()):
+    if not (metrics["train"] and metrics["holdout"]):
         return None
     return Candidate(
         run_id=run.info.run_id,
@@ -707,6 +810,9 @@ def train_candidate(
         metrics: dict[str, dict[str, float]] = {}
         for name in SPLITS:
             part = split.part(name)
+            if part.empty:  # a validation folded into train (split_by_time) has nothing to report
+                metrics[name] = {}
+                continue
             y_score = score(pipeline, part, contract.task)
             metrics[name] = task_metrics(
                 contract.task, part[_label_column(contract)].to_numpy(), y_score, threshold=contract.decision_threshold
@@ -714,11 +820,11 @@ def train_candidate(
             mlflow.log_metrics({f"{name}_{k}": float(v) for k, v in metrics[name].items()})
         primary = contract.primary_metric
         log.info(
-            "%s: holdout %s %.4f (validation %.4f, train %.4f)",
+            "%s: holdout %s %.4f (validation %s, train %.4f)",
             contract.name,
             primary,
             metrics["holdout"][primary],
-            metrics["validation"][primary],
+            f"{metrics['validation'][primary]:.4f}" if metrics["validation"] else "folded into train",
             metrics["train"][primary],
         )
         # On the out-of-time holdout: the importance monitoring weighs drift by (drift that matters).

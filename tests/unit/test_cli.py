@@ -45,6 +45,21 @@ def test_check_reports_every_problem_per_line(tmp_path: Path, capsys: pytest.Cap
     assert out[-1] == "2 contract file(s) checked, 2 problem(s)"
 
 
+def test_check_warns_about_absolute_margins_on_scale_dependent_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    absolute = tmp_path / "abs_model.yaml"
+    absolute.write_text(VALID.format(name="abs_model", url="sqlite:///x.db") + "promotion: {margin: 0.005}\n")
+    relative = tmp_path / "rel_model.yaml"
+    relative.write_text(VALID.format(name="rel_model", url="sqlite:///x.db") + "promotion: {margin: 2%}\n")
+    assert main(["check", str(absolute), str(relative)]) == 0  # a warning, not a problem
+    out = capsys.readouterr().out.splitlines()
+    assert f"{absolute}: warning: promotion.margin: 0.005 abs is absolute on rmse, whose scale is the target's; " \
+        "a relative change ('2%') means the same on any scale (keep 0.005 abs only if 0.005 rmse units is meant)" in out
+    assert not [line for line in out if line.startswith(f"{relative}: warning")]
+    assert out[-1] == "2 contract file(s) checked, 0 problem(s), 1 warning(s)"
+
+
 def test_check_models_dir_from_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

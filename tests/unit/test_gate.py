@@ -80,7 +80,8 @@ def test_clearly_worse_challenger_is_rejected(data: dict[str, np.ndarray]) -> No
     verdict = gate(make_contract(), data, scores(data, 1.5), scores(data, 0.6, "noise_b"))
     assert not verdict.promote
     sig = verdict.check("significance")
-    assert not sig.passed and "non-inferiority not shown" in sig.detail
+    assert not sig.passed and "worse than the champion by more than 1% of" in sig.detail
+    assert verdict.outcome == "reject" and sig.numbers["insufficient_evidence"] == 0
     assert sig.numbers["ci_high"] < -0.05
     assert verdict.summary().startswith("REJECT (challenger vs champion on roc_auc): ")
 
@@ -114,12 +115,80 @@ def test_tie_rejected_under_superiority_accepted_under_non_inferiority(data: dic
     rng = np.random.default_rng(5)
     tie = sigmoid(np.log(champion / (1 - champion)) + rng.normal(0, 0.02, N))  # same model, tiny jitter
     sup = gate(make_contract(mode="superiority"), data, champion, tie)
-    non = gate(make_contract(mode="non_inferiority", margin=0.005), data, champion, tie)
-    assert not sup.promote
+    non = gate(make_contract(mode="non_inferiority", margin="0.005 abs"), data, champion, tie)
+    assert not sup.promote and sup.outcome == "reject"  # 3,000 rows measure the tie well: a rejection
     assert [c.name for c in sup.failed] == ["significance"]
-    assert "not significantly better" in sup.check("significance").detail
+    assert "tie, not better than the champion by more than 1% of" in sup.check("significance").detail
     assert non.promote, non.summary()
-    assert -0.005 < non.check("significance").numbers["ci_low"] <= 0 < non.check("significance").numbers["ci_high"]
+    nums = non.check("significance").numbers
+    assert -0.005 < nums["ci_low"] <= 0 < nums["ci_high"] and nums["bound"] == -0.005
+    assert "non-inferiority accepted: the challenger is at most 0.005 worse" in non.check("significance").detail
+
+
+def test_superiority_never_promotes_a_gain_ci_that_spans_zero() -> None:
+    """The tie rule, over many small and large ties: a CI reaching 0 never promotes under superiority;
+    on few rows the outcome is insufficient evidence (no cooldown), on many a rejection."""
+    outcomes = set()
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        n = (40, 4000)[seed % 2]
+        y = rng.binomial(1, 0.4, n).astype(float)
+        champion = sigmoid(1.0 * (2 * y - 1) + rng.normal(0, 1, n))
+        challenger = sigmoid(np.log(champion / (1 - champion)) + rng.normal(0, 0.3, n))
+        v = evaluate_gate(
+            make_contract(mode="superiority", margin=0),
+            y_true=y,
+            champion_scores=champion,
+            challenger_scores=challenger,
+            servability=SERVABLE,
+        )
+        sig = v.check("significance").numbers
+        if sig["ci_low"] <= 0:
+            assert not v.promote, v.summary()
+        outcomes.add((n, v.outcome))
+    assert (4000, "reject") in outcomes
+
+
+def test_inconclusive_ci_on_few_rows_is_insufficient_evidence(data: dict[str, np.ndarray]) -> None:
+    """A better challenger on 40 rows: the CI contains the bound, and the gate says how many rows
+    would tell (not a rejection); on all 3,000 rows the same models are promoted."""
+    champion, challenger = scores(data, 0.8), scores(data, 1.0, "noise_b")
+    few = slice(0, 40)
+    small = {k: v[few] for k, v in data.items()}
+    v = gate(make_contract(mode="superiority"), small, champion[few], challenger[few])
+    sig = v.check("significance")
+    assert v.outcome == "insufficient_evidence" and not v.promote, v.summary()
+    assert sig.numbers["rows"] == 40 and sig.numbers["rows_needed"] > 40
+    assert sig.numbers["ci_low"] <= sig.numbers["bound"] < sig.numbers["ci_high"]
+    assert v.summary().startswith("NOT PROMOTED, insufficient evidence")
+    assert f"about {sig.numbers['rows_needed']:,} rows" in sig.detail
+    assert gate(make_contract(mode="superiority"), data, champion, challenger).promote
+
+
+def test_rows_needed_hand_worked() -> None:
+    from driftguard.gate import rows_needed
+
+    # (z_0.975 + z_0.8)^2 = (1.95996 + 0.84162)^2 = 7.8489; x (se / margin)^2 = 4 -> 31.40 x 100 rows
+    assert rows_needed(100, 0.02, 0.01, confidence=0.95, power=0.8) == 3140
+    assert rows_needed(100, 0.001, 0.01, confidence=0.95, power=0.8) == 100  # never fewer than measured
+    assert rows_needed(100, 0.02, 0.0, confidence=0.95, power=0.8) is None  # margin 0: nothing to plan for
+
+
+def test_margins_take_relative_and_absolute_units_in_the_metrics_direction() -> None:
+    """`1%` of the champion's metric, `0.5 abs` in its units; for a lower-is-better metric the
+    bound is still a gain (a lower RMSE), whatever the scale."""
+    y, weak, strong = _regression_data()
+    rel = make_contract("regression", mode="superiority", margin="1%")
+    v = evaluate_gate(rel, y_true=y, champion_scores=weak, challenger_scores=strong, servability=SERVABLE)
+    nums = v.check("significance").numbers
+    champion_rmse = float(np.sqrt(np.mean((weak - y) ** 2)))
+    assert nums["margin"] == "1%" and nums["margin_abs"] == pytest.approx(0.01 * champion_rmse)
+    assert nums["bound"] == pytest.approx(0.01 * champion_rmse) and v.promote
+    big = make_contract("regression", mode="superiority", margin="5 abs")  # a gain of 5 RMSE units: not shown
+    v = evaluate_gate(big, y_true=y, champion_scores=weak, challenger_scores=strong, servability=SERVABLE)
+    assert not v.promote and v.check("significance").numbers["bound"] == 5.0
+    assert make_contract(margin=0.005).promotion.margin.relative is False  # a bare number: absolute, as before
+    assert str(make_contract().promotion.margin) == "1%" and str(make_contract().promotion.segments.margin) == "2.5%"
 
 
 @pytest.mark.parametrize(

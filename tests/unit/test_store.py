@@ -383,6 +383,12 @@ def test_last_retrain_counts_finished_candidates_and_respects_before(db_url: str
     assert store.last_retrain_at("flight_delay", before=T0 - WEEK) is None
     # Label evidence counts from the promotion: the rejected candidate does not reset it.
     assert store.last_retrain_at("flight_delay", promotions_only=True) == T0
+    # "Could not tell" decides nothing: no cooldown from too few rows or an inconclusive gate.
+    for week, status in ((6, "insufficient_data"), (8, "insufficient_evidence")):
+        assert store.claim_retrain("flight_delay", T0 + week * WEEK, T0 + (week + 1) * WEEK) is None
+        store.finish_retrain("flight_delay", T0 + week * WEEK, T0 + (week + 1) * WEEK, status=status)
+        assert store.claim_retrain("flight_delay", T0 + week * WEEK, T0 + (week + 1) * WEEK)["status"] == status
+    assert store.last_retrain_at("flight_delay") == T0 + 3 * WEEK
 
 
 def test_signals_round_trip_and_an_older_store_gains_the_column(db_url: str) -> None:

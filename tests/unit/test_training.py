@@ -96,26 +96,50 @@ def test_split_is_ordered_in_time_without_overlap(task: str, datasets: dict[str,
     assert data.frame[LABEL].dtype == (np.int64 if task == "binary_classification" else np.float64)
 
 
-def test_split_errors_name_model_split_and_period(contracts: dict[str, ModelContract]) -> None:
+def test_split_widens_folds_or_says_insufficient_data(contracts: dict[str, ModelContract]) -> None:
     contract = contracts["binary_classification"]
-    frame = labelled_frame("binary_classification")  # 20 days from T0
+    frame = labelled_frame("binary_classification")  # 20 days from T0, 150 rows a day
     as_of = T0 + timedelta(days=21)
-    # holdout starts 7d before the newest event (day 19) so in day 12; validation covers days 5..12
+    # No rows in the validation period: nothing to report there, and no reason to fail the retrain.
     gap = frame[(frame[TS] < T0 + timedelta(days=5)) | (frame[TS] >= T0 + timedelta(days=13))]
-    with pytest.raises(
-        TrainingError, match=r"model 'toy_binary': the validation split \(2024-01-0\d.*\) has no labelled rows"
-    ):
-        training.split_by_time(gap, contract, as_of=as_of)
+    split = training.split_by_time(gap, contract, as_of=as_of)
+    assert split.validation.empty and len(split.train) and len(split.holdout)
 
+    # One class in the holdout period: the holdout widens back in time until it holds 5 of each.
     single = frame.copy()
     single.loc[single[TS] >= T0 + timedelta(days=12), LABEL] = 0
-    with pytest.raises(
-        TrainingError, match=r"'toy_binary': the holdout split \(.*\) has only class 0 in label column 'label'"
-    ):
-        training.split_by_time(single, contract, as_of=as_of)
+    split = training.split_by_time(single, contract, as_of=as_of)
+    assert split.holdout[LABEL].value_counts().min() >= contract.training.min_class_rows
+    assert split.validation[TS].max() < split.holdout[TS].min() < T0 + timedelta(days=12)
+    assert "widened" in split.bounds["holdout"] and split.train[TS].max() < split.holdout[TS].min()
 
-    with pytest.raises(TrainingError, match=r"'toy_binary': no labelled rows before 2024-01-01"):
+    one_class = frame.assign(**{LABEL: 0})
+    with pytest.raises(training.InsufficientData, match=r"'toy_binary': the holdout needs 5 rows of each class"):
+        training.split_by_time(one_class, contract, as_of=as_of)
+    with pytest.raises(training.InsufficientData, match=r"'toy_binary': no labelled rows before 2024-01-01"):
         training.split_by_time(frame, contract, as_of=T0)
+
+
+def test_split_on_daily_volumes_holds_rows_not_just_days(contracts: dict[str, ModelContract]) -> None:
+    """One row a day: the 1-week holdout (7 rows) widens to min_holdout_rows, a 7-row validation is
+    folded into train, and too little data left to train on is `insufficient data`, not a crash."""
+    contract = contracts["regression"]
+    full = labelled_frame("regression", days=60)
+    daily = full.groupby(full[TS].dt.floor("D")).head(1).reset_index(drop=True)
+    as_of = T0 + timedelta(days=61)
+    split = training.split_by_time(daily, contract, as_of=as_of)
+    assert len(split.holdout) == contract.training.min_holdout_rows == 20
+    assert split.validation.empty and "folded_into_train" in split.bounds["validation"]
+    assert len(split.train) == len(daily) - 20 and split.train[TS].max() < split.holdout[TS].min()
+    short = daily[daily[TS] >= T0 + timedelta(days=15)]  # 45 rows: 20 held out, 25 left < 30
+    with pytest.raises(training.InsufficientData, match=r"25 rows are left to train on .* needs 30 rows"):
+        training.split_by_time(short, contract, as_of=as_of)
+    tiny = daily[daily[TS] >= T0 + timedelta(days=25)]  # 35 rows: a 20-row holdout would take > 50%
+    with pytest.raises(training.InsufficientData, match=r"holdout needs 20 rows, .* at most 50% of the 35"):
+        training.split_by_time(tiny, contract, as_of=as_of)
+    # An earlier gate's request for more evidence is met within the bound (half of the rows).
+    asked = training.split_by_time(daily, contract, as_of=as_of, min_holdout_rows=1000)
+    assert len(asked.holdout) == len(daily) // 2
 
 
 def test_split_ignores_rows_after_as_of(contracts: dict[str, ModelContract]) -> None:
