@@ -54,8 +54,10 @@ def test_check_warns_about_absolute_margins_on_scale_dependent_metrics(
     relative.write_text(VALID.format(name="rel_model", url="sqlite:///x.db") + "promotion: {margin: 2%}\n")
     assert main(["check", str(absolute), str(relative)]) == 0  # a warning, not a problem
     out = capsys.readouterr().out.splitlines()
-    assert f"{absolute}: warning: promotion.margin: 0.005 abs is absolute on rmse, whose scale is the target's; " \
+    assert (
+        f"{absolute}: warning: promotion.margin: 0.005 abs is absolute on rmse, whose scale is the target's; "
         "a relative change ('2%') means the same on any scale (keep 0.005 abs only if 0.005 rmse units is meant)" in out
+    )
     assert not [line for line in out if line.startswith(f"{relative}: warning")]
     assert out[-1] == "2 contract file(s) checked, 0 problem(s), 1 warning(s)"
 
