@@ -107,6 +107,7 @@ def build_monitoring_dag(spec: DagSpec) -> None:
             "interval_end": end.isoformat(),
             "summary": published["summary"][-1500:],
             "report": published.get("report"),
+            **(published.get("retrain_request") or {}),  # change point, pre-change metric level
         }
         context["outlet_events"][asset].extra = extra
         log.info("retrain requested for %s as of %s: %s", spec.name, end, published["summary"])

@@ -88,7 +88,16 @@ def read_request(model: str) -> dict[str, Any]:
         request = {
             "interval_start": extra["interval_start"],
             "interval_end": extra["interval_end"],
-            "trigger": {"source": "monitoring", "summary": extra.get("summary", ""), "report": extra.get("report")},
+            "trigger": {
+                "source": "monitoring",
+                "summary": extra.get("summary", ""),
+                "report": extra.get("report"),
+                **{
+                    k: extra[k]
+                    for k in ("change_point", "change_basis", "change_runs", "baseline_metric")
+                    if k in extra
+                },
+            },
         }
         if len(events) > 1:
             log.info("%d retrain requests queued for %s; training on the newest", len(events), model)

@@ -364,14 +364,22 @@ def _force_promote(contract: ModelContract, settings: Settings, version: str, at
 
 
 def _retrain(
-    contract: ModelContract, settings: Settings, start: datetime, end: datetime, *, force: bool, summary: str
+    contract: ModelContract,
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    *,
+    force: bool,
+    summary: str,
+    request: dict[str, Any] | None = None,
 ) -> tuple[str, str | None]:
     """One retraining run; (status, new champion version or None). Failures are recorded, not raised:
     one interval that cannot be trained on must not end a whole backtest."""
     from driftguard import retrain
 
     try:
-        result = retrain.run_retraining(contract, start, end, trigger={"summary": summary}, settings=settings)
+        trigger = {"summary": summary, **(request or {})}  # the change point, as the DAG's Asset event carries it
+        result = retrain.run_retraining(contract, start, end, trigger=trigger, settings=settings)
     except Exception as exc:
         log.warning("%s: retraining as of %s failed: %s: %s", contract.name, end.isoformat(), type(exc).__name__, exc)
         return "failed", None
@@ -440,6 +448,7 @@ def replay_interval(
             end,
             force=strategy == "always",
             summary=f"backtest {strategy}: {mon.get('summary', '')}",
+            request=mon.get("retrain_request") if strategy == "policy" else None,
         )
     drift = mon.get("drift_share")
     return IntervalRow(

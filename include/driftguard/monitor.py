@@ -294,6 +294,7 @@ def load_reference(ctx: RunContext) -> dict[str, Any]:
         "feature_importance": list(ref.feature_importance),
         "importance": dict(ref.importance),
         "training_rows": ref.training_rows,
+        "metric_baseline": ref.metric_baseline,
         "profile": ref.profile,
         "rows": len(ref.sample),
     }
@@ -596,7 +597,8 @@ def decide(ctx: RunContext) -> dict[str, Any]:
     meta = ctx.read_json("reference.json")
     store = history_store(ctx.settings)
     cfg = ctx.contract.policy
-    history = store.history_facts(ctx.name, before=ctx.start, n=max(cfg.persistence.n - 1, 0))
+    # Enough runs for persistence and to find where a degradation began (the change point).
+    history = store.history_facts(ctx.name, before=ctx.start, n=max(cfg.persistence.n - 1, CHANGE_LOOKBACK_RUNS))
     last_retrain = store.last_retrain_at(ctx.name, before=ctx.start)
     last_promotion = store.last_retrain_at(ctx.name, before=ctx.start, promotions_only=True)
     trained_at = datetime.fromisoformat(meta["trained_at"]) if meta.get("trained_at") else None
@@ -607,6 +609,7 @@ def decide(ctx: RunContext) -> dict[str, Any]:
         feature_importance=important_first(meta),
         last_retrain_at=last_retrain or trained_at,
         training_rows=meta.get("training_rows"),
+        baseline_metric=meta.get("metric_baseline"),
     )
     # Label evidence counts from the champion's promotion: a rejected attempt (which does start
     # the cooldown) must not throw away the labels gathered since.
@@ -623,9 +626,31 @@ def decide(ctx: RunContext) -> dict[str, Any]:
     )
     data = decision.to_dict()
     data["summary"] = decision.summary()
+    data["retrain_request"] = retrain_request(ctx, decision)
     ctx.write_json("decision.json", data)
     log.info("%s: %s", ctx.label, decision.summary())
     return {"retrain": decision.retrain, "summary": decision.summary()}
+
+
+CHANGE_LOOKBACK_RUNS = 26  # half a year of weekly runs: how far back a degradation's start is looked for
+
+
+def retrain_request(ctx: RunContext, decision: Any) -> dict[str, Any]:
+    """What the retraining needs to know of this decision: where the degradation began, in event
+    time. A metric measured in a run is on the labels that matured in it, so its change point is
+    that run's label window start (shifted back by the label delay)."""
+    change = decision.change
+    if change is None:
+        return {}
+    at = (
+        label_window(ctx.contract, change.at, change.at + (ctx.end - ctx.start))[0]
+        if change.basis == "metric"
+        else change.at
+    )
+    request: dict[str, Any] = {"change_point": at.isoformat(), "change_basis": change.basis, "change_runs": change.runs}
+    if change.baseline is not None:
+        request["baseline_metric"] = change.baseline
+    return request
 
 
 def important_first(meta: dict[str, Any]) -> tuple[str, ...]:
@@ -787,6 +812,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
         "alerts": sent,
         "report": paths.get("drift") or paths["summary"],
         "summary": summary_text,
+        "retrain_request": decision.get("retrain_request") or {},
     }
     log.info("%s: published. %s", ctx.label, summary_text)
     return result

@@ -88,6 +88,20 @@ class ChampionFacts:
     feature_importance: tuple[str, ...] = ()  # most important first
     last_retrain_at: datetime | None = None
     training_rows: int | None = None  # what a relative min_new_labels ("10%") is a share of
+    # The pre-change level carried over from the champion it replaced, when this one was trained
+    # on data from both sides of a change: its own validation metric must not become the new normal.
+    baseline_metric: float | None = None
+
+
+def metric_baseline(champion: ChampionFacts, greater_is_better: bool) -> tuple[float | None, str]:
+    """What the metric triggers compare with: the champion's validation metric, or the carried
+    pre-change level when that is better."""
+    own, carried = champion.validation_metric, champion.baseline_metric
+    if not _valid(carried) or (
+        _valid(own) and (own >= carried if greater_is_better else own <= carried)  # type: ignore[operator]
+    ):
+        return own, "champion validation"
+    return carried, "pre-change level"
 
 
 @dataclass(frozen=True)
@@ -124,9 +138,28 @@ class Reason:
 
 
 @dataclass(frozen=True)
+class ChangePoint:
+    """Where the current degradation began (the first run of the streak that fired the trigger):
+    the candidate trains on data since then (training.change_aware)."""
+
+    at: datetime  # interval start of the streak's first run
+    basis: str  # "metric" (realized or estimated metric) or "drift"
+    runs: int  # runs in the streak, this one included
+    baseline: float | None = None  # the metric level before the change (metric basis)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "basis": self.basis, "runs": self.runs, "baseline": self.baseline}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ChangePoint:
+        return cls(datetime.fromisoformat(d["at"]), str(d["basis"]), int(d["runs"]), d.get("baseline"))
+
+
+@dataclass(frozen=True)
 class Decision:
     retrain: bool
     reasons: tuple[Reason, ...]
+    change: ChangePoint | None = None
 
     @property
     def fired_triggers(self) -> list[Reason]:
@@ -160,11 +193,21 @@ class Decision:
         return "no retrain: " + "; ".join(parts) + review
 
     def to_dict(self) -> dict[str, Any]:
-        return {"retrain": self.retrain, "summary": self.summary(), "reasons": [r.to_dict() for r in self.reasons]}
+        return {
+            "retrain": self.retrain,
+            "summary": self.summary(),
+            "reasons": [r.to_dict() for r in self.reasons],
+            "change": self.change.to_dict() if self.change else None,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Decision:
-        return cls(retrain=bool(d["retrain"]), reasons=tuple(Reason.from_dict(r) for r in d.get("reasons", ())))
+        change = d.get("change")
+        return cls(
+            retrain=bool(d["retrain"]),
+            reasons=tuple(Reason.from_dict(r) for r in d.get("reasons", ())),
+            change=ChangePoint.from_dict(change) if change else None,
+        )
 
 
 def _blockers(trigger: str, reasons: Sequence[Reason]) -> list[Reason]:
@@ -268,9 +311,10 @@ def _trigger_metric(
         return Reason("metric_drop", TRIGGER, False, "metric-drop trigger is off")
     if not _valid(run.metric_value):
         return Reason("metric_drop", TRIGGER, False, f"{metric} not measured yet (no matured labels in this run)")
-    if not _valid(champion.validation_metric):
+    base, basis = metric_baseline(champion, greater_is_better)
+    if not _valid(base):
         return Reason("metric_drop", TRIGGER, False, f"champion has no validation {metric} to compare with")
-    realized, baseline = float(run.metric_value), float(champion.validation_metric)  # type: ignore[arg-type]
+    realized, baseline = float(run.metric_value), float(base)  # type: ignore[arg-type]
     drop = baseline - realized if greater_is_better else realized - baseline  # > 0: worse
     limit = policy.metric_drop.of(baseline)
     fired = drop >= limit - _EPS
@@ -281,7 +325,7 @@ def _trigger_metric(
         "metric_drop",
         TRIGGER,
         fired,
-        f"{metric} {realized:.4f} vs champion validation {baseline:.4f}: {word} by {abs(drop):.4f}"
+        f"{metric} {realized:.4f} vs {basis} {baseline:.4f}: {word} by {abs(drop):.4f}"
         f" ({drop:.4f} {op} {limit:.4f}{unit})",
     )
 
@@ -296,9 +340,10 @@ def _trigger_estimated(
         return Reason(rule, TRIGGER, False, "estimated-metric trigger is off")
     if not _valid(run.estimated_metric):
         return Reason(rule, TRIGGER, False, f"{metric} not estimated for this run (no estimator or no scores)")
-    if not _valid(champion.validation_metric):
+    base, _ = metric_baseline(champion, greater_is_better)
+    if not _valid(base):
         return Reason(rule, TRIGGER, False, f"champion has no validation {metric} to compare with")
-    est, baseline = float(run.estimated_metric), float(champion.validation_metric)  # type: ignore[arg-type]
+    est, baseline = float(run.estimated_metric), float(base)  # type: ignore[arg-type]
     drop = baseline - est if greater_is_better else est - baseline
     limit = policy.estimated_metric_drop.of(baseline)
     band = run.estimated_band
@@ -439,4 +484,62 @@ def decide(
     ]
     reasons = (*triggers, *guards, _review_age(policy, now, champion))
     retrain = any(t.fired and not _blockers(t.rule, reasons) for t in triggers)
-    return Decision(retrain=retrain, reasons=reasons)
+    change = None
+    if retrain and champion.version is not None:
+        change = change_point(
+            policy, current, history, champion, {t.rule for t in triggers if t.fired}, greater_is_better
+        )
+    return Decision(retrain=retrain, reasons=reasons, change=change)
+
+
+def _worse(policy: PolicyConfig, value: float | None, baseline: float, greater_is_better: bool) -> bool | None:
+    """Is ``value`` worse than ``baseline`` by the metric-drop limit? None when not measured."""
+    if not _valid(value):
+        return None
+    drop = baseline - value if greater_is_better else value - baseline  # type: ignore[operator]
+    limit = policy.metric_drop or policy.estimated_metric_drop
+    return drop >= (limit.of(baseline) if limit else 0.0) - _EPS
+
+
+def change_point(
+    policy: PolicyConfig,
+    current: RunFacts,
+    history: Sequence[RunFacts],
+    champion: ChampionFacts,
+    fired: set[str],
+    greater_is_better: bool,
+) -> ChangePoint | None:
+    """The first run of the streak of runs, ending with this one, that show what fired: a metric
+    worse than the baseline by the limit (realized, else estimated), or drift. Runs that measured
+    nothing (no matured labels, no estimate) neither extend nor break the streak. A detector on
+    the error stream in its simplest, explainable form: consecutive breaches of the same limit."""
+    runs = last_runs(current, history, len(history) + 1)
+    base, _ = metric_baseline(champion, greater_is_better)
+    if fired & {"metric_drop", "estimated_metric_drop"} and _valid(base):
+        basis = "metric"
+
+        def breach(r: RunFacts) -> bool | None:
+            realized = _worse(policy, r.metric_value, float(base), greater_is_better)  # type: ignore[arg-type]
+            if realized is not None:
+                return realized
+            return _worse(policy, r.estimated_metric, float(base), greater_is_better)  # type: ignore[arg-type]
+
+    elif fired & set(DRIFT_TRIGGERS):
+        basis = "drift"
+
+        def breach(r: RunFacts) -> bool | None:
+            return drift_detected(policy, r, champion.feature_importance) if _valid(r.drift_share) else None
+
+    else:
+        return None
+    first, count = None, 0
+    for run in reversed(runs):
+        seen = breach(run)
+        if seen is None:
+            continue
+        if not seen:
+            break
+        first, count = run, count + 1
+    if first is None:
+        return None
+    return ChangePoint(first.interval_start, basis, count, float(base) if basis == "metric" and _valid(base) else None)

@@ -56,6 +56,7 @@ class Reference:
     training_rows: int | None = None  # rows the champion was fitted on (its run's data.rows.train)
     calibration: dict[str, Any] | None = None  # drift thresholds logged with it (calibration.Calibration)
     estimator: bytes | None = None  # estimation.Estimator.to_bytes(): CBPE/DLE fitted on its holdout
+    metric_baseline: float | None = None  # pre-change level carried over (tag driftguard.metric_baseline)
 
     @property
     def has_score(self) -> bool:
@@ -328,6 +329,7 @@ def champion_reference(contract: ModelContract, *, tracking_uri: str | None = No
         training_rows=_int(run.data.params.get("data.rows.train")),
         calibration=calibration,
         estimator=estimator,
+        metric_baseline=_float(run.data.tags.get("driftguard.metric_baseline")),
     )
     log.info("%s: reference is %s, %d rows", contract.name, ref.source, len(ref.sample))
     return ref
@@ -349,6 +351,13 @@ def _bootstrap_metrics(frame: pd.DataFrame, contract: ModelContract) -> dict[str
     return task_metrics(
         contract.task, known[label].to_numpy(), known[SCORE_COLUMN].to_numpy(), threshold=contract.decision_threshold
     )
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
 
 
 def _trained_at(run: Any) -> datetime | None:

@@ -684,10 +684,26 @@ def _tags(contract: ModelContract, data: TrainingData, trigger: dict[str, Any] |
         "driftguard.data_as_of": str(data.fingerprint.get("as_of", "")),
         **{f"driftguard.version.{k}": v for k, v in package_versions().items()},
     }
+    tags.update(_change_tags(data, trigger))
     commit = _git_commit()
     if commit:
         tags["driftguard.git_commit"] = commit
         tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def _change_tags(data: TrainingData, trigger: dict[str, Any] | None) -> dict[str, str]:
+    """The change point the trigger named and, when this candidate still trains on rows from
+    before it (training.change_aware off), the pre-change metric level it carries: as champion its
+    own validation metric, measured on a mix of old and new, must not become the new normal."""
+    change = (trigger or {}).get("change_point")
+    if not change:
+        return {}
+    tags = {"driftguard.change_point": str(change)}
+    baseline = (trigger or {}).get("baseline_metric")
+    start = data.fingerprint.get("window", {}).get("start")
+    if baseline is not None and start and datetime.fromisoformat(start) < datetime.fromisoformat(str(change)):
+        tags["driftguard.metric_baseline"] = str(float(baseline))
     return tags
 
 

@@ -370,3 +370,41 @@ def test_estimated_metric_drop_fires_only_when_the_whole_band_is_past_the_baseli
     assert not decide_(clear).reason("estimated_metric_drop").fired  # off by default
     assert decide_(clear, policy=est, labels=10).reason("min_new_labels").fired  # gated like metric_drop
     assert not decide_(clear, policy=est, labels=10).retrain
+
+
+def test_change_point_is_the_first_run_of_the_breach_streak() -> None:
+    """metric_drop fires now; the streak of runs 0.03 below 0.74 began 3 runs back (a run without
+    labels neither extends nor breaks it), so the candidate trains on data from there."""
+    history = [
+        run(5, metric=0.75),
+        run(4, metric=0.73),  # within the limit: breaks any earlier streak
+        run(3, metric=0.60),
+        run(2, metric=None),  # no matured labels: skipped
+        run(1, metric=0.58),
+    ]
+    d = decide_(run(0, metric=0.59), history)
+    assert d.retrain and d.reason("metric_drop").fired
+    assert d.change is not None and d.change.basis == "metric" and d.change.runs == 3
+    assert d.change.at == run(3).interval_start and d.change.baseline == 0.74
+    assert Decision.from_dict(d.to_dict()).change == d.change
+    assert decide_(run(0, metric=0.74), history).change is None  # no retrain: no change point
+
+
+def test_drift_change_point_and_no_change_without_a_champion() -> None:
+    drifted = [run(2, share=0.1), run(1, share=0.5), run(0, share=0.6)]
+    d = decide_(drifted[-1], drifted[:-1], policy=POLICY.model_copy(update={"metric_drop": None}))
+    assert d.retrain and d.change is not None and d.change.basis == "drift" and d.change.at == run(1).interval_start
+    first = decide_(run(0, metric=0.5), champ=champion(version=None, validation_metric=None))
+    assert first.retrain and first.change is None
+
+
+def test_a_carried_pre_change_level_keeps_the_metric_trigger_armed() -> None:
+    """A champion trained across a change validates at 0.52 on post-change rows; compared with its
+    own 0.52, an AUC of 0.52 looks normal. The carried pre-change level (0.85) keeps it armed."""
+    weak = champion(validation_metric=0.52)
+    assert not decide_(run(0, metric=0.52), champ=weak).retrain
+    carried = decide_(run(0, metric=0.52), champ=champion(validation_metric=0.52, baseline_metric=0.85))
+    assert carried.retrain and "vs pre-change level 0.8500" in carried.reason("metric_drop").detail
+    # A champion that reaches the old level again uses its own metric.
+    good = decide_(run(0, metric=0.86), champ=champion(validation_metric=0.87, baseline_metric=0.85))
+    assert "vs champion validation 0.8700" in good.reason("metric_drop").detail

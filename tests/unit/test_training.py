@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -498,3 +498,34 @@ def test_score_rejects_a_classifier_logged_without_probabilities(
     model = mlflow.pyfunc.load_model(info.model_uri)
     with pytest.raises(TrainingError, match=r"expected class probabilities of shape \(n, 2\).*predict_proba"):
         training.score(model, frame.head(10), "binary_classification")
+
+
+def test_training_start_follows_the_change_point_and_the_seasonal_period(contracts: dict[str, ModelContract]) -> None:
+    base = contracts["regression"]
+    contract = base.model_copy(update={"training": base.training.model_copy(update={"window": timedelta(days=60)})})
+    as_of = T0 + timedelta(days=100)
+    assert training.training_start(contract, as_of) == (as_of - timedelta(days=60), "window 60d")
+    change = as_of - timedelta(days=20)
+    start, why = training.training_start(contract, as_of, change_point=change)
+    assert start == change and why.startswith(f"since the change at {change.isoformat()}")
+    assert training.training_start(contract, as_of, change_point=as_of - timedelta(days=90))[0] == as_of - timedelta(
+        days=60
+    )  # a change before the window: the window
+    off = contract.model_copy(update={"training": contract.training.model_copy(update={"change_aware": False})})
+    assert training.training_start(off, as_of, change_point=change)[0] == as_of - timedelta(days=60)
+    yearly = contract.model_copy(update={"seasonality": timedelta(days=365)})
+    start, why = training.training_start(yearly, as_of)
+    assert start == as_of - timedelta(days=365 + 7 + 7) and "one seasonal period of 365d" in why
+
+
+def test_a_candidate_trained_across_a_change_carries_the_pre_change_level(datasets: dict[str, TrainingData]) -> None:
+    data = datasets["regression"]
+    start = datetime.fromisoformat(data.fingerprint["window"]["start"])
+    after = {"change_point": (start + timedelta(days=5)).isoformat(), "baseline_metric": 0.85}
+    assert training._change_tags(data, after) == {
+        "driftguard.change_point": after["change_point"],
+        "driftguard.metric_baseline": "0.85",
+    }
+    since = {"change_point": start.isoformat(), "baseline_metric": 0.85}  # trained on post-change rows only
+    assert training._change_tags(data, since) == {"driftguard.change_point": start.isoformat()}
+    assert training._change_tags(data, {"summary": "drift"}) == {}
