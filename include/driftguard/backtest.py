@@ -26,6 +26,7 @@ than the serving champion's own validation (holdout) metric by at least `policy.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import io
 import json
@@ -474,6 +475,22 @@ def replay_interval(
     )
 
 
+def replay_contract(contract: ModelContract) -> ModelContract:
+    """The contract as a replay runs it: a logged prediction column holds the scores of the model
+    that served back then, not of the champion this strategy serves, so every interval is scored
+    by the strategy's own @champion instead (without this, every strategy would report the same
+    metric whatever it retrained)."""
+    if contract.source.prediction_column is None:
+        return contract
+    log.info(
+        "%s: the backtest scores with each strategy's champion; logged column %r is not used",
+        contract.name,
+        contract.source.prediction_column,
+    )
+    source = contract.source.model_copy(update={"prediction_column": None})
+    return contract.model_copy(update={"source": source})
+
+
 def run_backtest(config: BacktestConfig) -> BacktestResult:
     """Replay every strategy over every interval; strategies run one after the other, each in its
     own stores and environment."""
@@ -482,7 +499,8 @@ def run_backtest(config: BacktestConfig) -> BacktestResult:
     from driftguard.contract import format_duration
 
     t0 = time.perf_counter()
-    contract = config.contract
+    contract = replay_contract(config.contract)
+    config = dataclasses.replace(config, contract=contract)
     base = get_settings()
     url = config.feature_log_url or os.environ.get(FEATURE_LOG_ENV) or base.feature_log_url
     intervals = config.intervals()

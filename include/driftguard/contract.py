@@ -469,6 +469,13 @@ class PolicyConfig(_Strict):
         description="Trigger: the metric estimated before labels (CBPE/DLE) worse than the champion's validation "
         "by >= (`5%` or `0.02 abs`), its whole band past the baseline; null = off.",
     )
+    window_growth: float | None = Field(
+        3.0,
+        gt=1,
+        description="Trigger: a champion trained on the rows since a change (a short window) retrains when the "
+        "labelled rows since its promotion reach (growth - 1) x the rows of its window, until it spans "
+        "training.window; null = off.",
+    )
     max_model_age: Duration | None = Field(
         timedelta(days=90), description="Review alert (never a retrain by itself): champion older than this."
     )
@@ -703,6 +710,17 @@ class ModelContract(_Strict):
         if self.promotion.greater_is_better is not None:
             return self.promotion.greater_is_better
         return self.primary_metric in GREATER_IS_BETTER
+
+    @property
+    def training_window(self) -> timedelta | None:
+        """The sliding training window (None = `all`). With `seasonality`, train covers at least one
+        full period after validation and holdout are taken, so a candidate has seen every phase."""
+        cfg = self.training
+        if cfg.window == "all":
+            return None
+        if self.seasonality is not None:
+            return max(cfg.window, self.seasonality + cfg.validation + cfg.holdout)
+        return cfg.window
 
     @property
     def registered_model_name(self) -> str:

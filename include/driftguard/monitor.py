@@ -295,6 +295,9 @@ def load_reference(ctx: RunContext) -> dict[str, Any]:
         "importance": dict(ref.importance),
         "training_rows": ref.training_rows,
         "metric_baseline": ref.metric_baseline,
+        "change_point": ref.change_point,
+        "window_start": ref.window_start,
+        "window_rows": ref.window_rows,
         "profile": ref.profile,
         "rows": len(ref.sample),
     }
@@ -610,6 +613,8 @@ def decide(ctx: RunContext) -> dict[str, Any]:
         last_retrain_at=last_retrain or trained_at,
         training_rows=meta.get("training_rows"),
         baseline_metric=meta.get("metric_baseline"),
+        trained_since_change=trained_since_change(ctx.contract, meta, trained_at),
+        window_rows=meta.get("window_rows"),
     )
     # Label evidence counts from the champion's promotion: a rejected attempt (which does start
     # the cooldown) must not throw away the labels gathered since.
@@ -630,6 +635,19 @@ def decide(ctx: RunContext) -> dict[str, Any]:
     ctx.write_json("decision.json", data)
     log.info("%s: %s", ctx.label, decision.summary())
     return {"retrain": decision.retrain, "summary": decision.summary()}
+
+
+def trained_since_change(contract: ModelContract, meta: dict[str, Any], trained_at: datetime | None) -> datetime | None:
+    """The change point the champion's training window began at, while that window is shorter than
+    the contract's (the window_growth trigger lets it grow); None otherwise."""
+    change, start = meta.get("change_point"), meta.get("window_start")
+    if not (change and start and trained_at):
+        return None
+    at = datetime.fromisoformat(change)
+    if datetime.fromisoformat(start) < at:
+        return None
+    window = contract.training_window
+    return at if window is None or trained_at - at < window else None
 
 
 CHANGE_LOOKBACK_RUNS = 26  # half a year of weekly runs: how far back a degradation's start is looked for

@@ -14,6 +14,7 @@ drift_share            yes           yes       yes          yes
 important_features     yes           yes       yes          yes
 metric_drop            yes           yes       no           yes
 estimated_metric_drop  yes           yes       no           yes
+window_growth          yes           yes       no           no
 =====================  ============  ========  ===========  ==============
 
 Why: broken or missing data is never a basis to train on (data_quality gates everything).
@@ -21,6 +22,13 @@ Persistence is a statement about drift, so it only gates the drift triggers; a r
 metric drop is already evidence from matured labels. Without a champion there is nothing to
 cool down from and no "since last retrain": the first model is trained on the bootstrap
 window, and the training step checks its own data.
+
+After a change the candidate trains on the rows since the change only (training.change_aware),
+often a few weeks of them. `window_growth` lets that window grow: the champion is retrained when
+the labelled rows since its promotion reach (growth - 1) x the rows of its window, so each refresh
+about triples the data (a model's excess loss falls roughly as 1/n, so each refresh removes about
+two thirds of what is left), until its window spans `training.window`. Three refreshes take a
+1-week window to 27 weeks; a plain sliding window would retrain every interval to get there.
 
 Model age is a `review` reason, not a trigger: a calendar is no evidence that a model whose
 signals are healthy got worse (retraining one on a timer replaced good models 22 times in 36
@@ -51,8 +59,8 @@ REVIEW = "review"  # reported and alerted, never a retrain by itself
 # Guard -> the triggers it gates (see the module docstring).
 DRIFT_TRIGGERS = ("drift_share", "important_features")
 GUARD_SCOPE: Mapping[str, tuple[str, ...]] = {
-    "data_quality": ("no_champion", *DRIFT_TRIGGERS, "metric_drop", "estimated_metric_drop"),
-    "cooldown": (*DRIFT_TRIGGERS, "metric_drop", "estimated_metric_drop"),
+    "data_quality": ("no_champion", *DRIFT_TRIGGERS, "metric_drop", "estimated_metric_drop", "window_growth"),
+    "cooldown": (*DRIFT_TRIGGERS, "metric_drop", "estimated_metric_drop", "window_growth"),
     "persistence": DRIFT_TRIGGERS,
     "min_new_labels": (*DRIFT_TRIGGERS, "metric_drop", "estimated_metric_drop"),
 }
@@ -91,6 +99,10 @@ class ChampionFacts:
     # The pre-change level carried over from the champion it replaced, when this one was trained
     # on data from both sides of a change: its own validation metric must not become the new normal.
     baseline_metric: float | None = None
+    # The change point its training window began at, while that window is shorter than the
+    # contract's training.window (None otherwise): the window_growth trigger lets it grow.
+    trained_since_change: datetime | None = None
+    window_rows: int | None = None  # labelled rows of its whole training window (what window_growth grows)
 
 
 def metric_baseline(champion: ChampionFacts, greater_is_better: bool) -> tuple[float | None, str]:
@@ -361,6 +373,27 @@ def _trigger_estimated(
     )
 
 
+def _trigger_growth(policy: PolicyConfig, champion: ChampionFacts, labelled_rows: int) -> Reason:
+    rule = "window_growth"
+    if policy.window_growth is None:
+        return Reason(rule, TRIGGER, False, "window-growth trigger is off")
+    if champion.trained_since_change is None:
+        return Reason(rule, TRIGGER, False, "champion's window is not a shortened post-change one")
+    if not champion.window_rows:
+        return Reason(rule, TRIGGER, False, "champion's training window rows unknown")
+    need = math.ceil((policy.window_growth - 1) * champion.window_rows)
+    fired = labelled_rows >= need
+    op = ">=" if fired else "<"
+    return Reason(
+        rule,
+        TRIGGER,
+        fired,
+        f"champion's window held {champion.window_rows:,} rows since the change at "
+        f"{champion.trained_since_change.isoformat()}; {labelled_rows:,} labelled rows since {op} {need:,} "
+        f"(x{policy.window_growth:g} growth)",
+    )
+
+
 def _review_age(policy: PolicyConfig, now: datetime, champion: ChampionFacts) -> Reason:
     if policy.max_model_age is None:
         return Reason("model_age", REVIEW, False, "model-age review is off")
@@ -475,6 +508,7 @@ def decide(
         _trigger_important(policy, current, importance),
         _trigger_metric(policy, current, champion, metric_name, greater_is_better),
         _trigger_estimated(policy, current, champion, metric_name, greater_is_better),
+        _trigger_growth(policy, champion, labelled_rows_since_retrain),
     ]
     guards = [
         _guard_quality(current),
@@ -515,6 +549,8 @@ def change_point(
     the error stream in its simplest, explainable form: consecutive breaches of the same limit."""
     runs = last_runs(current, history, len(history) + 1)
     base, _ = metric_baseline(champion, greater_is_better)
+    if fired == {"window_growth"} and champion.trained_since_change is not None:
+        return ChangePoint(champion.trained_since_change, "window", 0)  # the same change, more rows since
     if fired & {"metric_drop", "estimated_metric_drop"} and _valid(base):
         basis = "metric"
 

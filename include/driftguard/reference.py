@@ -57,6 +57,9 @@ class Reference:
     calibration: dict[str, Any] | None = None  # drift thresholds logged with it (calibration.Calibration)
     estimator: bytes | None = None  # estimation.Estimator.to_bytes(): CBPE/DLE fitted on its holdout
     metric_baseline: float | None = None  # pre-change level carried over (tag driftguard.metric_baseline)
+    change_point: str | None = None  # the change its training was told of (tag driftguard.change_point)
+    window_start: str | None = None  # where its training data began (tag driftguard.window_start)
+    window_rows: int | None = None  # labelled rows of its whole training window (train+validation+holdout)
 
     @property
     def has_score(self) -> bool:
@@ -327,9 +330,12 @@ def champion_reference(contract: ModelContract, *, tracking_uri: str | None = No
         trained_at=trained_at,
         importance=_importance_values(importance.get("importance")),
         training_rows=_int(run.data.params.get("data.rows.train")),
+        window_rows=_int(run.data.params.get("data.rows.total")),
         calibration=calibration,
         estimator=estimator,
         metric_baseline=_float(run.data.tags.get("driftguard.metric_baseline")),
+        change_point=run.data.tags.get("driftguard.change_point") or None,
+        window_start=run.data.tags.get("driftguard.window_start") or None,
     )
     log.info("%s: reference is %s, %d rows", contract.name, ref.source, len(ref.sample))
     return ref

@@ -47,7 +47,7 @@ from driftguard.contract import ModelContract, Task, parse_contract, parse_durat
 
 DRIFT_KINDS = (
     "mean_shift", "variance_change", "new_category", "null_spike", "type_change", "concept_drift", "seasonal",
-    "gradual_shift",
+    "gradual_shift", "seasonal_concept",
 )  # fmt: skip
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -72,8 +72,13 @@ _DEFAULT_COLUMN = {
     "concept_drift": None,
     "seasonal": "num_2",
     "gradual_shift": "num_0",
+    "seasonal_concept": "num_3",
 }
-_DEFAULT_DURATION = {"seasonal": timedelta(days=364), "gradual_shift": timedelta(days=28)}
+_DEFAULT_DURATION = {
+    "seasonal": timedelta(days=364),
+    "gradual_shift": timedelta(days=28),
+    "seasonal_concept": timedelta(days=364),
+}
 # Baseline label rule on standardized numeric features plus category effects.
 _WEIGHTS = np.array([1.2, -0.8, 0.6, 0.4, -0.5, 0.3])
 _CAT_EFFECT = {"cat_a": {"a0": 0.0, "a1": 0.4, "a2": -0.4, "a3": 0.8}, "region": {"north": 0.3, "south": -0.3}}
@@ -96,7 +101,14 @@ class Injection:
         if self.start.tzinfo is None:
             raise ValueError("Injection.start must be tz-aware (UTC)")
         col = self.target
-        numeric_kinds = ("mean_shift", "variance_change", "type_change", "seasonal", "gradual_shift")
+        numeric_kinds = (
+            "mean_shift",
+            "variance_change",
+            "type_change",
+            "seasonal",
+            "gradual_shift",
+            "seasonal_concept",
+        )
         if self.kind in numeric_kinds and col not in NUMERIC:
             raise ValueError(f"{self.kind} needs a numeric column {NUMERIC}, got {col!r}")
         if self.kind == "new_category" and col not in CATEGORICAL:
@@ -272,9 +284,9 @@ def generate_log(
         elif inj.kind == "variance_change":
             mean = _MEANS[NUMERIC.index(col)]
             log.loc[mask, col] = mean + (log.loc[mask, col] - mean) * (1 + inj.magnitude)
-        elif inj.kind in ("seasonal", "gradual_shift"):
+        elif inj.kind in ("seasonal", "gradual_shift", "seasonal_concept"):
             elapsed = (log.loc[mask, TIMESTAMP_COLUMN] - pd.Timestamp(inj.start)) / pd.Timedelta(inj.period)
-            phase = np.sin(2 * np.pi * elapsed) if inj.kind == "seasonal" else np.minimum(elapsed, 1.0)
+            phase = np.minimum(elapsed, 1.0) if inj.kind == "gradual_shift" else np.sin(2 * np.pi * elapsed)
             log.loc[mask, col] = log.loc[mask, col] + inj.magnitude * _STDS[NUMERIC.index(col)] * phase.to_numpy()
 
     base = _linear(log, _WEIGHTS, _CAT_EFFECT)
@@ -284,6 +296,15 @@ def generate_log(
             mask = after(inj)
             weights, cat = _drifted_rule(inj.magnitude)
             truth[mask] = _linear(log.loc[mask], weights, cat)
+        elif inj.kind == "seasonal_concept":
+            # A yearly regime: in the first half of each cycle ("summer") the label follows the
+            # drifted rule, else the base one. The season shows in `column` (its mean follows the
+            # cycle), so a model that has seen a whole cycle can learn both regimes, and one trained
+            # on the last weeks of one season is wrong in the next.
+            elapsed = (log[TIMESTAMP_COLUMN] - pd.Timestamp(inj.start)) / pd.Timedelta(inj.period)
+            summer = after(inj) & (np.sin(2 * np.pi * elapsed.to_numpy()) > 0)
+            weights, cat = _drifted_rule(1.0)
+            truth[summer] = _linear(log.loc[summer], weights, cat)
     if task_value is Task.binary_classification:
         label = (rng.random(n) < _sigmoid(truth)).astype("int64")
         log[PREDICTION_COLUMN] = np.round(_sigmoid(base), 6)

@@ -202,15 +202,8 @@ def _drop_unusable_rows(frame: pd.DataFrame, contract: ModelContract) -> tuple[p
 
 
 def effective_window(contract: ModelContract) -> timedelta | None:
-    """The sliding training window (None = `all`). With `seasonality`, train covers at least one
-    full period after validation and holdout are taken, so a candidate has seen every phase."""
-    window = contract.training.window
-    if window == "all":
-        return None
-    if contract.seasonality is not None:
-        cfg = contract.training
-        window = max(window, contract.seasonality + cfg.validation + cfg.holdout)
-    return window
+    """The sliding training window (None = `all`): see ModelContract.training_window."""
+    return contract.training_window
 
 
 def training_start(
@@ -364,11 +357,13 @@ def split_by_time(
     # Holdout: by time, then widened to the rows (and classes) it needs, within the bound.
     by_time = int((ts >= ts.iloc[-1] - pd.Timedelta(cfg.holdout)).sum())
     for_classes = _rows_for_both_classes(frame[label].to_numpy(), cfg.min_class_rows) if binary else 0
-    limit = max(by_time, int(n * cfg.max_holdout_share))
-    # An earlier gate's request for more evidence is met as far as the bound allows.
-    wanted = max(by_time, cfg.min_holdout_rows, min(min_holdout_rows or 0, limit))
-    classes_short = for_classes is None or for_classes > limit
-    if classes_short or cfg.min_holdout_rows > limit:
+    cap = int(n * cfg.max_holdout_share)
+    # At least what the gate needs (and an earlier gate's request for more evidence, as far as the
+    # bound allows); at most the bound, so that a short window (e.g. the weeks since a change) still
+    # leaves rows to train on.
+    need = max(cfg.min_holdout_rows, for_classes or 0)
+    classes_short = for_classes is None or for_classes > cap
+    if classes_short or cfg.min_holdout_rows > cap:
         classes = _class_counts(frame, label) if binary else {}
         short = (
             f"{cfg.min_class_rows} rows of each class (the window has {classes.get(0, 0)} of class 0 and "
@@ -377,12 +372,12 @@ def split_by_time(
             else f"{cfg.min_holdout_rows} rows"
         )
         raise InsufficientData(
-            f"model {contract.name!r}: the holdout needs {short}, and widening it may take at most "
+            f"model {contract.name!r}: the holdout needs {short}, and it may take at most "
             f"{cfg.max_holdout_share:.0%} of the {n:,} labelled rows; {span}. {fix}"
         )
-    k = max(wanted, for_classes or 0)
-    widened = k > by_time
-    hold_start = ts.iloc[n - k] if widened else ts.iloc[-1] - pd.Timedelta(cfg.holdout)
+    k = min(max(by_time, need, min(min_holdout_rows or 0, cap)), cap)
+    resized = k != by_time
+    hold_start = ts.iloc[n - k] if resized else ts.iloc[-1] - pd.Timedelta(cfg.holdout)
     holdout_mask = ts >= hold_start
 
     # Validation: by time only; folded into train when too small to report on.
@@ -390,11 +385,15 @@ def split_by_time(
     val_mask = (ts >= val_start) & ~holdout_mask
     validation = frame[val_mask]
     folded = ""
-    if len(validation) and (
+    left = n - int(holdout_mask.sum()) - len(validation)
+    if len(validation) and left < max(cfg.min_train_rows, len(validation)):
+        folded = f"{len(validation)} rows, more than the {left} it would leave to train on"
+    elif len(validation) and (
         len(validation) < cfg.min_holdout_rows
         or (binary and min(_class_counts(validation, label).values()) < cfg.min_class_rows)
     ):
         folded = f"{len(validation)} rows, fewer than {cfg.min_holdout_rows} or a class short"
+    if folded:
         val_mask = pd.Series(False, index=frame.index)
         val_start = hold_start
         validation = frame[val_mask]
@@ -416,13 +415,14 @@ def split_by_time(
         "holdout": (hold_start, pd.Timestamp(as_of)),
     }
     bounds: dict[str, dict[str, Any]] = {name: {"start": _iso(lo), "end": _iso(hi)} for name, (lo, hi) in edges.items()}
-    if widened:
-        bounds["holdout"]["widened"] = f"{k:,} rows instead of {by_time:,} in {format_duration(cfg.holdout)}"
+    if resized:
+        how = "widened" if k > by_time else "narrowed"
+        bounds["holdout"][how] = f"{k:,} rows instead of {by_time:,} in {format_duration(cfg.holdout)}"
     if folded:
         bounds["validation"]["folded_into_train"] = folded
-    for name, note in (("holdout", bounds["holdout"].get("widened")), ("validation", folded)):
+    for note in (bounds["holdout"].get("widened"), bounds["holdout"].get("narrowed"), folded):
         if note:
-            log.info("%s: %s split %s", contract.name, name, "widened: " + note if name == "holdout" else note)
+            log.info("%s: split: %s", contract.name, note)
     return Split(
         train=train.reset_index(drop=True),
         validation=validation.reset_index(drop=True),
@@ -682,6 +682,7 @@ def _tags(contract: ModelContract, data: TrainingData, trigger: dict[str, Any] |
         # Data time of the training cut-off: the policy's model age counts from it, so backfills
         # and backtests age models the way production does (the run's start time is wall clock).
         "driftguard.data_as_of": str(data.fingerprint.get("as_of", "")),
+        "driftguard.window_start": str(data.fingerprint.get("window", {}).get("start", "")),
         **{f"driftguard.version.{k}": v for k, v in package_versions().items()},
     }
     tags.update(_change_tags(data, trigger))

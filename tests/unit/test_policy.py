@@ -85,6 +85,7 @@ def test_every_trigger_and_guard_yields_a_reason_in_a_fixed_order() -> None:
         ("important_features", "trigger"),
         ("metric_drop", "trigger"),
         ("estimated_metric_drop", "trigger"),
+        ("window_growth", "trigger"),
         ("data_quality", "guard"),
         ("cooldown", "guard"),
         ("persistence", "guard"),
@@ -268,7 +269,9 @@ def test_no_champion_retrains_without_cooldown_labels_or_persistence() -> None:
 
 
 def test_triggers_set_to_null_are_off() -> None:
-    off = PolicyConfig(drift_share=None, important_features=None, metric_drop=None, max_model_age=None)
+    off = PolicyConfig(
+        drift_share=None, important_features=None, metric_drop=None, max_model_age=None, window_growth=None
+    )
     old = champion(trained_at=NOW - timedelta(days=999))
     d = decide_(run(share=1.0, drifted=IMPORTANCE, metric=0.1), [run(1, share=1.0)], champ=old, policy=off)
     assert not d.retrain
@@ -277,6 +280,7 @@ def test_triggers_set_to_null_are_off() -> None:
         "important-feature trigger is off",
         "metric-drop trigger is off",
         "estimated-metric trigger is off",
+        "window-growth trigger is off",
     ]
     assert d.reason("model_age").detail == "model-age review is off"
     assert not drift_detected(off, run(share=1.0, drifted=IMPORTANCE), IMPORTANCE)
@@ -408,3 +412,16 @@ def test_a_carried_pre_change_level_keeps_the_metric_trigger_armed() -> None:
     # A champion that reaches the old level again uses its own metric.
     good = decide_(run(0, metric=0.86), champ=champion(validation_metric=0.87, baseline_metric=0.85))
     assert "vs champion validation 0.8700" in good.reason("metric_drop").detail
+
+
+def test_a_post_change_window_grows_by_the_growth_factor() -> None:
+    """A champion trained on 1,000 rows since a change retrains once 2,000 more labelled rows have
+    arrived (x3), and the new candidate trains from the same change point on."""
+    since = NOW - timedelta(days=14)
+    young = champion(window_rows=1000, trained_since_change=since)
+    assert not decide_(run(0, metric=0.74), champ=young, labels=1999).retrain
+    d = decide_(run(0, metric=0.74), champ=young, labels=2000)
+    assert d.retrain and d.reason("window_growth").fired
+    assert "window held 1,000 rows since the change" in d.reason("window_growth").detail
+    assert d.change is not None and d.change.basis == "window" and d.change.at == since
+    assert not decide_(run(0, metric=0.74), champ=champion(window_rows=1000), labels=10**6).retrain

@@ -100,18 +100,20 @@ def test_split_widens_folds_or_says_insufficient_data(contracts: dict[str, Model
     contract = contracts["binary_classification"]
     frame = labelled_frame("binary_classification")  # 20 days from T0, 150 rows a day
     as_of = T0 + timedelta(days=21)
-    # No rows in the validation period: nothing to report there, and no reason to fail the retrain.
+    # A gap in the log: the 1-week holdout would take 350 of 600 rows; it is narrowed to half of
+    # them, so that 250 rows are left to train on before a 50-row validation.
     gap = frame[(frame[TS] < T0 + timedelta(days=5)) | (frame[TS] >= T0 + timedelta(days=13))]
     split = training.split_by_time(gap, contract, as_of=as_of)
-    assert split.validation.empty and len(split.train) and len(split.holdout)
+    assert len(split.holdout) == len(gap) // 2 == 300 and split.bounds["holdout"]["narrowed"]
+    assert len(split.validation) == 50 and len(split.train) == 250
 
     # One class in the holdout period: the holdout widens back in time until it holds 5 of each.
     single = frame.copy()
     single.loc[single[TS] >= T0 + timedelta(days=12), LABEL] = 0
     split = training.split_by_time(single, contract, as_of=as_of)
     assert split.holdout[LABEL].value_counts().min() >= contract.training.min_class_rows
-    assert split.validation[TS].max() < split.holdout[TS].min() < T0 + timedelta(days=12)
-    assert "widened" in split.bounds["holdout"] and split.train[TS].max() < split.holdout[TS].min()
+    assert split.train[TS].max() < split.holdout[TS].min() < T0 + timedelta(days=12)
+    assert "widened" in split.bounds["holdout"]
 
     one_class = frame.assign(**{LABEL: 0})
     with pytest.raises(training.InsufficientData, match=r"'toy_binary': the holdout needs 5 rows of each class"):
