@@ -464,6 +464,13 @@ class PolicyConfig(_Strict):
         Change(0.05, relative=True),
         description="Trigger: realized metric worse than the champion's validation by >= (`5%` or `0.02 abs`).",
     )
+    metric_drop_alpha: float = Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="metric_drop also needs the drop to exceed its sampling noise: a stable model's realized "
+        "metric falls that far with this probability per run (one-sided, from bootstrap standard errors).",
+    )
     estimated_metric_drop: MetricChange | None = Field(
         None,
         description="Trigger: the metric estimated before labels (CBPE/DLE) worse than the champion's validation "

@@ -186,6 +186,37 @@ def metric_fn(name: str, *, threshold: float = 0.5) -> Callable[[np.ndarray, np.
     return fn
 
 
+SE_SAMPLES = 200  # bootstrap resamples for a metric's standard error (relative error of the SE ~5%)
+SE_MAX_ROWS = 5_000  # above: measured on a seeded sample and scaled by sqrt(sample / n) (SE ~ 1/sqrt(n))
+
+
+def metric_se(name: str, y_true: Any, y_score: Any, *, threshold: float = 0.5, seed: int = 0) -> float | None:
+    """Bootstrap standard error of a metric on these rows (None when it cannot be measured).
+
+    What a realized metric on n rows would scatter by if the model did not change: the noise a
+    metric-drop trigger must see past before it calls a worse number a drop. SE ~ 1/sqrt(n), so
+    a large window is measured on a sample and scaled."""
+    y, s = _as_pair(y_true, y_score)
+    keep = np.isfinite(y) & np.isfinite(s)
+    y, s = y[keep], s[keep]
+    n = y.size
+    if n < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    scale = 1.0
+    if n > SE_MAX_ROWS:
+        pick = rng.choice(n, SE_MAX_ROWS, replace=False)
+        y, s, scale = y[pick], s[pick], float(np.sqrt(SE_MAX_ROWS / n))
+    m = y.size
+    idx = rng.integers(0, m, size=(SE_SAMPLES, m)) + (np.arange(SE_SAMPLES) * m)[:, None]
+    counts = np.bincount(idx.ravel(), minlength=SE_SAMPLES * m).reshape(SE_SAMPLES, m).astype(float)
+    values = weighted_metric_fn(name, threshold=threshold)(y, s, counts)
+    values = values[np.isfinite(values)]
+    if values.size < SE_SAMPLES // 2:
+        return None
+    return float(values.std(ddof=1) * scale)
+
+
 def _as_pair(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true, dtype=float).ravel()
     s = np.asarray(y_score, dtype=float).ravel()

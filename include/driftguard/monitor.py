@@ -549,6 +549,13 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
             )
             out["metrics"] = values
             out["metric_value"] = values.get(contract.primary_metric)
+            out["metric_se"] = metrics.metric_se(
+                contract.primary_metric,
+                scored[label].to_numpy(),
+                scored[SCORE].to_numpy(),
+                threshold=contract.decision_threshold,
+                seed=contract.training.seed,
+            )
             if contract.segment_features:
                 out["segments"] = metrics.segment_metrics(
                     contract.task,
@@ -571,7 +578,7 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
         f"{out['labelled_rows']:,}",
         _fmt(out["champion_metric"]),
     )
-    return {k: out[k] for k in ("metric_name", "metric_value", "labelled_rows")}
+    return {k: out.get(k) for k in ("metric_name", "metric_value", "metric_se", "labelled_rows")}
 
 
 def estimated_metric(ctx: RunContext, window: Any) -> dict[str, Any]:
@@ -615,6 +622,7 @@ def decide(ctx: RunContext) -> dict[str, Any]:
         baseline_metric=meta.get("metric_baseline"),
         trained_since_change=trained_since_change(ctx.contract, meta, trained_at),
         window_rows=meta.get("window_rows"),
+        validation_se=(meta.get("validation_metrics") or {}).get(f"{ctx.contract.primary_metric}_se"),
     )
     # Label evidence counts from the champion's promotion: a rejected attempt (which does start
     # the cooldown) must not throw away the labels gathered since.
@@ -708,6 +716,7 @@ def current_facts(ctx: RunContext, results: dict[str, dict[str, Any]] | None = N
         weighted_drift_share=d.get("weighted_share"),
         estimated_metric=(e.get("estimated") or {}).get("value"),
         estimated_band=_band(e.get("estimated")),
+        metric_se=e.get("metric_se"),
     )
 
 
@@ -777,6 +786,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
             "insufficient_features": d.get("insufficient_features") or [],
             "drift_degraded": sorted(d.get("render_errors") or {}) or bool(d.get("error")),
             "estimated_metric": e.get("estimated"),
+            "metric_se": e.get("metric_se"),
         },
     )
     store = history_store(ctx.settings)

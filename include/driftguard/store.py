@@ -331,6 +331,7 @@ class RunRecord:
             retrain=self.retrain,
             drift_share_threshold=_float(self.signals.get("drift_share_threshold")),
             weighted_drift_share=_float(self.signals.get("weighted_drift_share")),
+            metric_se=_float(self.signals.get("metric_se")),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -791,7 +791,7 @@ def train_candidate(
     import mlflow.sklearn
 
     from driftguard import mlflow_setup
-    from driftguard.metrics import task_metrics
+    from driftguard.metrics import metric_se, task_metrics
     from driftguard.reference import SCORE_COLUMN, fit_estimator, log_reference, with_times
 
     uri = mlflow_setup.configure(tracking_uri)
@@ -834,6 +834,16 @@ def train_candidate(
             metrics[name] = task_metrics(
                 contract.task, part[_label_column(contract)].to_numpy(), y_score, threshold=contract.decision_threshold
             )
+            if name == "holdout":  # the baseline's own noise, for the metric_drop trigger (policy.drop_noise)
+                se = metric_se(
+                    contract.primary_metric,
+                    part[_label_column(contract)].to_numpy(),
+                    y_score,
+                    threshold=contract.decision_threshold,
+                    seed=contract.training.seed,
+                )
+                if se is not None:
+                    metrics[name][f"{contract.primary_metric}_se"] = se
             mlflow.log_metrics({f"{name}_{k}": float(v) for k, v in metrics[name].items()})
         primary = contract.primary_metric
         log.info(

@@ -138,3 +138,17 @@ def test_proxy_metrics() -> None:
     assert got == {"mean_score": pytest.approx(0.45), "positive_rate": 0.5, "low_confidence_share": 0.5}
     reg = proxy_metrics(Task.regression, [1.0, 3.0])
     assert reg == {"mean_prediction": 2.0, "std_prediction": 1.0}
+
+
+def test_metric_se_matches_the_analytic_standard_error() -> None:
+    """For MAE (a mean of |errors|) the bootstrap SE must match std(|e|) / sqrt(n); above
+    SE_MAX_ROWS it is measured on a sample and scaled by sqrt(sample / n)."""
+    from driftguard.metrics import SE_MAX_ROWS, metric_se
+
+    rng = np.random.default_rng(7)
+    for n in (200, SE_MAX_ROWS * 8):
+        y = rng.normal(0, 1, n)
+        pred = y + rng.normal(0, 2, n)
+        analytic = np.abs(pred - y).std(ddof=1) / np.sqrt(n)
+        assert metric_se("mae", y, pred) == pytest.approx(analytic, rel=0.15)
+    assert metric_se("roc_auc", np.ones(50), rng.random(50)) is None  # one class: no AUC, no SE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -425,3 +426,20 @@ def test_a_post_change_window_grows_by_the_growth_factor() -> None:
     assert "window held 1,000 rows since the change" in d.reason("window_growth").detail
     assert d.change is not None and d.change.basis == "window" and d.change.at == since
     assert not decide_(run(0, metric=0.74), champ=champion(window_rows=1000), labels=10**6).retrain
+
+
+def test_metric_drop_must_exceed_the_sampling_noise() -> None:
+    """0.70 vs 0.74 is past the 0.03 limit, but on 30 labelled rows (SE 0.08, the baseline's 0.05)
+    a stable model falls that far often: z_0.99 x sqrt(0.08^2 + 0.05^2) = 0.219. A real collapse
+    to 0.40 fires; so does 0.70 measured on thousands of rows (SE 0.005)."""
+    noisy = dataclasses.replace(run(0, metric=0.70), metric_se=0.08)
+    champ = champion(validation_se=0.05)
+    d = decide_(noisy, champ=champ)
+    assert not d.reason("metric_drop").fired
+    assert d.reason("metric_drop").detail.endswith("within noise (0.0400 < 0.2195)")
+    assert decide_(dataclasses.replace(noisy, metric_value=0.40), champ=champ).reason("metric_drop").fired
+    assert (
+        decide_(dataclasses.replace(noisy, metric_se=0.005), champ=champion(validation_se=0.003))
+        .reason("metric_drop")
+        .fired
+    )
