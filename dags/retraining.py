@@ -19,9 +19,10 @@ the last full day). Never promote a worse model: that is the promise.
    run there, and the next interval may try again without a cooldown.
 4. `register_candidate`: a registered model version (idempotent per training run).
 5. `evaluate_candidate`: candidate and `@champion` scored on the same holdout rows; the gate
-   (metric threshold, paired bootstrap, segment guardrails, calibration, sanity, servability in a
-   fresh process). The verdict and its numbers are tagged on the version and logged as JSON.
-   A CI that cannot tell on too few rows is `insufficient evidence`, not a rejection.
+   (loads and scores, metric threshold, paired bootstrap, segment guardrails, calibration, sanity,
+   and servability: both timed on one fixed batch in a fresh process). The verdict and its
+   numbers are tagged on the version and logged as JSON. A CI that cannot tell on too few rows
+   is `insufficient evidence`, not a rejection.
 6. `promote_or_not` branches to `promote_champion` (after `approve_promotion` when the contract
    asks for human approval; a reviewer's "Reject" runs `decline_promotion`) or
    `keep_as_challenger`. The alias move is the last step and is

@@ -585,7 +585,12 @@ class PromotionConfig(_Strict):
     bootstrap: BootstrapConfig = Field(BootstrapConfig(), description="Paired bootstrap of the metric gain.")
     segments: SegmentGuard = Field(SegmentGuard(), description="Per-segment guardrails.")
     calibration: CalibrationGuard = Field(CalibrationGuard(), description="Classifiers only.")
-    latency_budget_ms: float = Field(2000.0, gt=0, description="Max predict time per 1,000 rows, fresh process.")
+    latency_budget_ms: float = Field(
+        2000.0, gt=0, description="Ceiling on one thread's CPU ms to predict 1,000 rows, in a fresh process."
+    )
+    latency_ratio: float = Field(
+        3.0, ge=1, description="Max challenger/champion predict time, timed on the same batch in that process."
+    )
     floors: dict[str, float] = Field(default_factory=dict, description="Absolute floors for a first champion.")
     require_approval: bool = Field(False, description="Wait for human approval (Airflow HITL) before promoting.")
     rollback_on_unservable: bool = Field(True, description="Roll back a champion that no longer loads.")

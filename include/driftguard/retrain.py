@@ -220,7 +220,7 @@ def training_plan(ctx: RetrainContext) -> dict[str, Any]:
 
 @_beating
 def train(ctx: RetrainContext) -> dict[str, Any]:
-    from driftguard import training
+    from driftguard import servability, training
 
     excluded = quality_failed_intervals(ctx)
     if excluded:
@@ -254,6 +254,10 @@ def train(ctx: RetrainContext) -> dict[str, Any]:
     )
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     data.split.holdout.to_parquet(ctx.work_dir / "holdout.parquet", index=False)
+    # The batch evaluate times predict on: fixed size and seeded, so the same data gives the same batch.
+    servability.serving_sample(
+        data.split.train, ctx.contract.feature_names, seed=ctx.contract.training.seed
+    ).to_parquet(ctx.work_dir / SERVING_SAMPLE, index=False)
     out = {
         "run_id": candidate.run_id,
         "model_uri": candidate.model_uri,
@@ -272,6 +276,10 @@ def train(ctx: RetrainContext) -> dict[str, Any]:
         f"{len(data.split.holdout):,}",
     )
     return {"status": "trained", "run_id": candidate.run_id, f"holdout_{metric}": candidate.metric(metric)}
+
+
+SERVING_SAMPLE = "serving_sample.parquet"
+"""In the work dir: the fixed-size batch (resampled from the train split) servability times."""
 
 
 @_beating
@@ -331,7 +339,8 @@ def _champion_scores(ctx: RetrainContext, holdout: Any) -> tuple[str | None, Any
 
 @_beating
 def evaluate(ctx: RetrainContext) -> dict[str, Any]:
-    """Score champion and challenger on the same out-of-time holdout rows; run the gate."""
+    """Score champion and challenger on the same out-of-time holdout rows; time both in a fresh
+    process on the serving sample; run the gate."""
     import pandas as pd
 
     from driftguard import gate, registry, servability
@@ -344,14 +353,15 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         raise RetrainError(f"{ctx.label}: the contract has no labels; a candidate cannot be evaluated")
     version = reg["version"]
     model_uri = f"models:/{contract.registered_model_name}/{version}"
+    # The champion first: an unservable one is rolled back before it is timed and compared.
+    champion_version, champion_scores = _champion_scores(ctx, holdout)
     servable = servability.check_servable(
         model_uri,
-        holdout[contract.feature_names].head(1000),
+        _serving_sample(ctx, holdout),
         tracking_uri=ctx.settings.mlflow_tracking_uri,
-        budget_ms_per_1k=contract.promotion.latency_budget_ms,
+        champion_uri=f"models:/{contract.registered_model_name}/{champion_version}" if champion_version else None,
     )
-    champion_version, champion_scores = _champion_scores(ctx, holdout)
-    challenger_scores = _challenger_scores(ctx, model_uri if servable.ok else None, holdout)
+    challenger_scores, challenger_error = _challenger_scores(ctx, model_uri if servable.ok else None, holdout)
     verdict = gate.evaluate_gate(
         contract,
         y_true=holdout[label].to_numpy(),
@@ -359,6 +369,7 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         challenger_scores=challenger_scores,
         segments={c: holdout[c].to_numpy() for c in contract.segment_features},
         servability=servable,
+        challenger_error=challenger_error,
     )
     registry.record_verdict(
         contract.registered_model_name,
@@ -386,19 +397,37 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
     return {k: out[k] for k in ("version", "champion_version", "promote", "summary")}
 
 
-def _challenger_scores(ctx: RetrainContext, model_uri: str | None, holdout: Any) -> Any:
-    """Scores of the registered version; an unservable one scores NaN so the gate's sanity and
-    servability checks both reject it with their own reasons."""
-    import numpy as np
+def _serving_sample(ctx: RetrainContext, holdout: Any) -> Any:
+    """The train step's serving sample; a work dir written before there was one gets the same
+    kind of batch resampled from the holdout."""
+    import pandas as pd
 
+    from driftguard import servability
+
+    path = ctx.work_dir / SERVING_SAMPLE
+    if path.exists():
+        return pd.read_parquet(path)
+    log.warning("%s: %s missing in %s; resampling the holdout instead", ctx.label, SERVING_SAMPLE, ctx.work_dir)
+    return servability.serving_sample(holdout, ctx.contract.feature_names, seed=ctx.contract.training.seed)
+
+
+def _challenger_scores(ctx: RetrainContext, model_uri: str | None, holdout: Any) -> tuple[Any, str | None]:
+    """(scores of the registered version on the holdout, None), or (None, the error) when it
+    cannot be loaded or scored here: the gate then fails ``loads_and_scores`` with that error
+    and judges nothing else. None for ``model_uri`` (it already failed in the fresh process)
+    skips loading it again."""
     from driftguard import training
 
     if model_uri is None:
-        return np.full(len(holdout), np.nan)
-    import mlflow.pyfunc
+        return None, None
+    try:
+        import mlflow.pyfunc
 
-    model = mlflow.pyfunc.load_model(model_uri)
-    return training.score(model, holdout[ctx.contract.feature_names], ctx.contract.task)
+        model = mlflow.pyfunc.load_model(model_uri)
+        return training.score(model, holdout[ctx.contract.feature_names], ctx.contract.task), None
+    except Exception as exc:  # any load or predict failure: the challenger is not servable
+        log.error("%s: candidate %s cannot be loaded or scored: %s: %s", ctx.label, model_uri, type(exc).__name__, exc)
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 @_beating

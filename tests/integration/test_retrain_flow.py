@@ -58,8 +58,17 @@ def test_regression_candidates_are_gated_and_registered_once(world) -> None:
     again = retrain.run_retraining(contract, _day(27), _day(28), trigger={"summary": "drift"}, settings=settings)
     assert again == {"status": "skipped", "previous_status": second["status"], "version": "2"}
     assert len(registry.client(uri).search_model_versions("name = 'reg_flow'")) == 2
-    statuses = [r["status"] for r in HistoryStore(settings.history_url).retrains("reg_flow")]
-    assert statuses == ["promoted", second["status"]]
+    retrains = HistoryStore(settings.history_url).retrains("reg_flow")
+    assert [r["status"] for r in retrains] == ["promoted", second["status"]]
+    # Timed on the train step's fixed, seeded 1,000-row batch, against the champion in the same process.
+    first_checks = {c["name"]: c for c in retrains[0]["verdict"]["checks"]}
+    checks = {c["name"]: c for c in retrains[1]["verdict"]["checks"]}
+    assert next(iter(checks)) == "loads_and_scores" and checks["loads_and_scores"]["passed"]
+    serve = checks["servability"]
+    assert serve["passed"], serve["detail"]
+    assert serve["numbers"]["rows"] == 1000 and serve["numbers"]["champion_uri"] == "models:/reg_flow/1"
+    assert serve["numbers"]["ratio"] is not None and serve["numbers"]["repeats"] >= 5
+    assert first_checks["servability"]["numbers"]["champion_uri"] is None  # a first champion: the ceiling only
 
 
 @pytest.mark.slow

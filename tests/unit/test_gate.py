@@ -64,6 +64,7 @@ def test_clearly_better_challenger_is_promoted(data: dict[str, np.ndarray]) -> N
         verdict = gate(make_contract(mode=mode), data, scores(data, 0.6), scores(data, 1.5, "noise_b"))
         assert verdict.promote, verdict.summary()
         assert [c.name for c in verdict.checks] == [
+            "loads_and_scores",
             "output_sanity",
             "primary_metric_threshold",
             "significance",
@@ -73,7 +74,7 @@ def test_clearly_better_challenger_is_promoted(data: dict[str, np.ndarray]) -> N
         ]
         sig = verdict.check("significance").numbers
         assert sig["ci_low"] > 0.05 and sig["diff"] > sig["ci_low"]
-        assert verdict.summary() == "PROMOTE (challenger vs champion on roc_auc): all 6 checks passed"
+        assert verdict.summary() == "PROMOTE (challenger vs champion on roc_auc): all 7 checks passed"
 
 
 def test_clearly_worse_challenger_is_rejected(data: dict[str, np.ndarray]) -> None:
@@ -206,7 +207,7 @@ def test_insane_outputs_are_rejected(data: dict[str, np.ndarray], mutate: Any, m
     sanity = verdict.check("output_sanity")
     assert not sanity.passed and message in sanity.detail
     # metric checks are not run on broken scores
-    assert [c.name for c in verdict.checks] == ["output_sanity", "servability"]
+    assert [c.name for c in verdict.checks] == ["loads_and_scores", "output_sanity", "servability"]
 
 
 def test_broken_champion_scores_are_named(data: dict[str, np.ndarray]) -> None:
@@ -231,19 +232,98 @@ def test_unservable_or_slow_or_unchecked_is_rejected(data: dict[str, np.ndarray]
     champion, challenger = scores(data, 0.6), scores(data, 1.5, "noise_b")
     broken = ServabilityResult(False, None, None, "Traceback...\nOSError: No such file model.pkl", "models:/m/3")
     verdict = gate(make_contract(), data, champion, challenger, servability=broken)
-    assert [c.detail for c in verdict.failed] == ["models:/m/3 not servable: OSError: No such file model.pkl"]
+    assert [c.name for c in verdict.checks] == ["loads_and_scores"]  # nothing else is judged
+    assert verdict.reasons() == [
+        "loads_and_scores: models:/m/3 does not load or score in a fresh process: OSError: No such file model.pkl"
+    ]
     slow = ServabilityResult(True, 0.5, 2500.0, None, "models:/m/3")
     verdict = gate(make_contract(latency_budget_ms=2000), data, champion, challenger, servability=slow)
-    assert verdict.reasons() == ["servability: predict takes 2500.0 ms per 1k rows > budget 2000 ms"]
+    assert verdict.reasons() == ["servability: too slow: 2500.0 ms per 1k rows > latency_budget_ms 2000"]
     verdict = gate(make_contract(), data, champion, challenger, servability=None)
     assert verdict.reasons() == ["servability: not checked: no fresh-process load/predict result was given"]
+
+
+def test_challenger_that_fails_in_process_gets_its_own_check(data: dict[str, np.ndarray]) -> None:
+    """No scores to judge: one failed ``loads_and_scores`` with the error's last line, never a
+    NaN array reported as ``output_sanity``; with or without a champion."""
+    for champion in (scores(data, 0.6), None):
+        verdict = gate(
+            make_contract(),
+            data,
+            champion,
+            None,
+            challenger_error="Traceback (most recent call last):\n  ...\nValueError: feature 'x' missing",
+        )
+        assert not verdict.promote and verdict.first_champion is (champion is None)
+        assert [c.name for c in verdict.checks] == ["loads_and_scores"]
+        assert verdict.reasons() == [
+            "loads_and_scores: models:/m/2 does not load or score the holdout: ValueError: feature 'x' missing"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("ms", "champion_ms", "passed", "detail"),
+    [
+        (12.0, 10.0, True, "12.0 ms per 1k rows, 1.20x the champion's 10.0 (limits 3x and 2000 ms)"),
+        (40.0, 10.0, False, "4.00x the champion's 10.0 ms per 1k rows > latency_ratio 3"),
+        (9.0, 1.0, True, "9.0 ms per 1k rows, 1.80x the champion's 1.0, counted as 5 (limits"),
+        (2500.0, 2000.0, False, "too slow: 2500.0 ms per 1k rows > latency_budget_ms 2000"),
+        (2500.0, 500.0, False, "too slow: 2500.0 ms per 1k rows > latency_budget_ms 2000; 5.00x the champion's"),
+    ],
+    ids=["within", "ratio", "ratio_floor", "ceiling", "both"],
+)
+def test_latency_is_judged_by_ratio_to_the_champion_and_a_ceiling(
+    data: dict[str, np.ndarray], ms: float, champion_ms: float, passed: bool, detail: str
+) -> None:
+    timed = ServabilityResult(
+        True, 0.4, ms, None, "models:/m/3", champion_uri="models:/m/2", champion_ms_per_1k_rows=champion_ms,
+        champion_load_seconds=0.3, wall_ms_per_1k_rows=3 * ms, champion_wall_ms_per_1k_rows=3 * champion_ms,
+        rows=1000, repeats=15, process_seconds=2.5,
+    )  # fmt: skip
+    verdict = gate(make_contract(), data, scores(data, 0.6), scores(data, 1.5, "noise_b"), servability=timed)
+    serve = verdict.check("servability")
+    assert serve.passed is passed and serve.detail.startswith(detail), serve.detail
+    assert serve.numbers["ratio"] == pytest.approx(ms / max(champion_ms, 5.0))
+    assert serve.numbers["latency_ratio"] == 3.0 and serve.numbers["latency_budget_ms"] == 2000.0
+    assert (serve.numbers["repeats"], serve.numbers["wall_ms_per_1k_rows"]) == (15, 3 * ms)
+    json.dumps(verdict.to_dict())  # the numbers stay JSON-safe
+
+
+def test_without_champion_timing_only_the_ceiling_applies(data: dict[str, np.ndarray]) -> None:
+    failed_champion = ServabilityResult(
+        True, 0.4, 900.0, None, "models:/m/3", champion_uri="models:/m/2", champion_error="OSError: gone"
+    )
+    verdict = gate(make_contract(), data, scores(data, 0.6), scores(data, 1.5, "noise_b"), servability=failed_champion)
+    serve = verdict.check("servability")
+    assert serve.passed and "champion not timed: OSError: gone" in serve.detail
+    assert serve.numbers["ratio"] is None and serve.numbers["champion_error"] == "OSError: gone"
+    first = gate(make_contract(), data, None, scores(data, 1.5), servability=SERVABLE)
+    assert first.check("servability").detail.startswith("12.0 ms per 1k rows, ceiling 2000 ms; no champion timing")
+
+
+def test_servability_result_reads_old_and_new_records() -> None:
+    old_slow = {"ok": False, "load_seconds": 2.9, "ms_per_1k_rows": 7311.0, "model_uri": "models:/m/4",
+                "error": "too slow: 7311.0 ms per 1k rows > budget 2000 ms"}  # fmt: skip
+    result = ServabilityResult.from_dict(old_slow)
+    assert result.ok and result.error is None and result.ms_per_1k_rows == 7311.0  # it loaded and scored
+    assert result.champion_ms_per_1k_rows is None and result.ratio is None
+    broken = ServabilityResult.from_dict({"ok": False, "error": "fresh process failed (exit 1)", "model_uri": "m"})
+    assert not broken.ok and broken.load_seconds is None
+    full = ServabilityResult(True, 0.4, 12.0, None, "models:/m/3", champion_ms_per_1k_rows=8.0, repeats=15)
+    assert ServabilityResult.from_dict({**full.to_dict(), "from_a_newer_version": 1}) == full
+    assert full.ratio == pytest.approx(1.5)
 
 
 def test_first_champion_floors(data: dict[str, np.ndarray]) -> None:
     contract = make_contract(floors={"roc_auc": 0.6, "brier": 0.25})
     good = gate(contract, data, None, scores(data, 1.5))
     assert good.promote and good.first_champion
-    assert [c.name for c in good.checks] == ["output_sanity", "first_champion_floors", "servability"]
+    assert [c.name for c in good.checks] == [
+        "loads_and_scores",
+        "output_sanity",
+        "first_champion_floors",
+        "servability",
+    ]
     assert good.check("first_champion_floors").detail.startswith("first champion meets every floor: brier 0.")
     bad = gate(contract, data, None, scores(data, 0.0))
     assert not bad.promote
