@@ -946,8 +946,6 @@ def reference_markdown() -> str:
                     if is_container and getattr(ann, "__origin__", None) is dict:
                         suffix = ".<name>."
                     nested.append((candidate, f"{path}{suffix}"))
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                nested.append((ann, f"{path}."))
         for sub, sub_prefix in nested:
             doc = (sub.__doc__ or "").strip().splitlines()[0] if sub.__doc__ else ""
             lines.append(f"\n**`{sub_prefix[:-1]}`**{': ' + doc if doc else ''}\n")

@@ -12,9 +12,8 @@ from __future__ import annotations
 import statistics
 from datetime import timedelta
 
-from driftguard.contract import Change, ModelContract, format_duration
+from driftguard.contract import ModelContract, format_duration
 
-SCALE_DEPENDENT = frozenset({"mae", "rmse"})  # metrics in the label's units
 LABEL_WINDOWS = 4  # the label guard should be reachable within this many intervals
 
 
@@ -58,17 +57,5 @@ def settings_warnings(
                 f"policy.min_new_labels: {policy.min_new_labels} means {need:,} labelled rows, but an interval "
                 f"brings about {per_window:,.0f}: about {need / per_window:.0f} intervals before a retrain can "
                 f"happen; lower it or use a share of the training rows (e.g. '10%')"
-            )
-    metric = contract.primary_metric
-    if metric in SCALE_DEPENDENT:
-        if isinstance(policy.metric_drop, Change) and not policy.metric_drop.relative:
-            out.append(
-                f"policy.metric_drop: {policy.metric_drop} is absolute on {metric}, whose scale depends on the "
-                "label: write it relative, e.g. '5%'"
-            )
-        if contract.promotion.margin > 0:
-            out.append(
-                f"promotion.margin: {contract.promotion.margin:g} is absolute on {metric}, whose scale depends on "
-                "the label: check it against the metric's typical value"
             )
     return out

@@ -329,9 +329,14 @@ def test_candidate_run_is_fully_logged(
     if task == "regression":
         names = ["mae", "rmse", "r2"]
     for split in training.SPLITS:
-        assert set(candidate.metrics[split]) == set(names)
-        for name in names:
+        # The holdout also carries the primary metric's bootstrap SE: the metric_drop trigger's noise.
+        extra = {f"{contract.primary_metric}_se"} if split == "holdout" else set()
+        assert set(candidate.metrics[split]) == set(names) | extra
+        for name in [*names, *extra]:
             assert run.data.metrics[f"{split}_{name}"] == pytest.approx(candidate.metrics[split][name])
+    assert 0 < candidate.metrics["holdout"][f"{contract.primary_metric}_se"] < 0.2 * abs(
+        candidate.metrics["holdout"][contract.primary_metric]
+    )
     if task == "binary_classification":
         assert 0.7 < candidate.metrics["holdout"]["roc_auc"] < 1.0  # the synthetic signal is learnable
     else:
