@@ -334,8 +334,10 @@ def test_candidate_run_is_fully_logged(
         assert set(candidate.metrics[split]) == set(names) | extra
         for name in [*names, *extra]:
             assert run.data.metrics[f"{split}_{name}"] == pytest.approx(candidate.metrics[split][name])
-    assert 0 < candidate.metrics["holdout"][f"{contract.primary_metric}_se"] < 0.2 * abs(
-        candidate.metrics["holdout"][contract.primary_metric]
+    assert (
+        0
+        < candidate.metrics["holdout"][f"{contract.primary_metric}_se"]
+        < 0.2 * abs(candidate.metrics["holdout"][contract.primary_metric])
     )
     if task == "binary_classification":
         assert 0.7 < candidate.metrics["holdout"]["roc_auc"] < 1.0  # the synthetic signal is learnable
