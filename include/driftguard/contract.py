@@ -464,6 +464,11 @@ class PolicyConfig(_Strict):
         Change(0.05, relative=True),
         description="Trigger: realized metric worse than the champion's validation by >= (`5%` or `0.02 abs`).",
     )
+    drift_needs_impact: bool = Field(
+        True,
+        description="Guard: drift triggers retrain only when the label-free estimate (CBPE/DLE) of the window's "
+        "metric drops by the metric_drop limit (or there is no estimate); harmless drift is reported, not retrained.",
+    )
     metric_drop_alpha: float = Field(
         0.01,
         gt=0,

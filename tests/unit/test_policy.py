@@ -91,6 +91,7 @@ def test_every_trigger_and_guard_yields_a_reason_in_a_fixed_order() -> None:
         ("cooldown", "guard"),
         ("persistence", "guard"),
         ("min_new_labels", "guard"),
+        ("drift_impact", "guard"),
         ("model_age", "review"),
     ]
     assert not d.retrain
@@ -443,3 +444,18 @@ def test_metric_drop_must_exceed_the_sampling_noise() -> None:
         .reason("metric_drop")
         .fired
     )
+
+
+def test_drift_the_estimate_says_is_harmless_is_reported_not_retrained_on() -> None:
+    """Drift in 2 of the last 3 runs, guards open; the label-free estimate for the window (0.73 vs
+    0.74, a drop below the 0.03 limit) says the shift does not hurt: no retrain. An estimate that
+    drops past the limit, or no estimate at all, lets the drift trigger count."""
+    history = [run(1, share=0.5)]
+    harmless = dataclasses.replace(run(0, share=0.6), estimated_metric=0.73)
+    d = decide_(harmless, history)
+    assert d.reason("drift_share").fired and not d.retrain
+    assert d.reason("drift_impact").fired and "the shift does not hurt the model" in d.reason("drift_impact").detail
+    assert decide_(dataclasses.replace(harmless, estimated_metric=0.70), history).retrain
+    assert decide_(run(0, share=0.6), history).retrain  # no estimate: drift counts as is
+    off = POLICY.model_copy(update={"drift_needs_impact": False})
+    assert decide_(harmless, history, policy=off).retrain
