@@ -55,7 +55,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -724,14 +724,22 @@ def _force_promote(contract: ModelContract, settings: Settings, version: str, at
 
 
 def _retrain(
-    contract: ModelContract, settings: Settings, start: datetime, end: datetime, *, force: bool, summary: str
+    contract: ModelContract,
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    *,
+    force: bool,
+    summary: str,
+    request: dict[str, Any] | None = None,
 ) -> tuple[str, str | None]:
     """One retraining run; (status, new champion version or None). Failures are recorded, not raised:
     one interval that cannot be trained on must not end a whole backtest."""
     from driftguard import retrain
 
     try:
-        result = retrain.run_retraining(contract, start, end, trigger={"summary": summary}, settings=settings)
+        trigger = {"summary": summary, **(request or {})}  # the change point, as the DAG's Asset event carries it
+        result = retrain.run_retraining(contract, start, end, trigger=trigger, settings=settings)
     except Exception as exc:
         log.warning("%s: retraining as of %s failed: %s: %s", contract.name, end.isoformat(), type(exc).__name__, exc)
         return "failed", None
@@ -824,6 +832,7 @@ def replay_interval(
             end,
             force=strategy == "always",
             summary=f"backtest {strategy}: {mon.get('summary', '')}",
+            request=mon.get("retrain_request") if strategy == "policy" else None,
         )
         gate = _gate_record(contract, settings, start, end)
     drift = mon.get("drift_share")
@@ -1111,6 +1120,22 @@ def _ordered(rows: Sequence[IntervalRow], strategies: Sequence[str]) -> list[Int
     return sorted(rows, key=lambda r: (rank.get(r.strategy, len(rank)), r.interval_start))
 
 
+def replay_contract(contract: ModelContract) -> ModelContract:
+    """The contract as a replay runs it: a logged prediction column holds the scores of the model
+    that served back then, not of the champion this strategy serves, so every interval is scored
+    by the strategy's own @champion instead (without this, every strategy would report the same
+    metric whatever it retrained)."""
+    if contract.source.prediction_column is None:
+        return contract
+    log.info(
+        "%s: the backtest scores with each strategy's champion; logged column %r is not used",
+        contract.name,
+        contract.source.prediction_column,
+    )
+    source = contract.source.model_copy(update={"prediction_column": None})
+    return contract.model_copy(update={"source": source})
+
+
 def run_backtest(config: BacktestConfig) -> BacktestResult:
     """Replay every strategy over every interval, each in its own stores and environment: one after
     the other, or `config.jobs` at a time in spawned processes.
@@ -1121,6 +1146,7 @@ def run_backtest(config: BacktestConfig) -> BacktestResult:
     from tqdm import tqdm
 
     t0 = time.perf_counter()
+    config = replace(config, contract=replay_contract(config.contract))
     contract = config.contract
     base = get_settings()
     url = config.feature_log_url or os.environ.get(FEATURE_LOG_ENV) or base.feature_log_url
@@ -1391,6 +1417,7 @@ __all__ = [
     "gate_evidence",
     "is_degraded",
     "render_html",
+    "replay_contract",
     "replay_strategy",
     "run_backtest",
     "schedule_intervals",
