@@ -40,8 +40,15 @@ test: install lint browser
 
 # Speed and memory: Driftguard's monitoring path vs the naive path, printed as a table
 # (JSON in benchmarks/results/). BENCH_ARGS="--sizes 100k,1m,10m --db sqlite,postgres".
+# Then the backtest's seconds per monitoring-only and retraining interval against their targets
+# (10k-row windows, one BLAS/OpenMP thread; about 1.5 minutes): `make bench-backtest` alone.
 bench: install
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	PYTHONPATH=include:. $(BIN)/python -m benchmarks.backtest_speed $(BACKTEST_BENCH_ARGS)
+
+.PHONY: bench-backtest
+bench-backtest: install
+	PYTHONPATH=include:. $(BIN)/python -m benchmarks.backtest_speed $(BACKTEST_BENCH_ARGS)
 
 # How often the drift triggers fire on synthetic scenarios with known truth (stationary, seasonal,
 # shifts at 5k and ~30 rows per window), calibrated thresholds against Evidently's fixed ones.

@@ -189,11 +189,41 @@ def _demo(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- backtest
 
 
+BACKTEST_EPILOG = """\
+Intervals: the contract's schedule by default, cut as Airflow cuts the DAG's data intervals (UTC;
+@monthly = calendar months, @weekly = Sunday to Sunday, from the first schedule time at or after
+--start); or --interval @daily / @weekly / @monthly / a cron expression / a duration such as 30d.
+
+Output folder: backtest.csv (one row per interval and strategy, appended as each finishes; no
+timings, so equal runs give equal files) and backtest.jsonl (the same rows with seconds); once
+every row is written, totals.csv, backtest.json and backtest.html. The strategy stores live in
+--work-dir (default OUT/stores) until the run finishes: a stopped or killed run continues with
+--resume (same contract, --set, --seed, --start, --end, --interval and --strategies; anything
+else is refused). Reference: docs/backtest.md.
+"""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _setup_backtest(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = BACKTEST_EPILOG
     p.add_argument("--contract", type=Path, required=True, help="contract file, e.g. include/models/flight_delay.yaml")
-    p.add_argument("--start", required=True, help="first interval start (date or ISO time, UTC)")
+    p.add_argument("--start", required=True, help="replay from here (date or ISO time, UTC)")
     p.add_argument("--end", required=True, help="end of the last interval (exclusive)")
-    p.add_argument("--interval", type=_duration, default=timedelta(days=7), help="interval length (default 1w)")
+    p.add_argument(
+        "--interval",
+        help="@daily, @weekly, @monthly, @quarterly, a cron expression ('0 6 * * 1') or a duration (7d, 30d); "
+        "default: the contract's schedule",
+    )
     p.add_argument("--out", type=Path, default=Path("backtest"), help="output folder (default ./backtest)")
     p.add_argument("--strategies", default="policy,never,always", help="comma-separated: policy,never,always")
     p.add_argument(
@@ -206,7 +236,20 @@ def _setup_backtest(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, help="training.seed and promotion.bootstrap.seed")
     p.add_argument("--url", help="feature log URL (default: DRIFTGUARD_FEATURE_LOG_URL or the settings default)")
-    p.add_argument("--keep-stores", action="store_true", help="keep each strategy's stores under OUT/stores")
+    p.add_argument("--resume", action="store_true", help="continue the stopped run in --out (rows written are kept)")
+    p.add_argument(
+        "--stop-after",
+        type=_positive,
+        metavar="N",
+        help="replay at most N intervals per strategy, then stop (resumable)",
+    )
+    p.add_argument("--jobs", type=_positive, default=1, help="strategies replayed in parallel processes (default 1)")
+    p.add_argument(
+        "--threads", type=_positive, default=1, help="BLAS/OpenMP threads per process (default 1: fastest when busy)"
+    )
+    p.add_argument("--work-dir", type=Path, help="strategy stores (default OUT/stores)")
+    p.add_argument("--keep-stores", action="store_true", help="keep the strategy stores once the run has finished")
+    p.add_argument("--reports", action="store_true", help="also write each monitoring run's HTML reports (slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -229,16 +272,28 @@ def _backtest(args: argparse.Namespace) -> int:
             interval=args.interval,
             strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
             feature_log_url=args.url,
-            work_dir=(args.out / "stores").resolve() if args.keep_stores else None,
+            work_dir=args.work_dir,
             progress=not args.no_progress,
+            out_dir=args.out,
+            resume=args.resume,
+            stop_after=args.stop_after,
+            jobs=args.jobs,
+            threads=args.threads,
+            reports=args.reports,
+            keep_stores=args.keep_stores,
         )
         result = backtest.run_backtest(config)
     except (ContractError, backtest.BacktestError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    paths = backtest.write_outputs(result, args.out)
+    if not result.finished:
+        print(
+            f"stopped: {len(result.rows)} of {result.expected_rows} interval runs written to "
+            f"{args.out / 'backtest.csv'} in {result.seconds:.0f} s; continue with the same command and --resume"
+        )
+        return 0
     print(backtest.totals_text(result))
-    written = ", ".join(str(p) for p in paths.values())
+    written = ", ".join(str(p) for p in result.paths.values())
     print(f"{len(result.rows)} interval runs in {result.seconds:.0f} s; wrote {written}")
     return 0
 

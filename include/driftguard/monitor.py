@@ -431,7 +431,7 @@ def check_quality(ctx: RunContext, *, expected_rows: float | None = None) -> dic
         schema_problems=extracted.get("schema_problems", ()),
         type_problems=extracted.get("type_problems", ()),
         label_problems=extracted.get("label_problems", ()),
-        out_dir=ctx.draft_dir,
+        out_dir=ctx.draft_dir if ctx.settings.reports else None,  # Settings.reports: the HTML pages
         exact=extracted.get("facts") if extracted.get("sampled") else None,
     )
     data = result.to_dict()
@@ -493,7 +493,7 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
             current,
             prediction_column=prediction,
             target_column=target,
-            out_html=ctx.draft_dir / "drift.html",
+            out_html=ctx.draft_dir / "drift.html" if ctx.settings.reports else None,
             assets_dir=ctx.settings.reports_dir / "_assets",
             skip_unusable=True,
             calibration=calibration,
@@ -813,16 +813,17 @@ def publish(ctx: RunContext) -> dict[str, Any]:
         log.error("%s: %s", ctx.label, exc)
         raise
     reports.publish_run_dir(ctx.draft_dir, ctx.report_dir)
-    records = store.runs(ctx.name)
-    reports.write_model_index(
-        ctx.settings.reports_dir,
-        ctx.name,
-        records,
-        promotions=store.promotions(ctx.name),
-        drift_threshold=ctx.contract.policy.drift_share,
-        description=ctx.contract.description,
-    )
-    reports.write_home(ctx.settings.reports_dir, store.models())
+    if ctx.settings.reports:
+        records = store.runs(ctx.name)
+        reports.write_model_index(
+            ctx.settings.reports_dir,
+            ctx.name,
+            records,
+            promotions=store.promotions(ctx.name),
+            drift_threshold=ctx.contract.policy.drift_share,
+            description=ctx.contract.description,
+        )
+        reports.write_home(ctx.settings.reports_dir, store.models())
     sent = [
         a.kind
         for a in run_alerts(ctx, facts, q, d, decision)

@@ -22,6 +22,10 @@ class Settings:
     feature_log_url: str
     mlflow_tracking_uri: str
     mlflow_artifacts_dir: Path
+    # Per-run HTML reports (GX validation page, Evidently drift page, the report index pages).
+    # Off, monitoring still records every verdict, number and summary.json in history: what a
+    # backtest replays at volume, where nobody opens the pages. DRIFTGUARD_REPORTS=0 turns it off.
+    reports: bool = True
 
     def ensure_dirs(self) -> None:
         for d in (self.home, self.reports_dir, self.mlflow_artifacts_dir):
@@ -44,4 +48,5 @@ def get_settings() -> Settings:
         feature_log_url=env.get("DRIFTGUARD_FEATURE_LOG_URL", _sqlite(home / "feature_log.db")),
         mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", _sqlite(home / "mlflow.db")),
         mlflow_artifacts_dir=Path(env.get("DRIFTGUARD_MLFLOW_ARTIFACTS", home / "mlartifacts")).resolve(),
+        reports=env.get("DRIFTGUARD_REPORTS", "1").strip().lower() not in ("0", "false", "no", "off"),
     )

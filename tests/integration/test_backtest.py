@@ -8,6 +8,10 @@ Timeline (binary): initial champion as of day 21; concept drift from day 25; lab
 late, so the first interval that can measure the drift is the one starting on day 26. With
 training.window 4d (train 2d, validation 1d, holdout 1d) a retrain as of day 29 trains on
 post-drift rows only.
+
+The regression run is also the reference for the resumable-run tests: a run stopped and resumed,
+one killed between an interval's retrain and its row, one with strategies in parallel processes
+and one beside a CPU hog must all write the same decision table (backtest.csv) as it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import csv
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -201,12 +207,112 @@ def test_same_inputs_same_table(regression: tuple[BacktestConfig, BacktestResult
     assert again.initial["policy"] == first.initial["policy"]
 
 
+def test_rows_carry_the_estimate_and_the_gate_evidence(regression: tuple[BacktestConfig, BacktestResult]) -> None:
+    _, result = regression
+    assert all(r.estimated_metric is not None for r in result.rows), [
+        r for r in result.rows if r.estimated_metric is None
+    ]
+    assert all(r.estimated_lower <= r.estimated_metric <= r.estimated_upper for r in result.rows)
+    for r in _rows(result, "never"):
+        assert (r.gate, r.gate_failed, r.gain, r.gain_ci_low, r.gain_ci_high) == ("", "", None, None, None)
+    for r in _rows(result, "always"):
+        # A gate ran every interval: its outcome, failed checks, and the gain with its CI.
+        assert r.gate in ("promote", "reject", "insufficient_evidence"), r
+        assert (r.gate == "promote") == (r.retrain == "promoted") and (r.gate_failed == "") == (r.gate == "promote")
+        assert r.gain is not None and r.gain_ci_low <= r.gain_ci_high, r
+    retrained = [r for r in _rows(result, "policy") if r.retrain]
+    assert retrained and all(r.gate and r.gain is not None for r in retrained)
+
+
+def _decision_csv(rows: list[IntervalRow], folder: Path) -> str:
+    """backtest.csv as a run that wrote these rows would have it."""
+    backtest.Journal(folder).rewrite(rows)
+    return (folder / "backtest.csv").read_text()
+
+
+class Killed(BaseException):
+    """A kill between an interval's retrain and its row (not an Exception: nothing may catch it)."""
+
+
+def test_resume_after_a_stop_and_a_kill_writes_the_uninterrupted_rows(
+    regression: tuple[BacktestConfig, BacktestResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, full = regression
+    out = tmp_path / "out"
+    run = dataclasses.replace(config, strategies=("policy",), out_dir=out)
+    stopped = backtest.run_backtest(dataclasses.replace(run, stop_after=2))
+    assert not stopped.finished and len(stopped.rows) == 2
+    assert len((out / "backtest.csv").read_text().splitlines()) == 3  # header + the rows, as they finished
+    assert not (out / "backtest.json").exists() and (out / "stores" / "policy" / "checkpoints").is_dir()
+    # Resuming means the same backtest: another one is refused before anything runs.
+    with pytest.raises(backtest.BacktestError, match="--end: was"):
+        backtest.run_backtest(dataclasses.replace(run, resume=True, end=config.end - timedelta(days=1)))
+    # The policy retrains on day 24 (the drift measured): killed after that retrain, before its row.
+    real, killed_on = backtest._gate_record, T0 + timedelta(days=24)
+
+    def kill(contract: ModelContract, settings: Any, start: Any, end: Any) -> dict[str, Any]:
+        got = real(contract, settings, start, end)
+        if start == killed_on:
+            raise Killed
+        return got
+
+    monkeypatch.setattr(backtest, "_gate_record", kill)
+    with pytest.raises(Killed):
+        backtest.run_backtest(dataclasses.replace(run, resume=True))
+    monkeypatch.undo()
+    assert backtest.Journal(out).read()[-1].interval_end == killed_on.isoformat()
+    done = backtest.run_backtest(dataclasses.replace(run, resume=True))
+    expected = _rows(full, "policy")
+    assert done.finished and done.table() == [r.table() for r in expected]
+    assert (out / "backtest.csv").read_text() == _decision_csv(expected, tmp_path / "expected")
+    assert not (out / "stores").exists() and (out / "backtest.html").exists()
+
+
+def test_jobs_2_writes_what_jobs_1_writes(
+    regression: tuple[BacktestConfig, BacktestResult], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two strategies in two spawned processes, through the CLI; the first 3 days of the run."""
+    config, full = regression
+    path = tmp_path / f"{config.contract.name}.yaml"
+    path.write_text(yaml.safe_dump(config.contract.model_dump(mode="json"), sort_keys=False))
+    out = tmp_path / "out"
+    args = ["--contract", str(path), "--start", "2024-01-22", "--end", "2024-01-25", "--interval", "1d"]
+    args += ["--strategies", "never,always", "--jobs", "2", "--out", str(out), "--no-progress"]
+    assert cli.main(["backtest", *args]) == 0, capsys.readouterr().err
+    expected = [r for s in ("never", "always") for r in _rows(full, s) if _day(r) < 24]
+    assert (out / "backtest.csv").read_text() == _decision_csv(expected, tmp_path / "expected")
+    data = json.loads((out / "backtest.json").read_text())
+    assert data["initial_champion"]["never"] == data["initial_champion"]["always"] == full.initial["never"]
+
+
+def test_same_decisions_beside_a_cpu_hog(regression: tuple[BacktestConfig, BacktestResult], tmp_path: Path) -> None:
+    """The issue's determinism promise. `always` retrains every interval, so every gate runs (with
+    its servability check's latency measured in a fresh process) while every core is busy."""
+    config, full = regression
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(min(os.cpu_count() or 2, 4))]
+    try:
+        busy = backtest.run_backtest(
+            dataclasses.replace(
+                config, strategies=("always",), end=config.start + timedelta(days=3), out_dir=tmp_path / "busy"
+            )
+        )
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    expected = _rows(full, "always")[:3]
+    assert busy.table() == [r.table() for r in expected]
+    assert (tmp_path / "busy" / "backtest.csv").read_text() == _decision_csv(expected, tmp_path / "expected")
+
+
 def test_outputs_parse(binary: tuple[ModelContract, BacktestResult, Path]) -> None:
     _, result, tmp = binary
     paths = backtest.write_outputs(result, tmp / "out")
     with paths["csv"].open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 36 and rows[0]["strategy"] == "policy" and "reasons" in rows[0]
+    assert {"estimated_metric", "gate", "gain", "gain_ci_low", "gain_ci_high"} <= set(rows[0])
+    assert "seconds" not in rows[0] and len(paths["jsonl"].read_text().splitlines()) == 36
     with paths["totals"].open() as fh:
         assert [r["strategy"] for r in csv.DictReader(fh)] == ["policy", "never", "always"]
     data = json.loads(paths["json"].read_text())
