@@ -51,8 +51,8 @@ No I/O and no clock here: `now` is a parameter.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from statistics import NormalDist
 from typing import Any
@@ -327,7 +327,12 @@ def _trigger_important(policy: PolicyConfig, run: RunFacts, importance: Sequence
 
 
 def _trigger_metric(
-    policy: PolicyConfig, run: RunFacts, champion: ChampionFacts, metric: str, greater_is_better: bool
+    policy: PolicyConfig,
+    run: RunFacts,
+    champion: ChampionFacts,
+    metric: str,
+    greater_is_better: bool,
+    history: Sequence[RunFacts] = (),
 ) -> Reason:
     if policy.metric_drop is None:
         return Reason("metric_drop", TRIGGER, False, "metric-drop trigger is off")
@@ -339,20 +344,46 @@ def _trigger_metric(
     realized, baseline = float(run.metric_value), float(base)  # type: ignore[arg-type]
     drop = baseline - realized if greater_is_better else realized - baseline  # > 0: worse
     limit = policy.metric_drop.of(baseline)
-    noise = drop_noise(policy, run, champion if basis == "champion validation" else None)
     big = drop >= limit - _EPS
-    fired = big and drop >= noise - _EPS
-    op = ">=" if big else "<"
     word = "worse" if drop > 0 else "better"
     unit = f" = {policy.metric_drop} of {baseline:.4f}" if policy.metric_drop.relative else ""
-    within = f", within noise ({drop:.4f} < {noise:.4f})" if big and not fired else ""
-    return Reason(
-        "metric_drop",
-        TRIGGER,
-        fired,
-        f"{metric} {realized:.4f} vs {basis} {baseline:.4f}: {word} by {abs(drop):.4f}"
-        f" ({drop:.4f} {op} {limit:.4f}{unit}){within}",
-    )
+    head = f"{metric} {realized:.4f} vs {basis} {baseline:.4f}: {word} by {abs(drop):.4f}"
+    if not big:
+        return Reason("metric_drop", TRIGGER, False, f"{head} ({drop:.4f} < {limit:.4f}{unit})")
+    # Past the limit: is it past the noise too? Consecutive runs past the limit are pooled (their
+    # mean drop has a smaller standard error), so a persistent drop on small windows is not missed.
+    streak = [
+        r
+        for r in breach_streak(run, history, lambda r: _worse(policy, r.metric_value, baseline, greater_is_better))
+        if _valid(r.metric_value)
+    ]
+    drops = [
+        baseline - float(r.metric_value) if greater_is_better else float(r.metric_value) - baseline for r in streak
+    ]  # type: ignore[arg-type]
+    mean_drop = sum(drops) / len(drops)
+    ses = [float(r.metric_se) for r in streak if _valid(r.metric_se)]  # type: ignore[arg-type]
+    pooled = replace(run, metric_se=math.sqrt(sum(x * x for x in ses)) / len(ses) if ses else None)
+    noise = drop_noise(policy, pooled, champion if basis == "champion validation" else None)
+    fired = mean_drop >= noise - _EPS
+    runs = f" (mean of {len(streak)} runs past the limit: {mean_drop:.4f})" if len(streak) > 1 else ""
+    tail = "" if fired else f", within noise ({mean_drop:.4f} < {noise:.4f})"
+    return Reason("metric_drop", TRIGGER, fired, f"{head} ({drop:.4f} >= {limit:.4f}{unit}){runs}{tail}")
+
+
+def breach_streak(
+    current: RunFacts, history: Sequence[RunFacts], breach: Callable[[RunFacts], bool | None]
+) -> list[RunFacts]:
+    """The runs, newest first, of the streak ending with ``current`` for which ``breach`` holds;
+    runs where it is None (nothing measured) neither extend nor break the streak."""
+    out = []
+    for r in reversed(last_runs(current, history, len(history) + 1)):
+        seen = breach(r)
+        if seen is None:
+            continue
+        if not seen:
+            break
+        out.append(r)
+    return out
 
 
 def drop_noise(policy: PolicyConfig, run: RunFacts, champion: ChampionFacts | None) -> float:
@@ -553,7 +584,7 @@ def decide(
         first,
         _trigger_drift_share(policy, current),
         _trigger_important(policy, current, importance),
-        _trigger_metric(policy, current, champion, metric_name, greater_is_better),
+        _trigger_metric(policy, current, champion, metric_name, greater_is_better, history),
         _trigger_estimated(policy, current, champion, metric_name, greater_is_better),
         _trigger_growth(policy, champion, labelled_rows_since_retrain),
     ]
@@ -595,7 +626,6 @@ def change_point(
     worse than the baseline by the limit (realized, else estimated), or drift. Runs that measured
     nothing (no matured labels, no estimate) neither extend nor break the streak. A detector on
     the error stream in its simplest, explainable form: consecutive breaches of the same limit."""
-    runs = last_runs(current, history, len(history) + 1)
     base, _ = metric_baseline(champion, greater_is_better)
     if fired == {"window_growth"} and champion.trained_since_change is not None:
         return ChangePoint(champion.trained_since_change, "window", 0)  # the same change, more rows since
@@ -616,14 +646,10 @@ def change_point(
 
     else:
         return None
-    first, count = None, 0
-    for run in reversed(runs):
-        seen = breach(run)
-        if seen is None:
-            continue
-        if not seen:
-            break
-        first, count = run, count + 1
-    if first is None:
+    streak = breach_streak(current, history, breach)
+    if not streak:
         return None
-    return ChangePoint(first.interval_start, basis, count, float(base) if basis == "metric" and _valid(base) else None)
+    first = streak[-1]
+    return ChangePoint(
+        first.interval_start, basis, len(streak), float(base) if basis == "metric" and _valid(base) else None
+    )

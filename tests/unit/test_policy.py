@@ -459,3 +459,18 @@ def test_drift_the_estimate_says_is_harmless_is_reported_not_retrained_on() -> N
     assert decide_(run(0, share=0.6), history).retrain  # no estimate: drift counts as is
     off = POLICY.model_copy(update={"drift_needs_impact": False})
     assert decide_(harmless, history, policy=off).retrain
+
+
+def test_a_persistent_drop_on_small_windows_is_pooled_past_the_noise() -> None:
+    """0.62 on 30 rows (SE 0.08) alone is within the noise (0.12 < 2.33 x sqrt(0.08^2 + 0.03^2) =
+    0.199). With the two runs before it at 0.60, also past the limit, the mean drop of the three
+    (0.133) has SE 0.08 / sqrt(3) = 0.046, so the noise is 2.33 x sqrt(0.046^2 + 0.03^2) = 0.128."""
+    champ = champion(validation_se=0.03)
+    now = dataclasses.replace(run(0, metric=0.62), metric_se=0.08)
+    alone = decide_(now, champ=champ).reason("metric_drop")
+    assert not alone.fired and "within noise" in alone.detail
+    history = [dataclasses.replace(run(k, metric=0.60), metric_se=0.08) for k in (2, 1)]
+    pooled = decide_(now, history, champ=champ).reason("metric_drop")
+    assert pooled.fired and "(mean of 3 runs past the limit: 0.1333)" in pooled.detail
+    broken = [dataclasses.replace(run(2, metric=0.60), metric_se=0.08), run(1, metric=0.75)]  # 0.75 ends the streak
+    assert not decide_(now, broken, champ=champ).reason("metric_drop").fired
