@@ -38,6 +38,7 @@ from driftguard.testing import DEFAULT_START as T0  # noqa: E402
 from driftguard.testing import Injection  # noqa: E402
 
 DAY = timedelta(days=1)
+JOBS = int(os.environ.get("SCENARIO_JOBS", "1"))  # strategies in parallel processes (backtest --jobs)
 TRAINED = ("promoted", "rejected", "forced", "insufficient_evidence", "declined", "aborted")
 
 
@@ -183,11 +184,12 @@ def no_single_class_failure(result: BacktestResult, scenario: Scenario) -> tuple
 
 
 def no_tie_promoted(result: BacktestResult, scenario: Scenario) -> tuple[bool, str]:
-    """Under superiority no gate verdict whose gain CI reaches 0 promotes (read from each
-    strategy's recorded verdicts)."""
-    bad = [g for g in result.gates if g.get("promote") and (g.get("ci_low") is None or g["ci_low"] <= 0)]
-    spans = sum(1 for g in result.gates if g.get("ci_low") is not None and g["ci_low"] <= 0)
-    return not bad, f"{len(result.gates)} gate verdicts, {spans} with the CI reaching 0, {len(bad)} of them promoted"
+    """Under superiority no gate verdict whose gain CI reaches 0 promotes (every strategy's gate
+    decisions, from the backtest's gate columns; `always` promotes regardless, its gate does not)."""
+    gates = [r for r in result.rows if r.gate]
+    spans = [r for r in gates if r.gain_ci_low is None or r.gain_ci_low <= 0]
+    bad = [r for r in spans if r.gate == "promote"]
+    return not bad, f"{len(gates)} gate verdicts, {len(spans)} with the CI reaching 0, {len(bad)} of them promoted"
 
 
 def policy_error_vs_never_and_always(result: BacktestResult, scenario: Scenario) -> tuple[bool, str]:
@@ -232,40 +234,12 @@ def run_scenario(scenario: Scenario, root: Path, seed: int) -> tuple[BacktestRes
         interval=scenario.interval,
         work_dir=root / "stores",
         progress=sys.stderr.isatty(),
+        jobs=JOBS,
     )
     t0 = time.perf_counter()
     result = backtest.run_backtest(config)
-    result.gates = gate_verdicts(root / "stores")  # type: ignore[attr-defined]
     seconds = time.perf_counter() - t0
     return result, summarize(scenario, result, seconds)
-
-
-def gate_verdicts(stores: Path) -> list[dict[str, Any]]:
-    """Every recorded gate verdict of every strategy: (strategy, promote, gain CI)."""
-    from driftguard.store import HistoryStore
-
-    out = []
-    for db in sorted(stores.glob("*/history.db")):
-        store = HistoryStore(f"sqlite:///{db}")
-        for model in store.models():
-            for row in store.retrains(model):
-                verdict = row.get("verdict") or {}
-                sig = next((c for c in verdict.get("checks", []) if c.get("name") == "significance"), None)
-                if sig is None:
-                    continue
-                nums = sig.get("numbers") or {}
-                out.append(
-                    {
-                        "strategy": db.parent.name,
-                        "interval_end": str(row["interval_end"]),
-                        "promote": bool(verdict.get("promote")),
-                        "outcome": verdict.get("outcome"),
-                        "ci_low": nums.get("ci_low"),
-                        "ci_high": nums.get("ci_high"),
-                        "rows": nums.get("rows"),
-                    }
-                )
-    return out
 
 
 def summarize(scenario: Scenario, result: BacktestResult, seconds: float) -> dict[str, Any]:
@@ -275,6 +249,8 @@ def summarize(scenario: Scenario, result: BacktestResult, seconds: float) -> dic
     pol, alw = totals["policy"].mean_metric, totals["always"].mean_metric
     ratio = (pol / alw if gib else alw / pol) if pol and alw else math.nan
     checks = {name: CRITERIA[name](result, scenario) for name in scenario.checks}
+    pairs = [(r.estimated_metric, r.metric) for r in _rows(result, "never") if r.estimated_metric is not None]
+    pairs = [(e, m) for e, m in pairs if m is not None]
     return {
         "scenario": scenario.name,
         "truth": scenario.truth,
@@ -292,6 +268,8 @@ def summarize(scenario: Scenario, result: BacktestResult, seconds: float) -> dic
             for s, t in totals.items()
         },
         "policy_vs_always_metric": round(ratio, 4),
+        # The champion's label-free estimate against what the labels then said (never: one model throughout).
+        "estimate_abs_error": round(sum(abs(e - m) for e, m in pairs) / len(pairs), 4) if pairs else None,
         "policy_vs_always_retrains": round(trained["policy"] / trained["always"], 3) if trained["always"] else None,
         "checks": {k: {"passed": ok, "detail": why} for k, (ok, why) in checks.items()},
         "timeline": [
@@ -299,7 +277,10 @@ def summarize(scenario: Scenario, result: BacktestResult, seconds: float) -> dic
                 "strategy": r.strategy,
                 "start": r.interval_start[:10],
                 "metric": r.metric,
+                "estimated": r.estimated_metric,
                 "retrain": r.retrain,
+                "gate": r.gate,
+                "gain_ci": [r.gain_ci_low, r.gain_ci_high],
                 "reasons": r.reasons,
             }
             for r in result.rows
@@ -310,8 +291,8 @@ def summarize(scenario: Scenario, result: BacktestResult, seconds: float) -> dic
 def markdown(summaries: Sequence[dict[str, Any]]) -> str:
     lines = [
         "| scenario | metric | policy retrains | always retrains | policy mean | never mean | always mean "
-        "| policy / always | criteria |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| policy / always | estimate error | criteria |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         st = s["strategies"]
@@ -321,7 +302,7 @@ def markdown(summaries: Sequence[dict[str, Any]]) -> str:
             f", {st['policy']['insufficient']} insufficient) | {st['always']['retrains']} "
             f"| {st['policy']['mean_metric']:.4f} | {st['never']['mean_metric']:.4f} "
             f"| {st['always']['mean_metric']:.4f} | {s['policy_vs_always_metric']:.3f} metric, "
-            f"{s['policy_vs_always_retrains']} retrains | {crit or '-'} |"
+            f"{s['policy_vs_always_retrains']} retrains | {s['estimate_abs_error']} | {crit or '-'} |"
         )
     return "\n".join(lines)
 
