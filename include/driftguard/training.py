@@ -217,6 +217,14 @@ def training_start(
     if contract.seasonality is not None and window is not None and window != contract.training.window:
         why += f" (at least one seasonal period of {format_duration(contract.seasonality)})"
     if change_point is not None and contract.training.change_aware and change_point > start:
+        if contract.seasonality is not None:
+            # On seasonal data a metric that moves may be the season turning, not a new concept:
+            # a window shorter than one period would forget the phase that comes next.
+            return (
+                start,
+                f"{why}; the change at {change_point.isoformat()} is not used: with seasonality the window "
+                "keeps a full period",
+            )
         return change_point, f"since the change at {change_point.isoformat()} (change-aware; {why} would start earlier)"
     return start, why
 

@@ -525,6 +525,9 @@ def test_training_start_follows_the_change_point_and_the_seasonal_period(contrac
     yearly = contract.model_copy(update={"seasonality": timedelta(days=365)})
     start, why = training.training_start(yearly, as_of)
     assert start == as_of - timedelta(days=365 + 7 + 7) and "one seasonal period of 365d" in why
+    # A metric moving on seasonal data may be the season: the window keeps its full period.
+    start, why = training.training_start(yearly, as_of, change_point=change)
+    assert start == as_of - timedelta(days=379) and "with seasonality the window keeps a full period" in why
 
 
 def test_a_candidate_trained_across_a_change_carries_the_pre_change_level(datasets: dict[str, TrainingData]) -> None:
