@@ -239,6 +239,7 @@ def run_scenario(scenario: Scenario, root: Path, seed: int) -> tuple[BacktestRes
     t0 = time.perf_counter()
     result = backtest.run_backtest(config)
     seconds = time.perf_counter() - t0
+    (root / "timeline.svg").write_text(backtest.timeline_svg(result))
     return result, summarize(scenario, result, seconds)
 
 
