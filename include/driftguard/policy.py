@@ -73,6 +73,11 @@ GUARD_SCOPE: Mapping[str, tuple[str, ...]] = {
     "drift_impact": DRIFT_TRIGGERS,
 }
 
+CHANGE_CONFIRM_RUNS = 2
+"""A change point is named once two consecutive runs show it. Training on the rows since a change
+throws away the rest of the window, so one bad run (a stormy week on flights, ROC AUC 0.56 where
+it is usually 0.67) must not do that; a second confirms it at the cost of one window's delay."""
+
 _EPS = 1e-9  # float comparisons: 0.74 - 0.71 must count as a drop of 0.03
 
 
@@ -647,7 +652,7 @@ def change_point(
     else:
         return None
     streak = breach_streak(current, history, breach)
-    if not streak:
+    if len(streak) < CHANGE_CONFIRM_RUNS:
         return None
     first = streak[-1]
     return ChangePoint(

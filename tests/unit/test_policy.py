@@ -474,3 +474,11 @@ def test_a_persistent_drop_on_small_windows_is_pooled_past_the_noise() -> None:
     assert pooled.fired and "(mean of 3 runs past the limit: 0.1333)" in pooled.detail
     broken = [dataclasses.replace(run(2, metric=0.60), metric_se=0.08), run(1, metric=0.75)]  # 0.75 ends the streak
     assert not decide_(now, broken, champ=champ).reason("metric_drop").fired
+
+
+def test_one_bad_run_is_not_a_change_point() -> None:
+    """A single run past the limit retrains on the usual window; the second in a row names the change."""
+    d = decide_(run(0, metric=0.59), [run(1, metric=0.74)])
+    assert d.retrain and d.change is None
+    d = decide_(run(0, metric=0.59), [run(1, metric=0.60)])
+    assert d.change is not None and d.change.runs == 2 and d.change.at == run(1).interval_start
