@@ -307,7 +307,8 @@ def plan(
     retrain replaces an older session). It shadows unless it already ended (a terminal outcome
     before this window, or a later one: a rerun of an earlier window does not reopen a session),
     or its promotion was acted on at this very window (a rerun keeps the record). If @champion
-    is no longer the version the session compares against, the session stops."""
+    is no longer the version the session compares against, the session stops. The note says why
+    nothing shadows: a rejected @challenger always, an ended session in the window right after."""
     if not enabled:
         return Plan("none", "shadow scoring is off (promotion.shadow.enabled)")
     opened = [r for r in records if r.kind == HOLDOUT and r.interval_end <= start]
@@ -326,7 +327,9 @@ def plan(
             continue  # a rerun of the deciding window decides again
         when = "before this window" if before else ("at this window" if same else "after this window")
         note = f"shadowing of v{version} ended {when} ({r.outcome}: {r.reason})"
-        return Plan("none", f"{rejected_note}; {note}" if rejected_note else note, session)
+        if before and r.interval_end < start:
+            note = ""  # said by the window right after the end; later windows stay quiet
+        return Plan("none", "; ".join(n for n in (rejected_note, note) if n), session)
     earlier = [r for r in mine if r.kind == WINDOW and r.interval_end <= start]
     windows = len(earlier) + 1
     if champion != session.champion_version:

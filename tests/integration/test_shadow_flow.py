@@ -23,6 +23,10 @@ def _day(n: int) -> datetime:
     return START + timedelta(days=n)
 
 
+def _gone(*args: object, **kwargs: object) -> None:
+    raise OSError("gone")
+
+
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """30 rows a day, the label rule changes on day 15 (concept drift). The first champion knows
@@ -58,7 +62,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.mark.slow
-def test_an_insufficient_evidence_challenger_is_promoted_after_shadow_windows(world) -> None:
+def test_an_insufficient_evidence_challenger_is_promoted_after_shadow_windows(world, monkeypatch) -> None:
     contract, settings = world
     uri, store = settings.mlflow_tracking_uri, HistoryStore(settings.history_url)
     assert retrain.run_retraining(contract, _day(10), _day(11), settings=settings)["status"] == "promoted"
@@ -75,6 +79,15 @@ def test_an_insufficient_evidence_challenger_is_promoted_after_shadow_windows(wo
             rerun = monitor.run_monitoring(contract, _day(n), _day(n + 1), settings=settings)
             assert rerun["shadow"] == results[0]["shadow"]
             assert len(store.shadow_records("shadow_flow")) == 2
+            # A challenger that cannot load is recorded and the run goes on; a later rerun recovers.
+            with monkeypatch.context() as patched:
+                patched.setattr(registry, "load_version", _gone)
+                broken = monitor.run_monitoring(contract, _day(n), _day(n + 1), settings=settings)
+            assert broken["status"] in ("ok", "degraded") and broken["shadow"]["outcome"] == "shadowing"
+            assert "v2 could not load or score: OSError: gone" in broken["shadow"]["reason"]
+            assert store.shadow_records("shadow_flow")[-1].labelled_rows == 0
+            again = monitor.run_monitoring(contract, _day(n), _day(n + 1), settings=settings)
+            assert again["shadow"] == rerun["shadow"]
         if results[-1]["shadow_promotion"]["promoted"]:
             break
     promotion = results[-1]["shadow_promotion"]

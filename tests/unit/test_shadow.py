@@ -147,6 +147,7 @@ def test_promoted_after_k_windows_when_the_ci_clears() -> None:
     # The session is over: the next window does not shadow, and says why.
     after = sh.plan(replay.records, champion="2", start=T0 + 3 * DAY)
     assert after.action == "none" and "ended before this window (promote" in after.note
+    assert sh.plan(replay.records, champion="2", start=T0 + 4 * DAY).note == ""  # said once
 
 
 def test_a_rerun_of_the_same_interval_does_not_double_count() -> None:
