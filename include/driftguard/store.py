@@ -1,4 +1,4 @@
-"""History tables: what every monitoring run found and decided, promotions, retrains, alerts.
+"""History tables: what every monitoring run found and decided, promotions, retrains, shadow evidence, alerts.
 
 SQLAlchemy 2 Core on SQLite (embedded) or PostgreSQL (production). Tables are prefixed `dg_`
 and created lazily. The retrain decision is stored in its `dg_runs` row (`retrain`, `reasons`,
@@ -379,11 +379,6 @@ class RunRecord:
 
 
 SHADOW_KINDS = ("holdout", "window", "end")
-SHADOW_FIELDS = (
-    "windows", "rows", "labelled_rows", "cumulative_rows", "disagreement", "prediction_shift", "score_distance",
-    "metric_name", "champion_metric", "challenger_metric", "ci_low", "ci_high", "bound", "rows_needed", "outcome",
-    "action", "reason", "details",
-)  # fmt: skip
 
 
 @dataclass
