@@ -17,11 +17,16 @@ whether the model needs retraining:
      prediction and target drift.
    - `evaluate_model`: realized metrics on matured labels (overall, per segment), proxy
      metrics before.
+   - beside them, `shadow_challenger`: a challenger whose gate was `insufficient evidence`
+     scores the same rows on features only (disagreement, prediction shift); its matured
+     labelled rows join its paired evidence, which the gate judges again (docs/gate.md).
 5. `decide_retrain`: the retrain policy; every trigger and guard is recorded with its numbers.
 6. `publish_results`: history tables (one upsert per interval: reruns replace), the HTML reports,
    the model's index page, alerts to the owners.
 7. `retrain_or_not` branches to `request_retrain` (updates the model's retrain-request Asset,
    which schedules the retraining DAG) or `no_retrain`.
+8. `promote_shadow`: when the shadow evidence cleared the gate, the challenger is promoted
+   through the guarded alias move (nothing moves if `@champion` moved meanwhile).
 
 XComs carry small summaries; frames stay in the run's own work folder (keyed by the run id).
 Nothing reaches the history tables before `publish_results`, and the reports appear only after it.
@@ -72,6 +77,8 @@ check_quality = _monitor_task("check_quality", "check_quality", "The GX suite fr
 detect_drift = _monitor_task("detect_drift", "detect_drift", "Evidently per feature, prediction and target.")
 evaluate_model = _monitor_task("evaluate_model", "evaluate_model", "Realized and proxy metrics.")
 decide_retrain = _monitor_task("decide_retrain", "decide", "The retrain policy, every rule with its numbers.")
+shadow_challenger = _monitor_task("shadow_challenger", "shadow", "An undecided challenger scores beside the champion.")
+promote_shadow = _monitor_task("promote_shadow", "promote_shadow", "Promote a challenger whose shadow evidence passed.")
 
 
 @task
@@ -126,10 +133,11 @@ def build_monitoring_dag(spec: DagSpec) -> None:
     )
     def monitoring() -> None:
         m = spec.name
-        published = publish_results(m)
+        published, scored = publish_results(m), score_window(m)
         checks = [check_quality(m), detect_drift(m), evaluate_model(m)]  # side by side (monitor.UPSTREAM)
-        chain([extract_window(m), load_reference(m)], score_window(m), checks)
+        chain([extract_window(m), load_reference(m)], scored, checks)
         chain(checks, decide_retrain(m), published)
+        chain(scored, shadow_challenger(m), published, promote_shadow(m))
         retrain_or_not(published) >> [request_retrain(published), no_retrain(published)]
 
     monitoring()

@@ -563,6 +563,17 @@ class CalibrationGuard(_Strict):
     tolerance: float = Field(0.01, ge=0, description="Allowed worsening vs the champion.")
 
 
+class ShadowConfig(_Strict):
+    enabled: bool = Field(
+        True,
+        description="A challenger whose gate was `insufficient evidence` scores the next monitoring windows beside "
+        "the champion; once their matured labels clear the gate, it is promoted (docs/gate.md).",
+    )
+    max_windows: int = Field(
+        12, ge=1, description="Shadowing ends (`expired`) after this many monitoring windows without a verdict."
+    )
+
+
 class PromotionConfig(_Strict):
     """Champion-vs-challenger gate, in MLflow MetricThreshold's vocabulary."""
 
@@ -597,6 +608,7 @@ class PromotionConfig(_Strict):
         3.0, ge=1, description="Max challenger/champion predict time, timed on the same batch in that process."
     )
     floors: dict[str, float] = Field(default_factory=dict, description="Absolute floors for a first champion.")
+    shadow: ShadowConfig = Field(ShadowConfig(), description="Batch shadow scoring of an undecided challenger.")
     require_approval: bool = Field(False, description="Wait for human approval (Airflow HITL) before promoting.")
     rollback_on_unservable: bool = Field(True, description="Roll back a champion that no longer loads.")
 

@@ -741,7 +741,7 @@ def evaluate_gate(
     process (then ``challenger_scores`` may be None); it, or a fresh-process ``servability``
     result that is not ok, makes ``loads_and_scores`` the verdict's only check."""
     task, promo = contract.task, contract.promotion
-    metric, gib, threshold = contract.primary_metric, contract.greater_is_better, contract.decision_threshold
+    metric, threshold = contract.primary_metric, contract.decision_threshold
     loads = loads_and_scores(servability, challenger_error)
     if not loads.passed:  # nothing to judge: no scores, no timing
         return _verdict(contract, [loads], metric, first=champion_scores is None)
@@ -762,45 +762,76 @@ def evaluate_gate(
 
     checks = [loads, sanity]
     if sanity.passed:
-        boot = paired_bootstrap(
+        checks += _paired_checks(contract, y, champ, chall, segments or {})
+    checks.append(serve)
+    return _verdict(contract, checks, metric, first=False)
+
+
+def evaluate_paired(
+    contract: ModelContract,
+    *,
+    y_true: Any,
+    champion_scores: Any,
+    challenger_scores: Any,
+    segments: Mapping[str, Any] | None = None,
+) -> GateVerdict:
+    """The gate's judgement of paired scores alone: ``output_sanity``, then
+    ``primary_metric_threshold``, ``significance``, ``segment_guardrails`` and ``calibration``,
+    with the contract's promotion settings. For evidence gathered after registration (batch
+    shadow scoring, :mod:`driftguard.shadow`): ``loads_and_scores`` and ``servability`` were
+    judged when the challenger was registered and are not repeated. Pure, like evaluate_gate."""
+    y, chall, champ = _as_float(y_true), _as_float(challenger_scores), _as_float(champion_scores)
+    _validate_inputs(contract, y, chall, champ)
+    sanity = output_sanity(contract.task, chall, champ)
+    checks = [sanity]
+    if sanity.passed:
+        checks += _paired_checks(contract, y, champ, chall, segments or {})
+    return _verdict(contract, checks, contract.primary_metric, first=False)
+
+
+def _paired_checks(
+    contract: ModelContract, y: np.ndarray, champ: np.ndarray, chall: np.ndarray, segments: Mapping[str, Any]
+) -> list[Check]:
+    """The checks on the metric (sane scores of both models on the same rows)."""
+    task, promo = contract.task, contract.promotion
+    metric, gib, threshold = contract.primary_metric, contract.greater_is_better, contract.decision_threshold
+    boot = paired_bootstrap(
+        metric,
+        y,
+        champ,
+        chall,
+        samples=promo.bootstrap.samples,
+        confidence=promo.bootstrap.confidence,
+        seed=promo.bootstrap.seed,
+        greater_is_better=gib,
+        threshold=threshold,
+    )
+    return [
+        primary_metric_threshold(
+            metric,
+            boot["champion"],
+            boot["challenger"],
+            gib=gib,
+            min_absolute=promo.min_absolute_change,
+            min_relative=promo.min_relative_change,
+        ),
+        significance(boot, mode=promo.mode, margin=_change(promo.margin), rows=int(y.size), power=promo.power),
+        segment_guardrails(
             metric,
             y,
             champ,
             chall,
-            samples=promo.bootstrap.samples,
-            confidence=promo.bootstrap.confidence,
-            seed=promo.bootstrap.seed,
-            greater_is_better=gib,
+            segments,
+            gib=gib,
             threshold=threshold,
-        )
-        checks += [
-            primary_metric_threshold(
-                metric,
-                boot["champion"],
-                boot["challenger"],
-                gib=gib,
-                min_absolute=promo.min_absolute_change,
-                min_relative=promo.min_relative_change,
-            ),
-            significance(boot, mode=promo.mode, margin=_change(promo.margin), rows=int(y.size), power=promo.power),
-            segment_guardrails(
-                metric,
-                y,
-                champ,
-                chall,
-                segments or {},
-                gib=gib,
-                threshold=threshold,
-                min_rows=promo.segments.min_rows,
-                margin=_change(promo.segments.margin),
-                alpha=promo.segments.alpha,
-                samples=promo.bootstrap.samples,
-                seed=promo.bootstrap.seed,
-            ),
-            calibration(task, y, champ, chall, metric=promo.calibration.metric, tolerance=promo.calibration.tolerance),
-        ]
-    checks.append(serve)
-    return _verdict(contract, checks, metric, first=False)
+            min_rows=promo.segments.min_rows,
+            margin=_change(promo.segments.margin),
+            alpha=promo.segments.alpha,
+            samples=promo.bootstrap.samples,
+            seed=promo.bootstrap.seed,
+        ),
+        calibration(task, y, champ, chall, metric=promo.calibration.metric, tolerance=promo.calibration.tolerance),
+    ]
 
 
 def _validate_inputs(contract: ModelContract, y: np.ndarray, chall: np.ndarray, champ: np.ndarray | None) -> None:

@@ -599,6 +599,255 @@ def estimated_metric(ctx: RunContext, window: Any) -> dict[str, Any]:
     return est.to_dict()
 
 
+SHADOW_PART = "shadow_part.parquet"  # this window's paired rows, for publish to add to the evidence
+SHADOW_ACTOR = "driftguard-shadow"
+
+
+def shadow(ctx: RunContext) -> dict[str, Any]:
+    """Batch shadow scoring (driftguard.shadow): the challenger whose gate could not tell scores
+    this window's rows beside the champion, on features only (disagreement, prediction shift),
+    and the window's matured labelled rows join its paired evidence, which the gate judges
+    again. Writes shadow.json (and the window's evidence) for publish to record; promote_shadow
+    acts on the outcome. Never fails the run: a challenger that cannot load or score is recorded
+    as such, any other problem is logged and the run goes on without shadow scoring."""
+    try:
+        data = _shadow_window(ctx)
+    except Exception as exc:
+        log.exception("%s: shadow scoring failed; the run goes on without it", ctx.label)
+        data = {"state": "error", "error": f"{type(exc).__name__}: {exc}"}
+    ctx.write_json("shadow.json", data)
+    record = data.get("record") or {}
+    return {"state": data["state"], "version": record.get("challenger_version"), "outcome": record.get("outcome")}
+
+
+def _shadow_window(ctx: RunContext) -> dict[str, Any]:
+    from driftguard import shadow as sh
+    from driftguard.store import FINISHED_RETRAIN_STATUSES, ShadowRecord
+
+    c = ctx.contract
+    store = history_store(ctx.settings)
+    champion = ctx.read_json("reference.json").get("model_version")
+    decided = [
+        r
+        for r in store.retrains(ctx.name)
+        if r.get("interval_end") is not None
+        and r["interval_end"] <= ctx.start
+        and r["status"] in FINISHED_RETRAIN_STATUSES
+    ]
+    plan = sh.plan(
+        store.shadow_records(ctx.name),
+        champion=champion,
+        start=ctx.start,
+        enabled=c.promotion.shadow.enabled,
+        latest_retrain=max(decided, key=lambda r: r["interval_end"], default=None),
+    )
+    if plan.note:
+        log.info("%s: %s", ctx.label, plan.note)
+    if plan.session is None or plan.action == "none":
+        return {"state": "none", "note": plan.note}
+    session, version = plan.session, plan.session.challenger_version
+    record = ShadowRecord(
+        ctx.name, version, session.champion_version, sh.WINDOW, ctx.start, ctx.end, sh.SHADOWING,
+        windows=plan.windows, metric_name=c.primary_metric,
+    )  # fmt: skip
+    if plan.action == "stop":
+        record.outcome, record.reason = sh.STOPPED, plan.note
+        return {"state": "stopped", "record": record.to_dict()}
+
+    comparison, evidence, problem = _score_challenger(ctx, version, after=session.interval_end)
+    parts = shadow_evidence(ctx.settings).read(ctx.name, version, plan.parts)
+    missing = [part for part in plan.parts if part not in parts]
+    if missing:
+        log.warning("%s: shadow evidence of v%s lost (files missing): %s", ctx.label, version, ", ".join(missing))
+    if evidence is not None and len(evidence):
+        parts[record.part] = evidence
+        ctx.write_frame(SHADOW_PART, evidence)
+    pooled = sh.pool(parts)
+    holdout_rows = len(parts[sh.HOLDOUT]) if sh.HOLDOUT in parts else 0
+    verdict = sh.judge(c, pooled) if problem is None and len(pooled) else None
+    decision = sh.decide(
+        verdict,
+        windows=plan.windows,
+        rows=len(pooled),
+        holdout_rows=holdout_rows,
+        max_windows=c.promotion.shadow.max_windows,
+        problem=problem or (None if len(pooled) else "no paired rows yet"),
+    )
+    n = decision.numbers
+    metrics = verdict.check("primary_metric_threshold").numbers if verdict and len(verdict.checks) > 1 else {}
+    record.rows, record.labelled_rows = comparison.rows, 0 if evidence is None else len(evidence)
+    record.cumulative_rows = len(pooled)
+    record.disagreement, record.prediction_shift = comparison.disagreement, comparison.prediction_shift
+    record.score_distance = comparison.score_distance
+    record.champion_metric, record.challenger_metric = metrics.get("champion"), metrics.get("challenger")
+    record.ci_low, record.ci_high, record.bound = n.get("ci_low"), n.get("ci_high"), n.get("bound")
+    record.rows_needed = n.get("rows_needed")
+    record.outcome, record.reason = decision.outcome, decision.reason
+    record.details = {
+        "holdout_rows": holdout_rows,
+        "champion_mean": comparison.champion_mean,
+        "challenger_mean": comparison.challenger_mean,
+        "verdict": verdict.summary() if verdict else None,
+        "problem": problem,
+        "missing_parts": missing,
+    }
+    log.info(
+        "%s: shadow v%s beside champion v%s: %s rows scored, disagreement %s, prediction shift %s; %s",
+        ctx.label, version, session.champion_version, f"{comparison.rows:,}", _fmt(comparison.disagreement),
+        _fmt(comparison.prediction_shift), decision.reason,
+    )  # fmt: skip
+    return {"state": "shadow", "record": record.to_dict(), "part": bool(evidence is not None and len(evidence))}
+
+
+def _score_challenger(ctx: RunContext, version: str, *, after: datetime) -> tuple[Any, Any, str | None]:
+    """(comparison on the window, the labelled rows' evidence frame, the problem if it failed).
+    The challenger scores the features only; the evidence keeps the labelled rows whose events came
+    after the challenger's training cut-off (`after`, its retrain's as_of, less the label delay)."""
+    from driftguard import registry
+    from driftguard import shadow as sh
+
+    c = ctx.contract
+    none = sh.Comparison(0, None, None, None)
+    window = ctx.read_frame("window.parquet")
+    labelled = ctx.read_frame("labelled.parquet") if ctx.path("labelled.parquet").exists() else None
+    if SCORE not in window.columns:
+        return none, None, "the champion has no scores for this window"
+    try:
+        model = registry.load_version(c.registered_model_name, version, tracking_uri=ctx.settings.mlflow_tracking_uri)
+        comparison = sh.compare_scores(
+            c.task, window[SCORE], _model_scores(c, model, window), threshold=c.decision_threshold
+        )
+        evidence = None
+        label = c.source.labels.column if c.source.labels else None
+        if labelled is not None and len(labelled) and SCORE in labelled.columns and label in labelled.columns:
+            delay = c.source.labels.delay if c.source.labels else timedelta(0)
+            scores = _model_scores(c, model, labelled)
+            evidence = sh.evidence_frame(labelled, c, champion=labelled[SCORE], challenger=scores, after=after - delay)
+    except Exception as exc:  # a challenger that cannot load or score: recorded, the run goes on
+        log.error("%s: challenger v%s could not load or score: %s: %s", ctx.label, version, type(exc).__name__, exc)
+        return none, None, f"challenger v{version} could not load or score: {type(exc).__name__}: {exc}"
+    return comparison, evidence, None
+
+
+def _model_scores(contract: ModelContract, model: Any, frame: Any) -> Any:
+    """A model's scores on a frame's features; NaN where a row has a non-finite numeric feature."""
+    import numpy as np
+
+    from driftguard import training
+
+    scores = np.full(len(frame), np.nan)
+    if not len(frame) or not set(contract.feature_names) <= set(frame.columns):
+        return scores
+    skip = non_finite_rows(frame, contract.numeric_features)
+    if not skip.all():
+        scores[~skip] = training.score(model, frame.loc[~skip, contract.feature_names], contract.task)
+    return scores
+
+
+def shadow_evidence(settings: Settings) -> Any:
+    """Where the paired rows of shadow evidence live: <home>/shadow/<model>/v<version>/."""
+    from driftguard.store import ShadowEvidence
+
+    return ShadowEvidence(settings.home / "shadow")
+
+
+def shadow_signal(shadowed: dict[str, Any]) -> dict[str, Any]:
+    """The run's shadow facts for its history row (signals["shadow"]) and the runs tables."""
+    record = shadowed.get("record") or {}
+    keys = (
+        "challenger_version", "champion_version", "windows", "rows", "labelled_rows", "cumulative_rows",
+        "disagreement", "prediction_shift", "ci_low", "ci_high", "rows_needed", "outcome", "reason",
+    )  # fmt: skip
+    out = {"state": shadowed.get("state"), **{k: record.get(k) for k in keys}}
+    for key in ("note", "error"):
+        if shadowed.get(key):
+            out[key] = shadowed[key]
+    return {k: v for k, v in out.items() if v is not None and v != ""}
+
+
+def record_shadow(ctx: RunContext, store: Any, shadowed: dict[str, Any]) -> None:
+    """Add the window's evidence file, then its dg_shadow row (the row is the commit: a file
+    without its row is never read). A rerun of the interval replaces both."""
+    from driftguard.store import ShadowRecord
+
+    if not shadowed.get("record"):
+        return
+    record = ShadowRecord.from_dict(shadowed["record"])
+    if shadowed.get("part"):
+        shadow_evidence(ctx.settings).write(
+            ctx.name, record.challenger_version, record.part, ctx.read_frame(SHADOW_PART)
+        )
+    store.record_shadow(record)
+
+
+def promote_shadow(ctx: RunContext) -> dict[str, Any]:
+    """The last step: when this window's shadow evidence cleared the gate (publish recorded the
+    `promote` outcome), promote the challenger through the guarded path: registry.promote with
+    the champion it was compared with, so nothing moves if @champion moved meanwhile (`aborted`).
+    With `promotion.require_approval` nothing moves: the outcome waits for a person
+    (`awaiting_approval`, alerted). Reads history, not the work folder: a retry redoes exactly this."""
+    from driftguard import registry
+    from driftguard import shadow as sh
+
+    store = history_store(ctx.settings)
+    rows = [
+        r
+        for r in store.shadow_records(ctx.name)
+        if r.kind == sh.WINDOW
+        and (r.interval_start, r.interval_end) == (ctx.start, ctx.end)
+        and r.outcome == sh.PROMOTE
+    ]
+    if not rows:
+        return {"promoted": False}
+    row = rows[-1]
+    version, name = row.challenger_version, ctx.contract.registered_model_name
+    out = {"promoted": False, "version": version, "previous": row.champion_version, "reason": row.reason}
+    if row.action in ("promoted", "aborted", "awaiting_approval"):
+        return {**out, "promoted": row.action == "promoted", "action": row.action}  # a retried task
+    note = None
+    if ctx.contract.promotion.require_approval:
+        action = "awaiting_approval"
+        note = "promotion.require_approval: a person promotes it (the challenger stays @challenger)"
+    else:
+        try:
+            registry.promote(
+                name,
+                version,
+                expected_champion=row.champion_version,
+                store=store,
+                actor=SHADOW_ACTOR,
+                reason=row.reason,
+                tracking_uri=ctx.settings.mlflow_tracking_uri,
+                at=ctx.end,
+            )
+            action = "promoted"
+        except registry.ConcurrentPromotionError as exc:
+            action, note = "aborted", str(exc)
+            log.error("%s: shadow promotion of v%s aborted: %s", ctx.label, version, exc)
+    store.set_shadow_action(ctx.name, version, ctx.start, ctx.end, action=action, note=note)
+    title = {
+        "promoted": f"v{version} promoted to @champion from shadow scoring",
+        "aborted": f"shadow promotion of v{version} aborted",
+        "awaiting_approval": f"v{version} cleared the gate in shadow scoring: promotion awaits approval",
+    }[action]
+    _shadow_alert(ctx, title, f"{row.reason}{'. ' + note if note else ''}", action, version, store)
+    if action == "promoted":
+        log.info("%s: v%s is now @champion (was v%s): %s", ctx.label, version, row.champion_version, row.reason)
+        write_indexes(ctx, store)
+    return {**out, "promoted": action == "promoted", "action": action}
+
+
+def _shadow_alert(ctx: RunContext, title: str, body: str, action: str, version: str, store: Any) -> None:
+    from driftguard.alerts import Alert, dispatch
+
+    severity = "warning" if action == "aborted" else "info"
+    alert = Alert(
+        model=ctx.name, kind="promotion", severity=severity, title=title, body=body,
+        runbook_url=ctx.contract.alerts.runbook_url, state=f"shadow:{version}:{action}",
+    )  # fmt: skip
+    dispatch(alert, ctx.contract.alerts, store=store, now=ctx.end)
+
+
 def decide(ctx: RunContext) -> dict[str, Any]:
     """The retrain policy on this run's results, the recent history and the champion's facts."""
     from driftguard import policy
@@ -748,6 +997,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
     extracted, q, d, e = results["extract"], results["quality"], results["drift"], results["evaluate"]
     decision = ctx.read_json("decision.json")
     meta = ctx.read_json("reference.json")
+    shadowed = ctx.read_json("shadow.json")
     paths = {
         key: str(ctx.report_dir / name)
         for key, name in (("drift", "drift.html"), ("quality", "validation.html"), ("suite", "suite.json"))
@@ -787,6 +1037,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
             "drift_degraded": sorted(d.get("render_errors") or {}) or bool(d.get("error")),
             "estimated_metric": e.get("estimated"),
             "metric_se": e.get("metric_se"),
+            "shadow": shadow_signal(shadowed),
         },
     )
     store = history_store(ctx.settings)
@@ -802,6 +1053,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
             "drift": d,
             "evaluation": e,
             "decision": decision,
+            "shadow": shadowed,
         },
     )
     read_at = extracted.get("read_at")
@@ -812,18 +1064,10 @@ def publish(ctx: RunContext) -> dict[str, Any]:
         shutil.rmtree(ctx.work_dir, ignore_errors=True)
         log.error("%s: %s", ctx.label, exc)
         raise
+    record_shadow(ctx, store, shadowed)
     reports.publish_run_dir(ctx.draft_dir, ctx.report_dir)
     if ctx.settings.reports:
-        records = store.runs(ctx.name)
-        reports.write_model_index(
-            ctx.settings.reports_dir,
-            ctx.name,
-            records,
-            promotions=store.promotions(ctx.name),
-            drift_threshold=ctx.contract.policy.drift_share,
-            description=ctx.contract.description,
-        )
-        reports.write_home(ctx.settings.reports_dir, store.models())
+        write_indexes(ctx, store)
     sent = [
         a.kind
         for a in run_alerts(ctx, facts, q, d, decision)
@@ -842,9 +1086,26 @@ def publish(ctx: RunContext) -> dict[str, Any]:
         "report": paths.get("drift") or paths["summary"],
         "summary": summary_text,
         "retrain_request": decision.get("retrain_request") or {},
+        "shadow": record.signals["shadow"],
     }
     log.info("%s: published. %s", ctx.label, summary_text)
     return result
+
+
+def write_indexes(ctx: RunContext, store: Any) -> None:
+    """The model's index page (trend, runs, shadow state, promotions) and the reports home."""
+    from driftguard import reports
+
+    reports.write_model_index(
+        ctx.settings.reports_dir,
+        ctx.name,
+        store.runs(ctx.name),
+        promotions=store.promotions(ctx.name),
+        shadow=store.shadow_records(ctx.name),
+        drift_threshold=ctx.contract.policy.drift_share,
+        description=ctx.contract.description,
+    )
+    reports.write_home(ctx.settings.reports_dir, store.models())
 
 
 def run_alerts(
@@ -961,7 +1222,8 @@ def _fmt(x: float | None) -> str:
 
 # What each step reads from the steps before it (files in the run's work folder): the DAG's
 # wiring. The window and the reference are independent reads; score adds its column to the
-# window's file, so the three checks wait for it and then read it side by side.
+# window's file, so the three checks and shadow scoring wait for it and then read it side by
+# side. promote_shadow reads what publish recorded (history, not files).
 UPSTREAM: dict[str, tuple[str, ...]] = {
     "extract": (),
     "load_reference": (),
@@ -969,20 +1231,26 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "check_quality": ("score",),
     "detect_drift": ("score",),
     "evaluate_model": ("score",),
+    "shadow": ("score",),
     "decide": ("check_quality", "detect_drift", "evaluate_model"),
-    "publish": ("decide",),
+    "publish": ("decide", "shadow"),
+    "promote_shadow": ("publish",),
 }
 # The step functions by task name, in one order that respects UPSTREAM: the in-process run's.
 STEPS: dict[str, Callable[[RunContext], Any]] = {
     step.__name__: step
-    for step in (extract, load_reference, score, check_quality, detect_drift, evaluate_model, decide, publish)
-}
+    for step in (
+        extract, load_reference, score, check_quality, detect_drift, evaluate_model, shadow, decide, publish,
+        promote_shadow,
+    )
+}  # fmt: skip
 
 
 def run_monitoring(
     model: str | ModelContract, start: datetime, end: datetime, *, settings: Settings | None = None
 ) -> dict[str, Any]:
-    """All steps in-process, one after the other in STEPS order; returns publish's summary."""
+    """All steps in-process, one after the other in STEPS order; returns publish's summary with
+    promote_shadow's result as `shadow_promotion` (`promoted`, `version`, `reason`, ...)."""
     ctx = RunContext.create(model, start, end, settings)
     results = {name: step(ctx) for name, step in STEPS.items()}
-    return results["publish"]
+    return {**results["publish"], "shadow_promotion": results["promote_shadow"]}

@@ -4,7 +4,9 @@ Aliases of a registered model (one per contract, named like the contract):
 
 - ``@champion``: the version production scores with;
 - ``@previous_champion``: the version it replaced, the rollback target;
-- ``@challenger``: the latest candidate the gate rejected, kept for inspection.
+- ``@challenger``: the latest candidate the gate did not promote, kept for inspection; when the
+  gate could not tell (insufficient evidence) it shadows the next monitoring windows
+  (:mod:`driftguard.shadow`) and may be promoted from there.
 
 Every decision is also written where people look: version tags (``driftguard.verdict``,
 ``driftguard.reasons``, ...), a JSON decision record in the candidate's run
@@ -589,7 +591,7 @@ def _record(
 def mark_challenger(model: str, version: str | int, *, tracking_uri: str | None = None) -> None:
     """Point @challenger at a rejected candidate (the alias moves off any older one)."""
     client(tracking_uri).set_registered_model_alias(model, CHALLENGER, str(version))
-    logger.info("%s: v%s is @challenger (rejected by the gate, kept for inspection)", model, version)
+    logger.info("%s: v%s is @challenger (not promoted by the gate, kept for inspection)", model, version)
 
 
 def rollback(
@@ -683,6 +685,14 @@ def reconcile(
     for line in done:
         logger.warning("%s: %s%s", model, "(dry run) " if dry_run else "", line)
     return done
+
+
+def load_version(model: str, version: str | int, *, tracking_uri: str | None = None) -> Any:
+    """The pyfunc model of one registered version, by number (a shadowing challenger)."""
+    import mlflow.pyfunc
+
+    client(tracking_uri)  # configures the URIs
+    return mlflow.pyfunc.load_model(f"models:/{model}/{version}")
 
 
 def load_champion(model: str, *, tracking_uri: str | None = None) -> tuple[Any, str] | None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from driftguard.store import RunRecord, jsonable
+from driftguard.store import RunRecord, ShadowRecord, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -384,6 +384,122 @@ def _decision_cell(rec: RunRecord) -> str:
     return "".join(out)
 
 
+# --------------------------------------------------------------------------- shadow scoring
+
+_SHADOW_ENDED = ("promote", "rejected", "expired", "stopped", "replaced")  # driftguard.shadow.TERMINAL
+_NONE = '<span class="muted">—</span>'
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
+
+
+def _signed(value: Any, digits: int = 4) -> str:
+    return f"{value:+.{digits}f}" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
+
+
+def _ci(low: Any, high: Any) -> str:
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)):
+        return "—"
+    return f"[{low:+.3f}, {high:+.3f}]"
+
+
+def _count(value: Any) -> str:
+    return f"{int(value):,}" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
+
+
+def _outcome_html(outcome: Any, action: Any = None) -> str:
+    css = {"promote": "good", "rejected": "bad", "expired": "warn", "stopped": "warn"}.get(str(outcome), "")
+    text = _e(outcome) + (f" → {_e(action)}" if action else "")
+    return f'<span class="{css}">{text}</span>' if css else text
+
+
+def shadow_cell(rec: RunRecord) -> str:
+    """A run's shadow scoring (signals["shadow"]): the challenger beside the champion, how much they
+    disagreed, the paired evidence so far and the outcome. Every value escaped."""
+    sh = (rec.signals or {}).get("shadow")
+    if not isinstance(sh, Mapping) or not sh:
+        return _NONE
+    state = sh.get("state")
+    if state == "error":
+        return f'<span class="warn">shadow scoring failed: {_e(sh.get("error"))}</span>'
+    if state not in ("shadow", "stopped"):
+        return f'<span class="muted">{_e(sh.get("note"))}</span>' if sh.get("note") else _NONE
+    versions = f"v{_e(sh.get('challenger_version'))} beside v{_e(sh.get('champion_version'))}"
+    head = f"{versions}, window {_e(sh.get('windows'))}"
+    facts = []
+    if state == "shadow":
+        facts.append(f"disagreement {_pct(sh.get('disagreement'))}, shift {_signed(sh.get('prediction_shift'))}")
+        facts.append(
+            f"+{_count(sh.get('labelled_rows') or 0)} labelled, {_count(sh.get('cumulative_rows') or 0)} paired rows"
+        )
+        if sh.get("ci_low") is not None:
+            facts.append(f"CI {_ci(sh.get('ci_low'), sh.get('ci_high'))}")
+    reason = f'<details><summary>why</summary><p class="reasons">{_e(sh.get("reason"))}</p></details>'
+    return (
+        f'<span class="shadow">{head}</span>: {_outcome_html(sh.get("outcome"))}'
+        f"{'<br>' + '; '.join(facts) if facts else ''}{reason if sh.get('reason') else ''}"
+    )
+
+
+def shadow_state(records: Sequence[ShadowRecord]) -> str:
+    """One sentence: what the latest shadow session is doing, or that none is."""
+    opened = [r for r in records if r.kind == "holdout"]
+    if not opened:
+        return "No challenger has shadowed yet."
+    session = max(opened, key=lambda r: (r.interval_end, _version_key(r.challenger_version)))
+    mine = [r for r in records if r.challenger_version == session.challenger_version]
+    last = mine[-1]
+    v, champ = f"v{last.challenger_version}", f"v{session.champion_version}"
+    if last.outcome not in _SHADOW_ENDED:
+        windows = sum(1 for r in mine if r.kind == "window")
+        ci = _ci(last.ci_low, last.ci_high)
+        needed = f"; about {last.rows_needed:,} rows needed" if last.rows_needed else ""
+        return (
+            f"{v} is shadowing champion {champ} since {_when(session.interval_end)} UTC: {windows} window(s), "
+            f"{last.cumulative_rows or session.cumulative_rows:,} paired rows, "
+            f"CI of the {last.metric_name or 'metric'} gain {ci}{needed}."
+        )
+    if last.outcome == "promote":
+        done = {"promoted": "was promoted", "aborted": "was not promoted (aborted: the champion moved)",
+                "awaiting_approval": "awaits approval"}.get(last.action or "", "is being promoted")  # fmt: skip
+        return f"{v} {done}: {last.reason}"
+    return f"Shadowing of {v} ended ({last.outcome}): {last.reason}"
+
+
+def _version_key(version: str) -> int:
+    return int(version) if str(version).isdigit() else -1
+
+
+def shadow_table(records: Sequence[ShadowRecord], limit: int = 40) -> str:
+    """Every part of the shadow evidence, newest first: what each window scored and added, the CI
+    on everything so far, and the outcome."""
+    if not records:
+        return '<p class="muted">No shadow scoring yet.</p>'
+    head = (
+        "<tr><th>Interval (UTC)</th><th>Part</th><th>Challenger</th><th>Champion</th><th>Rows scored</th>"
+        "<th>Disagreement</th><th>Prediction shift</th><th>Labelled rows added</th><th>Paired rows</th>"
+        "<th>CI of the gain</th><th>Rows needed</th><th>Outcome</th></tr>"
+    )
+    rows = []
+    for r in list(reversed(records))[:limit]:
+        rows.append(
+            f'<tr class="shadow-row" data-kind="{_e(r.kind)}"><td>{_e(_when(r.interval_start))} → '
+            f"{_e(_when(r.interval_end))}</td><td>{_e(r.kind)}</td><td>v{_e(r.challenger_version)}</td>"
+            f'<td>v{_e(r.champion_version)}</td><td class="num">{_count(r.rows) if r.kind == "window" else "—"}</td>'
+            f'<td class="num">{_pct(r.disagreement)}</td><td class="num">{_signed(r.prediction_shift)}</td>'
+            f'<td class="num">{_count(r.labelled_rows)}</td><td class="num">{_count(r.cumulative_rows)}</td>'
+            f"<td>{_ci(r.ci_low, r.ci_high)}</td>"
+            f'<td class="num">{_count(r.rows_needed) if r.rows_needed else "—"}</td>'
+            f'<td>{_outcome_html(r.outcome, r.action)}<p class="reasons">{_e(r.reason)}</p></td></tr>'
+        )
+    return f'<table class="shadow"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def shadow_section(records: Sequence[ShadowRecord]) -> str:
+    return f'<p class="shadow-state">{_e(shadow_state(records))}</p>\n{shadow_table(records)}'
+
+
 def _links_cell(rec: RunRecord, model_dir: Path) -> str:
     links = []
     for key, label in (("drift", "drift"), ("quality", "quality"), ("summary", "summary.json")):
@@ -396,7 +512,7 @@ def _links_cell(rec: RunRecord, model_dir: Path) -> str:
 def _runs_table(records: Sequence[RunRecord], model_dir: Path) -> str:
     head = (
         "<tr><th>Interval (UTC)</th><th>Rows</th><th>Quality</th><th>Drift share</th><th>Drifted features</th>"
-        "<th>Metric</th><th>Labelled</th><th>Decision</th><th>Reports</th></tr>"
+        "<th>Metric</th><th>Labelled</th><th>Decision</th><th>Shadow challenger</th><th>Reports</th></tr>"
     )
     rows = []
     for rec in sorted(records, key=lambda r: (r.interval_end, r.interval_start), reverse=True):
@@ -406,11 +522,11 @@ def _runs_table(records: Sequence[RunRecord], model_dir: Path) -> str:
             f'<tr class="run" data-interval="{_e(run_dir_name(rec.interval_start, rec.interval_end))}">'
             f'<td>{_e(_interval(rec))}</td><td class="num">{rec.rows:,}</td><td>{_quality_cell(rec)}</td>'
             f'<td class="num">{_fmt(rec.drift_share, 2)}</td><td>{_e(drifted)}</td><td>{metric}</td>'
-            f'<td class="num">{rec.labelled_rows:,}</td><td>{_decision_cell(rec)}</td>'
+            f'<td class="num">{rec.labelled_rows:,}</td><td>{_decision_cell(rec)}</td><td>{shadow_cell(rec)}</td>'
             f"<td>{_links_cell(rec, model_dir)}</td></tr>"
         )
     if not rows:
-        rows.append('<tr><td colspan="9" class="muted">no runs recorded yet</td></tr>')
+        rows.append('<tr><td colspan="10" class="muted">no runs recorded yet</td></tr>')
     return f'<table class="runs"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -434,10 +550,12 @@ def write_model_index(
     records: Sequence[RunRecord],
     *,
     promotions: Sequence[Mapping[str, Any]] = (),
+    shadow: Sequence[ShadowRecord] = (),
     drift_threshold: float | None = None,
     description: str = "",
 ) -> Path:
-    """`<model>/index.html`: trend plot, table of runs (newest first) with links, promotions."""
+    """`<model>/index.html`: trend plot, table of runs (newest first) with links, shadow scoring,
+    promotions."""
     model_dir = _model_dir(reports_dir, model)
     latest = max(records, key=lambda r: r.interval_end, default=None)
     champion = latest.champion_version if latest is not None else None
@@ -456,6 +574,8 @@ def write_model_index(
         _LEGEND,
         "<h2>Runs</h2>",
         _runs_table(records, model_dir),
+        "<h2>Shadow challenger</h2>",
+        shadow_section(shadow),
         "<h2>Promotions</h2>",
         _promotions_list(promotions),
     ]

@@ -280,6 +280,8 @@ def train(ctx: RetrainContext) -> dict[str, Any]:
 
 SERVING_SAMPLE = "serving_sample.parquet"
 """In the work dir: the fixed-size batch (resampled from the train split) servability times."""
+PAIRED_HOLDOUT = "paired_holdout.parquet"
+"""In the work dir: label, champion and candidate scores of the gate's holdout (driftguard.shadow)."""
 
 
 @_beating
@@ -371,6 +373,12 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         servability=servable,
         challenger_error=challenger_error,
     )
+    if champion_scores is not None and challenger_scores is not None:
+        from driftguard import shadow
+
+        # The gate's paired holdout rows: a candidate it cannot judge starts shadowing with them.
+        paired = shadow.evidence_frame(holdout, contract, champion=champion_scores, challenger=challenger_scores)
+        paired.to_parquet(ctx.work_dir / PAIRED_HOLDOUT, index=False)
     registry.record_verdict(
         contract.registered_model_name,
         version,
@@ -463,6 +471,7 @@ def promote(ctx: RetrainContext, *, approved_by: str | None = None) -> dict[str,
             log.error("%s: promotion aborted: %s", ctx.label, exc)
             _alert(ctx, "promotion", "warning", f"promotion of v{version} aborted", str(exc), state=str(version))
     store.finish_retrain(ctx.name, ctx.start, ctx.end, status=status, candidate_version=version, verdict=v["verdict"])
+    shadow_handover(ctx, status=status, version=version, verdict=v["verdict"], champion=v["champion_version"])
     if status == "promoted":
         _alert(ctx, "promotion", "info", f"v{version} promoted to @champion", v["summary"], state=str(version))
     shutil.rmtree(ctx.work_dir, ignore_errors=True)
@@ -480,8 +489,77 @@ def reject_unapproved(ctx: RetrainContext, *, by: str | None = None) -> dict[str
     ctx.store().finish_retrain(
         ctx.name, ctx.start, ctx.end, status="declined", candidate_version=v["version"], verdict=v["verdict"]
     )
+    shadow_handover(ctx, status="declined", version=v["version"], verdict=v["verdict"], champion=v["champion_version"])
     log.info("%s: promotion of v%s declined by %s", ctx.label, v["version"], by or "a reviewer")
     return {"status": "declined", "version": v["version"]}
+
+
+def shadow_handover(
+    ctx: RetrainContext, *, status: str, version: str, verdict: dict[str, Any], champion: str | None
+) -> None:
+    """Shadowing follows the retrains (driftguard.shadow, one challenger at a time): an open
+    session of another version ends, `stopped` when this candidate was promoted (the champion
+    changed) and `replaced` when it became @challenger; a candidate whose gate could not tell
+    (`insufficient_evidence`) opens its own session, the gate's holdout rows its first evidence.
+    A `rejected` candidate was conclusively worse and never shadows. Never fails the retrain (its
+    outcome is recorded already): a problem is logged, and the candidate then does not shadow."""
+    import pandas as pd
+
+    from driftguard import shadow
+    from driftguard.monitor import shadow_evidence
+    from driftguard.store import ShadowRecord
+
+    if status not in ("promoted", "rejected", "insufficient_evidence", "declined"):
+        return  # aborted: @challenger did not move, and the champion check ends a stale session
+    try:
+        store = ctx.store()
+        latest: dict[str, ShadowRecord] = {}
+        for record in store.shadow_records(ctx.name):
+            latest[record.challenger_version] = record
+        ending = shadow.STOPPED if status == "promoted" else shadow.REPLACED
+        for other, last in latest.items():
+            if other == str(version) or last.outcome in shadow.TERMINAL:
+                continue
+            why = "was promoted: the champion changed" if status == "promoted" else f"is the new @challenger ({status})"
+            reason = f"retrain as of {ctx.as_of.isoformat()}: v{version} {why}"
+            store.record_shadow(
+                ShadowRecord(
+                    ctx.name, other, last.champion_version, shadow.END, ctx.start, ctx.end, ending,
+                    windows=last.windows, cumulative_rows=last.cumulative_rows, metric_name=last.metric_name,
+                    champion_metric=last.champion_metric, challenger_metric=last.challenger_metric,
+                    ci_low=last.ci_low, ci_high=last.ci_high, bound=last.bound, rows_needed=last.rows_needed,
+                    reason=reason,
+                )
+            )  # fmt: skip
+            log.info("%s: shadowing of v%s ended (%s): %s", ctx.label, other, ending, reason)
+        paired = ctx.work_dir / PAIRED_HOLDOUT
+        if status != "insufficient_evidence":
+            return
+        if not ctx.contract.promotion.shadow.enabled:
+            log.info("%s: v%s does not shadow: promotion.shadow.enabled is off", ctx.label, version)
+            return
+        if champion is None or not paired.exists():
+            log.warning("%s: v%s cannot shadow: no paired holdout scores in %s", ctx.label, version, ctx.work_dir)
+            return
+        frame = pd.read_parquet(paired)
+        shadow_evidence(ctx.settings).write(ctx.name, str(version), shadow.HOLDOUT, frame)
+        checks = {c.get("name"): c for c in verdict.get("checks", [])}
+        sig = checks.get("significance") or {}
+        numbers = sig.get("numbers") or {}
+        metrics = (checks.get("primary_metric_threshold") or {}).get("numbers") or {}
+        store.record_shadow(
+            ShadowRecord(
+                ctx.name, str(version), str(champion), shadow.HOLDOUT, ctx.start, ctx.end, shadow.SHADOWING,
+                labelled_rows=len(frame), cumulative_rows=len(frame), metric_name=numbers.get("metric"),
+                champion_metric=metrics.get("champion"), challenger_metric=metrics.get("challenger"),
+                ci_low=numbers.get("ci_low"), ci_high=numbers.get("ci_high"), bound=numbers.get("bound"),
+                rows_needed=numbers.get("rows_needed"),
+                reason=f"opened at registration, gate holdout of {len(frame):,} rows: {sig.get('detail', '')}",
+            )
+        )  # fmt: skip
+        log.info("%s: v%s shadows the next windows beside champion v%s", ctx.label, version, champion)
+    except Exception:
+        log.exception("%s: shadow handover of v%s (%s) failed; it does not shadow", ctx.label, version, status)
 
 
 def fail(ctx: RetrainContext, error: str) -> None:

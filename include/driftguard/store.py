@@ -1,4 +1,4 @@
-"""History tables: what every monitoring run found and decided, promotions, retrains, alerts.
+"""History tables: what every monitoring run found and decided, promotions, retrains, shadow evidence, alerts.
 
 SQLAlchemy 2 Core on SQLite (embedded) or PostgreSQL (production). Tables are prefixed `dg_`
 and created lazily. The retrain decision is stored in its `dg_runs` row (`retrain`, `reasons`,
@@ -265,12 +265,52 @@ promotion_intents_table = sa.Table(
     sa.UniqueConstraint("model", name="uq_dg_promotion_intents_model"),
 )
 
+# Batch shadow scoring (driftguard.shadow): one row per challenger and part of its evidence. kind
+# "holdout": the registration's gate holdout, which opens the session; "window": one monitoring
+# window it scored beside the champion; "end": a later retrain ended the session. The paired
+# rows themselves are parquet files (ShadowEvidence); a window row is written after its file,
+# so the row is the commit: a file without its row is never read.
+shadow_table = sa.Table(
+    "dg_shadow",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("challenger_version", sa.String(64), nullable=False),
+    sa.Column("champion_version", sa.String(64), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("interval_start", UTCDateTime, nullable=False),
+    sa.Column("interval_end", UTCDateTime, nullable=False),
+    sa.Column("windows", sa.Integer, nullable=False, default=0),  # shadow windows so far, this one included
+    sa.Column("rows", sa.BigInteger, nullable=False, default=0),  # window rows both models scored
+    sa.Column("labelled_rows", sa.BigInteger, nullable=False, default=0),  # paired labelled rows this part added
+    sa.Column("cumulative_rows", sa.BigInteger, nullable=False, default=0),  # paired rows judged (holdout + windows)
+    sa.Column("disagreement", sa.Float, nullable=True),
+    sa.Column("prediction_shift", sa.Float, nullable=True),
+    sa.Column("score_distance", sa.Float, nullable=True),
+    sa.Column("metric_name", sa.String(64), nullable=True),
+    sa.Column("champion_metric", sa.Float, nullable=True),
+    sa.Column("challenger_metric", sa.Float, nullable=True),
+    sa.Column("ci_low", sa.Float, nullable=True),
+    sa.Column("ci_high", sa.Float, nullable=True),
+    sa.Column("bound", sa.Float, nullable=True),
+    sa.Column("rows_needed", sa.BigInteger, nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("action", sa.String(32), nullable=True),  # for outcome promote: promoted / aborted / awaiting_approval
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("details", _JSON, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint(
+        "model", "challenger_version", "kind", "interval_start", "interval_end", name="uq_dg_shadow_part"
+    ),
+)
+
 for _t, _cols in (
     (runs_table, ("model", "interval_end")),
     (feature_drift_table, ("model", "interval_start", "interval_end")),
     (quality_checks_table, ("model", "interval_start", "interval_end")),
     (promotions_table, ("model", "at")),
     (alerts_table, ("model", "fingerprint", "sent_at")),
+    (shadow_table, ("model", "interval_end")),
 ):
     sa.Index(f"ix_{_t.name}_{'_'.join(_cols)}", *(_t.c[c] for c in _cols))
 
@@ -336,6 +376,63 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(dataclasses.asdict(self))
+
+
+SHADOW_KINDS = ("holdout", "window", "end")
+
+
+@dataclass
+class ShadowRecord:
+    """One part of a challenger's shadow evidence (a dg_shadow row); see driftguard.shadow."""
+
+    model: str
+    challenger_version: str
+    champion_version: str | None
+    kind: str  # holdout | window | end
+    interval_start: datetime
+    interval_end: datetime
+    outcome: str  # shadowing | promote | rejected | expired | stopped | replaced
+    windows: int = 0
+    rows: int = 0
+    labelled_rows: int = 0
+    cumulative_rows: int = 0
+    disagreement: float | None = None
+    prediction_shift: float | None = None
+    score_distance: float | None = None
+    metric_name: str | None = None
+    champion_metric: float | None = None
+    challenger_metric: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    bound: float | None = None
+    rows_needed: int | None = None
+    action: str | None = None
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    updated_at: datetime | None = None
+
+    @property
+    def part(self) -> str:
+        """The evidence file's name: `holdout`, or the window's interval (reports.run_dir_name's format)."""
+        if self.kind == "holdout":
+            return "holdout"
+        return f"{_stamp(self.interval_start)}_{_stamp(self.interval_end)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ShadowRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        for key in ("interval_start", "interval_end", "updated_at"):
+            if isinstance(values.get(key), str):
+                values[key] = datetime.fromisoformat(values[key])
+        return cls(**values)
+
+
+def _stamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M")
 
 
 def _where(model: str, start: datetime | None = None, end: datetime | None = None) -> str:
@@ -901,6 +998,90 @@ class HistoryStore:
         with self._begin() as conn:
             return [{k: v for k, v in r._mapping.items() if k != "id"} for r in conn.execute(q)]
 
+    # -- batch shadow scoring
+
+    def record_shadow(self, record: ShadowRecord) -> None:
+        """Upsert one part of a challenger's shadow evidence, keyed by (model, challenger version,
+        kind, interval): a rerun of the interval replaces its row, never adds one."""
+        if record.kind not in SHADOW_KINDS:
+            raise ValueError(f"{_where(record.model)}: shadow kind {record.kind!r} is not one of {SHADOW_KINDS}")
+        for name in ("interval_start", "interval_end"):
+            value = getattr(record, name)
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise ValueError(f"{_where(record.model)}: ShadowRecord.{name} must be tz-aware UTC, got {value!r}")
+        key_cols = ("model", "challenger_version", "kind", "interval_start", "interval_end")
+        values: dict[str, Any] = {
+            "model": record.model,
+            "challenger_version": str(record.challenger_version),
+            "kind": record.kind,
+            "interval_start": record.interval_start,
+            "interval_end": record.interval_end,
+            "champion_version": _str(record.champion_version),
+            "windows": int(record.windows),
+            "rows": int(record.rows),
+            "labelled_rows": int(record.labelled_rows),
+            "cumulative_rows": int(record.cumulative_rows),
+            "rows_needed": None if record.rows_needed is None else int(record.rows_needed),
+            "metric_name": record.metric_name,
+            "outcome": record.outcome,
+            "action": record.action,
+            "reason": record.reason or "",
+            "details": jsonable(dict(record.details or {})),
+            "updated_at": record.updated_at or _now(),
+        }
+        for name in ("disagreement", "prediction_shift", "score_distance", "champion_metric", "challenger_metric",
+                     "ci_low", "ci_high", "bound"):  # fmt: skip
+            values[name] = _float(getattr(record, name))
+        where = _where(record.model, record.interval_start, record.interval_end)
+        try:
+            with self._begin() as conn:
+                stmt = _insert(conn, shadow_table).values(**values)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=list(key_cols), set_={k: v for k, v in values.items() if k not in key_cols}
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{where}: writing dg_shadow failed, nothing was changed: {_first_line(exc)}") from exc
+        log.info("recorded shadow %s of %s v%s: %s", record.kind, where, record.challenger_version, record.outcome)
+
+    def shadow_records(self, model: str, *, version: str | None = None) -> list[ShadowRecord]:
+        """A model's shadow evidence rows, oldest first (by interval end; a session's holdout row
+        before its windows, an `end` row after a window of the same interval)."""
+        t = shadow_table
+        q = sa.select(t).where(t.c.model == model)
+        if version is not None:
+            q = q.where(t.c.challenger_version == str(version))
+        with self._begin() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+        order = {k: i for i, k in enumerate(SHADOW_KINDS)}
+        rows.sort(key=lambda r: (r["interval_end"], r["interval_start"], order.get(r["kind"], 9), r["id"]))
+        return [ShadowRecord(**{k: v for k, v in r.items() if k != "id"}) for r in rows]
+
+    def set_shadow_action(
+        self, model: str, version: str, start: datetime, end: datetime, *, action: str, note: str | None = None
+    ) -> bool:
+        """Record what became of a window's `promote` outcome (promoted, aborted, awaiting_approval);
+        `note` is added to the row's details. False when there is no such window row."""
+        t = shadow_table
+        key = (
+            t.c.model == model,
+            t.c.challenger_version == str(version),
+            t.c.kind == "window",
+            t.c.interval_start == start,
+            t.c.interval_end == end,
+        )
+        with self._begin() as conn:
+            row = conn.execute(sa.select(t.c.details).where(*key)).first()
+            if row is None:
+                return False
+            details = dict(row.details or {})
+            if note:
+                details["action_note"] = note
+            conn.execute(t.update().where(*key).values(action=action, details=jsonable(details), updated_at=_now()))
+        log.info("shadow window %s of v%s: action %s", _where(model, start, end), version, action)
+        return True
+
     # -- alerts
 
     def alert_last_sent(self, model: str, fingerprint: str) -> datetime | None:
@@ -980,3 +1161,49 @@ def _first_line(exc: SQLAlchemyError) -> str:
 
 def _str(v: Any) -> str | None:
     return None if v is None else str(v)
+
+
+# --------------------------------------------------------------------------- shadow evidence files
+
+
+class ShadowEvidence:
+    """The paired rows of shadow evidence (id, event time, label, champion and challenger scores,
+    segment values), one parquet file per (model, challenger version, part) under
+    ``<root>/<model>/v<version>/<part>.parquet``; `part` is ShadowRecord.part. Files are written
+    atomically (temporary file + rename) and a rerun of a part replaces its file, so an interval's
+    rows are never counted twice. pandas is imported only here, when evidence is read or written."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def folder(self, model: str, version: str) -> Path:
+        return self.root / model / f"v{version}"
+
+    def path(self, model: str, version: str, part: str) -> Path:
+        if not part or "/" in part or part.startswith("."):
+            raise ValueError(f"shadow evidence part {part!r} is not a file name")
+        return self.folder(model, version) / f"{part}.parquet"
+
+    def write(self, model: str, version: str, part: str, frame: Any) -> Path:
+        path = self.path(model, version, part)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            frame.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
+
+    def read(self, model: str, version: str, parts: Sequence[str]) -> dict[str, Any]:
+        """The named parts that exist, by part name (a part whose file is gone is left out, and the
+        caller says so: its rows are no longer evidence)."""
+        import pandas as pd
+
+        out: dict[str, Any] = {}
+        for part in parts:
+            path = self.path(model, version, part)
+            if path.is_file():
+                out[part] = pd.read_parquet(path)
+        return out

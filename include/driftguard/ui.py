@@ -6,7 +6,7 @@ except ``/reports/_assets/<vendor file>``: the Evidently bundle and icon font th
 driftguard._evidently copies there (public code, no data; see below why).
 This module itself never imports Airflow: the app works (and is tested) standalone.
 
-Pages: models (``/``), a model's run history and trend (``/models/{model}``), its registry
+Pages: models (``/``), a model's run history, trend and shadow challenger (``/models/{model}``), its registry
 state (``/models/{model}/registry``), and the report files under ``settings.reports_dir``
 (``/reports/{path}``), served only after a containment check because the path comes from the URL.
 Every value from the history store, MLflow or the URL is HTML-escaped.
@@ -213,7 +213,7 @@ def models_body(root: str, models: Sequence[str], latest: Mapping[str, RunRecord
 def runs_table(root: str, reports_dir: Path, records: Sequence[RunRecord]) -> str:
     head = (
         "<tr><th>Interval (UTC)</th><th>Rows</th><th>Quality</th><th>Drift share</th><th>Drifted features</th>"
-        "<th>Metric</th><th>Decision and reasons</th><th>Reports</th></tr>"
+        "<th>Metric</th><th>Decision and reasons</th><th>Shadow challenger</th><th>Reports</th></tr>"
     )
     rows = []
     for rec in sorted(records, key=lambda r: (r.interval_end, r.interval_start), reverse=True):
@@ -228,11 +228,11 @@ def runs_table(root: str, reports_dir: Path, records: Sequence[RunRecord]) -> st
             f'<tr class="run"><td>{_e(_when(rec.interval_start))} → {_e(_when(rec.interval_end))}</td>'
             f'<td class="num">{rec.rows:,}</td><td>{reports._quality_cell(rec)}</td><td class="num">{share}</td>'
             f"<td>{_e(', '.join(rec.drifted_features) or '—')}</td><td>{metric}</td>"
-            f"<td>{reports._decision_cell(rec)}</td>"
+            f"<td>{reports._decision_cell(rec)}</td><td>{reports.shadow_cell(rec)}</td>"
             f"<td>{' · '.join(links) or _NONE}</td></tr>"
         )
     if not rows:
-        rows.append('<tr><td colspan="8" class="muted">no runs recorded yet</td></tr>')
+        rows.append('<tr><td colspan="9" class="muted">no runs recorded yet</td></tr>')
     return f'<table class="runs"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -378,7 +378,7 @@ def create_app(
     @router.get("/models/{model}", response_class=HTMLResponse)
     def model_page(request: Request, model: str) -> HTMLResponse:
         s = store()
-        records, promotions = s.runs(model), s.promotions(model)
+        records, promotions, shadow = s.runs(model), s.promotions(model), s.shadow_records(model)
         if not records and not promotions:
             raise HTTPException(404, f"no runs or promotions recorded for model {model!r}")
         root = root_of(request)
@@ -391,6 +391,8 @@ def create_app(
             "<h2>Trend</h2>",
             reports.trend_svg(records, promotions=promotions, drift_threshold=threshold),
             reports._LEGEND,
+            "<h2>Shadow challenger</h2>",
+            reports.shadow_section(shadow),
             "<h2>Runs</h2>",
             runs_table(root, reports_dir, records),
         ]

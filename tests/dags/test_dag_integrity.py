@@ -146,8 +146,10 @@ STEP_TASKS = {
     "check_quality": "check_quality",
     "detect_drift": "detect_drift",
     "evaluate_model": "evaluate_model",
+    "shadow": "shadow_challenger",
     "decide": "decide_retrain",
     "publish": "publish_results",
+    "promote_shadow": "promote_shadow",
 }
 
 

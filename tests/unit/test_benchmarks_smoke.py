@@ -22,7 +22,10 @@ sys.path.insert(0, str(REPO))
 from benchmarks import data  # noqa: E402
 from benchmarks.run import table, targets, truth  # noqa: E402
 
-STEPS = ["extract", "load_reference", "score", "check_quality", "detect_drift", "evaluate_model", "decide", "publish"]
+STEPS = [
+    "extract", "load_reference", "score", "check_quality", "detect_drift", "evaluate_model", "shadow", "decide",
+    "publish", "promote_shadow",
+]  # fmt: skip
 
 
 def _run(results: Path, *args: str) -> tuple[dict[str, Any], str]:

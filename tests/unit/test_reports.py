@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from driftguard.reports import run_dir, trend_svg, write_home, write_model_index, write_summary
-from driftguard.store import HistoryStore, RunRecord, dispose_engines
+from driftguard.reports import run_dir, shadow_cell, trend_svg, write_home, write_model_index, write_summary
+from driftguard.store import HistoryStore, RunRecord, ShadowRecord, dispose_engines
 
 T0 = datetime(2013, 3, 4, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -275,3 +275,31 @@ def test_decision_cell_words_a_review_reason_as_raised_not_as_a_guard() -> None:
     cell = _decision_cell(rec)
     assert "review model_age raised: champion age 133d &gt;= 120d" in cell
     assert "guard cooldown blocks: cooldown" in cell
+
+
+def test_shadow_state_and_cells_are_shown_and_escaped(tmp_path: Path) -> None:
+    evil = '<script>alert("x")</script>'
+    signal = {
+        "state": "shadow", "challenger_version": "3", "champion_version": "2", "windows": 2, "labelled_rows": 40,
+        "cumulative_rows": 74, "disagreement": 0.041, "prediction_shift": -0.0123, "ci_low": 0.031, "ci_high": 0.14,
+        "outcome": "promote", "reason": f"promoted after 2 shadow windows {evil}",
+    }  # fmt: skip
+    run = rec(1, signals={"shadow": signal})
+    opened = ShadowRecord("flight_delay", "3", "2", "holdout", T0, T0 + WEEK, "shadowing", labelled_rows=34)
+    window = ShadowRecord(
+        "flight_delay", "3", "2", "window", T0 + WEEK, T0 + 2 * WEEK, "promote", windows=2, rows=1001,
+        labelled_rows=40, cumulative_rows=74, disagreement=0.041, prediction_shift=-0.0123, ci_low=0.031,
+        ci_high=0.14, action="promoted", reason=f"promoted after 2 shadow windows {evil}",
+    )  # fmt: skip
+    path = write_model_index(tmp_path, "flight_delay", [run], shadow=[opened, window])
+    raw = path.read_text()
+    assert "<script>" not in raw and "script" not in parse(path).tags
+    text = " ".join("".join(parse(path).text).split())
+    assert f"v3 was promoted: promoted after 2 shadow windows {evil}" in text  # the state line
+    assert "v3 beside v2, window 2: promote" in text  # the runs table's cell
+    assert "disagreement 4.1%, shift -0.0123; +40 labelled, 74 paired rows; CI [+0.031, +0.140]" in text
+    assert "promote → promoted" in text  # the shadow table
+    assert shadow_cell(rec(2)) == '<span class="muted">—</span>'
+    assert "is not shadowed" in shadow_cell(rec(2, signals={"shadow": {"state": "none", "note": "v4 is not shadowed"}}))
+    empty = parse(write_model_index(tmp_path, "other_model", [rec(1)]))
+    assert "No challenger has shadowed yet." in " ".join(empty.text)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from driftguard.policy import RunFacts
-from driftguard.store import HistoryStore, RunRecord, StoreError, dispose_engines
+from driftguard.store import HistoryStore, RunRecord, ShadowEvidence, ShadowRecord, StoreError, dispose_engines
 
 T0 = datetime(2013, 3, 4, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -437,3 +440,55 @@ def _legacy_row() -> dict:
         "summary": "",
         "updated_at": T0 + WEEK,
     }
+
+
+def test_shadow_parts_round_trip_and_a_rerun_replaces_its_row(db_url: str) -> None:
+    store = HistoryStore(db_url)
+    at = datetime(2026, 1, 2, 3, tzinfo=UTC)
+    opened = ShadowRecord(
+        "flight_delay", "3", "2", "holdout", T0, T0 + WEEK, "shadowing", labelled_rows=24, cumulative_rows=24,
+        metric_name="roc_auc", champion_metric=0.71, challenger_metric=0.78, ci_low=-0.05, ci_high=0.21,
+        bound=0.0071, rows_needed=120, reason="opened at registration", details={"holdout": [1, 2]}, updated_at=at,
+    )  # fmt: skip
+    window = dataclasses.replace(
+        opened, kind="window", interval_start=T0 + WEEK, interval_end=T0 + 2 * WEEK, windows=1, rows=5000,
+        labelled_rows=50, cumulative_rows=74, disagreement=0.041, prediction_shift=-0.0123, score_distance=0.02,
+        reason="shadowing, 1 shadow window of at most 12", details={"problem": None},
+    )  # fmt: skip
+    store.record_shadow(window)
+    store.record_shadow(opened)
+    assert store.shadow_records("flight_delay") == [opened, window]  # oldest first, every field, UTC
+    assert store.shadow_records("flight_delay")[1].interval_start.tzinfo == UTC
+
+    decided = dataclasses.replace(window, outcome="promote", reason="promoted after 1 shadow window", ci_low=0.01)
+    store.record_shadow(decided)  # a rerun of the interval: replaced, not added
+    assert store.shadow_records("flight_delay", version="3") == [opened, decided]
+    assert store.set_shadow_action("flight_delay", "3", T0 + WEEK, T0 + 2 * WEEK, action="promoted", note="by shadow")
+    last = store.shadow_records("flight_delay")[-1]
+    assert (last.outcome, last.action, last.details["action_note"]) == ("promote", "promoted", "by shadow")
+    assert not store.set_shadow_action("flight_delay", "9", T0, T0 + WEEK, action="promoted")
+    assert store.shadow_records("flight_delay", version="4") == [] and store.shadow_records("other") == []
+    with pytest.raises(ValueError, match="shadow kind"):
+        store.record_shadow(dataclasses.replace(opened, kind="nope"))
+
+
+def test_shadow_evidence_files_round_trip_atomically(tmp_path: Path) -> None:
+    files = ShadowEvidence(tmp_path / "shadow")
+    frame = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "ts": pd.to_datetime(["2024-01-01T01:00", "2024-01-02T02:00"], utc=True),
+            "y": [1.0, 0.0],
+            "champion": [0.4, 0.3],
+            "challenger": [0.7, 0.2],
+            "segment:region": ["north", None],
+        }
+    )
+    path = files.write("m", "3", "20240101T0000_20240102T0000", frame)
+    assert path == tmp_path / "shadow" / "m" / "v3" / "20240101T0000_20240102T0000.parquet"
+    got = files.read("m", "3", ["holdout", "20240101T0000_20240102T0000"])
+    assert list(got) == ["20240101T0000_20240102T0000"]  # a part without a file is left out
+    pd.testing.assert_frame_equal(got["20240101T0000_20240102T0000"], frame)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    with pytest.raises(ValueError, match="not a file name"):
+        files.path("m", "3", "../escape")

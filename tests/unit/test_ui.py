@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 import pytest
 from driftguard import reports
 from driftguard.settings import Settings
-from driftguard.store import HistoryStore, RunRecord, dispose_engines
+from driftguard.store import HistoryStore, RunRecord, ShadowRecord, dispose_engines
 from driftguard.ui import create_app, resolve_report_file, resolve_vendor_asset
 from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
@@ -212,6 +212,29 @@ def test_model_page_has_trend_runs_and_report_links(client: TestClient, world: S
         assert f"/reports/flight_delay/{run}/{name}" in page.links
     # the older run has no report files: no dead links for it
     assert not any(reports.run_dir_name(T0, T0 + WEEK) in link for link in page.links)
+
+
+def test_model_page_shows_the_shadow_challenger(client: TestClient, world: SimpleNamespace) -> None:
+    world.store.record_shadow(
+        ShadowRecord("flight_delay", "3", "2", "holdout", T0, T0 + WEEK, "shadowing", labelled_rows=24,
+                     cumulative_rows=24, reason=f"opened {EVIL}")
+    )  # fmt: skip
+    world.store.record_shadow(
+        ShadowRecord(
+            "flight_delay", "3", "2", "window", T0 + WEEK, T0 + 2 * WEEK, "shadowing", windows=1, rows=1200,
+            labelled_rows=50, cumulative_rows=74, disagreement=0.041, prediction_shift=-0.0123, ci_low=-0.01,
+            ci_high=0.15, rows_needed=100, metric_name="roc_auc", reason=f"shadowing {EVIL}",
+        )
+    )  # fmt: skip
+    resp = client.get("/models/flight_delay")
+    assert EVIL not in resp.text and Text(resp.text).scripts == 0
+    text = Text(resp.text).joined
+    assert (
+        "v3 is shadowing champion v2 since 2013-03-11 00:00 UTC: 1 window(s), 74 paired rows, "
+        "CI of the roc_auc gain [-0.010, +0.150]; about 100 rows needed." in text
+    )
+    assert f"shadowing {EVIL}" in text and f"opened {EVIL}" in text
+    assert "4.1%" in text and "-0.0123" in text and "Shadow challenger" in text
 
 
 def test_unknown_model_is_404(client: TestClient) -> None:
