@@ -172,7 +172,7 @@ def promoted_within_2(result: BacktestResult, scenario: Scenario) -> tuple[bool,
     rows = _rows(result, "policy")
     change = _index_of_day(result, scenario, scenario.change_day or 0)
     for i in range(change, len(rows)):
-        if rows[i].retrain == "promoted":
+        if rows[i].retrain == "promoted" or rows[i].shadow_promoted:
             delay = i - change
             return delay <= 2, f"promoted {delay} window(s) after the change window"
     return False, "never promoted after the change"

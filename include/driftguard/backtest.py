@@ -445,6 +445,7 @@ class IntervalRow:
     gain_ci_low: float | None  # and its confidence interval
     gain_ci_high: float | None
     new_champion: str | None
+    shadow_promoted: str | None = None  # a shadowing challenger promoted at the end of monitoring (its version)
     seconds: float = 0.0  # wall-clock time (not in backtest.csv: excluded from determinism)
 
     def table(self) -> dict[str, Any]:
@@ -533,7 +534,8 @@ def totals(rows: Sequence[IntervalRow], strategy: str) -> StrategyTotals:
         strategy=strategy,
         intervals=len(mine),
         retrains=sum(1 for r in mine if r.retrain and r.retrain != "skipped"),
-        promotions=sum(1 for r in mine if r.retrain in ("promoted", "forced")),
+        promotions=sum(1 for r in mine if r.retrain in ("promoted", "forced"))
+        + sum(1 for r in mine if r.shadow_promoted),
         failed_retrains=sum(1 for r in mine if r.retrain == "failed"),
         measured_intervals=len(measured),
         mean_metric=round(sum(measured) / len(measured), 6) if measured else None,
@@ -837,6 +839,10 @@ def replay_interval(
         gate = _gate_record(contract, settings, start, end)
     drift = mon.get("drift_share")
     est = recorded["estimated"]
+    shadow = mon.get("shadow_promotion") or {}
+    shadowed = str(shadow["version"]) if shadow.get("promoted") and shadow.get("version") else None
+    if shadowed and new is None:
+        new = shadowed
     return IntervalRow(
         strategy=strategy,
         interval_start=start.isoformat(),
@@ -859,6 +865,7 @@ def replay_interval(
         reasons=recorded["reasons"],
         retrain=action,
         new_champion=new,
+        shadow_promoted=shadowed,
         seconds=round(time.perf_counter() - t0, 2),
         **gate,
     )

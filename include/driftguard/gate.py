@@ -409,7 +409,7 @@ def significance(boot: dict[str, Any], *, mode: str, margin: Change, rows: int, 
         "insufficient_evidence": 0,
     }
     unit = f"{margin} of {champion:.4f} = {margin_abs:.4f}" if margin.relative else f"{margin_abs:g}"
-    ci = f"{boot['confidence']:.0%} CI of the {boot['metric']} gain [{low:+.4f}, {high:+.4f}] on {rows:,} rows"
+    ci = f"{boot['confidence'] * 100:.4g}% CI of the {boot['metric']} gain [{low:+.4f}, {high:+.4f}] on {rows:,} rows"
     if not (math.isfinite(low) and math.isfinite(bound)):
         numbers["insufficient_evidence"] = 1
         return Check(

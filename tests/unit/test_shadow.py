@@ -140,7 +140,7 @@ def test_promoted_after_k_windows_when_the_ci_clears() -> None:
             break
     assert outcomes == [sh.SHADOWING, sh.PROMOTE], [r.reason for r in replay.records]
     promoted = replay.records[-1]
-    assert promoted.reason.startswith("promoted after 2 shadow windows: 95% CI of the roc_auc gain [+")
+    assert promoted.reason.startswith("promoted after 2 shadow windows: 99.58% CI of the roc_auc gain [+")
     assert f"on {HOLDOUT_ROWS + 2 * WINDOW_ROWS} rows ({HOLDOUT_ROWS} holdout + {2 * WINDOW_ROWS} shadow)" in (
         promoted.reason
     )
@@ -205,3 +205,9 @@ def test_which_challenger_shadows() -> None:
     assert newer.action == "shadow" and newer.version == "6" and newer.windows == 1
     older = sh.plan(records[:2], champion="2", start=T0 + DAY)
     assert older.action == "none" and "ended after this window (replaced" in older.note  # a rerun does not reopen
+
+
+def test_each_shadow_look_spends_a_share_of_the_gates_error() -> None:
+    """Bonferroni over max_windows looks: 95% at the gate becomes 1 - 0.05 / 12 per shadow look."""
+    contract = _contract()
+    assert sh.look_confidence(contract) == pytest.approx(1 - (1 - 0.95) / contract.promotion.shadow.max_windows)
