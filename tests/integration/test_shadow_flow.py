@@ -101,7 +101,7 @@ def test_an_insufficient_evidence_challenger_is_promoted_after_shadow_windows(wo
     assert last.cumulative_rows == opened.labelled_rows + sum(w.labelled_rows for w in windows)
     assert all(w.labelled_rows > 0 and w.rows > 0 and w.disagreement is not None for w in windows)
     m = re.fullmatch(
-        rf"promoted after {k} shadow windows: 95% CI of the roc_auc gain \[\+(\d\.\d+), \+(\d\.\d+)\] "
+        rf"promoted after {k} shadow windows: 99.58% CI of the roc_auc gain \[\+(\d\.\d+), \+(\d\.\d+)\] "
         rf"on {last.cumulative_rows} rows \({opened.labelled_rows} holdout \+ \d+ shadow\)",
         last.reason,
     )
