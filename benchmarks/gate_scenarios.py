@@ -280,6 +280,7 @@ def summarize(scenario: Scenario, result: BacktestResult, seconds: float) -> dic
                 "metric": r.metric,
                 "estimated": r.estimated_metric,
                 "retrain": r.retrain,
+                "shadow_promoted": r.shadow_promoted,
                 "gate": r.gate,
                 "gain_ci": [r.gain_ci_low, r.gain_ci_high],
                 "reasons": r.reasons,

@@ -1309,21 +1309,29 @@ def timeline_svg(result: BacktestResult) -> str:
         f'<text x="4" y="14" font-size="11">{html.escape(result.metric_name)} ({_fmt(hi)} top, {_fmt(lo)} '
         "bottom)</text>",
     ]
-    for strategy in dict.fromkeys(r.strategy for r in result.rows):
+    for k, strategy in enumerate(dict.fromkeys(r.strategy for r in result.rows)):
         color = _COLORS.get(strategy, "#555")
         rows = [r for r in result.rows if r.strategy == strategy]
+        legend_x = _W - _PAD - 260 + 90 * k  # a legend: the SVG is also shown on its own (README)
+        parts.append(
+            f'<line x1="{legend_x}" y1="10" x2="{legend_x + 18}" y2="10" stroke="{color}" stroke-width="2"/>'
+            f'<text x="{legend_x + 22}" y="14" font-size="11">{html.escape(strategy)}</text>'
+        )
         points = " ".join(f"{x(index[r.interval_start]):.1f},{y(r.metric):.1f}" for r in rows if r.metric is not None)
         parts.append(
             f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}">'
             f"<title>{html.escape(strategy)}</title></polyline>"
         )
         for r in rows:
-            if not r.retrain or r.metric is None:
+            if not (r.retrain or r.shadow_promoted) or r.metric is None:
                 continue
             cx, cy = x(index[r.interval_start]), y(r.metric)
-            promoted = r.retrain in ("promoted", "forced")
+            promoted = r.retrain in ("promoted", "forced") or bool(r.shadow_promoted)
             fill = color if promoted else "white"
-            tip = html.escape(f"{strategy} {r.interval_start}: retrain {r.retrain} {r.reasons}")
+            what = (
+                f"retrain {r.retrain} {r.reasons}" if r.retrain else f"shadow challenger v{r.shadow_promoted} promoted"
+            )
+            tip = html.escape(f"{strategy} {r.interval_start}: {what}")
             parts.append(
                 f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{fill}" stroke="{color}">'
                 f"<title>{tip}</title></circle>"
