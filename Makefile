@@ -13,7 +13,7 @@ export DRIFTGUARD_FEATURE_LOG_URL ?= sqlite:///$(DRIFTGUARD_HOME)/feature_log.db
 export GX_ANALYTICS_ENABLED := false
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: install test lint demo up bench scenarios check clean browser
+.PHONY: install test lint demo up bench scenarios gate-scenarios check clean browser
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ bench-backtest: install
 # shifts at 5k and ~30 rows per window), calibrated thresholds against Evidently's fixed ones.
 scenarios: install
 	PYTHONPATH=include:. $(BIN)/python -m benchmarks.drift_scenarios $(SCENARIO_ARGS)
+
+# Retraining decisions on scenarios with known truth, replayed by the backtest under policy / never /
+# always with the same defaults (docs/gate.md §7; about 15 minutes with SCENARIO_JOBS=2).
+# SCENARIO_ARGS="--only concept,stationary --seed 1".
+gate-scenarios: install
+	SCENARIO_JOBS=$${SCENARIO_JOBS:-2} PYTHONPATH=include:. $(BIN)/python -m benchmarks.gate_scenarios $(SCENARIO_ARGS)
 
 # Label-free performance estimates (CBPE / DLE, driftguard.estimation) against the realized metric
 # and NannyML 0.13's CBPE / DLE on synthetic covariate shift (docs/estimation.md). NannyML runs from
