@@ -11,9 +11,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks import gate_scenarios as gs  # noqa: E402
 from driftguard.backtest import BacktestResult, IntervalRow  # noqa: E402
 from driftguard.testing import DEFAULT_START as T0  # noqa: E402
+
+from benchmarks import gate_scenarios as gs  # noqa: E402
 
 WEEK = timedelta(days=7)
 
