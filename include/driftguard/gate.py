@@ -716,11 +716,6 @@ def first_champion_floors(metrics: Mapping[str, float], floors: Mapping[str, flo
 # --------------------------------------------------------------------------- the gate
 
 
-def _change(value: Change | float) -> Change:
-    """A margin as a Change (a plain number is absolute, as before units existed)."""
-    return value if isinstance(value, Change) else Change(float(value), relative=False)
-
-
 def _as_float(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=float).ravel()
 
@@ -815,7 +810,7 @@ def _paired_checks(
             min_absolute=promo.min_absolute_change,
             min_relative=promo.min_relative_change,
         ),
-        significance(boot, mode=promo.mode, margin=_change(promo.margin), rows=int(y.size), power=promo.power),
+        significance(boot, mode=promo.mode, margin=promo.margin, rows=int(y.size), power=promo.power),
         segment_guardrails(
             metric,
             y,
@@ -825,7 +820,7 @@ def _paired_checks(
             gib=gib,
             threshold=threshold,
             min_rows=promo.segments.min_rows,
-            margin=_change(promo.segments.margin),
+            margin=promo.segments.margin,
             alpha=promo.segments.alpha,
             samples=promo.bootstrap.samples,
             seed=promo.bootstrap.seed,

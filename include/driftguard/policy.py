@@ -125,7 +125,7 @@ def metric_baseline(champion: ChampionFacts, greater_is_better: bool) -> tuple[f
     pre-change level when that is better."""
     own, carried = champion.validation_metric, champion.baseline_metric
     if not _valid(carried) or (
-        _valid(own) and (own >= carried if greater_is_better else own <= carried)  # type: ignore[operator]
+        _valid(own) and _drop(carried, own, greater_is_better) <= 0  # type: ignore[arg-type]
     ):
         return own, "champion validation"
     return carried, "pre-change level"
@@ -261,6 +261,17 @@ def _f(x: float) -> str:
     return f"{x:.2f}" if abs(x) >= 0.1 or x == 0 else f"{x:.3g}"
 
 
+def _drop(baseline: float, value: float, greater_is_better: bool) -> float:
+    """How much worse ``value`` is than ``baseline`` in the metric's direction (> 0: worse)."""
+    return baseline - value if greater_is_better else value - baseline
+
+
+def _drop_limit(policy: PolicyConfig, baseline: float) -> float:
+    """The metric-drop limit in the metric's units (the estimated one when metric_drop is off)."""
+    limit = policy.metric_drop or policy.estimated_metric_drop
+    return limit.of(baseline) if limit else 0.0
+
+
 def _valid(x: float | None) -> bool:
     return x is not None and not math.isnan(x)
 
@@ -347,7 +358,7 @@ def _trigger_metric(
     if not _valid(base):
         return Reason("metric_drop", TRIGGER, False, f"champion has no validation {metric} to compare with")
     realized, baseline = float(run.metric_value), float(base)  # type: ignore[arg-type]
-    drop = baseline - realized if greater_is_better else realized - baseline  # > 0: worse
+    drop = _drop(baseline, realized, greater_is_better)
     limit = policy.metric_drop.of(baseline)
     big = drop >= limit - _EPS
     word = "worse" if drop > 0 else "better"
@@ -362,9 +373,7 @@ def _trigger_metric(
         for r in breach_streak(run, history, lambda r: _worse(policy, r.metric_value, baseline, greater_is_better))
         if _valid(r.metric_value)
     ]
-    drops = [
-        baseline - float(r.metric_value) if greater_is_better else float(r.metric_value) - baseline for r in streak
-    ]  # type: ignore[arg-type]
+    drops = [_drop(baseline, float(r.metric_value), greater_is_better) for r in streak]  # type: ignore[arg-type]
     mean_drop = sum(drops) / len(drops)
     ses = [float(r.metric_se) for r in streak if _valid(r.metric_se)]  # type: ignore[arg-type]
     pooled = replace(run, metric_se=math.sqrt(sum(x * x for x in ses)) / len(ses) if ses else None)
@@ -418,7 +427,7 @@ def _trigger_estimated(
     if not _valid(base):
         return Reason(rule, TRIGGER, False, f"champion has no validation {metric} to compare with")
     est, baseline = float(run.estimated_metric), float(base)  # type: ignore[arg-type]
-    drop = baseline - est if greater_is_better else est - baseline
+    drop = _drop(baseline, est, greater_is_better)
     limit = policy.estimated_metric_drop.of(baseline)
     band = run.estimated_band
     clear = band is not None and (band[1] < baseline if greater_is_better else band[0] > baseline)
@@ -531,9 +540,7 @@ def _guard_impact(policy: PolicyConfig, run: RunFacts, champion: ChampionFacts, 
     if not (_valid(run.estimated_metric) and _valid(base)):
         return _guard(rule, False, "drift impact: no label-free estimate for this window; drift counts as is")
     est, baseline = float(run.estimated_metric), float(base)  # type: ignore[arg-type]
-    drop = baseline - est if greater_is_better else est - baseline
-    limit_change = policy.metric_drop or policy.estimated_metric_drop
-    limit = limit_change.of(baseline) if limit_change else 0.0
+    drop, limit = _drop(baseline, est, greater_is_better), _drop_limit(policy, baseline)
     blocks = drop < limit - _EPS
     op = "<" if blocks else ">="
     what = "the shift does not hurt the model" if blocks else "the shift hurts the model"
@@ -614,9 +621,7 @@ def _worse(policy: PolicyConfig, value: float | None, baseline: float, greater_i
     """Is ``value`` worse than ``baseline`` by the metric-drop limit? None when not measured."""
     if not _valid(value):
         return None
-    drop = baseline - value if greater_is_better else value - baseline  # type: ignore[operator]
-    limit = policy.metric_drop or policy.estimated_metric_drop
-    return drop >= (limit.of(baseline) if limit else 0.0) - _EPS
+    return _drop(baseline, value, greater_is_better) >= _drop_limit(policy, baseline) - _EPS  # type: ignore[arg-type]
 
 
 def change_point(

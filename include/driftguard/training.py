@@ -16,7 +16,7 @@ import logging
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -201,17 +201,12 @@ def _drop_unusable_rows(frame: pd.DataFrame, contract: ModelContract) -> tuple[p
     return (frame[~drop] if drop.any() else frame), dropped
 
 
-def effective_window(contract: ModelContract) -> timedelta | None:
-    """The sliding training window (None = `all`): see ModelContract.training_window."""
-    return contract.training_window
-
-
 def training_start(
     contract: ModelContract, as_of: datetime, *, change_point: datetime | None = None
 ) -> tuple[datetime, str]:
     """Where the training data starts, and why: the sliding window, or (change-aware) the change
     point when it is later. Rows from before a change teach the old concept."""
-    window = effective_window(contract)
+    window = contract.training_window
     start = EPOCH if window is None else as_of - window
     why = "training.window `all`" if window is None else f"window {format_duration(window)}"
     if contract.seasonality is not None and window is not None and window != contract.training.window:

@@ -105,4 +105,5 @@ def test_concurrent_alias_move_aborts_the_promotion(world) -> None:
 
 
 def replace_promotion(contract, **changes):
-    return contract.promotion.model_copy(update=changes)
+    """The contract's promotion section with changes, validated (a bare margin becomes `abs`)."""
+    return type(contract.promotion).model_validate({**contract.promotion.model_dump(), **changes})
