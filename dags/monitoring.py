@@ -21,6 +21,7 @@ whether the model needs retraining:
      scores the same rows on features only (disagreement, prediction shift); its matured
      labelled rows join its paired evidence, which the gate judges again (docs/gate.md).
 5. `decide_retrain`: the retrain policy; every trigger and guard is recorded with its numbers.
+   It waits for `shadow_challenger`: a retrain is held while a challenger shadows.
 6. `publish_results`: history tables (one upsert per interval: reruns replace), the HTML reports,
    the model's index page, alerts to the owners.
 7. `retrain_or_not` branches to `request_retrain` (updates the model's retrain-request Asset,
@@ -136,8 +137,10 @@ def build_monitoring_dag(spec: DagSpec) -> None:
         published, scored = publish_results(m), score_window(m)
         checks = [check_quality(m), detect_drift(m), evaluate_model(m)]  # side by side (monitor.UPSTREAM)
         chain([extract_window(m), load_reference(m)], scored, checks)
-        chain(checks, decide_retrain(m), published)
-        chain(scored, shadow_challenger(m), published, promote_shadow(m))
+        decided, shadowed = decide_retrain(m), shadow_challenger(m)
+        chain(checks, decided, published)
+        chain(scored, shadowed, [decided, published])  # the policy holds a retrain while a challenger shadows
+        chain(published, promote_shadow(m))
         retrain_or_not(published) >> [request_retrain(published), no_retrain(published)]
 
     monitoring()

@@ -885,6 +885,7 @@ def decide(ctx: RunContext) -> dict[str, Any]:
         metric_name=ctx.contract.primary_metric,
         greater_is_better=ctx.contract.greater_is_better,
         labelled_rows_since_retrain=since,
+        shadowing=shadowing_facts(ctx, store),
     )
     data = decision.to_dict()
     data["summary"] = decision.summary()
@@ -892,6 +893,28 @@ def decide(ctx: RunContext) -> dict[str, Any]:
     ctx.write_json("decision.json", data)
     log.info("%s: %s", ctx.label, decision.summary())
     return {"retrain": decision.retrain, "summary": decision.summary()}
+
+
+def shadowing_facts(ctx: RunContext, store: Any) -> Any:
+    """The challenger shadowing the champion in this window (the shadow step's outcome), for the
+    policy's shadowing guard; None when nothing shadows or its shadowing ended this window."""
+    from driftguard import policy
+    from driftguard import shadow as sh
+
+    record = ctx.read_json("shadow.json").get("record") or {}
+    if record.get("outcome") not in (sh.SHADOWING, sh.PROMOTE):
+        return None
+    version = str(record["challenger_version"])
+    opened = [r for r in store.shadow_records(ctx.name) if r.challenger_version == version and r.kind == sh.HOLDOUT]
+    c = ctx.contract
+    return policy.Shadowing(
+        version=version,
+        outcome=record["outcome"],
+        windows=int(record.get("windows") or 1),
+        max_windows=c.promotion.shadow.max_windows,
+        since_change=bool(opened and opened[-1].details.get("since_change")),
+        retrain_follows_change=c.training.change_aware and c.seasonality is None,
+    )
 
 
 def trained_since_change(contract: ModelContract, meta: dict[str, Any], trained_at: datetime | None) -> datetime | None:
@@ -1223,7 +1246,8 @@ def _fmt(x: float | None) -> str:
 # What each step reads from the steps before it (files in the run's work folder): the DAG's
 # wiring. The window and the reference are independent reads; score adds its column to the
 # window's file, so the three checks and shadow scoring wait for it and then read it side by
-# side. promote_shadow reads what publish recorded (history, not files).
+# side; decide reads shadow scoring's outcome too (the policy holds a retrain while a challenger
+# shadows). promote_shadow reads what publish recorded (history, not files).
 UPSTREAM: dict[str, tuple[str, ...]] = {
     "extract": (),
     "load_reference": (),
@@ -1232,7 +1256,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "detect_drift": ("score",),
     "evaluate_model": ("score",),
     "shadow": ("score",),
-    "decide": ("check_quality", "detect_drift", "evaluate_model"),
+    "decide": ("check_quality", "detect_drift", "evaluate_model", "shadow"),
     "publish": ("decide", "shadow"),
     "promote_shadow": ("publish",),
 }

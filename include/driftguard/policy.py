@@ -6,16 +6,16 @@ Triggers propose a retrain, guards dispose. Every trigger and every guard yields
 Which guards gate which triggers (a trigger counts only if it fired AND all of its guards pass;
 retrain = at least one trigger counts):
 
-=====================  ============  ========  ===========  ==============  =============
-trigger                data_quality  cooldown  persistence  min_new_labels  drift_impact
-=====================  ============  ========  ===========  ==============  =============
-no_champion            yes           no        no           no              no
-drift_share            yes           yes       yes          yes             yes
-important_features     yes           yes       yes          yes             yes
-metric_drop            yes           yes       no           yes             no
-estimated_metric_drop  yes           yes       no           yes             no
-window_growth          yes           yes       no           no              no
-=====================  ============  ========  ===========  ==============  =============
+=====================  ============  ========  ===========  ==============  =============  =========
+trigger                data_quality  cooldown  persistence  min_new_labels  drift_impact   shadowing
+=====================  ============  ========  ===========  ==============  =============  =========
+no_champion            yes           no        no           no              no             no
+drift_share            yes           yes       yes          yes             yes            yes
+important_features     yes           yes       yes          yes             yes            yes
+metric_drop            yes           yes       no           yes             no             yes
+estimated_metric_drop  yes           yes       no           yes             no             yes
+window_growth          yes           yes       no           no              no             yes
+=====================  ============  ========  ===========  ==============  =============  =========
 
 Why: broken or missing data is never a basis to train on (data_quality gates everything).
 Persistence is a statement about drift, so it only gates the drift triggers; a realized
@@ -35,6 +35,15 @@ label-free estimate of this window's metric (CBPE/DLE, which models what the cov
 does to the champion) is worse than the baseline by the metric_drop limit, or when there is no
 estimate. A shift the model handles is reported and alerted, not retrained on: on a synthetic
 1-sd shift that left ROC AUC at 0.83, drift alone retrained 7 times in 12 weeks.
+
+`shadowing` holds a retrain while a challenger shadows the champion (driftguard.shadow): its
+evidence is still accumulating, and a new candidate would replace it and start that evidence from
+zero, trained on nearly the same rows (a few more windows' labels). On 30 labelled rows a month
+that reset is what keeps a small-data challenger from ever being promoted. It does not hold when
+the challenger was trained on the usual window and this decision confirms a change point that the
+next candidate would train from (it learned mostly the old concept), nor once its shadowing ends
+(promoted, rejected, expired). A challenger being promoted from shadow evidence this very window
+also holds it: the retrain would be judged against the outgoing champion.
 
 Model age is a `review` reason, not a trigger: a calendar is no evidence that a model whose
 signals are healthy got worse (retraining one on a timer replaced good models 22 times in 36
@@ -71,6 +80,7 @@ GUARD_SCOPE: Mapping[str, tuple[str, ...]] = {
     "persistence": DRIFT_TRIGGERS,
     "min_new_labels": (*DRIFT_TRIGGERS, "metric_drop", "estimated_metric_drop"),
     "drift_impact": DRIFT_TRIGGERS,
+    "shadowing": (*DRIFT_TRIGGERS, "metric_drop", "estimated_metric_drop", "window_growth"),
 }
 
 CHANGE_CONFIRM_RUNS = 2
@@ -129,6 +139,19 @@ def metric_baseline(champion: ChampionFacts, greater_is_better: bool) -> tuple[f
     ):
         return own, "champion validation"
     return carried, "pre-change level"
+
+
+@dataclass(frozen=True)
+class Shadowing:
+    """The challenger shadowing the champion in this window (driftguard.shadow), if any."""
+
+    version: str
+    outcome: str  # this window's shadow outcome: "shadowing" (evidence still growing) or "promote"
+    windows: int  # shadow windows so far, this one included
+    max_windows: int
+    since_change: bool  # it was trained on the rows since a change point (change-aware training)
+    # A retrain now would train from a confirmed change point (training.change_aware, no seasonality).
+    retrain_follows_change: bool = True
 
 
 @dataclass(frozen=True)
@@ -551,6 +574,22 @@ def _guard_impact(policy: PolicyConfig, run: RunFacts, champion: ChampionFacts, 
     )
 
 
+def _guard_shadowing(shadowing: Shadowing | None, change: ChangePoint | None) -> Reason:
+    rule = "shadowing"
+    if shadowing is None:
+        return _guard(rule, False, "shadowing: no challenger is shadowing the champion")
+    v = f"challenger v{shadowing.version}"
+    if shadowing.outcome == "promote":
+        why = "a retrain judged against the outgoing champion would be void"
+        return _guard(rule, True, f"shadowing: {v} is promoted from its shadow evidence this window; {why}")
+    if change is not None and shadowing.retrain_follows_change and not shadowing.since_change:
+        why = f"the change at {change.at.isoformat()} is now confirmed: a candidate trained since it replaces it"
+        return _guard(rule, False, f"shadowing: {v} shadows, but it was trained on the usual window and {why}")
+    when = f"{shadowing.windows} of at most {shadowing.max_windows} windows"
+    why = "its evidence decides first; a retrain now would replace it and restart that evidence"
+    return _guard(rule, True, f"shadowing: {v} is shadowing ({when}); {why}")
+
+
 def _guard_labels(policy: PolicyConfig, labelled_rows: int, training_rows: int | None) -> Reason:
     amount = policy.min_new_labels
     need = amount.rows(training_rows)
@@ -582,11 +621,13 @@ def decide(
     metric_name: str,
     greater_is_better: bool,
     labelled_rows_since_retrain: int,
+    shadowing: Shadowing | None = None,
 ) -> Decision:
     """Evaluate every trigger and guard; retrain if any trigger fired with all of its guards passing.
 
     `history` holds earlier runs of the same model (any order; later intervals are ignored);
-    `labelled_rows_since_retrain` must include the current run's labelled rows."""
+    `labelled_rows_since_retrain` must include the current run's labelled rows; `shadowing` is the
+    challenger shadowing the champion in this window, if any."""
     importance = champion.feature_importance
     if champion.version is None:
         first = Reason("no_champion", TRIGGER, True, "no champion yet: train the first model")
@@ -600,21 +641,22 @@ def decide(
         _trigger_estimated(policy, current, champion, metric_name, greater_is_better),
         _trigger_growth(policy, champion, labelled_rows_since_retrain),
     ]
+    fired = {t.rule for t in triggers if t.fired}
+    # Where the degradation began, if what fired shows a streak (the shadowing guard needs it too).
+    change = None
+    if fired - {"no_champion"} and champion.version is not None:
+        change = change_point(policy, current, history, champion, fired, greater_is_better)
     guards = [
         _guard_quality(current),
         _guard_cooldown(policy, now, champion),
         _guard_persistence(policy, current, history, importance),
         _guard_labels(policy, labelled_rows_since_retrain, champion.training_rows),
         _guard_impact(policy, current, champion, greater_is_better),
+        _guard_shadowing(shadowing, change),
     ]
     reasons = (*triggers, *guards, _review_age(policy, now, champion))
     retrain = any(t.fired and not _blockers(t.rule, reasons) for t in triggers)
-    change = None
-    if retrain and champion.version is not None:
-        change = change_point(
-            policy, current, history, champion, {t.rule for t in triggers if t.fired}, greater_is_better
-        )
-    return Decision(retrain=retrain, reasons=reasons, change=change)
+    return Decision(retrain=retrain, reasons=reasons, change=change if retrain else None)
 
 
 def _worse(policy: PolicyConfig, value: float | None, baseline: float, greater_is_better: bool) -> bool | None:

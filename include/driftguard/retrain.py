@@ -211,11 +211,12 @@ def training_plan(ctx: RetrainContext) -> dict[str, Any]:
     first = registry.champion_version(contract.registered_model_name, tracking_uri=ctx.settings.mlflow_tracking_uri)
     if first is None and ref.start is not None and ref.start < as_of:
         end = min(as_of, ref.end) if ref.end is not None else as_of
-        return {"start": ref.start, "as_of": end, "why": "first champion: the contract's reference period"}
+        why = "first champion: the contract's reference period"
+        return {"start": ref.start, "as_of": end, "why": why, "since_change": False}
     change = ctx.trigger.get("change_point")
     change_at = datetime.fromisoformat(change) if isinstance(change, str) else None
     start, why = training.training_start(contract, as_of, change_point=change_at)
-    return {"start": start, "as_of": as_of, "why": why}
+    return {"start": start, "as_of": as_of, "why": why, "since_change": change_at is not None and start == change_at}
 
 
 @_beating
@@ -264,6 +265,9 @@ def train(ctx: RetrainContext) -> dict[str, Any]:
         "metrics": candidate.metrics,
         "fingerprint": candidate.fingerprint,
         "excluded_intervals": [[a.isoformat(), b.isoformat()] for a, b in excluded],
+        # Read by the shadowing guard of the retrain policy, when this candidate shadows.
+        "window_start": plan["start"].isoformat(),
+        "since_change": plan["since_change"],
     }
     ctx.write_json("candidate.json", out)
     metric = ctx.contract.primary_metric
@@ -543,6 +547,7 @@ def shadow_handover(
             return
         frame = pd.read_parquet(paired)
         shadow_evidence(ctx.settings).write(ctx.name, str(version), shadow.HOLDOUT, frame)
+        trained = ctx.read_json("candidate.json") if (ctx.work_dir / "candidate.json").exists() else {}
         checks = {c.get("name"): c for c in verdict.get("checks", [])}
         sig = checks.get("significance") or {}
         numbers = sig.get("numbers") or {}
@@ -555,6 +560,7 @@ def shadow_handover(
                 ci_low=numbers.get("ci_low"), ci_high=numbers.get("ci_high"), bound=numbers.get("bound"),
                 rows_needed=numbers.get("rows_needed"),
                 reason=f"opened at registration, gate holdout of {len(frame):,} rows: {sig.get('detail', '')}",
+                details={key: trained.get(key) for key in ("window_start", "since_change")},
             )
         )  # fmt: skip
         log.info("%s: v%s shadows the next windows beside champion v%s", ctx.label, version, champion)

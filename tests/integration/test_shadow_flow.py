@@ -92,6 +92,10 @@ def test_an_insufficient_evidence_challenger_is_promoted_after_shadow_windows(wo
             break
     promotion = results[-1]["shadow_promotion"]
     assert promotion["promoted"] and promotion["version"] == "2", [r["shadow"] for r in results]
+    # The old champion's metric dropped meanwhile: the policy held the retrain (a new candidate would
+    # have replaced v2 and restarted its evidence), and said so.
+    held = [r for r in results if "blocked by shadowing: challenger v2" in r["summary"]]
+    assert held and not any(r["retrain"] for r in results), [r["summary"] for r in results]
 
     windows = [r for r in store.shadow_records("shadow_flow") if r.kind == "window"]
     k = len(windows)

@@ -12,6 +12,7 @@ from driftguard.policy import (
     ChampionFacts,
     Decision,
     RunFacts,
+    Shadowing,
     decide,
     drift_detected,
     last_runs,
@@ -75,6 +76,7 @@ def decide_(current: RunFacts, history=(), champ: ChampionFacts | None = None, l
         metric_name="roc_auc",
         greater_is_better=kw.pop("greater_is_better", True),
         labelled_rows_since_retrain=labels,
+        shadowing=kw.pop("shadowing", None),
     )
 
 
@@ -92,6 +94,7 @@ def test_every_trigger_and_guard_yields_a_reason_in_a_fixed_order() -> None:
         ("persistence", "guard"),
         ("min_new_labels", "guard"),
         ("drift_impact", "guard"),
+        ("shadowing", "guard"),
         ("model_age", "review"),
     ]
     assert not d.retrain
@@ -482,3 +485,31 @@ def test_one_bad_run_is_not_a_change_point() -> None:
     assert d.retrain and d.change is None
     d = decide_(run(0, metric=0.59), [run(1, metric=0.60)])
     assert d.change is not None and d.change.runs == 2 and d.change.at == run(1).interval_start
+
+
+def test_a_shadowing_challenger_holds_a_retrain_until_its_evidence_decides() -> None:
+    """A challenger trained since the change shadows: another retrain would replace it and restart
+    its evidence, so the metric drop waits (also when it is promoted this very window). One trained
+    on the usual window gives way once the change is confirmed; none shadowing holds nothing."""
+    bad = [run(1, metric=0.60)]  # with this run: a streak of two, the change is confirmed
+    fresh = Shadowing("4", "shadowing", windows=2, max_windows=6, since_change=True)
+    held = decide_(run(0, metric=0.59), bad, shadowing=fresh)
+    assert not held.retrain and held.change is None
+    assert (
+        held.reason("shadowing").fired and "v4 is shadowing (2 of at most 6 windows)" in held.reason("shadowing").detail
+    )
+    assert "metric_drop blocked by shadowing" in held.summary()
+    promoting = dataclasses.replace(fresh, outcome="promote")
+    assert "would be void" in decide_(run(0, metric=0.59), bad, shadowing=promoting).reason("shadowing").detail
+    assert not decide_(run(0, metric=0.59), bad, shadowing=promoting).retrain
+    usual = dataclasses.replace(fresh, since_change=False)
+    gives_way = decide_(run(0, metric=0.59), bad, shadowing=usual)
+    assert gives_way.retrain and gives_way.change is not None and gives_way.reason("shadowing").passed
+    # ... but not before the change is confirmed, nor when the next candidate ignores it (seasonality).
+    assert not decide_(run(0, metric=0.59), [run(1, metric=0.74)], shadowing=usual).retrain
+    seasonal = dataclasses.replace(usual, retrain_follows_change=False)
+    assert not decide_(run(0, metric=0.59), bad, shadowing=seasonal).retrain
+    assert decide_(run(0, metric=0.59), bad).reason("shadowing").passed
+    # The first champion is never held.
+    first = decide_(run(0), champ=champion(version=None, validation_metric=None), shadowing=fresh)
+    assert first.retrain
