@@ -343,6 +343,46 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- approve
+
+
+def _setup_approve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="registered model name (the contract's name)")
+    p.add_argument("--reason", required=True, help="why; recorded with the answer and the promotion")
+    p.add_argument("--decline", action="store_true", help="decline instead of approving (nothing moves)")
+    p.add_argument("--actor", default=None, help="who (default: $USER)")
+
+
+@command(
+    "approve",
+    "Answer a shadow promotion that awaits approval (promotion.require_approval): promote the challenger "
+    "through the guarded path, or --decline.",
+    _setup_approve,
+)
+def _approve(args: argparse.Namespace) -> int:
+    import getpass
+
+    from driftguard import registry, shadow_approval
+    from driftguard.store import HistoryStore
+
+    settings = get_settings()
+    actor = args.actor or f"cli:{getpass.getuser()}"
+    try:
+        done = shadow_approval.answer(
+            args.model,
+            approve=not args.decline,
+            actor=actor,
+            reason=args.reason,
+            store=HistoryStore(settings.history_url),
+            tracking_uri=settings.mlflow_tracking_uri,
+        )
+    except (shadow_approval.ApprovalError, registry.RegistryError) as exc:
+        print(f"approve failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{done.model}: v{done.version} {done.action} (champion was v{done.champion}; {done.note})")
+    return 0 if done.action != "aborted" else 1
+
+
 # --------------------------------------------------------------------------- doctor
 
 

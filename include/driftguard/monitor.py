@@ -807,7 +807,10 @@ def promote_shadow(ctx: RunContext) -> dict[str, Any]:
     note = None
     if ctx.contract.promotion.require_approval:
         action = "awaiting_approval"
-        note = "promotion.require_approval: a person promotes it (the challenger stays @challenger)"
+        note = (
+            f"promotion.require_approval: a person answers with `driftguard approve {ctx.name} --reason ...` "
+            "(or --decline); the challenger stays @challenger"
+        )
     else:
         try:
             registry.promote(

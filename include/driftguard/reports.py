@@ -462,7 +462,8 @@ def shadow_state(records: Sequence[ShadowRecord]) -> str:
         )
     if last.outcome == "promote":
         done = {"promoted": "was promoted", "aborted": "was not promoted (aborted: the champion moved)",
-                "awaiting_approval": "awaits approval"}.get(last.action or "", "is being promoted")  # fmt: skip
+                "awaiting_approval": "awaits approval (driftguard approve)", "declined": "was declined by a reviewer",
+                }.get(last.action or "", "is being promoted")  # fmt: skip
         return f"{v} {done}: {last.reason}"
     return f"Shadowing of {v} ended ({last.outcome}): {last.reason}"
 

@@ -131,3 +131,38 @@ def test_an_insufficient_evidence_challenger_is_promoted_after_shadow_windows(wo
     after = monitor.run_monitoring(contract, end, end + timedelta(days=1), settings=settings)
     assert after["shadow"]["state"] == "none" and "ended before this window (promote" in after["shadow"]["note"]
     assert store.runs("shadow_flow")[-1].champion_version == "2"
+
+
+@pytest.mark.slow
+def test_a_shadow_promotion_that_requires_approval_waits_for_driftguard_approve(world, capsys) -> None:
+    """With promotion.require_approval the evidence that clears the gate moves nothing: the window
+    records `awaiting_approval` until `driftguard approve` promotes through the guarded path."""
+    from driftguard import cli
+
+    contract, settings = world
+    approval = contract.promotion.model_copy(update={"require_approval": True})
+    contract = contract.model_copy(update={"promotion": approval})
+    uri, store = settings.mlflow_tracking_uri, HistoryStore(settings.history_url)
+    assert retrain.run_retraining(contract, _day(10), _day(11), settings=settings)["status"] == "promoted"
+    change = {"summary": "metric drop", "change_point": _day(15).isoformat()}
+    assert retrain.run_retraining(contract, _day(19), _day(20), trigger=change, settings=settings)["version"] == "2"
+    assert cli.main(["approve", "shadow_flow", "--reason", "too early"]) == 1
+    assert "no shadow promotion awaits approval" in capsys.readouterr().err
+    for n in range(20, 28):
+        result = monitor.run_monitoring(contract, _day(n), _day(n + 1), settings=settings)
+        if result["shadow_promotion"].get("action"):
+            break
+    assert result["shadow_promotion"]["action"] == "awaiting_approval", result["shadow"]
+    aliases = registry.client(uri).get_registered_model("shadow_flow").aliases
+    assert str(aliases["champion"]) == "1"  # nothing moved
+
+    assert cli.main(["approve", "shadow_flow", "--reason", "segments look fine", "--actor", "ana"]) == 0
+    assert "v2 promoted (champion was v1; approved by ana: segments look fine)" in capsys.readouterr().out
+    aliases = {k: str(v) for k, v in registry.client(uri).get_registered_model("shadow_flow").aliases.items()}
+    assert aliases == {"champion": "2", "previous_champion": "1"}
+    latest = store.promotions("shadow_flow")[-1]
+    assert (latest["version"], latest["actor"]) == ("2", "ana") and "approved by ana" in latest["reason"]
+    decided = [r for r in store.shadow_records("shadow_flow") if r.action][-1]
+    assert decided.action == "promoted" and decided.details["action_note"] == "approved by ana: segments look fine"
+    assert cli.main(["approve", "shadow_flow", "--reason", "again"]) == 1  # answered once
+    assert "the last one was v2: promoted" in capsys.readouterr().err

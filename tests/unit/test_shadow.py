@@ -211,3 +211,22 @@ def test_each_shadow_look_spends_a_share_of_the_gates_error() -> None:
     """Bonferroni over max_windows looks: 95% at the gate becomes 1 - 0.05 / 12 per shadow look."""
     contract = _contract()
     assert sh.look_confidence(contract) == pytest.approx(1 - (1 - 0.95) / contract.promotion.shadow.max_windows)
+
+
+def test_a_declined_shadow_promotion_is_recorded_once(tmp_path) -> None:
+    """`driftguard approve --decline` (driftguard.shadow_approval) on a real SQLite history store:
+    the pending window records the answer, and there is nothing left to answer."""
+    from driftguard import shadow_approval
+    from driftguard.store import HistoryStore
+
+    store = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
+    store.record_shadow(ShadowRecord("m", "3", "2", sh.WINDOW, T0, T0 + DAY, sh.PROMOTE, windows=2, reason="ok"))
+    with pytest.raises(shadow_approval.ApprovalError, match="m: no shadow promotion awaits approval"):
+        shadow_approval.answer("m", approve=False, actor="ana", reason="r", store=store)
+    store.set_shadow_action("m", "3", T0, T0 + DAY, action="awaiting_approval")
+    done = shadow_approval.answer("m", approve=False, actor="ana", reason="segment B is thin", store=store)
+    assert (done.action, done.version, done.champion) == ("declined", "3", "2")
+    (row,) = store.shadow_records("m")
+    assert row.action == "declined" and row.details["action_note"] == "declined by ana: segment B is thin"
+    with pytest.raises(shadow_approval.ApprovalError, match="the last one was v3: declined"):
+        shadow_approval.answer("m", approve=True, actor="ana", reason="r", store=store)
