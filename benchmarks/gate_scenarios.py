@@ -208,7 +208,12 @@ CRITERIA: dict[str, Callable[[BacktestResult, Scenario], tuple[bool, str]]] = {
 # --------------------------------------------------------------------------- running
 
 
-def run_scenario(scenario: Scenario, root: Path, seed: int) -> tuple[BacktestResult, dict[str, Any]]:
+Criteria = dict[str, Callable[[BacktestResult, Scenario], tuple[bool, str]]]
+
+
+def run_scenario(
+    scenario: Scenario, root: Path, seed: int, criteria: Criteria | None = None
+) -> tuple[BacktestResult, dict[str, Any]]:
     root.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{root}/log.db"
     contract = testing.synthetic_contract(
@@ -240,16 +245,18 @@ def run_scenario(scenario: Scenario, root: Path, seed: int) -> tuple[BacktestRes
     result = backtest.run_backtest(config)
     seconds = time.perf_counter() - t0
     (root / "timeline.svg").write_text(backtest.timeline_svg(result))
-    return result, summarize(scenario, result, seconds)
+    return result, summarize(scenario, result, seconds, criteria)
 
 
-def summarize(scenario: Scenario, result: BacktestResult, seconds: float) -> dict[str, Any]:
+def summarize(
+    scenario: Scenario, result: BacktestResult, seconds: float, criteria: Criteria | None = None
+) -> dict[str, Any]:
     totals = {t.strategy: t for t in result.totals}
     trained = {s: sum(1 for r in _rows(result, s) if r.retrain in TRAINED) for s in totals}
     gib = result.greater_is_better
     pol, alw = totals["policy"].mean_metric, totals["always"].mean_metric
     ratio = (pol / alw if gib else alw / pol) if pol and alw else math.nan
-    checks = {name: CRITERIA[name](result, scenario) for name in scenario.checks}
+    checks = {name: (criteria or CRITERIA)[name](result, scenario) for name in scenario.checks}
     pairs = [(r.estimated_metric, r.metric) for r in _rows(result, "never") if r.estimated_metric is not None]
     pairs = [(e, m) for e, m in pairs if m is not None]
     return {

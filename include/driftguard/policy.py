@@ -39,11 +39,11 @@ estimate. A shift the model handles is reported and alerted, not retrained on: o
 `shadowing` holds a retrain while a challenger shadows the champion (driftguard.shadow): its
 evidence is still accumulating, and a new candidate would replace it and start that evidence from
 zero, trained on nearly the same rows (a few more windows' labels). On 30 labelled rows a month
-that reset is what keeps a small-data challenger from ever being promoted. It does not hold when
-the challenger was trained on the usual window and this decision confirms a change point that the
-next candidate would train from (it learned mostly the old concept), nor once its shadowing ends
-(promoted, rejected, expired). A challenger being promoted from shadow evidence this very window
-also holds it: the retrain would be judged against the outgoing champion.
+that reset is what keeps a small-data challenger from ever being promoted. A challenger promoted
+from its shadow evidence this very window holds it too: the signals are the outgoing champion's.
+It does not hold when the challenger was trained on the usual window and this decision confirms a
+change point that the next candidate would train from (the challenger learned mostly the old
+concept; the new candidate is judged against it if it was promoted), nor once shadowing ended.
 
 Model age is a `review` reason, not a trigger: a calendar is no evidence that a model whose
 signals are healthy got worse (retraining one on a timer replaced good models 22 times in 36
@@ -579,12 +579,12 @@ def _guard_shadowing(shadowing: Shadowing | None, change: ChangePoint | None) ->
     if shadowing is None:
         return _guard(rule, False, "shadowing: no challenger is shadowing the champion")
     v = f"challenger v{shadowing.version}"
-    if shadowing.outcome == "promote":
-        why = "a retrain judged against the outgoing champion would be void"
-        return _guard(rule, True, f"shadowing: {v} is promoted from its shadow evidence this window; {why}")
     if change is not None and shadowing.retrain_follows_change and not shadowing.since_change:
-        why = f"the change at {change.at.isoformat()} is now confirmed: a candidate trained since it replaces it"
-        return _guard(rule, False, f"shadowing: {v} shadows, but it was trained on the usual window and {why}")
+        why = f"the change at {change.at.isoformat()} is now confirmed: a candidate trained since it comes next"
+        return _guard(rule, False, f"shadowing: {v} was trained on the usual window and {why}")
+    if shadowing.outcome == "promote":
+        why = "these signals are the outgoing champion's"
+        return _guard(rule, True, f"shadowing: {v} is promoted from its shadow evidence this window; {why}")
     when = f"{shadowing.windows} of at most {shadowing.max_windows} windows"
     why = "its evidence decides first; a retrain now would replace it and restart that evidence"
     return _guard(rule, True, f"shadowing: {v} is shadowing ({when}); {why}")

@@ -500,11 +500,14 @@ def test_a_shadowing_challenger_holds_a_retrain_until_its_evidence_decides() -> 
     )
     assert "metric_drop blocked by shadowing" in held.summary()
     promoting = dataclasses.replace(fresh, outcome="promote")
-    assert "would be void" in decide_(run(0, metric=0.59), bad, shadowing=promoting).reason("shadowing").detail
+    assert (
+        "the outgoing champion's" in decide_(run(0, metric=0.59), bad, shadowing=promoting).reason("shadowing").detail
+    )
     assert not decide_(run(0, metric=0.59), bad, shadowing=promoting).retrain
     usual = dataclasses.replace(fresh, since_change=False)
-    gives_way = decide_(run(0, metric=0.59), bad, shadowing=usual)
-    assert gives_way.retrain and gives_way.change is not None and gives_way.reason("shadowing").passed
+    for challenger in (usual, dataclasses.replace(usual, outcome="promote")):
+        gives_way = decide_(run(0, metric=0.59), bad, shadowing=challenger)
+        assert gives_way.retrain and gives_way.change is not None and gives_way.reason("shadowing").passed
     # ... but not before the change is confirmed, nor when the next candidate ignores it (seasonality).
     assert not decide_(run(0, metric=0.59), [run(1, metric=0.74)], shadowing=usual).retrain
     seasonal = dataclasses.replace(usual, retrain_follows_change=False)
