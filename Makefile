@@ -13,7 +13,7 @@ export DRIFTGUARD_FEATURE_LOG_URL ?= sqlite:///$(DRIFTGUARD_HOME)/feature_log.db
 export GX_ANALYTICS_ENABLED := false
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: install test lint demo up bench scenarios gate-scenarios check clean browser
+.PHONY: install test lint demo up bench scenarios gate-scenarios signal-backtests check clean browser
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ scenarios: install
 # SCENARIO_ARGS="--only concept,stationary --seed 1".
 gate-scenarios: install
 	SCENARIO_JOBS=$${SCENARIO_JOBS:-2} PYTHONPATH=include:. $(BIN)/python -m benchmarks.gate_scenarios $(SCENARIO_ARGS)
+
+# The signals issue's scenarios at its sizes (52 weekly windows of 5k rows, 36 monthly of ~30), through
+# the backtest (policy / never / always): false alarms, detection delays, retrains (docs/drift-signals.md).
+signal-backtests: install
+	SCENARIO_JOBS=$${SCENARIO_JOBS:-2} PYTHONPATH=include:. $(BIN)/python -m benchmarks.signal_backtests $(SCENARIO_ARGS)
 
 # Label-free performance estimates (CBPE / DLE, driftguard.estimation) against the realized metric
 # and NannyML 0.13's CBPE / DLE on synthetic covariate shift (docs/estimation.md). NannyML runs from

@@ -55,3 +55,23 @@ def test_a_promoted_tie_fails_and_shadow_promotions_count_as_promotions() -> Non
     shadowed = [_row("policy", i, 0.8) for i in range(3)] + [_row("policy", 3, 0.8, shadow_promoted="4")]
     ok, why = gs.promoted_within_2(_result(shadowed), SCENARIO)
     assert ok and why == "promoted 1 window(s) after the change window"
+
+
+def test_signal_criteria_count_drift_alarms_delays_and_drift_caused_retrains() -> None:
+    """benchmarks/signal_backtests.py: a drift trigger that fired counts whether or not a guard
+    blocked it; a retrain counts as drift-caused only when no metric trigger fired with it."""
+    from benchmarks import signal_backtests as sb
+
+    scenario = gs.Scenario("s", "", "binary_classification", 70, 10, 0, 6, WEEK, change_day=14)
+    reasons = ["no trigger", "drift_share (blocked by persistence)", "no trigger", "important_features",
+               "drift_share, metric_drop", "no trigger"]  # fmt: skip
+    decided = {3: True, 4: True}
+    rows = [_row("policy", i, 0.8, reasons=r, decision=decided.get(i, False)) for i, r in enumerate(reasons)]
+    rows += [_row("never", i, 0.8, estimated_metric=0.8 + 0.02 * i) for i in range(6)]
+    n = sb.signal_numbers(_result(rows), scenario)
+    assert (n["drift_alarms"], n["false_alarms"], n["windows_before_change"]) == (3, 1, 2)
+    assert n["detection_delay"] == 1 and n["drift_retrains"] == 1  # week 4's retrain had a metric trigger too
+    assert n["estimate_within_0_03"] == 0.333  # only |0.0| and |0.02| are within
+    ok, why = sb.drift_detected_within_1(_result(rows), scenario)
+    assert ok and why == "first drift trigger 1 window(s) after the change window; 1 before it"
+    assert not sb.drift_alarms_at_most_1(_result(rows), scenario)[0]
