@@ -1105,7 +1105,10 @@ def write_indexes(ctx: RunContext, store: Any) -> None:
         drift_threshold=ctx.contract.policy.drift_share,
         description=ctx.contract.description,
     )
-    reports.write_home(ctx.settings.reports_dir, store.models())
+    # Each model's latest runs, read after this run was recorded (so it is among them).
+    models = store.models()
+    recent = {m: store.runs(m, limit=reports.HOME_RUNS) for m in models}
+    reports.write_home(ctx.settings.reports_dir, models, recent=recent)
 
 
 def run_alerts(

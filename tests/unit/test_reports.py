@@ -303,3 +303,41 @@ def test_shadow_state_and_cells_are_shown_and_escaped(tmp_path: Path) -> None:
     assert "is not shadowed" in shadow_cell(rec(2, signals={"shadow": {"state": "none", "note": "v4 is not shadowed"}}))
     empty = parse(write_model_index(tmp_path, "other_model", [rec(1)]))
     assert "No challenger has shadowed yet." in " ".join(empty.text)
+
+
+# --------------------------------------------------------------------------- home and run pages
+
+
+def test_monitor_writes_a_home_listing_each_models_latest_runs(tmp_path: Path, sqlite_url: str) -> None:
+    """monitor.write_indexes, right after a run is recorded: the home names that run (it said
+    "no runs yet" when it was built without the store's runs) and links its reports."""
+    from types import SimpleNamespace
+
+    from driftguard import monitor, reports
+
+    runs = [rec(i) for i in range(7)] + [rec(0, model="taxi_fare")]
+    folder = run_dir(tmp_path, "flight_delay", runs[6].interval_start, runs[6].interval_end)
+    folder.mkdir(parents=True)
+    (folder / "drift.html").write_text("<html></html>")
+    store = HistoryStore(sqlite_url)
+    ctx = SimpleNamespace(
+        settings=SimpleNamespace(reports_dir=tmp_path),
+        name="flight_delay",
+        contract=SimpleNamespace(policy=SimpleNamespace(drift_share=0.3), description=""),
+    )
+    try:
+        for r in runs:
+            store.record_run(r)
+        monitor.write_indexes(ctx, store)
+    finally:
+        dispose_engines()
+    page = parse(tmp_path / "index.html")
+    text = " ".join(page.text)
+    assert "no runs yet" not in text
+    listed = [(r["data-model"], r["data-interval"]) for r in page.rows]
+    name = reports.run_dir_name
+    newest = [("flight_delay", name(r.interval_start, r.interval_end)) for r in reversed(runs[2:7])]
+    assert listed == [*newest, ("taxi_fare", name(T0, T0 + WEEK))]
+    assert len(listed) == reports.HOME_RUNS + 1
+    assert f"flight_delay/{folder.name}/drift.html" in page.links
+    assert "<title>Driftguard reports</title>" in (tmp_path / "index.html").read_text()
