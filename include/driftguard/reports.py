@@ -2,12 +2,14 @@
 
 Layout::
 
-    <reports_dir>/index.html                      home: one link per model
+    <reports_dir>/index.html                      home: each model and its latest runs
     <reports_dir>/<model>/index.html              trend plot + table of runs + promotions
     <reports_dir>/<model>/<start>_<end>/          one folder per run (UTC, YYYYMMDDTHHMM)
-        drift.html  validation.html  summary.json
+        drift.html  validation.html  summary.json  (+ suite.json, validation.json: GX's raw JSON)
 
-The index pages are plain HTML with an inline SVG plot: no JavaScript, no network, small.
+The index pages and validation.html (quality_page) are plain HTML, the index pages with an inline
+SVG plot: no JavaScript, no network, small. drift.html is Driftguard's header and verdict table
+(drift_sections) above Evidently's plots, which need its bundle from `_assets`.
 Every value is HTML-escaped; links are relative so the folder can be copied or served as is.
 Files are written atomically (temporary file + rename) so a reader never sees half a page. A
 monitoring run writes its folder as a hidden draft (`.draft-<start>_<end>-<run>`) and moves it into
@@ -665,7 +667,7 @@ _STATUS_CSS = (
     "border-radius:.2rem;word-break:break-all}"
 )
 SCORE_COLUMN = "__score__"  # driftguard.reference.SCORE_COLUMN: the champion's score, recomputed or logged
-ROLE_LABELS = {"feature": "feature", "prediction": "model score", "target": "label"}
+ROLE_LABELS = {"feature": "feature", "prediction": "prediction", "target": "label (target)"}
 
 
 def column_label(name: str, role: str = "feature") -> str:
@@ -814,6 +816,10 @@ def drift_verdict(data: Mapping[str, Any]) -> str:
         text += f" The drifted features carry {_pct0(data['weighted_share'])} of the model's importance."
     if insufficient:
         text += f" {_plural(insufficient, 'feature')} had too little data for a verdict and were not counted."
+    for role, label in (("prediction", "The model score"), ("target", "The label")):
+        f = data.get(role)
+        if f and f.get("status") != "insufficient data":
+            text += f" {label} {'drifted' if f.get('drifted') else 'did not drift'} (not counted in the share)."
     return text
 
 
@@ -846,9 +852,9 @@ def drift_table(data: Mapping[str, Any]) -> str:
             verdict, css = "no drift", "no-drift"
         effect = f.get("effect")
         effect_text = "—" if effect is None else f"{_num(effect, 3)} ({f.get('effect_method') or ''})"
+        name = _e(column_label(str(f.get("feature")), role))
         rows.append(
-            f'<tr class="verdict verdict-{css}" data-column="{_e(f.get("feature"))}">'
-            f"<td>{_e(column_label(str(f.get('feature')), role))}</td>"
+            f'<tr class="verdict verdict-{css}" data-column="{name}"><td>{name}</td>'
             f'<td>{_e(ROLE_LABELS.get(role, role))}</td><td><span class="badge {css}">{verdict}</span></td>'
             f'<td class="num">{_e(effect_text)}</td><td>{_e(f.get("method"))}</td>'
             f'<td class="num">{_num(f.get("score"))}</td><td class="num">{_num(f.get("threshold"))}</td>'
