@@ -15,6 +15,9 @@ Feature names and category values come from the feature log, so they are data, n
 the dashboard JSON goes into its <script> with `<`, `>`, `&` and U+2028/2029 written as JSON
 escapes (`script_json`), so no value can close the script element or open a comment, and the
 page stays the same JSON for the bundle. Evidently's own template would embed that JSON raw.
+
+Evidently's page has no title and no header: save_html adds a <title> and puts the caller's
+header (Driftguard's escaped HTML: the run's facts and verdict table) above the widgets.
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ __all__ = [
     "DataDefinition",
     "Dataset",
     "Report",
-    "Table",
     "ValueDrift",
     "column_drift",
     "quiet",
@@ -125,15 +127,6 @@ def _copy_assets(assets_dir: Path) -> None:
             tmp.replace(assets_dir / target)  # atomic: parallel tasks never see half a bundle
 
 
-@dataclass(frozen=True)
-class Table:
-    """A plain table widget shown above the report's plots."""
-
-    title: str
-    header: Sequence[str]
-    rows: Sequence[Sequence[Any]]
-
-
 def script_json(text: str) -> str:
     """JSON text made safe to sit inside an HTML <script> element; json.loads gives the same value."""
     return text.translate(_SCRIPT_UNSAFE_TABLE)
@@ -144,17 +137,23 @@ def save_html(
     out_html: Path,
     assets_dir: Path | None = None,
     *,
-    table: Table | None = None,
+    title: str = "Drift report",
+    header: str = "",
 ) -> Path:
-    """Write the report (table first, then the widgets of the snapshot or snapshots, if any) linking the shared
-    bundle in assets_dir (default: next to the report).
+    """Write the report: `header` (trusted HTML, every value in it already escaped) on top, then
+    the widgets of the snapshot or snapshots, linking the shared bundle in assets_dir (default:
+    next to the report). Without snapshots the page is the header alone, with no script.
 
-    If Evidently's internals moved, writes a plain escaped page with the table instead (and no
-    plots): Evidently's own self-contained page embeds the data unescaped in a <script>."""
+    If Evidently's internals moved, writes the header alone with a note instead (no plots):
+    Evidently's own self-contained page embeds the data unescaped in a <script>."""
     out_html.parent.mkdir(parents=True, exist_ok=True)
     assets_dir = Path(assets_dir) if assets_dir is not None else out_html.parent
+    snapshots = [] if snapshot is None else list(snapshot) if isinstance(snapshot, (list, tuple)) else [snapshot]
+    if not snapshots:
+        out_html.write_text(_plain_page(title, header), encoding="utf-8")
+        return out_html
     try:
-        page = _linked_page(snapshot, os.path.relpath(assets_dir, out_html.parent), table)
+        page = _linked_page(snapshots, os.path.relpath(assets_dir, out_html.parent), title, header)
     except (AttributeError, ImportError, TypeError, ValueError) as exc:
         import logging
 
@@ -163,26 +162,22 @@ def save_html(
             type(exc).__name__,
             exc,
         )
-        out_html.write_text(
-            _plain_page(table, f"Evidently could not render its plots ({type(exc).__name__})."), encoding="utf-8"
-        )
+        note = f"Evidently could not render its plots ({type(exc).__name__})."
+        out_html.write_text(_plain_page(title, header, note), encoding="utf-8")
         return out_html
     _copy_assets(assets_dir)
     out_html.write_text(page, encoding="utf-8")
     return out_html
 
 
-def _plain_page(table: Table | None, note: str) -> str:
-    """The table as escaped HTML, no script: what save_html writes when Evidently's template moved."""
-    e = html.escape
-    parts = [f"<p>{e(note)}</p>"]
-    if table is not None:
-        head = "".join(f"<th>{e(str(h))}</th>" for h in table.header)
-        rows = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in table.rows)
-        parts.append(f"<h2>{e(table.title)}</h2><table border='1'><tr>{head}</tr>{rows}</table>")
+def _plain_page(title: str, header: str, note: str = "") -> str:
+    """The header alone, no script: the page without plots."""
     return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Drift report</title></head><body>"
-        + "".join(parts)
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>{html.escape(title)}</title></head><body>"
+        + (f"<p>{html.escape(note)}</p>" if note else "")
+        + header
         + "</body></html>\n"
     )
 
@@ -190,20 +185,18 @@ def _plain_page(table: Table | None, note: str) -> str:
 _NO_DATA = "<!-- no embedded data -->"
 
 
-def _linked_page(snapshot: Any | Sequence[Any] | None, rel: str, table: Table | None) -> str:
-    """Snapshot.get_html_str / render_widgets, with the bundle and font linked, not inlined, and
-    the dashboard data embedded by us (script_json), not by Evidently's template."""
+def _linked_page(snapshots: Sequence[Any], rel: str, title: str, header: str) -> str:
+    """Snapshot.get_html_str / render_widgets, with the bundle and font linked, not inlined, the
+    dashboard data embedded by us (script_json), not by Evidently's template, and our title and
+    header added."""
     from evidently.core.metric_types import DetailsInfo
     from evidently.legacy.model.dashboard import DashboardInfo
     from evidently.legacy.model.widget import AdditionalGraphInfo, BaseWidgetInfo
-    from evidently.legacy.renderers.html_widgets import group_widget, table_data
+    from evidently.legacy.renderers.html_widgets import group_widget
     from evidently.legacy.utils import NumpyEncoder
     from evidently.legacy.utils.dashboard import TemplateParams, dashboard_info_to_json, file_html_template
 
     widgets = []
-    if table is not None:
-        widgets.append(table_data(title=table.title, column_names=table.header, data=table.rows))
-    snapshots = [] if snapshot is None else list(snapshot) if isinstance(snapshot, (list, tuple)) else [snapshot]
     for one in snapshots:
         widgets += [group_widget(title="", widgets=one._widgets), *one._tests_widgets]
     graphs = {}
@@ -226,8 +219,10 @@ def _linked_page(snapshot: Any | Sequence[Any] | None, rel: str, table: Table | 
         include_js_files=[f"{rel}/{BUNDLE}"],
     )
     page = file_html_template(params)
-    if page.count(_NO_DATA) != 1:
-        raise ValueError("Evidently's page template has no single data placeholder")
+    if page.count(_NO_DATA) != 1 or page.count("</head>") != 1 or page.count("<body>") != 1:
+        raise ValueError("Evidently's page template has no single data placeholder, head or body")
+    page = page.replace("</head>", f"<title>{html.escape(title)}</title></head>", 1)
+    page = page.replace("<body>", f"<body>{header}", 1)
     data = (
         "<script>\n"
         f"    var {dashboard_id} = {script_json(dashboard_info_to_json(info))};\n"

@@ -15,10 +15,13 @@ reference (calibration.py): what one production window of normal data scores. An
 method (ks, psi, chisquare, ...) runs Evidently's own stattest for the column with the
 contract's threshold, or the method's default.
 
-Verdicts are computed and kept before any HTML: the report (the verdict table plus Evidently's
-ValueDrift plots, drawn with the method the verdict used, one column at a time) may fail for a
-column, which is then named in ``render_errors`` and makes the run ``degraded``; it never costs
-a verdict.
+Verdicts are computed and kept before any HTML: the report (Driftguard's header and verdict
+table, reports.drift_sections, plus Evidently's ValueDrift plots, drawn with the method the
+verdict used, one column at a time) may fail for a column, which is then named in
+``render_errors`` and makes the run ``degraded``; it never costs a verdict. The plots name columns
+as a reader knows them (reports.column_label: the score column is "model score") and draw the
+current window over event time when it has a timestamp column: ValueDrift ignores the data
+definition's timestamp, but bins a datetime index by period instead of "Index binned".
 
 Both sides are sampled to at most drift.sample_size rows (seeded) so run time and memory stay
 bounded whatever the window size (see NOTES.md for the accuracy of 100k samples).
@@ -31,6 +34,7 @@ import math
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -325,8 +329,7 @@ def _prepare(
     contract: ModelContract, df: pd.DataFrame, side: str, cols: list[_Column], n: int, seed: int
 ) -> pd.DataFrame:
     """Bounded seeded sample with the columns typed the way Evidently reads them."""
-    if len(df) > n:
-        df = df.sample(n=n, random_state=seed)
+    df = _sample(df, n, seed)
     out = {}
     for col in cols:
         s = df[col.name]
@@ -343,6 +346,20 @@ def _prepare(
         else:
             out[col.name] = _categories(s)
     return pd.DataFrame(out).reset_index(drop=True)
+
+
+def _sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    return df.sample(n=n, random_state=seed) if len(df) > n else df
+
+
+def _times(df: pd.DataFrame, column: str | None) -> pd.DatetimeIndex | None:
+    """Event times (naive UTC) of the rows of `df`, for the plots' time axis; None without them."""
+    if not column or column not in df.columns:
+        return None
+    times = pd.to_datetime(df[column], utc=True, errors="coerce")
+    if times.isna().all():
+        return None
+    return pd.DatetimeIndex(times.dt.tz_convert(None).to_numpy(), name="event time (UTC)")
 
 
 def _categories(s: pd.Series) -> pd.Series:
@@ -375,6 +392,8 @@ def run_drift(
     skip_unusable: bool = False,
     calibration: Calibration | None = None,
     importance: Mapping[str, float] | None = None,
+    interval: tuple[datetime, datetime] | None = None,
+    reference_label: str | None = None,
 ) -> DriftResult:
     """Per-feature verdicts with the contract's methods; prediction/target drift reported apart.
 
@@ -388,7 +407,9 @@ def run_drift(
     importance: the champion's permutation importance per feature; gives `weighted_share`, the
     drifted features' share of the total (negative importances count 0).
 
-    assets_dir: where the shared Evidently JS bundle is kept (default: next to out_html)."""
+    assets_dir: where the shared Evidently JS bundle is kept (default: next to out_html).
+    interval, reference_label: the monitored interval and what the reference is, for the
+    report's header (presentation only)."""
     cols = _feature_columns(contract) + _extra_columns(contract, prediction_column, target_column)
     skipped = _unusable(contract, current, cols) if skip_unusable and len(current) else {}
     cols = [c for c in cols if c.name not in skipped]
@@ -398,7 +419,8 @@ def run_drift(
     cols = _check_frame(contract, current, "current", cols)
     n = contract.drift.sample_size
     ref = _prepare(contract, reference, "reference", cols, n, seed)
-    cur = _prepare(contract, current, "current", cols, n, seed + 1)
+    sampled = _sample(current, n, seed + 1)  # the rows compared, and plotted over their event times
+    cur = _prepare(contract, sampled, "current", cols, n, seed + 1)
     if calibration is None and any(c.role == "feature" and c.method is None for c in cols):
         calibration = calibrate_for(contract, ref, window_rows=len(cur), seed=seed)
     verdicts = _verdicts(contract, cols, ref, cur, calibration)
@@ -426,7 +448,8 @@ def run_drift(
     for warning in calibration.warnings if calibration is not None else []:
         log.warning("%s: drift calibration: %s", contract.name, warning)
     if out_html is not None:
-        path, result.render_errors = _save_report(contract, result, cols, ref, cur, Path(out_html), assets_dir)
+        page = _Page(_times(sampled, contract.source.timestamp_column), interval, reference_label)
+        path, result.render_errors = _save_report(contract, result, cols, ref, cur, Path(out_html), assets_dir, page)
         result.report_path = str(path)
         for column, why in result.render_errors.items():
             log.error("%s: drift plot of %r failed (verdicts kept, run degraded): %s", contract.name, column, why)
@@ -543,6 +566,16 @@ def _verdict(
     )
 
 
+@dataclass(frozen=True)
+class _Page:
+    """What the report shows beyond the verdicts: the current rows' event times (aligned with
+    the prepared current frame) and the header's interval and reference."""
+
+    times: pd.DatetimeIndex | None = None
+    interval: tuple[datetime, datetime] | None = None
+    reference: str | None = None
+
+
 def _save_report(
     contract: ModelContract,
     result: DriftResult,
@@ -551,63 +584,47 @@ def _save_report(
     cur: pd.DataFrame,
     out_html: Path,
     assets_dir: Path | None,
+    page: _Page = _Page(),
 ) -> tuple[Path, dict[str, str]]:
-    """Every column's verdict in a table, then Evidently's ValueDrift plots for the drifted
-    features and for prediction and target: what a reader acts on, in a bounded page whatever
-    the number of features. Each plot is its own Evidently run, so a column Evidently cannot
-    plot is named (returned) and the others are still drawn."""
+    """Driftguard's header and every column's verdict (reports.drift_sections), then Evidently's
+    ValueDrift plots for the drifted features and for prediction and target: what a reader acts
+    on, in a bounded page whatever the number of features. Each plot is its own Evidently run, so
+    a column Evidently cannot plot is named (returned) and the others are still drawn."""
+    from driftguard import reports
+
     verdicts = [*result.features, *(f for f in (result.prediction, result.target) if f is not None)]
     roles = {c.name: c.role for c in cols}
-    compared = len(result.features) - len(result.insufficient)
-    table = ev.Table(
-        title=f"Drift per column: {len(result.drifted_features)} of {compared} features drifted",
-        header=[
-            "column",
-            "role",
-            "verdict",
-            "method",
-            "score",
-            "threshold",
-            "effect",
-            "rows (ref / cur)",
-            "non-finite",
-            "threshold basis",
-        ],
-        rows=[
-            [
-                f.feature,
-                roles[f.feature],
-                f.status.upper() if f.drifted else f.status,
-                f.method,
-                f"{f.score:.4g}",
-                f"{f.threshold:.4g}",
-                "—" if f.effect is None else f"{f.effect:.3g} ({f.effect_method})",
-                f"{f.reference_rows:,} / {f.current_rows:,}",
-                f"{f.nonfinite:,}",
-                f.basis,
-            ]
-            for f in sorted(verdicts, key=lambda f: (not f.drifted, f.status == INSUFFICIENT, -f.severity, f.feature))
-        ],
-    )
     drifted = set(result.drifted_features)
     plotted = [
         f for f in verdicts if f.status != INSUFFICIENT and (f.feature in drifted or roles[f.feature] != "feature")
     ]
+    plotted.sort(key=lambda f: (not f.drifted, -(f.effect or 0.0)))  # the table's order
     snapshots, errors = [], {}
     for f in plotted:
-        finite_ref = _finite(ref[f.feature], f.kind)
-        finite_cur = _finite(cur[f.feature], f.kind)
+        label = reports.column_label(f.feature, roles[f.feature])
+        finite_ref = _finite(ref[f.feature], f.kind).rename(label)
+        current = cur[f.feature]
+        if page.times is not None and f.kind == "numeric":
+            current = current.set_axis(page.times)  # a time axis, not "Index binned"
+        finite_cur = _finite(current, f.kind).rename(label)
         definition = ev.DataDefinition(
-            numerical_columns=[f.feature] if f.kind == "numeric" else [],
-            categorical_columns=[f.feature] if f.kind != "numeric" else [],
+            numerical_columns=[label] if f.kind == "numeric" else [],
+            categorical_columns=[label] if f.kind != "numeric" else [],
         )
-        metric = ev.ValueDrift(column=f.feature, method=f.method, threshold=f.threshold)
+        metric = ev.ValueDrift(column=label, method=f.method, threshold=f.threshold)
         try:
             snapshots.append(ev.run_report([metric], finite_ref.to_frame(), finite_cur.to_frame(), definition))
         except Exception as exc:  # a plot must never cost the verdicts
             errors[f.feature] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    start, end = page.interval or (None, None)
+    data = {**result.to_dict(), "render_errors": errors}
+    header = reports.drift_sections(
+        data, model=contract.name, start=start, end=end, reference=page.reference, plotted=bool(snapshots)
+    )
     try:
-        path = ev.save_html(snapshots, out_html, assets_dir, table=table)
+        path = ev.save_html(
+            snapshots, out_html, assets_dir, title=reports.drift_title(contract.name, start, end), header=header
+        )
     except Exception as exc:
         errors["<page>"] = f"{type(exc).__name__}: {exc}"
         path = out_html
@@ -619,4 +636,4 @@ def _finite(s: pd.Series, kind: str) -> pd.Series:
     if kind != "numeric":
         return s
     keep = s.isna() | (np.isfinite(s) & (s.abs() <= ds.MAX_MAGNITUDE))
-    return s[keep]
+    return s[keep.to_numpy()]

@@ -486,6 +486,7 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
     calibration = (
         Calibration.from_dict(ctx.read_json("calibration.json")) if ctx.path("calibration.json").exists() else None
     )
+    meta = ctx.read_json("reference.json")
     try:
         result = drift.run_drift(
             ctx.contract,
@@ -497,7 +498,9 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
             assets_dir=ctx.settings.reports_dir / "_assets",
             skip_unusable=True,
             calibration=calibration,
-            importance=ctx.read_json("reference.json").get("importance") or None,
+            importance=meta.get("importance") or None,
+            interval=(ctx.start, ctx.end),
+            reference_label=reference_label(meta),
         )
     except drift.DriftError as exc:
         log.error("%s: drift not computed: %s", ctx.label, exc)
@@ -512,6 +515,16 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
         "drifted_features": result.drifted_features,
         "degraded": result.degraded,
     }
+
+
+def reference_label(meta: dict[str, Any]) -> str:
+    """What the drift report compares against, in words (reference.json of load_reference)."""
+    text = str(meta.get("source") or "reference")
+    if meta.get("window_start"):
+        text += f", trained on data from {meta['window_start']}"
+    if isinstance(meta.get("rows"), int):
+        text += f"; a {meta['rows']:,}-row sample"
+    return text
 
 
 def evaluate_model(ctx: RunContext) -> dict[str, Any]:
@@ -1131,7 +1144,10 @@ def write_indexes(ctx: RunContext, store: Any) -> None:
         drift_threshold=ctx.contract.policy.drift_share,
         description=ctx.contract.description,
     )
-    reports.write_home(ctx.settings.reports_dir, store.models())
+    # Each model's latest runs, read after this run was recorded (so it is among them).
+    models = store.models()
+    recent = {m: store.runs(m, limit=reports.HOME_RUNS) for m in models}
+    reports.write_home(ctx.settings.reports_dir, models, recent=recent)
 
 
 def run_alerts(

@@ -28,7 +28,6 @@ messages, and say so in their observed value (`"exact": "database"`).
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
@@ -42,7 +41,7 @@ from typing import Any
 import pandas as pd
 
 from driftguard import _gx
-from driftguard._gx import ExpectationSuite, ExpectationSuiteValidationResult, gxe
+from driftguard._gx import ExpectationSuite, gxe
 from driftguard.contract import FeatureKind, ModelContract, Severity, format_duration
 from driftguard.profile import FINITE_LIMIT
 
@@ -652,32 +651,27 @@ def _label_checks(
     return out
 
 
-def _header(result: QualityResult, title: str) -> str:
-    """Escaped verdict block for the top of the HTML page: failures with contract severities."""
-    rows = "".join(
-        f"<tr><td>{html.escape(c.severity)}</td><td>{html.escape(c.family)}</td>"
-        f"<td>{html.escape(c.column or '(table)')}</td><td>{html.escape(c.message)}</td></tr>"
-        for c in result.critical_failures + result.warnings
-    )
-    table = (
-        f"<table><tr><th>severity</th><th>family</th><th>column</th><th>finding</th></tr>{rows}</table>" if rows else ""
-    )
-    return f"<div class='dg-summary'><h2>{html.escape(title)}</h2><p>{html.escape(result.summary())}</p>{table}</div>"
+RENDERER = "driftguard-html"  # QualityResult.docs_renderer: Driftguard's own page (reports.quality_page)
 
 
-def _write(
-    out_dir: Path, suite: ExpectationSuite, result: ExpectationSuiteValidationResult, title: str, header: str
-) -> tuple[str, str, str]:
+def _write(out_dir: Path, suite: ExpectationSuite, result: QualityResult, gx_result: Any) -> tuple[str, str, str]:
+    """suite.json and validation.json (GX's raw suite and result) and validation.html: Driftguard's
+    page of every check in contract terms (reports.quality_page), self-contained and offline. GX's
+    Data Docs page is not written: it loads its styles from public CDNs, judges every failed
+    expectation a failure whatever its severity and links outside the reports folder."""
+    from driftguard import reports
+
     out_dir.mkdir(parents=True, exist_ok=True)
     suite_path = out_dir / "suite.json"
     suite_path.write_text(json.dumps(suite.to_json_dict(), indent=2, sort_keys=True, default=str), encoding="utf-8")
     (out_dir / "validation.json").write_text(
-        json.dumps(_gx.jsonable(result.to_json_dict()), indent=2, sort_keys=True), encoding="utf-8"
+        json.dumps(_gx.jsonable(gx_result.to_json_dict()), indent=2, sort_keys=True), encoding="utf-8"
     )
-    page, renderer = _gx.render_html(result, title, header)
-    docs_path = out_dir / "validation.html"
-    docs_path.write_text(page, encoding="utf-8")
-    return str(suite_path), str(docs_path), renderer
+    page = reports.quality_page(
+        _gx.jsonable(result.to_dict()), summary=result.summary(), files=("validation.json", "suite.json")
+    )
+    docs_path = reports.atomic_write_text(out_dir / reports.QUALITY_HTML, page)
+    return str(suite_path), str(docs_path), RENDERER
 
 
 def validate_window(
@@ -722,11 +716,7 @@ def validate_window(
     )
     result = QualityResult(contract.name, start, end, rows, checks, None if exact is None else len(df))
     if out_dir is not None:
-        title = f"{contract.name} data quality {_iso(start)} to {_iso(end)}"
-        header = _header(result, title)
-        result.suite_path, result.docs_path, result.docs_renderer = _write(
-            Path(out_dir), suite, gx_result, title, header
-        )
+        result.suite_path, result.docs_path, result.docs_renderer = _write(Path(out_dir), suite, result, gx_result)
     log.info("%s", result.summary())
     for check in result.critical_failures + result.warnings:
         log.info("%s %s failed: %s", check.severity, check.family, check.message)

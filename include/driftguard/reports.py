@@ -2,12 +2,14 @@
 
 Layout::
 
-    <reports_dir>/index.html                      home: one link per model
+    <reports_dir>/index.html                      home: each model and its latest runs
     <reports_dir>/<model>/index.html              trend plot + table of runs + promotions
     <reports_dir>/<model>/<start>_<end>/          one folder per run (UTC, YYYYMMDDTHHMM)
-        drift.html  validation.html  summary.json
+        drift.html  validation.html  summary.json  (+ suite.json, validation.json: GX's raw JSON)
 
-The index pages are plain HTML with an inline SVG plot: no JavaScript, no network, small.
+The index pages and validation.html (quality_page) are plain HTML, the index pages with an inline
+SVG plot: no JavaScript, no network, small. drift.html is Driftguard's header and verdict table
+(drift_sections) above Evidently's plots, which need its bundle from `_assets`.
 Every value is HTML-escaped; links are relative so the folder can be copied or served as is.
 Files are written atomically (temporary file + rename) so a reader never sees half a page. A
 monitoring run writes its folder as a hidden draft (`.draft-<start>_<end>-<run>`) and moves it into
@@ -130,7 +132,7 @@ def _page(title: str, body: str) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
-        f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+        f"<style>{_CSS}\n{_STATUS_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
     )
 
 
@@ -150,16 +152,18 @@ def _href(target: Path, base: Path) -> str:
     return quote(Path(os.path.relpath(target, base)).as_posix())
 
 
-def _report_link(rec: RunRecord, key: str, model_dir: Path) -> str | None:
-    """Relative href from the model index to one of the run's files, or None if there is none."""
+def _report_link(rec: RunRecord, key: str, model_dir: Path, base: Path | None = None) -> str | None:
+    """Relative href from `base` (default: the model index's folder) to one of the run's files,
+    or None if there is none."""
+    base = model_dir if base is None else base
     folder = model_dir / run_dir_name(rec.interval_start, rec.interval_end)
     given = (rec.report_paths or {}).get(key)
     if given:
         path = Path(given)
         target = path if path.is_absolute() else folder / path
-        return _href(target, model_dir)
+        return _href(target, base)
     default = folder / REPORT_FILES[key]
-    return _href(default, model_dir) if default.exists() else None
+    return _href(default, base) if default.exists() else None
 
 
 # --------------------------------------------------------------------------- plot
@@ -501,10 +505,10 @@ def shadow_section(records: Sequence[ShadowRecord]) -> str:
     return f'<p class="shadow-state">{_e(shadow_state(records))}</p>\n{shadow_table(records)}'
 
 
-def _links_cell(rec: RunRecord, model_dir: Path) -> str:
+def _links_cell(rec: RunRecord, model_dir: Path, base: Path | None = None) -> str:
     links = []
     for key, label in (("drift", "drift"), ("quality", "quality"), ("summary", "summary.json")):
-        href = _report_link(rec, key, model_dir)
+        href = _report_link(rec, key, model_dir, base)
         if href:
             links.append(f'<a class="report-{key}" href="{_e(href)}">{_e(label)}</a>')
     return " · ".join(links) or '<span class="muted">—</span>'
@@ -585,12 +589,27 @@ def write_model_index(
     return path
 
 
-def write_home(reports_dir: Path, models: Sequence[str], *, latest: Mapping[str, RunRecord] | None = None) -> Path:
-    """`<reports_dir>/index.html`: one row per model, linking its index; `latest` adds its last run."""
-    latest = latest or {}
-    rows = []
+HOME_RUNS = 5
+"""Latest runs per model listed on the reports home."""
+
+
+def write_home(
+    reports_dir: Path,
+    models: Sequence[str],
+    *,
+    latest: Mapping[str, RunRecord] | None = None,
+    recent: Mapping[str, Sequence[RunRecord]] | None = None,
+) -> Path:
+    """`<reports_dir>/index.html`: one row per model (its latest run, linking its index), then each
+    model's latest runs (`recent`, at most HOME_RUNS each, newest first) with links to their reports.
+    `latest` names a model's last run when `recent` does not list it."""
+    reports_dir = Path(reports_dir)
+    recent = {m: sorted(rs, key=lambda r: (r.interval_end, r.interval_start), reverse=True)[:HOME_RUNS]
+              for m, rs in (recent or {}).items()}  # fmt: skip
+    latest = {**{m: rs[0] for m, rs in recent.items() if rs}, **(latest or {})}
+    rows, run_rows = [], []
     for model in sorted(models):
-        _model_dir(reports_dir, model)  # validates the name
+        model_dir = _model_dir(reports_dir, model)  # validates the name
         rec = latest.get(model)
         if rec is None:
             cells = '<td colspan="4" class="muted">no runs yet</td>'
@@ -601,13 +620,339 @@ def write_home(reports_dir: Path, models: Sequence[str], *, latest: Mapping[str,
                 f'<td class="num">{_fmt(rec.drift_share, 2)}</td><td>{decision}</td>'
             )
         rows.append(f'<tr class="model"><td><a href="{_e(quote(model))}/{INDEX_HTML}">{_e(model)}</a></td>{cells}</tr>')
+        for r in recent.get(model) or ([rec] if rec is not None else []):
+            decision = '<span class="retrain">retrain</span>' if r.retrain else "no retrain"
+            run_rows.append(
+                f'<tr class="run" data-model="{_e(model)}" '
+                f'data-interval="{_e(run_dir_name(r.interval_start, r.interval_end))}"><td>{_e(model)}</td>'
+                f'<td>{_e(_interval(r))}</td><td class="num">{r.rows:,}</td><td>{_quality_cell(r)}</td>'
+                f'<td class="num">{_fmt(r.drift_share, 2)}</td><td>{decision}</td>'
+                f"<td>{_links_cell(r, model_dir, reports_dir)}</td></tr>"
+            )
     if not rows:
         rows.append('<tr><td colspan="5" class="muted">no models monitored yet</td></tr>')
     table = (
         '<table class="models"><thead><tr><th>Model</th><th>Latest interval (UTC)</th><th>Quality</th>'
         f"<th>Drift share</th><th>Decision</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
-    body = f'<h1>Driftguard reports</h1>\n<p class="muted">generated {_e(_when(datetime.now(UTC)))} UTC</p>\n{table}'
-    path = atomic_write_text(Path(reports_dir) / INDEX_HTML, _page("Driftguard reports", body))
+    runs = (
+        '<table class="runs"><thead><tr><th>Model</th><th>Interval (UTC)</th><th>Rows</th><th>Quality</th>'
+        "<th>Drift share</th><th>Decision</th><th>Reports</th></tr></thead>"
+        f"<tbody>{''.join(run_rows)}</tbody></table>"
+        if run_rows
+        else '<p class="muted">No runs recorded yet.</p>'
+    )
+    body = (
+        f'<h1>Driftguard reports</h1>\n<p class="muted">generated {_e(_when(datetime.now(UTC)))} UTC</p>\n{table}\n'
+        f"<h2>Latest runs</h2>\n{runs}"
+    )
+    path = atomic_write_text(reports_dir / INDEX_HTML, _page("Driftguard reports", body))
     log.info("wrote reports home %s (%d models)", path, len(models))
     return path
+
+
+# --------------------------------------------------------------------------- run pages
+#
+# The two pages of a run folder, built from the step results (QualityResult.to_dict(),
+# DriftResult.to_dict()): plain HTML, inline CSS, no script, no network. The drift page's header
+# and table sit above Evidently's plots (driftguard._evidently.save_html puts them there).
+
+_STATUS_CSS = (
+    ".badge{display:inline-block;padding:.1rem .5rem;border-radius:.25rem;color:#fff;font-weight:600;"
+    "white-space:nowrap}.badge.passed,.badge.no-drift{background:#1a7f37}.badge.warning{background:#9a6700}"
+    ".badge.failed,.badge.drift{background:#b00020}.badge.insufficient{background:#6e7781}"
+    "tr.failed.critical td{background:#fff0f0}tr.failed.warning td{background:#fff8e5}"
+    "tr.verdict-drift td{background:#fff0f0}tr.verdict-insufficient td{color:#57606a}"
+    "dl.facts{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem;margin:.5rem 0}"
+    "dl.facts dt{font-weight:600}dl.facts dd{margin:0}code{background:#f4f4f4;padding:0 .2rem;"
+    "border-radius:.2rem;word-break:break-all}"
+)
+SCORE_COLUMN = "__score__"  # driftguard.reference.SCORE_COLUMN: the champion's score, recomputed or logged
+ROLE_LABELS = {"feature": "feature", "prediction": "prediction", "target": "label (target)"}
+
+
+def column_label(name: str, role: str = "feature") -> str:
+    """A column's name as a reader should see it: the internal score column is "model score"."""
+    if role == "prediction" or name == SCORE_COLUMN:
+        return "model score" if name == SCORE_COLUMN else f"model score ({name})"
+    return name
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def quality_status(critical: int, warnings: int) -> tuple[str, str]:
+    """(css class, words) of a quality verdict in Driftguard's severity model: only critical
+    failures fail it; warnings are counted, e.g. "passed, 3 warnings"."""
+    if critical:
+        tail = f", {_plural(warnings, 'warning')}" if warnings else ""
+        return "failed", f"failed: {critical:,} critical{tail}"
+    if warnings:
+        return "warning", f"passed, {_plural(warnings, 'warning')}"
+    return "passed", "passed"
+
+
+def _observed_text(observed: Any) -> str:
+    """A check's observed value in words (counts as "n of m rows (p%)")."""
+    if observed is None:
+        return "—"
+    if isinstance(observed, Mapping):
+        if "evaluation_error" in observed:
+            return f"could not be evaluated: {observed['evaluation_error']}"
+        bad, total = observed.get("unexpected_count"), observed.get("element_count")
+        if isinstance(bad, int) and isinstance(total, int):
+            share = f" ({bad / total:.1%})" if total else ""
+            text = f"{bad:,} of {total:,} rows{share}"
+            if observed.get("exact") == "database":
+                text += ", counted in the database"
+            if observed.get("read_as") == "missing":
+                text += ", read as missing"
+            return text
+        shown = {k: v for k, v in observed.items() if k != "examples" and v is not None}
+        return "; ".join(f"{k}: {v}" for k, v in shown.items()) or "—"
+    if isinstance(observed, float):
+        return f"{observed:.6g}"
+    if isinstance(observed, int) and not isinstance(observed, bool):
+        return f"{observed:,}"
+    return str(observed)
+
+
+def _examples_html(observed: Any) -> str:
+    examples = observed.get("examples") if isinstance(observed, Mapping) else None
+    if not examples:
+        return _NONE
+    return " ".join(f"<code>{_e('null' if v is None else v)}</code>" for v in list(examples)[:5])
+
+
+def _check_row(check: Mapping[str, Any]) -> str:
+    ok = bool(check.get("success"))
+    severity = str(check.get("severity") or "")
+    result = "passed" if ok else "failed"
+    badge = "passed" if ok else ("failed" if severity == "critical" else "warning")
+    column = check.get("column")
+    return (
+        f'<tr class="check {result} {_e(severity)}" data-family="{_e(check.get("family"))}">'
+        f'<td><span class="badge {badge}">{result}</span></td><td>{_e(severity)}</td>'
+        f"<td>{_e(check.get('family'))}</td><td>{_e(column) if column else '<span class=muted>(table)</span>'}</td>"
+        f"<td>{_e(check.get('message'))}</td><td>{_e(_observed_text(check.get('observed')))}</td>"
+        f"<td>{_examples_html(check.get('observed'))}</td></tr>"
+    )
+
+
+def quality_page(data: Mapping[str, Any], *, summary: str = "", files: Sequence[str] = ()) -> str:
+    """validation.html: every check of the run's quality suite with its column, severity (as the
+    contract classifies it), result, observed value and sample unexpected values, failures first.
+    `data` is QualityResult.to_dict(); `files` the raw files beside the page (linked, secondary)."""
+    checks = list(data.get("checks") or [])
+    critical = sum(1 for c in checks if not c.get("success") and c.get("severity") == "critical")
+    warnings = sum(1 for c in checks if not c.get("success") and c.get("severity") == "warning")
+    css, words = quality_status(critical, warnings)
+    model = str(data.get("model") or "")
+    start, end = _parse_when(data.get("start")), _parse_when(data.get("end"))
+    rows = data.get("rows")
+    rows_text = f"{rows:,}" if isinstance(rows, int) else "—"
+    if isinstance(data.get("sampled_rows"), int):
+        rows_text += f" (shares checked on a {data['sampled_rows']:,}-row sample, counts exact)"
+    order = {"critical": 0, "warning": 1}
+    ordered = sorted(
+        checks, key=lambda c: (bool(c.get("success")), order.get(str(c.get("severity")), 2), c.get("family") or "")
+    )
+    table = (
+        '<table class="checks"><thead><tr><th>Result</th><th>Severity</th><th>Check</th><th>Column</th>'
+        "<th>Expectation and finding</th><th>Observed</th><th>Sample unexpected values</th></tr></thead>"
+        f"<tbody>{''.join(_check_row(c) for c in ordered)}</tbody></table>"
+        if checks
+        else '<p class="muted">No checks ran.</p>'
+    )
+    raw = " · ".join(f'<a href="{_e(quote(name))}">{_e(name)}</a>' for name in files)
+    body = [
+        f'<p><a href="../{INDEX_HTML}">{_e(model)}: all runs</a></p>',
+        f"<h1>{_e(model)} data quality</h1>",
+        '<dl class="facts">',
+        f"<dt>Interval (UTC)</dt><dd>{_e(_when(start))} → {_e(_when(end))}</dd>",
+        f"<dt>Rows</dt><dd>{_e(rows_text)}</dd>",
+        f'<dt>Status</dt><dd><span class="badge {css}" id="quality-status">{_e(words)}</span> '
+        f'<span class="muted">({_plural(len(checks), "check")}; only critical failures block retraining)</span></dd>',
+        "</dl>",
+        f'<p class="summary">{_e(summary)}</p>' if summary else "",
+        "<h2>Checks</h2>",
+        table,
+        f'<p class="muted">Raw results (Great Expectations JSON): {raw}</p>' if raw else "",
+    ]
+    return _page(f"{model} data quality {_when(start)} to {_when(end)} UTC", "\n".join(b for b in body if b))
+
+
+def _parse_when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _pct0(value: Any) -> str:
+    return f"{value:.0%}" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}g}" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
+
+
+def drift_verdict(data: Mapping[str, Any]) -> str:
+    """The dataset verdict in words, from DriftResult.to_dict()."""
+    features = list(data.get("features") or [])
+    drifted = sum(1 for f in features if f and f.get("drifted"))
+    insufficient = len(data.get("insufficient_features") or [])
+    compared = len(features) - insufficient
+    share, needed = data.get("drift_share"), data.get("share_threshold")
+    if share is None:
+        return "No verdict: no feature had enough data to compare (drift.min_rows)."
+    head = "Dataset drift" if data.get("dataset_drift") else "No dataset drift"
+    cmp = "at or above" if data.get("dataset_drift") else "below"
+    text = f"{head}: {drifted} of {compared} features drifted ({_pct0(share)}), {cmp} the {_pct0(needed)} threshold."
+    if isinstance(data.get("weighted_share"), (int, float)):
+        text += f" The drifted features carry {_pct0(data['weighted_share'])} of the model's importance."
+    if insufficient:
+        text += f" {_plural(insufficient, 'feature')} had too little data for a verdict and were not counted."
+    for role, label in (("prediction", "The model score"), ("target", "The label")):
+        f = data.get(role)
+        if f and f.get("status") != "insufficient data":
+            text += f" {label} {'drifted' if f.get('drifted') else 'did not drift'} (not counted in the share)."
+    return text
+
+
+def _drift_rows(data: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    rows = [("feature", f) for f in data.get("features") or [] if f]
+    rows += [(role, data[role]) for role in ("prediction", "target") if data.get(role)]
+    return rows
+
+
+def _drift_order(item: tuple[str, Mapping[str, Any]]) -> tuple[int, float, str]:
+    """Drifted first, then no drift, then insufficient data; within each, larger effect first."""
+    _, f = item
+    rank = 0 if f.get("drifted") else (2 if f.get("status") == "insufficient data" else 1)
+    effect = f.get("effect")
+    size = float(effect) if isinstance(effect, (int, float)) and math.isfinite(effect) else -math.inf
+    return rank, -size, str(f.get("feature"))
+
+
+def drift_table(data: Mapping[str, Any]) -> str:
+    """Every compared column's verdict, coloured and sorted (drifted first, then by effect size),
+    with the test, score, threshold, effect and rows behind it. Evidently's verdicts as they are."""
+    rows = []
+    for role, f in sorted(_drift_rows(data), key=_drift_order):
+        status = str(f.get("status") or "")
+        if f.get("drifted"):
+            verdict, css = "drifted", "drift"
+        elif status == "insufficient data":
+            verdict, css = "insufficient data", "insufficient"
+        else:
+            verdict, css = "no drift", "no-drift"
+        effect = f.get("effect")
+        effect_text = "—" if effect is None else f"{_num(effect, 3)} ({f.get('effect_method') or ''})"
+        name = _e(column_label(str(f.get("feature")), role))
+        rows.append(
+            f'<tr class="verdict verdict-{css}" data-column="{name}"><td>{name}</td>'
+            f'<td>{_e(ROLE_LABELS.get(role, role))}</td><td><span class="badge {css}">{verdict}</span></td>'
+            f'<td class="num">{_e(effect_text)}</td><td>{_e(f.get("method"))}</td>'
+            f'<td class="num">{_num(f.get("score"))}</td><td class="num">{_num(f.get("threshold"))}</td>'
+            f'<td class="num">{_count(f.get("reference_rows"))} / {_count(f.get("current_rows"))}</td>'
+            f'<td class="num">{_count(f.get("nonfinite"))}</td><td>{_e(f.get("basis"))}</td></tr>'
+        )
+    skipped = data.get("skipped") or {}
+    for name, why in sorted(skipped.items()):
+        rows.append(
+            f'<tr class="verdict verdict-skipped" data-column="{_e(name)}"><td>{_e(name)}</td><td>feature</td>'
+            f'<td><span class="badge insufficient">not compared</span></td><td colspan="7">{_e(why)}</td></tr>'
+        )
+    head = (
+        "<tr><th>Column</th><th>Role</th><th>Verdict</th><th>Effect size</th><th>Test</th><th>Score</th>"
+        "<th>Threshold</th><th>Rows (reference / current)</th><th>Non-finite</th><th>Threshold basis</th></tr>"
+    )
+    return f'<table class="drift-verdicts"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def drift_header(
+    data: Mapping[str, Any],
+    *,
+    model: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    reference: str | None = None,
+) -> str:
+    """Model, interval, reference, rows compared and the dataset verdict in words."""
+    degraded = data.get("render_errors") or {}
+    verdict_css = (
+        "drift" if data.get("dataset_drift") else ("insufficient" if data.get("drift_share") is None else "no-drift")
+    )
+    verdict_word = {"drift": "dataset drift", "no-drift": "no dataset drift", "insufficient": "no verdict"}[verdict_css]
+    sample = data.get("sample_rows")
+    rows = f"{_count(data.get('reference_rows'))} reference, {_count(data.get('current_rows'))} current" + (
+        f" (at most {_count(sample)} per side compared)" if isinstance(sample, int) else ""
+    )
+    facts = [
+        ("Model", _e(model)),
+        ("Interval (UTC)", f"{_e(_when(start))} → {_e(_when(end))}" if start or end else "—"),
+        ("Reference", _e(reference or "—")),
+        ("Rows", _e(rows)),
+        (
+            "Verdict",
+            f'<span class="badge {verdict_css}" id="drift-verdict">{verdict_word}</span> {_e(drift_verdict(data))}',
+        ),
+    ]
+    out = [
+        f'<p><a href="../{INDEX_HTML}">{_e(model)}: all runs</a></p>' if start or end else "",
+        f"<h1>Drift report: {_e(model)}</h1>",
+        '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>",
+    ]
+    if degraded:
+        out.append(
+            '<p class="warn">Report incomplete, plots failed for: '
+            + _e("; ".join(f"{k}: {v}" for k, v in sorted(degraded.items())))
+            + " (verdicts are complete).</p>"
+        )
+    return "\n".join(o for o in out if o)
+
+
+def drift_title(model: str, start: datetime | None = None, end: datetime | None = None) -> str:
+    when = f" {_when(start)} to {_when(end)} UTC" if start or end else ""
+    return f"Drift report: {model}{when}"
+
+
+def drift_sections(
+    data: Mapping[str, Any],
+    *,
+    model: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    reference: str | None = None,
+    plotted: bool = True,
+) -> str:
+    """What drift.html shows above Evidently's plots (header, then the verdict table), with its own
+    CSS scoped to `.dg` so Evidently's widgets keep theirs."""
+    css = _scoped_css("div.dg", f"{_CSS}\n{_STATUS_CSS}")
+    note = (
+        '<h2>Plots</h2><p class="muted">Evidently\'s distribution and drift-over-time plots of the drifted features '
+        "and of the model score and label, drawn with the test each verdict used.</p>"
+        if plotted
+        else ""
+    )
+    return (
+        f'<style>{css}</style><div class="dg">'
+        f"{drift_header(data, model=model, start=start, end=end, reference=reference)}"
+        f"<h2>Verdict per column</h2>{drift_table(data)}{note}</div>"
+    )
+
+
+def _scoped_css(scope: str, css: str) -> str:
+    """Each rule of the page CSS applied inside `scope` only (`body` becomes the scope itself)."""
+    out = []
+    for rule in re.findall(r"([^{}]+)\{([^{}]*)\}", css):
+        selectors = ",".join(
+            scope if s.strip() == "body" else f"{scope} {s.strip()}" for s in rule[0].split(",") if s.strip()
+        )
+        out.append(f"{selectors}{{{rule[1]}}}")
+    return "".join(out)

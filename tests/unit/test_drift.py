@@ -317,9 +317,12 @@ def test_html_report_links_one_shared_bundle(reference: pd.DataFrame, clean: pd.
     assert sorted(p.name for p in static.iterdir()) == sorted([_evidently.BUNDLE, _evidently.FONT])
 
 
+SCORE_LABEL = f"model score ({PREDICTION_COLUMN})"  # reports.column_label of the prediction column
+
+
 def _plotted(page: str) -> set[str]:
     """Columns with an Evidently ValueDrift widget in the page (its counter names the column)."""
-    return {name for name in [*FEATURES, PREDICTION_COLUMN, LABEL_COLUMN] if f"Drift in column '{name}'" in page}
+    return {name for name in [*FEATURES, SCORE_LABEL, LABEL_COLUMN] if f"Drift in column '{name}'" in page}
 
 
 def test_html_report_tables_every_column_and_plots_the_drifted_ones(reference: pd.DataFrame, tmp_path: Path) -> None:
@@ -334,12 +337,17 @@ def test_html_report_tables_every_column_and_plots_the_drifted_ones(reference: p
     )
     page = Path(result.report_path).read_text()
     assert result.drifted_features == ["num_0"]
-    assert _plotted(page) == {"num_0", PREDICTION_COLUMN, LABEL_COLUMN}
+    assert _plotted(page) == {"num_0", SCORE_LABEL, LABEL_COLUMN}
     f = by_name(result)["num_1"]
-    row = [f.feature, "feature", "ok", f.method, f"{f.score:.4g}", f"{f.threshold:.4g}"]
-    assert json.dumps(row)[:-1] in page  # the table widget's row for an undrifted feature (first cells)
+    row = (
+        '<tr class="verdict verdict-no-drift" data-column="num_1"><td>num_1</td><td>feature</td>'
+        f'<td><span class="badge no-drift">no drift</span></td><td class="num">{f.effect:.3g} ({f.effect_method})'
+    )
+    assert row in page  # the verdict table's row for an undrifted feature (first cells)
     assert result.render_errors == {} and not result.degraded
     assert "1 of 9 features drifted" in page
+    # The current window has event times: its plots run over time, not over "Index binned".
+    assert "event time (UTC) (" in page and "Index binned" not in page
 
 
 def test_html_report_without_drift_or_prediction_is_the_table_alone(
@@ -348,11 +356,14 @@ def test_html_report_without_drift_or_prediction_is_the_table_alone(
     result = run_drift(contract(), reference, clean, out_html=tmp_path / "drift.html")
     page = Path(result.report_path).read_text()
     assert result.drifted_features == [] and _plotted(page) == set()
-    assert "0 of 9 features drifted" in page and all(f'["{name}", "feature"' in page for name in FEATURES)
+    assert "0 of 9 features drifted" in page and all(f'data-column="{name}"' in page for name in FEATURES)
+    assert "<script" not in page  # nothing to plot: the header and table alone, no Evidently bundle
 
 
 def test_html_report_default_assets_next_to_it(reference: pd.DataFrame, clean: pd.DataFrame, tmp_path: Path) -> None:
-    result = run_drift(contract(), reference, clean, out_html=tmp_path / "drift.html")
+    result = run_drift(
+        contract(), reference, clean, out_html=tmp_path / "drift.html", prediction_column=PREDICTION_COLUMN
+    )
     assert f'<script src="./{_evidently.BUNDLE}"></script>' in Path(result.report_path).read_text()
     assert (tmp_path / _evidently.BUNDLE).exists()
     as_dict = result.to_dict()

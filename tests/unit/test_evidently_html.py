@@ -28,6 +28,7 @@ class Scripts(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.scripts: list[tuple[str | None, str]] = []
         self.tags: list[str] = []
+        self.text = ""
         self._src: str | None = None
         self._open = False
         self.feed(page)
@@ -46,6 +47,8 @@ class Scripts(HTMLParser):
         if self._open:
             src, text = self.scripts[-1]
             self.scripts[-1] = (src, text + data)
+        else:
+            self.text += data
 
 
 def _strings(value: Any) -> list[str]:
@@ -95,33 +98,30 @@ def test_drift_report_keeps_payloads_inside_its_json(tmp_path: Path) -> None:
     # Exactly Evidently's four scripts: our data, its `global` shim, the linked bundle, the draw call.
     assert [src for src, _ in parsed.scripts] == [None, None, f"../{_evidently.BUNDLE}", None]
     assert "img" not in parsed.tags and "svg" not in parsed.tags
+    # Driftguard's header and verdict table (escaped HTML) come before Evidently's root.
+    assert page.index('<table class="drift-verdicts">') < page.index('<div id="root_')
+    assert parsed.text.count(xss_support.FEATURE) >= 1  # the feature name as text, in the table
     data = _data(parsed.scripts[0][1])
     strings = _strings(data)
-    # The bundle gets the data unchanged: the feature name in the table, the payloads in the plots.
-    assert any(s == xss_support.FEATURE for s in strings)
+    # The bundle gets the data unchanged: the feature name and the payloads in the plots.
+    assert any(xss_support.FEATURE in s for s in strings)
     for payload in xss_support.PAYLOADS:
         assert any(payload in s for s in strings), payload
-    (dashboard,) = (v for k, v in data.items() if not k.startswith("additional_graphs_"))
-    table = dashboard["widgets"][0]
-    assert table["title"].startswith("Drift per column")
-    assert xss_support.FEATURE in json.dumps(table["params"]["data"])
     assert "drawDashboard" in parsed.scripts[3][1]
 
 
-def test_when_evidently_moved_the_report_is_an_escaped_table(
+def test_when_evidently_moved_the_report_is_the_header_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def moved(*args: Any) -> str:
         raise AttributeError("'Snapshot' object has no attribute '_widgets'")
 
     monkeypatch.setattr(_evidently, "_linked_page", moved)
-    table = _evidently.Table(
-        title="Drift per column", header=["column", "drift"], rows=[[xss_support.FEATURE, "DRIFT"]]
-    )
+    header = '<table class="drift-verdicts"><tr><td>&lt;/script&gt;&lt;script&gt;</td><td>drifted</td></tr></table>'
     with caplog.at_level(logging.WARNING):
-        out = _evidently.save_html(object(), tmp_path / "drift.html", table=table)
+        out = _evidently.save_html(object(), tmp_path / "drift.html", title="Drift <b>", header=header)
     page = out.read_text()
     parsed = Scripts(page)
-    assert parsed.scripts == [] and "img" not in parsed.tags
-    assert "&lt;/script&gt;&lt;script&gt;" in page and "DRIFT" in page
+    assert parsed.scripts == [] and "img" not in parsed.tags and "b" not in parsed.tags
+    assert header in page and "<title>Drift &lt;b&gt;</title>" in page
     assert "without plots" in caplog.text

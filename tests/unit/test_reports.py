@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
@@ -303,3 +304,135 @@ def test_shadow_state_and_cells_are_shown_and_escaped(tmp_path: Path) -> None:
     assert "is not shadowed" in shadow_cell(rec(2, signals={"shadow": {"state": "none", "note": "v4 is not shadowed"}}))
     empty = parse(write_model_index(tmp_path, "other_model", [rec(1)]))
     assert "No challenger has shadowed yet." in " ".join(empty.text)
+
+
+# --------------------------------------------------------------------------- home and run pages
+
+
+def test_monitor_writes_a_home_listing_each_models_latest_runs(tmp_path: Path, sqlite_url: str) -> None:
+    """monitor.write_indexes, right after a run is recorded: the home names that run (it said
+    "no runs yet" when it was built without the store's runs) and links its reports."""
+    from types import SimpleNamespace
+
+    from driftguard import monitor, reports
+
+    runs = [rec(i) for i in range(7)] + [rec(0, model="taxi_fare")]
+    folder = run_dir(tmp_path, "flight_delay", runs[6].interval_start, runs[6].interval_end)
+    folder.mkdir(parents=True)
+    (folder / "drift.html").write_text("<html></html>")
+    store = HistoryStore(sqlite_url)
+    ctx = SimpleNamespace(
+        settings=SimpleNamespace(reports_dir=tmp_path),
+        name="flight_delay",
+        contract=SimpleNamespace(policy=SimpleNamespace(drift_share=0.3), description=""),
+    )
+    try:
+        for r in runs:
+            store.record_run(r)
+        monitor.write_indexes(ctx, store)
+    finally:
+        dispose_engines()
+    page = parse(tmp_path / "index.html")
+    text = " ".join(page.text)
+    assert "no runs yet" not in text
+    listed = [(r["data-model"], r["data-interval"]) for r in page.rows]
+    name = reports.run_dir_name
+    newest = [("flight_delay", name(r.interval_start, r.interval_end)) for r in reversed(runs[2:7])]
+    assert listed == [*newest, ("taxi_fare", name(T0, T0 + WEEK))]
+    assert len(listed) == reports.HOME_RUNS + 1
+    assert f"flight_delay/{folder.name}/drift.html" in page.links
+    assert "<title>Driftguard reports</title>" in (tmp_path / "index.html").read_text()
+
+
+def _verdict(name: str, status: str, effect: float | None, **kw) -> dict:
+    return {"feature": name, "kind": "numeric", "method": "wasserstein", "threshold": 0.2, "score": effect or 0.0,
+            "drifted": status == "drift", "status": status, "reference_rows": 500, "current_rows": 400,
+            "nonfinite": 0, "effect": effect, "effect_method": "wasserstein", "basis": "calibrated", **kw}  # fmt: skip
+
+
+def test_drift_header_and_table_sort_colour_name_and_escape() -> None:
+    """Drifted first then by effect size, insufficient data last and said so; the score column is
+    "model score"; data in a column name, a threshold basis or the reference label stays text."""
+    import xss_support
+    from driftguard.reports import drift_sections, drift_title
+
+    evil = xss_support.PAYLOADS[1]
+    data = {
+        "features": [
+            _verdict("small_drift", "drift", 0.3),
+            _verdict("calm", "ok", 0.05),
+            _verdict(xss_support.FEATURE, "drift", 0.9, basis=evil),
+            _verdict("thin", "insufficient data", None, score=float("nan")),
+        ],
+        "prediction": _verdict("__score__", "ok", 0.1),
+        "insufficient_features": ["thin"],
+        "drift_share": 2 / 3,
+        "share_threshold": 0.5,
+        "dataset_drift": True,
+        "reference_rows": 5000,
+        "current_rows": 1234,
+        "sample_rows": 1234,
+        "skipped": {"gone": "missing from the window"},
+    }
+    start = T0
+    html = drift_sections(data, model="flight_delay", start=start, end=start + WEEK, reference=f"champion v3 {evil}")
+    page = Page()
+    page.feed(html)
+    text = " ".join(page.text)
+    assert "Drift report: flight_delay" in text and "2013-03-04 00:00 → 2013-03-11 00:00" in text
+    assert "Dataset drift: 2 of 3 features drifted (67%), at or above the 50% threshold." in text
+    assert "1 feature had too little data" in text and "The model score did not drift" in text
+    assert "5,000 reference, 1,234 current" in text and f"champion v3 {evil}" in text
+    order = re.findall(r'<tr class="verdict verdict-([a-z-]+)" data-column="([^"]*)"', html)
+    assert [c for c, _ in order] == ["drift", "drift", "no-drift", "no-drift", "insufficient", "skipped"]
+    assert [n for _, n in order][2:] == ["model score", "calm", "thin", "gone"]
+    assert '<span class="badge insufficient">insufficient data</span>' in html
+    assert "__score__" not in html and "img" not in page.tags and "script" not in page.tags
+    assert xss_support.FEATURE in text and evil in text  # shown as text
+    assert (
+        drift_title("flight_delay", start, start + WEEK)
+        == "Drift report: flight_delay 2013-03-04 00:00 to 2013-03-11 00:00 UTC"
+    )
+
+
+def test_quality_page_status_follows_driftguard_severities_and_escapes() -> None:
+    import xss_support
+    from driftguard.reports import quality_page, quality_status
+
+    assert quality_status(0, 0) == ("passed", "passed")
+    assert quality_status(0, 3) == ("warning", "passed, 3 warnings")
+    assert quality_status(2, 1) == ("failed", "failed: 2 critical, 1 warning")
+    evil = xss_support.PAYLOADS[2]
+    check = {"family": "domains", "expectation": "expect_column_values_to_be_in_set", "severity": "warning"}
+    data = {
+        "model": "flight_delay",
+        "start": T0.isoformat(),
+        "end": (T0 + WEEK).isoformat(),
+        "rows": 400,
+        "checks": [
+            {
+                **check,
+                "column": "ok_col",
+                "success": True,
+                "observed": {"unexpected_count": 0, "element_count": 400},
+                "message": "fine",
+            },
+            {
+                **check,
+                "column": xss_support.FEATURE,
+                "success": False,
+                "message": f"unseen {evil}",
+                "observed": {"unexpected_count": 12, "element_count": 400, "examples": [evil, None]},
+            },
+        ],
+    }
+    html = quality_page(data, summary=f"summary {evil}", files=["validation.json"])
+    page = Page()
+    page.feed(html)
+    text = " ".join(page.text)
+    assert "<title>flight_delay data quality 2013-03-04 00:00 to 2013-03-11 00:00 UTC</title>" in html
+    assert '<span class="badge warning" id="quality-status">passed, 1 warning</span>' in html
+    assert html.index('data-family="domains"><td><span class="badge warning">failed') < html.index("ok_col")
+    assert "12 of 400 rows (3.0%)" in text and evil in text and xss_support.FEATURE in text
+    assert not {"img", "svg", "script"} & set(page.tags)
+    assert page.links == ["../index.html", "validation.json"]
