@@ -522,12 +522,19 @@ def test_training_start_follows_the_change_point_and_the_seasonal_period(contrac
     )  # a change before the window: the window
     off = contract.model_copy(update={"training": contract.training.model_copy(update={"change_aware": False})})
     assert training.training_start(off, as_of, change_point=change)[0] == as_of - timedelta(days=60)
-    yearly = contract.model_copy(update={"seasonality": timedelta(days=365)})
+    unset = base.training.model_copy(update={"window": None})
+    yearly = contract.model_copy(update={"seasonality": timedelta(days=365), "training": unset})
     start, why = training.training_start(yearly, as_of)
     assert start == as_of - timedelta(days=365 + 7 + 7) and "one seasonal period of 365d" in why
     # A metric moving on seasonal data may be the season: the window keeps its full period.
     start, why = training.training_start(yearly, as_of, change_point=change)
     assert start == as_of - timedelta(days=379) and "with seasonality the window keeps a full period" in why
+    # A window the contract sets shorter than the period is used as given; the gate's guardrail checks it.
+    short = contract.model_copy(update={"seasonality": timedelta(days=365)})
+    assert short.shorter_than_season and not yearly.shorter_than_season
+    start, why = training.training_start(short, as_of)
+    assert start == as_of - timedelta(days=60) and "seasonal guardrail" in why
+    assert training.training_start(short, as_of, change_point=change)[0] == as_of - timedelta(days=60)
 
 
 def test_a_candidate_trained_across_a_change_carries_the_pre_change_level(datasets: dict[str, TrainingData]) -> None:
