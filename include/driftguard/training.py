@@ -283,15 +283,20 @@ def _labelled_rows(
     as_of: datetime,
     url: str | None,
     exclude_intervals: Sequence[tuple[datetime, datetime]],
+    sample_rows: int | None = None,
 ) -> tuple[pd.DataFrame, Any, int, dict[str, Any]]:
     """(rows, read stats, rows excluded, unusable rows dropped): the labelled rows of [start, end)
-    whose labels matured by `as_of`, read through the source (SQL pushdown), cleaned as training is."""
+    whose labels matured by `as_of`, read through the source (SQL pushdown), cleaned as training is;
+    with `sample_rows`, a seeded sample of about that many (sources.read_labelled)."""
     from driftguard import sources
 
     _label_column(contract)
     # Text in a numeric feature is kept as read, so an excluded interval's text cannot stop the
     # read; whatever is left after the exclusion is dropped row by row below.
-    frame, stats = sources.read_labelled(contract, start, end, as_of=as_of, url=url, numeric_text="keep")
+    frame, stats = sources.read_labelled(
+        contract, start, end, as_of=as_of, url=url, numeric_text="keep", sample_rows=sample_rows,
+        seed=contract.training.seed,
+    )  # fmt: skip
     frame = _check_labels(frame[training_columns(contract)], contract)
     frame, excluded = _drop_intervals(frame, contract, exclude_intervals)
     frame, unusable = _drop_unusable_rows(frame, contract)
@@ -308,13 +313,16 @@ def load_labelled_rows(
     exclude_intervals: Sequence[tuple[datetime, datetime]] = (),
 ) -> pd.DataFrame:
     """Labelled rows of [start, end) as training reads them (same source path, same cleaning; no
-    split): the gate's seasonal guardrail scores both models on them. No row with a matured label
-    is an empty frame, not an error."""
+    split): the gate's seasonal guardrail scores both models on them. More than
+    `training.max_rows` are read as a seeded sample of about that many. No row with a matured
+    label is an empty frame, not an error."""
     from driftguard import sources
 
-    start, end = _aware(start, "start", contract), _aware(end, "end", contract)
+    start, end, as_of = (_aware(v, what, contract) for v, what in ((start, "start"), (end, "end"), (as_of, "as_of")))
     try:
-        frame, _, _, _ = _labelled_rows(contract, start, end, _aware(as_of, "as_of", contract), url, exclude_intervals)
+        frame, _, _, _ = _labelled_rows(
+            contract, start, end, as_of, url, exclude_intervals, sample_rows=contract.training.max_rows
+        )
     except sources.EmptyWindowError:
         return pd.DataFrame(columns=training_columns(contract))
     return frame.sort_values(contract.source.timestamp_column, kind="mergesort").reset_index(drop=True)

@@ -158,6 +158,10 @@ def test_a_short_window_candidate_wrong_next_season_is_stopped_by_the_seasonal_g
     assert numbers["challenger"] > 1.5 * numbers["champion"] and numbers["ci_high"] < numbers["bound"]
     assert guard["detail"].startswith("challenger mae ") and "(same phase last cycle, n=600)" in guard["detail"]
     assert "seasonal_guardrail: challenger mae" in second["summary"]
+    # The champion's training window comes from its run's tags: the rows it was fitted on, before its
+    # validation and holdout weeks (which end at its last matured label).
+    start, end = registry.training_window("yearly_flow", "1", tracking_uri=settings.mlflow_tracking_uri)
+    assert start == _day(215) and _day(488) < end < _day(490)
     # The decision record on the candidate version says the same.
     mv = registry.client(settings.mlflow_tracking_uri).get_model_version("yearly_flow", "2")
     assert mv.tags["driftguard.verdict"] == "reject" and "seasonal_guardrail" in mv.tags["driftguard.reasons"]
