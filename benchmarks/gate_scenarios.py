@@ -67,6 +67,23 @@ def _weekly(name: str, truth: str, injections: Sequence[Injection] = (), change_
     )  # fmt: skip
 
 
+def _yearly(name: str, truth: str, **training: Any) -> Scenario:
+    """A regression log with a yearly regime (40 rows a day), monthly intervals in its second year."""
+    overrides: dict[str, Any] = {
+        "schedule": "@monthly",
+        "seasonality": "364d",
+        "promotion": {"metric": "mae"},
+        "reference": {"start": T0.isoformat(), "end": (T0 + (365 + 35) * DAY).isoformat()},
+    }
+    if training:
+        overrides["training"] = training
+    return Scenario(
+        name, truth, "regression", days=365 * 2 + 35, rows_per_day=40, start_day=365 + 35, intervals=12,
+        interval=30 * DAY, injections=(Injection("seasonal_concept", T0, column="num_3", magnitude=2.0),),
+        overrides=overrides, checks=("policy_error_vs_never_and_always",),
+    )  # fmt: skip
+
+
 def scenarios() -> list[Scenario]:
     at = 63 + 21  # the change: three replayed weeks in
     return [
@@ -118,23 +135,12 @@ def scenarios() -> list[Scenario]:
             },
             checks=("promoted_within_2", "no_single_class_failure"),
         ),
-        Scenario(
-            "yearly_cycle",
-            "the label rule differs in summer; a model of the last 60 days is wrong next season",
-            "regression",
-            days=365 * 2 + 35,
-            rows_per_day=40,
-            start_day=365 + 35,
-            intervals=12,
-            interval=30 * DAY,
-            injections=(Injection("seasonal_concept", T0, column="num_3", magnitude=2.0),),
-            overrides={
-                "schedule": "@monthly",
-                "seasonality": "364d",
-                "promotion": {"metric": "mae"},
-                "reference": {"start": T0.isoformat(), "end": (T0 + (365 + 35) * DAY).isoformat()},
-            },
-            checks=("policy_error_vs_never_and_always",),
+        _yearly("yearly_cycle", "the label rule differs in summer; a model of the last 60 days is wrong next season"),
+        _yearly(
+            "yearly_cycle_short_window",
+            "as yearly_cycle, with training.window 60d set shorter than the period: the gate's seasonal "
+            "guardrail judges candidates on last cycle's coming month",
+            window="60d",
         ),
     ]
 

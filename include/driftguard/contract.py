@@ -505,15 +505,21 @@ Estimator = Literal[
 ]
 
 
+DEFAULT_TRAINING_WINDOW = timedelta(days=60)
+"""`training.window` when the contract sets none and declares no `seasonality`."""
+
+
 class TrainingConfig(_Strict):
     """Candidate training. Splits are by time *and* by rows: see docs/gate.md for the reasoning."""
 
     estimator: Estimator = Field("hist_gradient_boosting", description="scikit-learn model family.")
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to the scikit-learn estimator.")
     seed: int = Field(42, description="Seeds the estimator and importances.")
-    window: Duration | Literal["all"] = Field(
-        timedelta(days=60),
-        description="Sliding training window or `all`; with `seasonality` set, at least one full period.",
+    window: Duration | Literal["all"] | None = Field(
+        None,
+        description="Sliding training window or `all`; null = 60d, or with `seasonality` one full period (plus "
+        "validation and holdout). A window set shorter than the period is used as given, and the gate's seasonal "
+        "guardrail then checks the candidate on the previous cycle's coming phase.",
     )
     validation: Duration = Field(
         timedelta(days=7),
@@ -742,14 +748,26 @@ class ModelContract(_Strict):
 
     @property
     def training_window(self) -> timedelta | None:
-        """The sliding training window (None = `all`). With `seasonality`, train covers at least one
-        full period after validation and holdout are taken, so a candidate has seen every phase."""
+        """The sliding training window (None = `all`). Unset, it is DEFAULT_TRAINING_WINDOW or, with
+        `seasonality`, as long as train covers at least one full period after validation and holdout
+        are taken, so a candidate has seen every phase. A window the contract sets is used as given,
+        also when it is shorter than the period: the gate's seasonal guardrail checks such a
+        candidate on the previous cycle's coming phase (docs/gate.md)."""
         cfg = self.training
         if cfg.window == "all":
             return None
+        if cfg.window is not None:
+            return cfg.window
         if self.seasonality is not None:
-            return max(cfg.window, self.seasonality + cfg.validation + cfg.holdout)
-        return cfg.window
+            return max(DEFAULT_TRAINING_WINDOW, self.seasonality + cfg.validation + cfg.holdout)
+        return DEFAULT_TRAINING_WINDOW
+
+    @property
+    def shorter_than_season(self) -> bool:
+        """The contract sets a training window shorter than one seasonal period (train, validation
+        and holdout together): candidates may not have seen the coming phase."""
+        window = self.training_window
+        return self.seasonality is not None and window is not None and window < self.seasonality
 
     @property
     def registered_model_name(self) -> str:

@@ -25,6 +25,10 @@ Checks with a champion:
 - ``segment_guardrails``: see :func:`segment_guardrails` for the exact rule.
 - ``calibration`` (binary): Brier or ECE of the challenger not worse than the champion's by
   more than ``tolerance``.
+- ``seasonal_guardrail`` (contracts with ``seasonality``): on the previous cycle's rows of the
+  coming phase, out of sample for both models, the challenger must not be worse than the
+  champion by more than ``promotion.margin``; see :func:`seasonal_guardrail`. When those rows are
+  in a model's training window or too few, the check passes as *not available*, saying why.
 - ``servability``: predict cost on a fixed 1,000-row batch in a fresh process, in CPU time: at
   most ``latency_ratio`` times the champion's (timed in the same process) and at most the
   ceiling ``latency_budget_ms`` per 1,000 rows; see :func:`servability_check` for why machine
@@ -42,6 +46,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
@@ -713,6 +718,231 @@ def first_champion_floors(metrics: Mapping[str, float], floors: Mapping[str, flo
     return Check("first_champion_floors", True, f"first champion meets every floor: {met}", numbers)
 
 
+# --------------------------------------------------------------------------- seasonal guardrail
+
+
+SEASONAL_HORIZON_SHARE = 0.25
+"""The guardrail's horizon is at most this share of the seasonal period (a season of four)."""
+
+SEASONAL_SEED_OFFSET = 7919
+"""Added to ``promotion.bootstrap.seed`` for the guardrail's resamples (other rows, other draws)."""
+
+
+def seasonal_horizon(contract: ModelContract) -> timedelta:
+    """How far ahead of the retrain the guardrail looks: the time the new model serves at least
+    before the next decision can replace it, i.e. the longest of one schedule interval (the next
+    monitoring run), ``policy.cooldown`` (no retrain before it) and ``training.holdout`` (the span
+    the gate judged the recent past on), at most :data:`SEASONAL_HORIZON_SHARE` of the period."""
+    from driftguard.calibration import schedule_length
+
+    period = contract.seasonality
+    if period is None:
+        raise ValueError(f"model {contract.name!r} declares no seasonality")
+    ahead = max(schedule_length(contract.schedule), contract.policy.cooldown, contract.training.holdout)
+    return min(ahead, period * SEASONAL_HORIZON_SHARE)
+
+
+def seasonal_phase(contract: ModelContract, now: datetime) -> tuple[datetime, datetime] | None:
+    """[now - P, now - P + H): the previous cycle's rows of the phase the new model serves next
+    (``now`` is the end of the retrain's holdout, H :func:`seasonal_horizon`); None without
+    ``seasonality``."""
+    if contract.seasonality is None:
+        return None
+    lo = now - contract.seasonality
+    return lo, lo + seasonal_horizon(contract)
+
+
+Window = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class SeasonalRows:
+    """The previous cycle's same phase, read and scored by the caller (:func:`seasonal_guardrail`).
+
+    ``challenger_window`` and ``champion_window`` are the rows each model was fitted on,
+    half-open [start, end) in event time (None: unknown). ``times``, ``y_true`` and the scores
+    are the labelled rows of [start, end) as read; ``unavailable`` says why there are none
+    (nothing was read: in sample, a read or score failure)."""
+
+    start: datetime
+    end: datetime
+    challenger_window: Window | None
+    champion_window: Window | None
+    times: Any = None
+    y_true: Any = None
+    champion_scores: Any = None
+    challenger_scores: Any = None
+    unavailable: str | None = None
+
+
+def _day_or_minute(at: datetime) -> str:
+    return (
+        f"{at:%Y-%m-%d}" if (at.hour, at.minute, at.second, at.microsecond) == (0, 0, 0, 0) else f"{at:%Y-%m-%d %H:%M}"
+    )
+
+
+def _span(lo: datetime, hi: datetime) -> str:
+    return f"{_day_or_minute(lo)}..{_day_or_minute(hi)}"
+
+
+def seasonal_in_sample(phase: Window, challenger: Window | None, champion: Window | None) -> str | None:
+    """Why the phase cannot be judged before reading a row: it lies wholly inside a model's
+    training window, or the champion's is unknown. None: some rows may be out of sample for both."""
+    lo, hi = phase
+    span = _span(lo, hi)
+    for who, window in (("challenger", challenger), ("champion", champion)):
+        if window is None:
+            return f"the {who}'s training window is unknown (no driftguard.window_start / train_end tags)"
+        if window[0] <= lo and hi <= window[1]:
+            return f"rows of {span} are in the {who}'s training window ({_span(*window)})"
+    return None
+
+
+def _not_available(reason: str, numbers: dict[str, Number]) -> Check:
+    numbers.update(available=0, status="not_available", reason=reason)
+    return Check("seasonal_guardrail", True, f"not available: {reason}", numbers)
+
+
+def seasonal_guardrail(
+    rows: SeasonalRows | None,
+    *,
+    metric: str,
+    gib: bool,
+    threshold: float,
+    margin: Change,
+    confidence: float,
+    samples: int,
+    seed: int,
+    min_rows: int,
+    power: float,
+) -> Check:
+    """The challenger must not be clearly worse than the champion in the coming season.
+
+    Rule. Of the previous cycle's rows of the coming phase (:func:`seasonal_phase`), only those
+    outside both models' training windows count. Both models' scores on them give a paired
+    bootstrap CI ``[lo, hi]`` of the gain (positive = challenger better, in the metric's
+    direction); the bound is ``-m``, ``m`` = ``promotion.margin`` against the champion's metric
+    on these rows (non-inferiority, whatever ``promotion.mode``: the guardrail protects, it does
+    not select).
+
+    - ``lo > -m``: passed (not worse by more than the margin);
+    - the CI contains ``-m`` on fewer rows than :func:`rows_needed` (power ``power``): passed as
+      *inconclusive* (too few rows to tell), the detail and numbers say so;
+    - else (the CI lies below ``-m``, or contains it on enough rows): failed, a rejection.
+
+    *Not available* (passes, never silently): no rows given, the phase is in a model's training
+    window, fewer than ``min_rows`` rows out of sample for both, or the metric is undefined on
+    them. The numbers always carry the phase, the rows and, once computed, the CI."""
+    if rows is None:
+        return _not_available("not evaluated: no same-phase rows were given to the gate", {})
+    span = _span(rows.start, rows.end)
+    numbers: dict[str, Number] = {
+        "metric": metric,
+        "start": rows.start.isoformat(),
+        "end": rows.end.isoformat(),
+        "challenger_window": None if rows.challenger_window is None else _span(*rows.challenger_window),
+        "champion_window": None if rows.champion_window is None else _span(*rows.champion_window),
+        "margin": str(margin),
+        "min_rows": min_rows,
+    }
+    reason = rows.unavailable or seasonal_in_sample(
+        (rows.start, rows.end), rows.challenger_window, rows.champion_window
+    )
+    if reason is not None:
+        return _not_available(reason, numbers)
+    import pandas as pd
+
+    times = pd.to_datetime(pd.Series(np.asarray(rows.times).ravel()), utc=True)
+    y, champ, chall = _as_float(rows.y_true), _as_float(rows.champion_scores), _as_float(rows.challenger_scores)
+    if not (len(times) == y.size == champ.size == chall.size):
+        raise ValueError(
+            f"seasonal guardrail: times, labels and both models' scores must be the same rows "
+            f"({len(times)}, {y.size}, {champ.size}, {chall.size})"
+        )
+    keep = np.ones(y.size, dtype=bool)
+    inside: dict[str, int] = {}
+    for who, (lo, hi) in (("challenger", rows.challenger_window), ("champion", rows.champion_window)):
+        mask = ((times >= pd.Timestamp(lo)) & (times < pd.Timestamp(hi))).to_numpy()
+        inside[who] = int(mask.sum())
+        keep &= ~mask
+    n = int(keep.sum())
+    numbers.update(
+        rows_read=int(y.size),
+        rows_in_challenger_window=inside["challenger"],
+        rows_in_champion_window=inside["champion"],
+        rows=n,
+    )
+    if n < min_rows:
+        seen = [f"{k} in the {who}'s training window" for who, k in inside.items() if k]
+        why = f" ({', '.join(seen)})" if seen else ""
+        return _not_available(
+            f"{n:,} of {y.size:,} labelled rows of {span} are out of sample for both models{why}, fewer than "
+            f"{min_rows} (training.min_holdout_rows)",
+            numbers,
+        )
+    boot = paired_bootstrap(
+        metric,
+        y[keep],
+        champ[keep],
+        chall[keep],
+        samples=samples,
+        confidence=confidence,
+        seed=seed,
+        greater_is_better=gib,
+        threshold=threshold,
+    )
+    champion, challenger, low, high = boot["champion"], boot["challenger"], boot["ci_low"], boot["ci_high"]
+    margin_abs = margin.of(champion) if math.isfinite(champion) else float("nan")
+    bound = -margin_abs
+    needed = rows_needed(n, boot["se"], margin_abs, confidence=confidence, power=power)
+    numbers.update(
+        champion=champion,
+        challenger=challenger,
+        diff=boot["diff"],
+        ci_low=low,
+        ci_high=high,
+        confidence=confidence,
+        margin_abs=margin_abs,
+        bound=bound,
+        se=boot["se"],
+        rows_needed=needed,
+        samples=samples,
+        seed=seed,
+    )
+    if not (math.isfinite(low) and math.isfinite(bound)):
+        return _not_available(
+            f"{metric} is undefined on the {n:,} rows of {span} (champion {champion:.4g}, challenger "
+            f"{challenger:.4g}, {boot['valid_samples']}/{samples} resamples defined)",
+            numbers,
+        )
+    head = (
+        f"challenger {metric} {challenger:.4g} vs champion {champion:.4g} on {span} (same phase last cycle, "
+        f"n={n:,}), {confidence * 100:.4g}% CI of the gain [{low:+.4g}, {high:+.4g}]"
+    )
+    unit = f"{margin} of {champion:.4g} = {margin_abs:.4g}" if margin.relative else f"{margin_abs:g}"
+    numbers["available"] = 1
+    if low > bound:
+        numbers["status"] = "passed"
+        return Check("seasonal_guardrail", True, f"{head}: not worse than the champion by more than {unit}", numbers)
+    if high > bound and needed is not None and n < needed:
+        numbers["status"] = "inconclusive"
+        return Check(
+            "seasonal_guardrail",
+            True,
+            f"inconclusive, does not block: {head} contains the bound {bound:+.4g} (margin {unit}); about "
+            f"{needed:,} rows would tell",
+            numbers,
+        )
+    numbers["status"] = "failed"
+    return Check(
+        "seasonal_guardrail",
+        False,
+        f"{head}: worse than the champion by more than {unit} in the coming season (lower bound {low:+.4g} "
+        f"<= {bound:+.4g})",
+        numbers,
+    )
+
+
 # --------------------------------------------------------------------------- the gate
 
 
@@ -729,12 +959,15 @@ def evaluate_gate(
     segments: Mapping[str, Any] | None = None,
     servability: ServabilityResult | None = None,
     challenger_error: str | None = None,
+    seasonal: SeasonalRows | None = None,
 ) -> GateVerdict:
     """Decide promotion from scores on the same holdout rows. Pure: same input, same verdict.
 
     ``challenger_error`` is why the challenger could not be loaded or scored in the caller's
     process (then ``challenger_scores`` may be None); it, or a fresh-process ``servability``
-    result that is not ok, makes ``loads_and_scores`` the verdict's only check."""
+    result that is not ok, makes ``loads_and_scores`` the verdict's only check. ``seasonal``:
+    the previous cycle's same-phase rows for ``seasonal_guardrail`` (contracts with
+    ``seasonality`` and a champion; without it the check says it was not evaluated)."""
     task, promo = contract.task, contract.promotion
     metric, threshold = contract.primary_metric, contract.decision_threshold
     loads = loads_and_scores(servability, challenger_error)
@@ -758,8 +991,26 @@ def evaluate_gate(
     checks = [loads, sanity]
     if sanity.passed:
         checks += _paired_checks(contract, y, champ, chall, segments or {})
+        if contract.seasonality is not None:
+            checks.append(_seasonal_check(contract, seasonal))
     checks.append(serve)
     return _verdict(contract, checks, metric, first=False)
+
+
+def _seasonal_check(contract: ModelContract, rows: SeasonalRows | None) -> Check:
+    promo = contract.promotion
+    return seasonal_guardrail(
+        rows,
+        metric=contract.primary_metric,
+        gib=contract.greater_is_better,
+        threshold=contract.decision_threshold,
+        margin=promo.margin,
+        confidence=promo.bootstrap.confidence,
+        samples=promo.bootstrap.samples,
+        seed=promo.bootstrap.seed + SEASONAL_SEED_OFFSET,
+        min_rows=contract.training.min_holdout_rows,
+        power=promo.power,
+    )
 
 
 def evaluate_paired(

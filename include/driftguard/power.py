@@ -39,8 +39,8 @@ def settings_warnings(
             f"{(ref.end - ref.start) / window:.1f} intervals of {every}, fewer than drift.calibration.min_chunks="
             f"{chunks_needed}: drift thresholds calibrate sampling noise only, not seasonality"
         )
-    train = contract.training.window
-    if train != "all" and train / window < chunks_needed:
+    train = contract.training_window
+    if train is not None and train / window < chunks_needed:
         out.append(
             f"training.window ({format_duration(train)}) is a champion's drift reference: {train / window:.1f} "
             f"intervals of {every}, fewer than drift.calibration.min_chunks={chunks_needed}, so its thresholds "
@@ -48,7 +48,7 @@ def settings_warnings(
         )
     if typical and labelled_share is not None:
         per_window = typical * labelled_share
-        training_rows = None if train == "all" else typical * (train / window)
+        training_rows = None if train is None else typical * (train / window)
         need = policy.min_new_labels.rows(int(training_rows) if training_rows else None)
         if per_window <= 0:
             out.append("policy.min_new_labels: no labelled rows in the last intervals: the label guard cannot pass")

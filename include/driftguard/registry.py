@@ -687,6 +687,27 @@ def reconcile(
     return done
 
 
+def training_window(
+    model: str, version: str | int, *, tracking_uri: str | None = None
+) -> tuple[datetime, datetime] | None:
+    """[start, end) of the rows a registered version was fitted on, from its run's tags:
+    ``driftguard.window_start`` to ``driftguard.train_end`` (a run logged before that tag: to
+    ``driftguard.data_as_of``, its whole window, validation and holdout included). None when the
+    run carries neither (a model not trained by Driftguard)."""
+    c = client(tracking_uri)
+    run_id = c.get_model_version(model, str(version)).run_id
+    if not run_id:
+        return None
+    tags = c.get_run(run_id).data.tags
+    start, end = (
+        tags.get("driftguard.window_start"),
+        tags.get("driftguard.train_end") or tags.get("driftguard.data_as_of"),
+    )
+    if not (start and end):
+        return None
+    return datetime.fromisoformat(start), datetime.fromisoformat(end)
+
+
 def load_version(model: str, version: str | int, *, tracking_uri: str | None = None) -> Any:
     """The pyfunc model of one registered version, by number (a shadowing challenger)."""
     import mlflow.pyfunc

@@ -368,6 +368,9 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         champion_uri=f"models:/{contract.registered_model_name}/{champion_version}" if champion_version else None,
     )
     challenger_scores, challenger_error = _challenger_scores(ctx, model_uri if servable.ok else None, holdout)
+    seasonal = None
+    if challenger_scores is not None and champion_version is not None and contract.seasonality is not None:
+        seasonal = seasonal_rows(ctx, cand["fingerprint"], champion_version, model_uri)
     verdict = gate.evaluate_gate(
         contract,
         y_true=holdout[label].to_numpy(),
@@ -376,6 +379,7 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         segments={c: holdout[c].to_numpy() for c in contract.segment_features},
         servability=servable,
         challenger_error=challenger_error,
+        seasonal=seasonal,
     )
     if champion_scores is not None and challenger_scores is not None:
         from driftguard import shadow
@@ -407,6 +411,56 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         verdict.summary(),
     )
     return {k: out[k] for k in ("version", "champion_version", "promote", "summary")}
+
+
+def seasonal_rows(ctx: RetrainContext, fingerprint: dict[str, Any], champion_version: str, model_uri: str) -> Any:
+    """The gate's seasonal guardrail evidence (:class:`driftguard.gate.SeasonalRows`): the previous
+    cycle's labelled rows of the coming phase (:func:`driftguard.gate.seasonal_phase`, ending at
+    the holdout's end), read like the training data (same source, pushdown and cleaning, minus the
+    quality-failed intervals) and scored by both models, with each model's training window: the
+    challenger's from its split, the champion's from its run's tags. Nothing is read when the
+    phase lies wholly in a model's training window (the usual case: the default seasonal window
+    covers a full period); the gate then records why."""
+    from dataclasses import replace
+
+    import mlflow.pyfunc
+
+    from driftguard import gate, registry, training
+
+    contract, uri = ctx.contract, ctx.settings.mlflow_tracking_uri
+    phase = gate.seasonal_phase(contract, ctx.as_of)
+    if phase is None:
+        return None
+    start, train_end = fingerprint.get("window", {}).get("start"), fingerprint.get("bounds", {}).get("train", {})
+    challenger_window = (
+        (datetime.fromisoformat(start), datetime.fromisoformat(train_end["end"]))
+        if start and train_end.get("end")
+        else None
+    )
+    champion_window = registry.training_window(contract.registered_model_name, champion_version, tracking_uri=uri)
+    rows = gate.SeasonalRows(*phase, challenger_window=challenger_window, champion_window=champion_window)
+    why = gate.seasonal_in_sample(phase, challenger_window, champion_window)
+    if why is not None:
+        log.info("%s: seasonal guardrail not available: %s", ctx.label, why)
+        return rows
+    frame = training.load_labelled_rows(
+        contract, *phase, as_of=ctx.as_of, exclude_intervals=quality_failed_intervals(ctx)
+    )
+    label = contract.source.labels.column  # type: ignore[union-attr]  # evaluate checked it
+    features = frame[contract.feature_names]
+    scored: dict[str, Any] = {"champion_scores": [], "challenger_scores": []}
+    if len(frame):
+        champion = registry.load_version(contract.registered_model_name, champion_version, tracking_uri=uri)
+        scored["champion_scores"] = training.score(champion, features, contract.task)
+        scored["challenger_scores"] = training.score(mlflow.pyfunc.load_model(model_uri), features, contract.task)
+    log.info(
+        "%s: seasonal guardrail: %d labelled rows of %s..%s (same phase last cycle)",
+        ctx.label,
+        len(frame),
+        phase[0].isoformat(),
+        phase[1].isoformat(),
+    )
+    return replace(rows, times=frame[contract.source.timestamp_column], y_true=frame[label], **scored)
 
 
 def _serving_sample(ctx: RetrainContext, holdout: Any) -> Any:

@@ -209,8 +209,13 @@ def training_start(
     window = contract.training_window
     start = EPOCH if window is None else as_of - window
     why = "training.window `all`" if window is None else f"window {format_duration(window)}"
-    if contract.seasonality is not None and window is not None and window != contract.training.window:
+    if contract.seasonality is not None and window is not None and contract.training.window is None:
         why += f" (at least one seasonal period of {format_duration(contract.seasonality)})"
+    elif contract.shorter_than_season:
+        why += (
+            f" (training.window, shorter than the seasonal period of {format_duration(contract.seasonality)}: "
+            "the gate's seasonal guardrail checks the coming phase)"
+        )
     if change_point is not None and contract.training.change_aware and change_point > start:
         if contract.seasonality is not None:
             # On seasonal data a metric that moves may be the season turning, not a new concept:
@@ -236,19 +241,11 @@ def load_training_data(
     """Labelled rows from `start` (default: the training window) to `as_of` (labels matured by
     then), minus excluded intervals, capped to the most recent `training.max_rows`, split by time
     and rows (:func:`split_by_time`) and fingerprinted. Too few rows raise :class:`InsufficientData`."""
-    from driftguard import sources
-
-    _label_column(contract)
     as_of = _aware(as_of, "as_of", contract)
     if start is None:
         start, _ = training_start(contract, as_of)
     start = _aware(start, "start", contract)
-    # Text in a numeric feature is kept as read, so an excluded interval's text cannot stop the
-    # read; whatever is left after the exclusion is dropped row by row below.
-    frame, stats = sources.read_labelled(contract, start, as_of, as_of=as_of, url=url, numeric_text="keep")
-    frame = _check_labels(frame[training_columns(contract)], contract)
-    frame, excluded = _drop_intervals(frame, contract, exclude_intervals)
-    frame, unusable = _drop_unusable_rows(frame, contract)
+    frame, stats, excluded, unusable = _labelled_rows(contract, start, as_of, as_of, url, exclude_intervals)
     cap = contract.training.max_rows
     if len(frame) > cap:
         log.info(
@@ -277,6 +274,58 @@ def load_training_data(
         fingerprint["sha256"][:12],
     )
     return TrainingData(frame=frame, split=split, fingerprint=fingerprint)
+
+
+def _labelled_rows(
+    contract: ModelContract,
+    start: datetime,
+    end: datetime,
+    as_of: datetime,
+    url: str | None,
+    exclude_intervals: Sequence[tuple[datetime, datetime]],
+    sample_rows: int | None = None,
+) -> tuple[pd.DataFrame, Any, int, dict[str, Any]]:
+    """(rows, read stats, rows excluded, unusable rows dropped): the labelled rows of [start, end)
+    whose labels matured by `as_of`, read through the source (SQL pushdown), cleaned as training is;
+    with `sample_rows`, a seeded sample of about that many (sources.read_labelled)."""
+    from driftguard import sources
+
+    _label_column(contract)
+    # Text in a numeric feature is kept as read, so an excluded interval's text cannot stop the
+    # read; whatever is left after the exclusion is dropped row by row below.
+    frame, stats = sources.read_labelled(
+        contract, start, end, as_of=as_of, url=url, numeric_text="keep", sample_rows=sample_rows,
+        seed=contract.training.seed,
+    )  # fmt: skip
+    frame = _check_labels(frame[training_columns(contract)], contract)
+    frame, excluded = _drop_intervals(frame, contract, exclude_intervals)
+    frame, unusable = _drop_unusable_rows(frame, contract)
+    return frame, stats, excluded, unusable
+
+
+def load_labelled_rows(
+    contract: ModelContract,
+    start: datetime,
+    end: datetime,
+    *,
+    as_of: datetime,
+    url: str | None = None,
+    exclude_intervals: Sequence[tuple[datetime, datetime]] = (),
+) -> pd.DataFrame:
+    """Labelled rows of [start, end) as training reads them (same source path, same cleaning; no
+    split): the gate's seasonal guardrail scores both models on them. More than
+    `training.max_rows` are read as a seeded sample of about that many. No row with a matured
+    label is an empty frame, not an error."""
+    from driftguard import sources
+
+    start, end, as_of = (_aware(v, what, contract) for v, what in ((start, "start"), (end, "end"), (as_of, "as_of")))
+    try:
+        frame, _, _, _ = _labelled_rows(
+            contract, start, end, as_of, url, exclude_intervals, sample_rows=contract.training.max_rows
+        )
+    except sources.EmptyWindowError:
+        return pd.DataFrame(columns=training_columns(contract))
+    return frame.sort_values(contract.source.timestamp_column, kind="mergesort").reset_index(drop=True)
 
 
 def _column_bytes(col: pd.Series) -> bytes:
@@ -657,13 +706,13 @@ def model_signature(contract: ModelContract, output: np.ndarray) -> Any:
 
 def _params(contract: ModelContract, data: TrainingData) -> dict[str, Any]:
     cfg = contract.training
-    window = cfg.window if cfg.window == "all" else format_duration(cfg.window)
+    window = contract.training_window
     params: dict[str, Any] = {
         "estimator": cfg.estimator,
         "seed": cfg.seed,
         "task": contract.task.value,
         "decision_threshold": contract.decision_threshold,
-        "training.window": window,
+        "training.window": "all" if window is None else format_duration(window),
         "training.validation": format_duration(cfg.validation),
         "training.holdout": format_duration(cfg.holdout),
         "training.max_rows": cfg.max_rows,
@@ -686,6 +735,9 @@ def _tags(contract: ModelContract, data: TrainingData, trigger: dict[str, Any] |
         # and backtests age models the way production does (the run's start time is wall clock).
         "driftguard.data_as_of": str(data.fingerprint.get("as_of", "")),
         "driftguard.window_start": str(data.fingerprint.get("window", {}).get("start", "")),
+        # The end of the rows the model was fitted on (validation and holdout come after): with
+        # window_start, what is in sample for it (the gate's seasonal guardrail).
+        "driftguard.train_end": str(data.split.bounds.get("train", {}).get("end", "")),
         **{f"driftguard.version.{k}": v for k, v in package_versions().items()},
     }
     tags.update(_change_tags(data, trigger))

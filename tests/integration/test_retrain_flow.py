@@ -11,7 +11,7 @@ import pytest
 from driftguard import registry, retrain
 from driftguard.settings import get_settings
 from driftguard.store import HistoryStore
-from driftguard.testing import generate_log, synthetic_contract, write_log
+from driftguard.testing import Injection, generate_log, synthetic_contract, write_log
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -107,3 +107,63 @@ def test_concurrent_alias_move_aborts_the_promotion(world) -> None:
 def replace_promotion(contract, **changes):
     """The contract's promotion section with changes, validated (a bare margin becomes `abs`)."""
     return type(contract.promotion).model_validate({**contract.promotion.model_dump(), **changes})
+
+
+@pytest.mark.slow
+def test_a_short_window_candidate_wrong_next_season_is_stopped_by_the_seasonal_guardrail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A yearly cycle (the label rule differs in the first half of each 364-day cycle) and a 60-day
+    window set shorter than `seasonality`. The champion was trained on most of a year; the candidate,
+    on the last summer weeks, is better on the (summer) holdout, but last cycle's coming month is
+    winter, where it is clearly worse: the guardrail rejects it, and says so with its numbers."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    home = tmp_path / "home"
+    monkeypatch.setenv("DRIFTGUARD_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    monkeypatch.setenv("DRIFTGUARD_HISTORY_URL", f"sqlite:///{home / 'history.db'}")
+    contract = synthetic_contract(
+        task="regression",
+        url=url,
+        name="yearly_flow",
+        schedule="@monthly",
+        overrides={
+            "seasonality": "364d",
+            # Winter of the first cycle and most of the second summer (the guardrail's phase, last
+            # cycle's days 182..212, is out of sample for it).
+            "reference": {"start": _day(215).isoformat(), "end": _day(504).isoformat()},
+            "training": {"window": "60d", "params": {"max_iter": 60}},
+            "promotion": {"metric": "mae", "bootstrap": {"samples": 300}},
+        },
+    )
+    assert contract.shorter_than_season
+    season = Injection("seasonal_concept", START, column="num_3", magnitude=4.0)
+    log, labels = generate_log("regression", start=START, days=547, rows_per_day=20, seed=11, injections=[season])
+    write_log(url, contract, log, labels)
+    settings = get_settings()
+
+    first = retrain.run_retraining(contract, _day(503), _day(504), trigger={"summary": "first"}, settings=settings)
+    assert first["status"] == "promoted", first["summary"]
+    second = retrain.run_retraining(contract, _day(545), _day(546), trigger={"summary": "drift"}, settings=settings)
+
+    assert second["status"] == "rejected", second["summary"]
+    verdict = HistoryStore(settings.history_url).retrains("yearly_flow")[-1]["verdict"]
+    checks = {c["name"]: c for c in verdict["checks"]}
+    assert [n for n, c in checks.items() if not c["passed"]] == ["seasonal_guardrail"], verdict["summary"]
+    guard = checks["seasonal_guardrail"]
+    numbers = guard["numbers"]
+    # Last cycle's coming month (H = one @monthly interval), out of sample for both models.
+    assert (numbers["start"], numbers["end"]) == (_day(182).isoformat(), _day(212).isoformat())
+    assert numbers["rows"] == numbers["rows_read"] == 600 and numbers["status"] == "failed"
+    assert numbers["challenger"] > 1.5 * numbers["champion"] and numbers["ci_high"] < numbers["bound"]
+    assert guard["detail"].startswith("challenger mae ") and "(same phase last cycle, n=600)" in guard["detail"]
+    assert "seasonal_guardrail: challenger mae" in second["summary"]
+    # The champion's training window comes from its run's tags: the rows it was fitted on, before its
+    # validation and holdout weeks (which end at its last matured label).
+    start, end = registry.training_window("yearly_flow", "1", tracking_uri=settings.mlflow_tracking_uri)
+    assert start == _day(215) and _day(488) < end < _day(490)
+    # The decision record on the candidate version says the same.
+    mv = registry.client(settings.mlflow_tracking_uri).get_model_version("yearly_flow", "2")
+    assert mv.tags["driftguard.verdict"] == "reject" and "seasonal_guardrail" in mv.tags["driftguard.reasons"]
+    # ... where on the (summer) holdout it beats the champion clearly.
+    assert checks["significance"]["passed"] and checks["significance"]["numbers"]["ci_low"] > 0

@@ -183,7 +183,7 @@ def test_documented_defaults() -> None:
     assert contract.quality.severity["schema"].value == "critical"
     assert contract.quality.severity["ranges"].value == "warning"
     assert contract.drift.method == "auto" and contract.drift.sample_size == 100_000
-    assert contract.training.window == timedelta(days=60)
+    assert contract.training.window is None and contract.training_window == timedelta(days=60)
     assert contract.promotion.mode == "non_inferiority" and contract.primary_metric == "roc_auc"
     assert [r.kind for r in contract.alerts.routes] == ["log"]
     regression = parse_contract(yaml.safe_dump(mutated(task="regression")))

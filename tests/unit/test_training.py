@@ -178,6 +178,20 @@ def test_window_and_max_rows_keep_the_most_recent(logs: dict[str, str], datasets
     assert data.fingerprint["rows"]["total"] == 1000
 
 
+def test_labelled_rows_of_an_interval_are_read_like_training_data(
+    contracts: dict[str, ModelContract], datasets: dict[str, TrainingData]
+) -> None:
+    contract = contracts["regression"]
+    lo, hi = T0 + timedelta(days=10), T0 + timedelta(days=13)
+    rows = training.load_labelled_rows(contract, lo, hi, as_of=AS_OF, exclude_intervals=[(lo, lo + timedelta(days=1))])
+    full = datasets["regression"].frame
+    expected = full[(full[TS] >= pd.Timestamp(lo + timedelta(days=1))) & (full[TS] < pd.Timestamp(hi))]
+    assert rows[ID].tolist() == expected[ID].tolist() and len(rows) == 100  # 2 days x 50, the first day excluded
+    assert list(rows.columns) == list(full.columns)
+    later = training.load_labelled_rows(contract, AS_OF, AS_OF + timedelta(days=5), as_of=AS_OF)
+    assert later.empty and list(later.columns) == training.training_columns(contract)
+
+
 def test_binary_labels_must_be_zero_or_one(contracts: dict[str, ModelContract]) -> None:
     frame = labelled_frame("binary_classification")
     frame.loc[3, LABEL] = 2
@@ -348,6 +362,8 @@ def test_candidate_run_is_fully_logged(
     assert tags["driftguard.model"] == contract.name
     assert tags["driftguard.trigger"] == "drift share 0.50 >= 0.30; model age 95d > 90d"
     assert tags["driftguard.data_sha256"] == candidate.fingerprint["sha256"]
+    # What is in sample for it (the gate's seasonal guardrail): from the window start to the train split's end.
+    assert tags["driftguard.train_end"] == candidate.fingerprint["bounds"]["train"]["end"]
     assert tags["driftguard.version.scikit-learn"] == __import__("sklearn").__version__
     assert tags["driftguard.version.pandas"] == pd.__version__
     assert tags["driftguard.version.mlflow"] == mlflow.__version__
@@ -522,12 +538,19 @@ def test_training_start_follows_the_change_point_and_the_seasonal_period(contrac
     )  # a change before the window: the window
     off = contract.model_copy(update={"training": contract.training.model_copy(update={"change_aware": False})})
     assert training.training_start(off, as_of, change_point=change)[0] == as_of - timedelta(days=60)
-    yearly = contract.model_copy(update={"seasonality": timedelta(days=365)})
+    unset = base.training.model_copy(update={"window": None})
+    yearly = contract.model_copy(update={"seasonality": timedelta(days=365), "training": unset})
     start, why = training.training_start(yearly, as_of)
     assert start == as_of - timedelta(days=365 + 7 + 7) and "one seasonal period of 365d" in why
     # A metric moving on seasonal data may be the season: the window keeps its full period.
     start, why = training.training_start(yearly, as_of, change_point=change)
     assert start == as_of - timedelta(days=379) and "with seasonality the window keeps a full period" in why
+    # A window the contract sets shorter than the period is used as given; the gate's guardrail checks it.
+    short = contract.model_copy(update={"seasonality": timedelta(days=365)})
+    assert short.shorter_than_season and not yearly.shorter_than_season
+    start, why = training.training_start(short, as_of)
+    assert start == as_of - timedelta(days=60) and "seasonal guardrail" in why
+    assert training.training_start(short, as_of, change_point=change)[0] == as_of - timedelta(days=60)
 
 
 def test_a_candidate_trained_across_a_change_carries_the_pre_change_level(datasets: dict[str, TrainingData]) -> None:
