@@ -4,6 +4,10 @@ An alert failure must never fail a monitoring run: `dispatch` logs every problem
 (ERROR) and never raises. Every alert is written to the log (INFO, WARNING, or ERROR when
 critical) whatever the routes; the `log` route therefore needs no extra work.
 
+Runbook: an alert whose `runbook_url` is the Driftguard runbook page (the contract default,
+`/driftguard/runbook`) links the section of its kind (`/driftguard/runbook#drift`); see
+driftguard.runbook.
+
 De-duplication: an alert's fingerprint is a hash of (model, kind, state), where `state` is
 what makes two alerts "the same" (e.g. the sorted drifted features). The same fingerprint
 is not re-sent within `AlertConfig.repeat_after`. An alert is recorded as sent only when no
@@ -29,6 +33,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
+from driftguard import runbook
 from driftguard.contract import AlertConfig, AlertRoute, ContractError, format_duration, interpolate_env
 
 if TYPE_CHECKING:
@@ -72,6 +77,8 @@ class Alert:
             raise ValueError(f"alert for model {self.model!r}: kind {self.kind!r} is not one of {list(KINDS)}")
         if self.severity not in SEVERITIES:
             raise ValueError(f"alert for model {self.model!r}: severity {self.severity!r} is not one of {SEVERITIES}")
+        # The Driftguard runbook page (the default runbook_url) opens at this kind's section.
+        object.__setattr__(self, "runbook_url", runbook.link(self.runbook_url, self.kind))
 
     @property
     def fingerprint(self) -> str:

@@ -286,3 +286,16 @@ def test_alert_rejects_unknown_kind_and_severity() -> None:
         drift_alert(kind="oops")
     with pytest.raises(ValueError, match=r"severity 'loud' is not one of \('info', 'warning', 'critical'\)"):
         drift_alert(severity="loud")
+
+
+def test_the_default_runbook_page_opens_at_the_alerts_section() -> None:
+    def runbook_of(url: str | None, kind: str = "drift") -> str | None:
+        return Alert(model="m", kind=kind, severity="info", title="t", runbook_url=url).runbook_url
+
+    assert runbook_of("/driftguard/runbook") == "/driftguard/runbook#drift"
+    assert runbook_of("https://airflow.example.com/driftguard/runbook/", "no_data") == (
+        "https://airflow.example.com/driftguard/runbook/#no_data"
+    )
+    assert runbook_of("/driftguard/runbook#board") == "/driftguard/runbook#board"  # an anchor given is kept
+    assert runbook_of("https://wiki.example.com/ml-oncall") == "https://wiki.example.com/ml-oncall"  # a team's own
+    assert runbook_of(None) is None
