@@ -107,7 +107,8 @@ def test_failing_task_in_a_real_dag_run_sends_an_alert(
     assert alert["state"] == "dg_notifier_probe.boom:RuntimeError"
     assert "task boom" in alert["body"] and "RuntimeError: feature log unreachable" in alert["body"]
     assert "/dags/dg_notifier_probe/runs/" in alert["report_path"]
-    assert alert["runbook_url"] == "/driftguard/runbook#pipeline_failure"  # the default opens its section
+    # the default runbook opens at its section, with Airflow's address (AIRFLOW__API__BASE_URL) in front
+    assert alert["runbook_url"] == f"{os.environ['AIRFLOW__API__BASE_URL']}/driftguard/runbook#pipeline_failure"
     try:  # recorded for de-duplication in the history store
         store = HistoryStore(history)
         assert store.alert_last_sent("flight_delay", alert["fingerprint"]) is not None
