@@ -8,7 +8,7 @@ This module itself never imports Airflow: the app works (and is tested) standalo
 
 Pages: the health board (``/``: one row per model, its status from driftguard.health, champion,
 last run, last decision, links to the failed task's log, the runbook and the rollback DAG), a
-model's run history, trend, failed runs and shadow challenger (``/models/{model}``), its registry
+model's status, run history, trend, failed runs and shadow challenger (``/models/{model}``), its registry
 state (``/models/{model}/registry``), the on-call runbook (``/runbook``, docs/runbook.md), and the
 report files under ``settings.reports_dir`` (``/reports/{path}``), served only after a containment
 check because the path comes from the URL. Every value from the history store, MLflow or the URL
@@ -518,27 +518,43 @@ def create_app(
             log.warning("%s: runs are expected without an end", exc)
             return None
 
+    def assess(
+        model: str,
+        specs: Mapping[str, Any],
+        now: datetime,
+        *,
+        runs: Sequence[RunRecord],
+        failures: Any,
+        promotions: Any,
+    ) -> health.Health:
+        spec = specs.get(model)
+        return health.assess(
+            model,
+            runs=runs,
+            failures=failures,
+            promotions=promotions,
+            now=now,
+            schedule=spec.schedule if spec else None,
+            start_date=spec.start_date if spec else None,
+            schedule_end=schedule_end(),
+            grace=health.grace_from_env(),
+        )
+
     @router.get("/", response_class=HTMLResponse)
     def home(request: Request) -> HTMLResponse:
         s = store()
-        specs = schedules()
-        now, grace, end = now_of(), health.grace_from_env(), schedule_end()
-        healths = []
-        for model in sorted(set(s.models()) | set(specs)):
-            spec = specs.get(model)
-            healths.append(
-                health.assess(
-                    model,
-                    runs=s.runs(model, limit=BOARD_RUNS),
-                    failures=s.failures(model, limit=BOARD_FAILURES),
-                    promotions=s.promotions(model),
-                    now=now,
-                    schedule=spec.schedule if spec else None,
-                    start_date=spec.start_date if spec else None,
-                    schedule_end=end,
-                    grace=grace,
-                )
+        specs, now = schedules(), now_of()
+        healths = [
+            assess(
+                model,
+                specs,
+                now,
+                runs=s.runs(model, limit=BOARD_RUNS),
+                failures=s.failures(model, limit=BOARD_FAILURES),
+                promotions=s.promotions(model),
             )
+            for model in sorted(set(s.models()) | set(specs))
+        ]
         return _page(root_of(request), "Driftguard", board_body(root_of(request), healths, now))
 
     @router.get(runbook.PAGE_PATH, response_class=HTMLResponse)
@@ -553,13 +569,16 @@ def create_app(
     def model_page(request: Request, model: str) -> HTMLResponse:
         s = store()
         records, promotions, shadow = s.runs(model), s.promotions(model), s.shadow_records(model)
-        failures = s.failures(model, limit=20)
-        if not records and not promotions and not failures and model not in schedules():
+        failures, specs = s.failures(model, limit=20), schedules()
+        if not records and not promotions and not failures and model not in specs:
             raise HTTPException(404, f"no runs, promotions or failed runs recorded for model {model!r}")
         root = root_of(request)
         threshold, description = _drift_threshold(settings, model)
+        h = assess(model, specs, now_of(), runs=records, failures=failures, promotions=promotions)
         body = [
             f"<h1>{_e(model)}</h1>",
+            f'<p class="health">{status_badge(h)} {_e(h.detail)} '
+            f'<a href="{_e(runbook_href(root, RUNBOOK_SECTION.get(h.status, "board")))}">runbook</a></p>',
             f"<p>{_e(description)}</p>" if description else "",
             f'<p><a href="{_e(_model_href(root, model, "/registry"))}">Registry: champion, challenger, '
             f"candidates</a> · {len(records)} run(s)</p>",

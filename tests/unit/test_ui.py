@@ -551,6 +551,7 @@ def test_board_shows_a_failed_run_with_its_task_log_and_an_overdue_contract(onca
     assert page.status_code == 200 and "No failed runs recorded." in page.text
     page = oncall.client.get("/driftguard/models/m1")
     assert f"MissingTableError: {EVIL}" in Text(page.text).joined and log in Text(page.text).links
+    assert 'data-status="run_failed"' in page.text  # the model page shows the board's status too
 
 
 def test_runbook_page_has_a_section_per_alert_kind(oncall: SimpleNamespace) -> None:
