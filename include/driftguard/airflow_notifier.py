@@ -9,6 +9,10 @@ Usage in a DAG file::
 The alert goes through `driftguard.alerts.dispatch` with the model contract's alert routes and
 the same de-duplication: the same task failing with the same exception type is one alert per
 `repeat_after`, so a broken nightly task does not page on every retry.
+
+Before alerting, a `pipeline_failure` notifier records the failure in the history store's
+dg_failures table (model, DAG, run, task, try, data interval, error): the health board at
+``/driftguard/`` shows the model as "run failed" with a link to the task's log.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from driftguard.settings import get_settings
 if TYPE_CHECKING:  # imported when a failure is notified, not when a DAG file is parsed
     from driftguard.alerts import Alert
     from driftguard.contract import AlertConfig
+    from driftguard.store import FailureRecord
 
 log = logging.getLogger(__name__)
 
@@ -105,21 +110,64 @@ class DriftguardNotifier(BaseNotifier):
             state=f"{where}:{error}",
         )
 
+    def build_failure(self, context: Mapping[str, Any], now: datetime) -> FailureRecord:
+        """The dg_failures row of a failed task (or DAG run) from its Airflow context."""
+        from driftguard.store import FailureRecord
+
+        ti = context.get("ti") or context.get("task_instance")
+        dag_run = context.get("dag_run")
+        dag = context.get("dag")
+        exception = context.get("exception")
+        if exception is not None:
+            error = f"{type(exception).__name__}: {exception}"
+        else:
+            error = str(context.get("reason") or "failed")
+        start = context.get("data_interval_start") or getattr(dag_run, "data_interval_start", None)
+        end = context.get("data_interval_end") or getattr(dag_run, "data_interval_end", None)
+        return FailureRecord(
+            model=self.model,
+            dag_id=str(getattr(ti, "dag_id", None) or getattr(dag_run, "dag_id", None) or getattr(dag, "dag_id", "?")),
+            run_id=str(getattr(ti, "run_id", None) or getattr(dag_run, "run_id", None) or context.get("run_id") or "?"),
+            task_id=str(getattr(ti, "task_id", None) or ""),
+            try_number=getattr(ti, "try_number", None),
+            interval_start=_utc(start),
+            interval_end=_utc(end),
+            error=error,
+            failed_at=now,
+        )
+
     def notify(self, context: Mapping[str, Any]) -> None:
         from driftguard.alerts import dispatch
 
+        now = datetime.now(UTC)
+        store = None
+        try:
+            from driftguard.store import HistoryStore
+
+            store = HistoryStore(self.history_url or get_settings().history_url)
+        except Exception as exc:
+            log.error("history store unavailable for failure recording and alert de-duplication: %s", exc)
+        if store is not None and self.kind == "pipeline_failure":
+            try:
+                store.record_failure(self.build_failure(context, now))
+            except Exception as exc:  # the alert below must still go out
+                log.error("could not record the failure of %s in the history store: %s", self.model, exc)
         try:
             alert = self.build_alert(context)
             config = self._config()
             if alert.runbook_url is None:
                 alert = dataclasses.replace(alert, runbook_url=config.runbook_url)
-            store = None
-            try:
-                from driftguard.store import HistoryStore
-
-                store = HistoryStore(self.history_url or get_settings().history_url)
-            except Exception as exc:
-                log.error("history store unavailable for alert de-duplication: %s", exc)
-            dispatch(alert, config, store=store, now=datetime.now(UTC))
+            dispatch(alert, config, store=store, now=now)
         except Exception:
             log.exception("Driftguard failure notifier for %s could not send its alert", self.model)
+
+
+def _utc(value: Any) -> datetime | None:
+    """A context datetime (pendulum, stdlib or ISO text) as stdlib tz-aware UTC; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if getattr(value, "tzinfo", None) is None:
+        return None
+    return datetime.fromtimestamp(value.timestamp(), tz=UTC)

@@ -4,6 +4,11 @@ An alert failure must never fail a monitoring run: `dispatch` logs every problem
 (ERROR) and never raises. Every alert is written to the log (INFO, WARNING, or ERROR when
 critical) whatever the routes; the `log` route therefore needs no extra work.
 
+Runbook: an alert whose `runbook_url` is the Driftguard runbook page (the contract default,
+`/driftguard/runbook`) links the section of its kind (`/driftguard/runbook#drift`); see
+driftguard.runbook. A root-relative runbook URL is sent with Airflow's address in front
+(AIRFLOW__API__BASE_URL, set by docker-compose.yaml), so it opens from Slack or e-mail too.
+
 De-duplication: an alert's fingerprint is a hash of (model, kind, state), where `state` is
 what makes two alerts "the same" (e.g. the sorted drifted features). The same fingerprint
 is not re-sent within `AlertConfig.repeat_after`. An alert is recorded as sent only when no
@@ -24,11 +29,12 @@ import os
 import smtplib
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
+from driftguard import runbook
 from driftguard.contract import AlertConfig, AlertRoute, ContractError, format_duration, interpolate_env
 
 if TYPE_CHECKING:
@@ -72,6 +78,8 @@ class Alert:
             raise ValueError(f"alert for model {self.model!r}: kind {self.kind!r} is not one of {list(KINDS)}")
         if self.severity not in SEVERITIES:
             raise ValueError(f"alert for model {self.model!r}: severity {self.severity!r} is not one of {SEVERITIES}")
+        # The Driftguard runbook page (the default runbook_url) opens at this kind's section.
+        object.__setattr__(self, "runbook_url", runbook.link(self.runbook_url, self.kind))
 
     @property
     def fingerprint(self) -> str:
@@ -148,11 +156,20 @@ def _route_name(route: AlertRoute) -> str:
     return f"{route.kind} {route.url}" if route.url else route.kind
 
 
+def _absolute_runbook(alert: Alert) -> Alert:
+    """`/driftguard/runbook#drift` with AIRFLOW__API__BASE_URL in front, when that is set."""
+    url, base = alert.runbook_url, os.environ.get("AIRFLOW__API__BASE_URL", "").strip().rstrip("/")
+    if url and base and url.startswith("/") and not url.startswith("//"):
+        return replace(alert, runbook_url=base + url)
+    return alert
+
+
 def dispatch(alert: Alert, config: AlertConfig, *, store: HistoryStore | None, now: datetime) -> bool:
     """Send `alert` through every route of `config` unless the same alert went out within
     `config.repeat_after`. Returns True if it went out (at least the log), False if suppressed.
 
     `store` is a HistoryStore (or None: no de-duplication). Never raises."""
+    alert = _absolute_runbook(alert)
     fingerprint = alert.fingerprint
     try:
         last = store.alert_last_sent(alert.model, fingerprint) if store is not None else None

@@ -639,7 +639,11 @@ class AlertRoute(_Strict):
 
 class AlertConfig(_Strict):
     routes: list[AlertRoute] = Field(default_factory=lambda: [AlertRoute(kind="log")], description="Where alerts go.")
-    runbook_url: str = Field("README.md#on-call", description="Linked from every alert.")
+    runbook_url: str = Field(
+        "/driftguard/runbook",
+        description="Linked from every alert. The default is the runbook page the Airflow plugin serves; an alert "
+        "adds its kind's section (`#drift`).",
+    )
     repeat_after: Duration = Field(timedelta(days=1), description="Re-send an unchanged alert after this.")
 
 

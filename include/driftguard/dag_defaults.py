@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from driftguard.contract import LoadResult, ModelContract
 
-README_RUNBOOK = "README.md#on-call"
+RUNBOOK_URL = "/driftguard/runbook"  # driftguard.runbook.DEFAULT_URL: the page the plugin serves
 TAG = "driftguard"
 DEFAULT_RETRIES = 2
 DEFAULT_RETRY_DELAY = timedelta(minutes=5)
@@ -112,7 +112,7 @@ def doc_md(module_doc: str | None, spec: DagSpec, kind: str) -> str:
     if spec.description.strip():
         parts.append(spec.description.strip())
     parts.append(f"Owners: {owner(spec)}. Schedule: `{spec.schedule}` from {spec.start_date.isoformat()} (UTC).")
-    parts.append(f"Runbook: [{README_RUNBOOK}]({README_RUNBOOK}); model runbook: {spec.runbook_url}.")
+    parts.append(f"Runbook: [{RUNBOOK_URL}]({RUNBOOK_URL}); model runbook: {spec.runbook_url}.")
     return "\n\n".join(p for p in parts if p)
 
 
@@ -152,7 +152,7 @@ class BrokenContracts(ValueError):
         files = sorted({file for file, _, _ in problems})
         self.headline = (
             f"{len(files)} broken model contract file(s) in {models_dir}: their DAGs are not loaded "
-            f"(every other model's DAGs are). Fix each line below; runbook: {README_RUNBOOK}"
+            f"(every other model's DAGs are). Fix each line below; runbook: {RUNBOOK_URL}"
         )
         super().__init__(str(self))
 

@@ -1,4 +1,5 @@
-"""History tables: what every monitoring run found and decided, promotions, retrains, shadow evidence, alerts.
+"""History tables: what every monitoring run found and decided, promotions, retrains, shadow evidence, alerts,
+failed runs.
 
 SQLAlchemy 2 Core on SQLite (embedded) or PostgreSQL (production). Tables are prefixed `dg_`
 and created lazily. The retrain decision is stored in its `dg_runs` row (`retrain`, `reasons`,
@@ -265,6 +266,27 @@ promotion_intents_table = sa.Table(
     sa.UniqueConstraint("model", name="uq_dg_promotion_intents_model"),
 )
 
+# Failed Airflow runs (driftguard.airflow_notifier records them from the tasks' failure callback):
+# one row per failed task of a run, so the health board can say "run failed", name the step and
+# error, and link the task's log. A cleared task that fails again replaces its row (same key).
+# task_id "" is a DAG-level failure (no task instance). The interval is the run's data interval
+# (None when the run has none).
+failures_table = sa.Table(
+    "dg_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("dag_id", sa.String(250), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("task_id", sa.String(250), nullable=False),
+    sa.Column("try_number", sa.Integer, nullable=True),
+    sa.Column("interval_start", UTCDateTime, nullable=True),
+    sa.Column("interval_end", UTCDateTime, nullable=True),
+    sa.Column("error", sa.Text, nullable=False, default=""),
+    sa.Column("failed_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("dag_id", "run_id", "task_id", name="uq_dg_failures_task"),
+)
+
 # Batch shadow scoring (driftguard.shadow): one row per challenger and part of its evidence. kind
 # "holdout": the registration's gate holdout, which opens the session; "window": one monitoring
 # window it scored beside the champion; "end": a later retrain ended the session. The paired
@@ -311,6 +333,7 @@ for _t, _cols in (
     (promotions_table, ("model", "at")),
     (alerts_table, ("model", "fingerprint", "sent_at")),
     (shadow_table, ("model", "interval_end")),
+    (failures_table, ("model", "failed_at")),
 ):
     sa.Index(f"ix_{_t.name}_{'_'.join(_cols)}", *(_t.c[c] for c in _cols))
 
@@ -429,6 +452,33 @@ class ShadowRecord:
             if isinstance(values.get(key), str):
                 values[key] = datetime.fromisoformat(values[key])
         return cls(**values)
+
+
+FAILURE_ERROR_CHARS = 2000
+"""A failure's error text is cut to this many characters (a traceback belongs in the task log)."""
+
+
+@dataclass
+class FailureRecord:
+    """One failed task of an Airflow run of a Driftguard DAG (a dg_failures row)."""
+
+    model: str
+    dag_id: str
+    run_id: str
+    task_id: str  # "" for a DAG-level failure
+    failed_at: datetime
+    error: str = ""
+    try_number: int | None = None
+    interval_start: datetime | None = None
+    interval_end: datetime | None = None
+
+    @property
+    def step(self) -> str:
+        """The failed step as a reader names it: the task id, or "the DAG run"."""
+        return self.task_id or "the DAG run"
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(dataclasses.asdict(self))
 
 
 def _stamp(value: datetime) -> str:
@@ -771,8 +821,10 @@ class HistoryStore:
             return int(conn.execute(q).scalar_one())
 
     def models(self) -> list[str]:
-        """Every model with a run or a promotion on record, sorted."""
-        q = sa.union(sa.select(runs_table.c.model), sa.select(promotions_table.c.model))
+        """Every model with a run, a promotion or a failed run on record, sorted."""
+        q = sa.union(
+            sa.select(runs_table.c.model), sa.select(promotions_table.c.model), sa.select(failures_table.c.model)
+        )
         with self._begin() as conn:
             return sorted({r[0] for r in conn.execute(q)})
 
@@ -1081,6 +1133,50 @@ class HistoryStore:
             conn.execute(t.update().where(*key).values(action=action, details=jsonable(details), updated_at=_now()))
         log.info("shadow window %s of v%s: action %s", _where(model, start, end), version, action)
         return True
+
+    # -- failed runs
+
+    def record_failure(self, record: FailureRecord) -> None:
+        """Upsert one failed task, keyed by (dag_id, run_id, task_id): the same task of the same
+        run failing again (cleared, or retried by hand) replaces its row, never adds one."""
+        for name in ("failed_at", "interval_start", "interval_end"):
+            value = getattr(record, name)
+            if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+                raise ValueError(f"{_where(record.model)}: FailureRecord.{name} must be tz-aware UTC, got {value!r}")
+        key_cols = ("dag_id", "run_id", "task_id")
+        values = {
+            "model": record.model,
+            "dag_id": record.dag_id,
+            "run_id": record.run_id,
+            "task_id": record.task_id or "",
+            "try_number": None if record.try_number is None else int(record.try_number),
+            "interval_start": record.interval_start,
+            "interval_end": record.interval_end,
+            "error": (record.error or "")[:FAILURE_ERROR_CHARS],
+            "failed_at": record.failed_at,
+        }
+        try:
+            with self._begin() as conn:
+                stmt = _insert(conn, failures_table).values(**values)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=list(key_cols), set_={k: v for k, v in values.items() if k not in key_cols}
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{_where(record.model)}: writing dg_failures failed: {_first_line(exc)}") from exc
+        log.info("recorded failure of %s.%s (run %s) for %s", record.dag_id, record.step, record.run_id, record.model)
+
+    def failures(self, model: str, *, limit: int | None = None) -> list[FailureRecord]:
+        """A model's failed tasks, oldest first (by failure time); `limit`: the most recent ones."""
+        t = failures_table
+        q = sa.select(t).where(t.c.model == model).order_by(t.c.failed_at.desc(), t.c.id.desc())
+        if limit is not None:
+            q = q.limit(limit)
+        with self._begin() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+        rows.reverse()
+        return [FailureRecord(**{k: v for k, v in r.items() if k != "id"}) for r in rows]
 
     # -- alerts
 

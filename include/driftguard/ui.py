@@ -6,10 +6,17 @@ except ``/reports/_assets/<vendor file>``: the Evidently bundle and icon font th
 driftguard._evidently copies there (public code, no data; see below why).
 This module itself never imports Airflow: the app works (and is tested) standalone.
 
-Pages: models (``/``), a model's run history, trend and shadow challenger (``/models/{model}``), its registry
-state (``/models/{model}/registry``), and the report files under ``settings.reports_dir``
-(``/reports/{path}``), served only after a containment check because the path comes from the URL.
-Every value from the history store, MLflow or the URL is HTML-escaped.
+Pages: the health board (``/``: one row per model, its status from driftguard.health, champion,
+last run, last decision, links to the failed task's log, the runbook and the rollback DAG), a
+model's status, run history, trend, failed runs and shadow challenger (``/models/{model}``), its registry
+state (``/models/{model}/registry``), the on-call runbook (``/runbook``, docs/runbook.md), and the
+report files under ``settings.reports_dir`` (``/reports/{path}``), served only after a containment
+check because the path comes from the URL. Every value from the history store, MLflow or the URL
+is HTML-escaped. Errors (404, 401, a broken store, a crash) are HTML pages too, never JSON.
+
+Links into Airflow's own UI (a task's log, a DAG) are built from the app's mount point: the app
+sits one path segment under Airflow's base URL (``/driftguard``), so Airflow's root is the mount
+point without its last segment.
 
 Report files are Evidently's and GX's HTML, built from feature-log data. They are served with
 ``Content-Security-Policy: sandbox allow-scripts`` (no ``allow-same-origin``): their scripts run
@@ -33,12 +40,14 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from driftguard import reports
+from driftguard import health, reports, runbook
 from driftguard.settings import Settings, get_settings
-from driftguard.store import HistoryStore, RunRecord, StoreError
+from driftguard.store import FailureRecord, HistoryStore, RunRecord, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -167,46 +176,141 @@ def report_href(root: str, reports_dir: Path, rec: RunRecord, key: str) -> str |
 
 
 _NONE = '<span class="muted">—</span>'
-_CSS_EXTRA = "nav a{margin-right:1rem}.msg{padding:.5rem .75rem;border-left:4px solid #d1242f;background:#fff5f5}"
+_CSS_EXTRA = (
+    "nav a{margin-right:1rem}.msg{padding:.5rem .75rem;border-left:4px solid #d1242f;background:#fff5f5}"
+    ".status{display:inline-block;padding:.1rem .45rem;border-radius:3px;font-weight:600;white-space:nowrap}"
+    ".status.bad{background:#ffebe9;color:#b00020}.status.warn{background:#fff8c5;color:#7a5200}"
+    ".status.good{background:#dafbe1;color:#1a7f37}.status.muted{background:#eee;color:#555}"
+    ".flags,.detail{font-size:.8rem}pre{background:#f6f8fa;padding:.5rem;overflow:auto}"
+)
+BOARD_RUNS = 60
+"""Recorded runs the board reads per model (the newest intervals): enough for its verdict."""
+BOARD_FAILURES = 5
+RUNBOOK_SECTION = {
+    "run_failed": "pipeline_failure",
+    "quality_failed": "quality_critical",
+    "no_data": "no_data",
+    "degraded": "drift_degraded",
+    "drift": "drift",
+}
+"""The runbook section a board status links (anything else: the board's own section)."""
+
+Clock = Callable[[], datetime]
 
 
-def _page(root: str, title: str, body: str) -> HTMLResponse:
-    nav = f'<nav><a href="{_e(root)}/">Driftguard models</a></nav>'
+def _page(root: str, title: str, body: str, status_code: int = 200) -> HTMLResponse:
+    nav = (
+        f'<nav><a href="{_e(root)}/">Driftguard health board</a>'
+        f'<a href="{_e(root)}{runbook.PAGE_PATH}">Runbook</a></nav>'
+    )
     text = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
         f"<style>{reports._CSS}{_CSS_EXTRA}</style></head>\n<body>\n{nav}\n{body}\n</body></html>\n"
     )
-    return HTMLResponse(text, headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"})
+    return HTMLResponse(
+        text,
+        status_code=status_code,
+        headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def _model_href(root: str, model: str, suffix: str = "") -> str:
     return f"{root}/models/{quote(model, safe='')}{suffix}"
 
 
-def models_body(root: str, models: Sequence[str], latest: Mapping[str, RunRecord]) -> str:
+def airflow_root(root: str) -> str:
+    """Airflow's base path from the app's mount point (``/driftguard`` -> ``""``)."""
+    return root.rsplit("/", 1)[0] if root else ""
+
+
+def task_log_href(airflow: str, failure: FailureRecord) -> str:
+    """Airflow 3's page of the failed task instance (its Logs tab opens first), or of the run."""
+    run = f"{airflow}/dags/{quote(failure.dag_id, safe='')}/runs/{quote(failure.run_id, safe='')}"
+    return f"{run}/tasks/{quote(failure.task_id, safe='')}" if failure.task_id else run
+
+
+def rollback_dag_href(airflow: str, model: str) -> str:
+    from driftguard.dag_defaults import dag_id
+
+    return f"{airflow}/dags/{quote(dag_id('rollback', model), safe='')}"
+
+
+def runbook_href(root: str, section: str) -> str:
+    return f"{root}{runbook.PAGE_PATH}#{quote(section, safe='')}"
+
+
+def status_badge(h: health.Health) -> str:
+    return f'<span class="status {h.css}" data-status="{_e(h.status)}">{_e(h.label)}</span>'
+
+
+def board_body(root: str, healths: Sequence[health.Health], now: datetime) -> str:
+    """The health board: one row per model, worst status first."""
+    airflow = airflow_root(root)
+    order = list(health.STATUSES)
     rows = []
-    for model in models:
-        rec = latest.get(model)
+    for h in sorted(healths, key=lambda h: (order.index(h.status), h.model)):
+        others = [health.STATUSES[f][0] for f in h.flags[1:]]
+        flags = f'<div class="flags muted">also: {_e(", ".join(others))}</div>' if others else ""
+        detail = f'<div class="detail">{_e(h.detail)}</div>' if h.detail else ""
+        champ = h.champion
+        champion = (
+            f"v{_e(champ.version)}"
+            + (f' <span class="muted">· {_e(health.age(now, champ.since))}</span>' if champ.since else "")
+            if champ
+            else _NONE
+        )
+        rec = h.last_run
         if rec is None:
-            cells = '<td colspan="4" class="muted">no runs yet</td>'
+            last, decision = _NONE, _NONE
         else:
-            decision = '<span class="retrain">retrain</span>' if rec.retrain else "no retrain"
-            share = "—" if rec.drift_share is None else f"{rec.drift_share:.2f}"
-            cells = (
-                f"<td>{_e(_when(rec.interval_start))} → {_e(_when(rec.interval_end))}</td>"
-                f'<td>{reports._quality_cell(rec)}</td><td class="num">{share}</td><td>{decision}</td>'
+            last = (
+                f"{_e(_when(rec.interval_start))} → {_e(_when(rec.interval_end))}"
+                f'<div class="muted">recorded {_e(health.age(now, rec.updated_at))} ago</div>'
             )
+            decision = _e(health.decision_line(rec))
+        links = [
+            f'<a class="model-link" href="{_e(_model_href(root, h.model))}">model page</a>',
+            f'<a class="registry-link" href="{_e(_model_href(root, h.model, "/registry"))}">registry</a>',
+        ]
+        if h.failure is not None:
+            links.append(
+                f'<a class="task-log" href="{_e(task_log_href(airflow, h.failure))}">{_e(h.failure.step)} log</a>'
+            )
+        section = RUNBOOK_SECTION.get(h.status, "board")
+        links.append(f'<a class="runbook-link" href="{_e(runbook_href(root, section))}">runbook</a>')
+        links.append(f'<a class="rollback-link" href="{_e(rollback_dag_href(airflow, h.model))}">rollback DAG</a>')
         rows.append(
-            f'<tr class="model"><td><a href="{_e(_model_href(root, model))}">{_e(model)}</a> · '
-            f'<a class="muted" href="{_e(_model_href(root, model, "/registry"))}">registry</a></td>{cells}</tr>'
+            f'<tr class="model" data-model="{_e(h.model)}"><td><a href="{_e(_model_href(root, h.model))}">'
+            f"{_e(h.model)}</a></td><td>{status_badge(h)}{flags}{detail}</td><td>{champion}</td>"
+            f"<td>{last}</td><td>{decision}</td><td>{' · '.join(links)}</td></tr>"
         )
     if not rows:
-        rows.append('<tr><td colspan="5" class="muted">no models monitored yet</td></tr>')
+        rows.append('<tr><td colspan="6" class="muted">no models monitored yet</td></tr>')
     return (
         "<h1>Driftguard</h1>"
-        '<table class="models"><thead><tr><th>Model</th><th>Latest interval (UTC)</th><th>Quality</th>'
-        f"<th>Drift share</th><th>Decision</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f'<p class="muted">Health board, {_e(_when(now))} UTC. What each status means and what to do: '
+        f'<a href="{_e(runbook_href(root, "board"))}">runbook</a>.</p>'
+        '<table class="models board"><thead><tr><th>Model</th><th>Status</th><th>Champion (age)</th>'
+        "<th>Last run (UTC)</th><th>Last decision</th><th>Links</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def failures_table(root: str, failures: Sequence[FailureRecord]) -> str:
+    if not failures:
+        return '<p class="muted">No failed runs recorded.</p>'
+    airflow = airflow_root(root)
+    rows = [
+        f'<tr class="failure"><td>{_e(_when(f.failed_at))}</td><td>{_e(f.dag_id)}</td>'
+        f"<td>{_e(_when(f.interval_start))} → {_e(_when(f.interval_end))}</td><td>{_e(f.step)}</td>"
+        f"<td>{_e(f.try_number)}</td><td>{_e(f.error)}</td>"
+        f'<td><a class="task-log" href="{_e(task_log_href(airflow, f))}">task log</a></td></tr>'
+        for f in sorted(failures, key=lambda f: f.failed_at, reverse=True)
+    ]
+    return (
+        '<table class="failures"><thead><tr><th>Failed at (UTC)</th><th>DAG</th><th>Interval (UTC)</th>'
+        f"<th>Step</th><th>Try</th><th>Error</th><th>Log</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -324,11 +428,13 @@ def create_app(
     auth_dependency: Callable[..., Any] | None = None,
     *,
     registry_lookup: RegistryLookup | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """The Driftguard UI app. auth_dependency runs before every route (Airflow's get_user in the
     plugin) but the vendor assets' one; registry_lookup replaces the MLflow alias lookup (tests,
-    other registries)."""
+    other registries); clock gives the board's "now" (tests)."""
     settings = settings or get_settings()
+    now_of = clock or (lambda: datetime.now(UTC))
     lookup = registry_lookup or _registry_lookup
     reports_dir = Path(settings.reports_dir)
     deps = [Depends(auth_dependency)] if auth_dependency is not None else []
@@ -358,33 +464,121 @@ def create_app(
     def root_of(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/")
 
+    def error_page(
+        request: Request, status: int, message: str, headers: Mapping[str, str] | None = None
+    ) -> HTMLResponse:
+        body = f'<h1>Driftguard</h1><p class="msg bad" id="error">{_e(message)}</p>'
+        if status in (401, 403):
+            body += (
+                f'<p><a href="{_e(airflow_root(root_of(request)))}/">Log in to Airflow</a>, then reload this page.</p>'
+            )
+        response = _page(root_of(request), f"Driftguard: {status}", body, status_code=status)
+        for key, value in (headers or {}).items():
+            if key.lower() not in ("content-type", "content-length"):
+                response.headers[key] = value
+        return response
+
     @app.exception_handler(SQLAlchemyError)
     @app.exception_handler(StoreError)
     async def history_unavailable(request: Request, exc: Exception) -> HTMLResponse:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         log.error("history store %s unreadable: %s", settings.history_url, first)
-        body = f'<h1>Driftguard</h1><p class="msg bad">History store unavailable: {_e(first)}</p>'
-        response = _page(root_of(request), "Driftguard: history unavailable", body)
-        response.status_code = 503
-        return response
+        return error_page(request, 503, f"History store unavailable: {first}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+        """404s, and 401/403 from Airflow's login dependency: an HTML page, not {"detail": ...}."""
+        return error_page(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
+        return error_page(request, 422, "This address has an invalid part.")
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> HTMLResponse:
+        log.exception("Driftguard page %s failed", request.url.path)
+        return error_page(request, 500, f"This page failed: {type(exc).__name__}. The api-server log has the details.")
+
+    def schedules() -> dict[str, Any]:
+        """Each contract's DagSpec (schedule, start date), for the overdue check; {} when unreadable."""
+        from driftguard.dag_specs import load_specs
+
+        try:
+            return dict(load_specs(settings.models_dir, settings.home / "cache" / "dag_specs.json").specs)
+        except Exception as exc:  # the board still shows every recorded model, without overdue
+            log.warning("model contracts unreadable (%s): the board checks no schedule", exc)
+            return {}
+
+    def schedule_end() -> datetime | None:
+        from driftguard.dag_defaults import schedule_end as end
+
+        try:
+            return end()
+        except ValueError as exc:
+            log.warning("%s: runs are expected without an end", exc)
+            return None
+
+    def assess(
+        model: str,
+        specs: Mapping[str, Any],
+        now: datetime,
+        *,
+        runs: Sequence[RunRecord],
+        failures: Any,
+        promotions: Any,
+    ) -> health.Health:
+        spec = specs.get(model)
+        return health.assess(
+            model,
+            runs=runs,
+            failures=failures,
+            promotions=promotions,
+            now=now,
+            schedule=spec.schedule if spec else None,
+            start_date=spec.start_date if spec else None,
+            schedule_end=schedule_end(),
+            grace=health.grace_from_env(),
+        )
 
     @router.get("/", response_class=HTMLResponse)
     def home(request: Request) -> HTMLResponse:
         s = store()
-        models = s.models()
-        latest = {m: runs[-1] for m in models if (runs := s.runs(m, limit=1))}
-        return _page(root_of(request), "Driftguard", models_body(root_of(request), models, latest))
+        specs, now = schedules(), now_of()
+        healths = [
+            assess(
+                model,
+                specs,
+                now,
+                runs=s.runs(model, limit=BOARD_RUNS),
+                failures=s.failures(model, limit=BOARD_FAILURES),
+                promotions=s.promotions(model),
+            )
+            for model in sorted(set(s.models()) | set(specs))
+        ]
+        return _page(root_of(request), "Driftguard", board_body(root_of(request), healths, now))
+
+    @router.get(runbook.PAGE_PATH, response_class=HTMLResponse)
+    def runbook_page(request: Request) -> HTMLResponse:
+        try:
+            body = runbook.page_body()
+        except OSError as exc:
+            raise HTTPException(404, f"runbook {runbook.RUNBOOK_MD} unreadable: {exc.strerror or exc}") from exc
+        return _page(root_of(request), "Driftguard runbook", body)
 
     @router.get("/models/{model}", response_class=HTMLResponse)
     def model_page(request: Request, model: str) -> HTMLResponse:
         s = store()
         records, promotions, shadow = s.runs(model), s.promotions(model), s.shadow_records(model)
-        if not records and not promotions:
-            raise HTTPException(404, f"no runs or promotions recorded for model {model!r}")
+        failures, specs = s.failures(model, limit=20), schedules()
+        if not records and not promotions and not failures and model not in specs:
+            raise HTTPException(404, f"no runs, promotions or failed runs recorded for model {model!r}")
         root = root_of(request)
         threshold, description = _drift_threshold(settings, model)
+        h = assess(model, specs, now_of(), runs=records, failures=failures, promotions=promotions)
         body = [
             f"<h1>{_e(model)}</h1>",
+            f'<p class="health">{status_badge(h)} {_e(h.detail)} '
+            f'<a href="{_e(runbook_href(root, RUNBOOK_SECTION.get(h.status, "board")))}">runbook</a></p>',
             f"<p>{_e(description)}</p>" if description else "",
             f'<p><a href="{_e(_model_href(root, model, "/registry"))}">Registry: champion, challenger, '
             f"candidates</a> · {len(records)} run(s)</p>",
@@ -395,6 +589,8 @@ def create_app(
             reports.shadow_section(shadow),
             "<h2>Runs</h2>",
             runs_table(root, reports_dir, records),
+            "<h2>Failed runs</h2>",
+            failures_table(root, failures),
         ]
         return _page(root, f"Driftguard: {model}", "\n".join(b for b in body if b))
 

@@ -113,7 +113,7 @@ def test_every_dag_has_tags_owner_and_retries() -> None:
         assert "driftguard" in dag.tags, dag.dag_id
         assert len(dag.tags) >= 3, f"{dag.dag_id}: tags are driftguard, the DAG kind and the model"
         assert dag.max_active_runs == 1, dag.dag_id
-        assert dag.doc_md and "README.md#on-call" in dag.doc_md, dag.dag_id
+        assert dag.doc_md and "/driftguard/runbook" in dag.doc_md, dag.dag_id
         for task in dag.tasks:
             assert task.owner and task.owner != "airflow", f"{dag.dag_id}.{task.task_id} has no owner"
             if task.retries < 1:

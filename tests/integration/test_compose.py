@@ -556,6 +556,7 @@ BUILD_NEEDS = [
     "dags/monitoring.py",
     "plugins/driftguard_plugin.py",
     "docker/airflow_init.py",
+    "docs/runbook.md",  # the plugin serves it at /driftguard/runbook
 ]
 BUILD_MUST_EXCLUDE = [
     ".env",

@@ -6,6 +6,9 @@ reports folder holding one recorded run whose drift.html came from the real drif
 and a run of a second model whose feature log carries HTML/script payloads (tests/xss_support.py)
 in a feature name and category values, with the real drift.html and validation.html, plus a
 hand-written report page whose script tries to call Airflow's API.
+Before the api-server starts, a real `airflow dags test` run of MODEL's monitoring DAG fails (its
+contract's feature log has no table): the DAG's failure callback records the failure, so the
+health board shows MODEL as "run failed" with a link to the failed task's page in Airflow's UI.
 Tokens come from Airflow's own POST /auth/token. The browser test drives headless Chromium through
 Selenium + the Debian chromedriver (scripts/install_browser.sh) and saves screenshots to test-artifacts/.
 """
@@ -53,6 +56,7 @@ fetch("/api/v2/dags", {credentials: "include"})
 </script></body></html>
 """
 """A report file as a script that bypassed escaping would write it: what can it reach?"""
+FAILED_DAG = f"driftguard_monitor__{MODEL}"
 STARTUP_LIMIT_S = 180.0  # readiness wait for the api-server, not an assertion on speed
 CHROMIUM_FLAGS = [
     "--headless",
@@ -183,6 +187,37 @@ def _seed_payloads(reports_dir: Path, store: Any) -> SimpleNamespace:
     )
 
 
+def _failing_run(home: Path, env: dict[str, str]) -> None:
+    """A real run of MODEL's monitoring DAG whose feature log has no table: extract_window and
+    load_reference fail (a data error: no retry) and the DAG's failure callback records each
+    failure in the history store (the board links the latest)."""
+    import sqlite3
+
+    import yaml
+    from driftguard.testing import DEFAULT_START, synthetic_contract
+
+    sqlite3.connect(home / "empty_feature_log.db").close()  # a database without the log's table
+    contract = synthetic_contract(
+        url=f"sqlite:///{home / 'empty_feature_log.db'}",
+        name=MODEL,
+        start_date=DEFAULT_START,
+        overrides={"reference": {"start": "2024-01-01", "end": "2024-01-08"}},  # no champion: the bootstrap
+    )
+    models = Path(env["DRIFTGUARD_MODELS_DIR"])
+    models.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(contract.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+    (models / f"{MODEL}.yaml").write_text(text)
+    when = (DEFAULT_START + timedelta(days=40)).isoformat()
+    run = subprocess.run(
+        [AIRFLOW, "dags", "test", FAILED_DAG, when], env=env, capture_output=True, text=True, timeout=600
+    )
+    out = run.stdout + run.stderr
+    (home / "failing_run.log").write_text(out)
+    assert run.returncode != 0 and "MissingTableError" in out, (
+        f"the injected run did not fail as planned:\n{out[-3000:]}"
+    )
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     """A real `airflow api-server` with the repo's plugins on a free port; stopped (whole group) at the end."""
@@ -208,6 +243,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True)
     assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-2000:]}"
+    _failing_run(home, env)
     base = f"http://localhost:{port}"
     services = mod.Services(env, home / "logs")
     try:
@@ -314,6 +350,47 @@ def test_plugin_listed_by_airflow_with_its_links(server: SimpleNamespace) -> Non
     assert ("dag", "/driftguard/dags/{DAG_ID}") in views
     status, _, body = _http(server.base + "/api/v2/importErrors", token=server.token)
     assert status == 200
+
+
+def _board_row(body: str, model: str) -> str:
+    return body.split(f'<tr class="model" data-model="{model}">', 1)[1].split("</tr>", 1)[0]
+
+
+def test_board_runbook_and_error_pages_through_airflow(server: SimpleNamespace) -> None:
+    import html
+    import re
+
+    status, _, body = _http(server.base + "/driftguard/", token=server.token)
+    assert status == 200, body[:500]
+    row = _board_row(body, MODEL)
+    assert 'data-status="run_failed"' in row and "MissingTableError" in row, row
+    log = html.unescape(re.search(r'class="task-log" href="([^"]+)"', row)[1])
+    assert log.startswith(f"/dags/{FAILED_DAG}/runs/manual__") and "/tasks/" in log, log
+    assert html.unescape(re.search(r'class="rollback-link" href="([^"]+)"', row)[1]) == (
+        f"/dags/driftguard_rollback__{MODEL}"
+    )
+    # The run, the task and its state are in Airflow's metadata DB: its REST API knows the linked task.
+    _, run_id, _, task_id = log.removeprefix(f"/dags/{FAILED_DAG}/").split("/")
+    from urllib.parse import unquote
+
+    api = f"/api/v2/dags/{FAILED_DAG}/dagRuns/{run_id}/taskInstances/{task_id}"
+    status, _, ti = _http(server.base + api, token=server.token)
+    assert status == 200 and json.loads(ti)["state"] == "failed", ti[:500]
+    assert json.loads(ti)["dag_run_id"] == unquote(run_id)
+
+    status, headers, page = _http(server.base + "/driftguard/runbook#pipeline_failure", token=server.token)
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert 'id="pipeline_failure"' in page and 'id="board"' in page
+    # Errors are pages a browser shows, never {"detail": ...}.
+    for path, token, code in (
+        ("/driftguard/no/such/page", server.token, 404),
+        ("/driftguard/models/nope", server.token, 404),
+        ("/driftguard/reports/nope.html", server.token, 404),
+        ("/driftguard/", None, 401),
+    ):
+        status, headers, page = _http(server.base + path, token=token)
+        assert status == code and headers["content-type"].startswith("text/html"), (path, status, page[:300])
+        assert not page.lstrip().startswith("{") and '"detail"' not in page, (path, page[:300])
 
 
 # --------------------------------------------------------------------------- browser
@@ -520,3 +597,44 @@ def test_browser_report_page_cannot_call_the_airflow_api(
     assert found["storage"] == "storage: refused SecurityError", found
     assert found["api"].startswith("api: blocked"), found
     assert '"dags"' not in found["api"] and "200" not in found["api"]
+
+
+@pytest.mark.browser
+def test_browser_board_shows_the_failed_run_and_opens_its_task_log(
+    webdriver_module: Any, server: SimpleNamespace, browser: Any
+) -> None:
+    """The injected failing run: the board says "run failed" (text and colour), its task-log link
+    opens the failed task instance in Airflow's own UI, its runbook link opens the right section."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    _login(browser, server, next_path="/driftguard/")
+    browser.get(server.base + "/driftguard/")
+    row = _wait_for(browser, lambda d: d.find_elements("css selector", f"tr[data-model='{MODEL}']"), "the board's row")[
+        0
+    ]
+    badge = row.find_element("css selector", ".status")
+    assert badge.text == "run failed"
+    assert badge.value_of_css_property("background-color") == "rgba(255, 235, 233, 1)"  # .status.bad
+    assert "MissingTableError" in row.text
+    link = row.find_element("css selector", "a.task-log")
+    task_id = link.text.removesuffix(" log")
+    browser.save_screenshot(str(ARTIFACTS / "ui_health_board.png"))
+
+    runbook = row.find_element("css selector", "a.runbook-link").get_attribute("href")
+    assert runbook.endswith("/driftguard/runbook#pipeline_failure")
+    link.click()
+    # Airflow's React UI renders the task instance: its id and its failed state.
+    _wait_for(
+        browser,
+        lambda d: (
+            task_id in d.find_element("tag name", "body").text
+            and "failed" in d.find_element("tag name", "body").text.lower()
+        ),
+        "Airflow's page of the failed task",
+    )
+    assert f"/dags/{FAILED_DAG}/runs/" in browser.current_url
+    assert "404" not in browser.title and "Page Not Found" not in browser.find_element("tag name", "body").text
+    browser.save_screenshot(str(ARTIFACTS / "ui_failed_task.png"))
+
+    browser.get(runbook)
+    section = _wait_for(browser, lambda d: d.find_elements("id", "pipeline_failure"), "the runbook section")[0]
+    assert section.text == "pipeline_failure" and "What to run" in browser.find_element("tag name", "body").text

@@ -107,11 +107,16 @@ def test_failing_task_in_a_real_dag_run_sends_an_alert(
     assert alert["state"] == "dg_notifier_probe.boom:RuntimeError"
     assert "task boom" in alert["body"] and "RuntimeError: feature log unreachable" in alert["body"]
     assert "/dags/dg_notifier_probe/runs/" in alert["report_path"]
-    assert alert["runbook_url"] == "README.md#on-call"
+    # the default runbook opens at its section, with Airflow's address (AIRFLOW__API__BASE_URL) in front
+    assert alert["runbook_url"] == f"{os.environ['AIRFLOW__API__BASE_URL']}/driftguard/runbook#pipeline_failure"
     try:  # recorded for de-duplication in the history store
-        assert HistoryStore(history).alert_last_sent("flight_delay", alert["fingerprint"]) is not None
+        store = HistoryStore(history)
+        assert store.alert_last_sent("flight_delay", alert["fingerprint"]) is not None
+        (failure,) = store.failures("flight_delay")  # and the failure itself, for the health board
     finally:
         dispose_engines()
+    assert (failure.dag_id, failure.task_id, failure.try_number) == ("dg_notifier_probe", "boom", 1)
+    assert failure.run_id in alert["body"] and failure.error == "RuntimeError: feature log unreachable"
 
 
 def test_notifier_called_directly_with_a_dag_run_context(
@@ -138,8 +143,11 @@ def test_notifier_called_directly_with_a_dag_run_context(
 
     try:
         notifier({"dag_run": DagRun(), "reason": "task_failure", "params": {"owner": "ml-platform"}})
+        (failure,) = HistoryStore(f"sqlite:///{tmp_path / 'h.db'}").failures("flight_delay")
     finally:
         dispose_engines()
+    assert (failure.dag_id, failure.run_id, failure.task_id) == (DagRun.dag_id, DagRun.run_id, "")
+    assert failure.step == "the DAG run" and failure.error == "task_failure" and failure.interval_start is None
     (alert,) = received
     assert alert["title"] == "flight_delay_monitoring failed (task_failure)"
     assert alert["severity"] == "warning"

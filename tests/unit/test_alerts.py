@@ -286,3 +286,28 @@ def test_alert_rejects_unknown_kind_and_severity() -> None:
         drift_alert(kind="oops")
     with pytest.raises(ValueError, match=r"severity 'loud' is not one of \('info', 'warning', 'critical'\)"):
         drift_alert(severity="loud")
+
+
+def test_the_default_runbook_page_opens_at_the_alerts_section() -> None:
+    def runbook_of(url: str | None, kind: str = "drift") -> str | None:
+        return Alert(model="m", kind=kind, severity="info", title="t", runbook_url=url).runbook_url
+
+    assert runbook_of("/driftguard/runbook") == "/driftguard/runbook#drift"
+    assert runbook_of("https://airflow.example.com/driftguard/runbook/", "no_data") == (
+        "https://airflow.example.com/driftguard/runbook/#no_data"
+    )
+    assert runbook_of("/driftguard/runbook#board") == "/driftguard/runbook#board"  # an anchor given is kept
+    assert runbook_of("https://wiki.example.com/ml-oncall") == "https://wiki.example.com/ml-oncall"  # a team's own
+    assert runbook_of(None) is None
+
+
+def test_a_root_relative_runbook_is_sent_with_airflows_address(
+    http_server: tuple[str, Receiver], store: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, receiver = http_server
+    monkeypatch.setenv("DG_TEST_SLACK", f"{base}/slack-runbook")
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/")
+    config = AlertConfig(routes=[AlertRoute(kind="slack", url="${DG_TEST_SLACK}")])
+    assert dispatch(drift_alert(runbook_url="/driftguard/runbook"), config, store=store, now=NOW)
+    (req,) = [r for r in receiver.requests if r["path"] == "/slack-runbook"]
+    assert req["json"]["text"].endswith("\nRunbook: https://airflow.example.com/driftguard/runbook#drift")

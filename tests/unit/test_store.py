@@ -492,3 +492,47 @@ def test_shadow_evidence_files_round_trip_atomically(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
     with pytest.raises(ValueError, match="not a file name"):
         files.path("m", "3", "../escape")
+
+
+def test_failed_runs_are_recorded_once_per_task_and_read_in_utc(db_url: str) -> None:
+    from driftguard.store import FAILURE_ERROR_CHARS, FailureRecord
+
+    store = HistoryStore(db_url)
+    run_id = "scheduled__2013-03-11T00:00:00+00:00"
+    first = FailureRecord(
+        model="flight_delay",
+        dag_id="driftguard_monitor__flight_delay",
+        run_id=run_id,
+        task_id="extract_window",
+        try_number=1,
+        interval_start=T0,
+        interval_end=T0 + WEEK,
+        error="MissingTableError: no table events",
+        failed_at=T0 + WEEK + timedelta(hours=1),
+    )
+    store.record_failure(first)
+    # The same task of the same run failing again (cleared): its row is replaced, not added.
+    again = dataclasses.replace(
+        first, try_number=2, error="x" * (FAILURE_ERROR_CHARS + 50), failed_at=T0 + WEEK + timedelta(hours=2)
+    )
+    store.record_failure(again)
+    other = dataclasses.replace(
+        first, dag_id="driftguard_retrain__flight_delay", task_id="train", interval_start=None, interval_end=None,
+        failed_at=(T0 + WEEK + timedelta(hours=3)).astimezone(timezone(timedelta(hours=2))),
+    )  # fmt: skip
+    store.record_failure(other)
+
+    got = store.failures("flight_delay")
+    assert [(f.dag_id, f.task_id, f.try_number) for f in got] == [
+        ("driftguard_monitor__flight_delay", "extract_window", 2),
+        ("driftguard_retrain__flight_delay", "train", 1),
+    ]
+    assert got[0].error == "x" * FAILURE_ERROR_CHARS  # cut: the traceback belongs in the task log
+    assert got[0].interval_start == T0 and got[0].interval_start.tzinfo == UTC
+    assert got[1].failed_at == T0 + WEEK + timedelta(hours=3) and got[1].failed_at.tzinfo == UTC
+    assert got[1].interval_end is None and got[0].run_id == run_id
+    assert [f.task_id for f in store.failures("flight_delay", limit=1)] == ["train"]
+    assert store.failures("other") == []
+    assert store.models() == ["flight_delay"]  # a model with only a failed run is listed
+    with pytest.raises(ValueError, match="tz-aware"):
+        store.record_failure(dataclasses.replace(first, failed_at=datetime(2013, 3, 18)))

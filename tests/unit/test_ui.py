@@ -20,7 +20,7 @@ from driftguard import reports
 from driftguard.settings import Settings
 from driftguard.store import HistoryStore, RunRecord, ShadowRecord, dispose_engines
 from driftguard.ui import create_app, resolve_report_file, resolve_vendor_asset
-from fastapi import HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
 
 T0 = datetime(2013, 3, 4, tzinfo=UTC)
@@ -164,7 +164,7 @@ def client(world: SimpleNamespace) -> TestClient:
     return TestClient(create_app(world.settings))
 
 
-def test_models_page_lists_models_with_latest_run(client: TestClient) -> None:
+def test_health_board_lists_models_with_status_champion_and_links(client: TestClient) -> None:
     resp = client.get("/")
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/html")
@@ -172,9 +172,13 @@ def test_models_page_lists_models_with_latest_run(client: TestClient) -> None:
     assert "flight_delay" in page.joined
     assert "/models/flight_delay" in page.links
     assert "/models/flight_delay/registry" in page.links
-    # the latest run of flight_delay drifted and decided a retrain
+    # the latest run of flight_delay drifted and decided a retrain; v2 was promoted after it
     assert "2013-03-11 00:00 → 2013-03-18 00:00" in page.joined
-    assert "0.60 retrain" in page.joined
+    assert 'data-status="drift"' in resp.text and "drift share 0.60" in page.joined
+    assert "retrain: drift_share" in page.joined
+    assert "v2" in page.joined
+    assert "/runbook#drift" in page.links
+    assert "/dags/driftguard_rollback__flight_delay" in page.links  # Airflow's root: the mount point's parent
 
 
 def test_html_in_names_is_escaped_everywhere(client: TestClient) -> None:
@@ -242,8 +246,6 @@ def test_unknown_model_is_404(client: TestClient) -> None:
 
 
 def test_links_follow_the_mount_prefix(world: SimpleNamespace) -> None:
-    from fastapi import FastAPI
-
     outer = FastAPI()
     outer.mount("/driftguard", create_app(world.settings))
     resp = TestClient(outer).get("/driftguard/models/flight_delay")
@@ -494,3 +496,106 @@ def test_plugin_import_is_light_and_registers_app_and_links(tmp_path: Path) -> N
     assert set(info["deps"].values()) == {1} and "/reports/{path:path}" in info["deps"]
     assert ["nav", "browse", "/driftguard/"] in info["views"]
     assert ["dag", None, "/driftguard/dags/{DAG_ID}"] in info["views"]
+
+
+# --------------------------------------------------------------------------- health board, runbook, error pages
+
+
+@pytest.fixture
+def oncall(tmp_path: Path) -> Iterator[SimpleNamespace]:
+    """`m1`: a run, then a failed task (HTML in its error); `fresh`: a daily contract, never run."""
+    import yaml
+    from driftguard.store import FailureRecord
+    from driftguard.testing import synthetic_contract
+
+    settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'history.db'}")
+    settings.models_dir.mkdir()
+    fresh = synthetic_contract(url="sqlite:///unused.db", name="fresh", start_date=T0)
+    text = yaml.safe_dump(fresh.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+    (settings.models_dir / "fresh.yaml").write_text(text)
+    store = HistoryStore(settings.history_url)
+    store.record_run(RunRecord(model="m1", interval_start=T0, interval_end=T0 + WEEK, updated_at=T0 + WEEK))
+    failure = FailureRecord(
+        model="m1",
+        dag_id="driftguard_monitor__m1",
+        run_id="scheduled__2013-03-11T00:00:00+00:00",
+        task_id="extract_window",
+        try_number=1,
+        interval_start=T0 + WEEK,
+        interval_end=T0 + 2 * WEEK,
+        error=f"MissingTableError: {EVIL}",
+        failed_at=T0 + 2 * WEEK + timedelta(hours=1),
+    )
+    store.record_failure(failure)
+    outer = FastAPI()
+    outer.mount("/driftguard", create_app(settings, clock=lambda: T0 + 2 * WEEK + timedelta(hours=2)))
+    yield SimpleNamespace(client=TestClient(outer), failure=failure)
+    dispose_engines()
+
+
+def test_board_shows_a_failed_run_with_its_task_log_and_an_overdue_contract(oncall: SimpleNamespace) -> None:
+    resp = oncall.client.get("/driftguard/")
+    assert resp.status_code == 200 and EVIL not in resp.text and Text(resp.text).scripts == 0
+    rows = {m: row for m, row in re.findall(r'<tr class="model" data-model="([^"]+)">(.*?)</tr>', resp.text)}
+    assert 'data-status="run_failed"' in rows["m1"] and ">run failed<" in rows["m1"]
+    m1 = Text(rows["m1"])
+    assert f"extract_window failed 1h 0m ago: MissingTableError: {EVIL}" in m1.joined
+    # Airflow 3's task-instance page (its log), under Airflow's root: the mount point's parent
+    log = "/dags/driftguard_monitor__m1/runs/scheduled__2013-03-11T00%3A00%3A00%2B00%3A00/tasks/extract_window"
+    assert log in m1.links and "/driftguard/runbook#pipeline_failure" in m1.links
+    assert "/dags/driftguard_rollback__m1" in m1.links
+    # never run, its first daily interval ended long ago: overdue, and listed although nothing is recorded
+    assert 'data-status="overdue"' in rows["fresh"]
+    assert "/driftguard/runbook#board" in Text(rows["fresh"]).links
+    page = oncall.client.get("/driftguard/models/fresh")
+    assert page.status_code == 200 and "No failed runs recorded." in page.text
+    page = oncall.client.get("/driftguard/models/m1")
+    assert f"MissingTableError: {EVIL}" in Text(page.text).joined and log in Text(page.text).links
+    assert 'data-status="run_failed"' in page.text  # the model page shows the board's status too
+
+
+def test_runbook_page_has_a_section_per_alert_kind(oncall: SimpleNamespace) -> None:
+    from driftguard.alerts import KINDS
+
+    resp = oncall.client.get("/driftguard/runbook")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in resp.headers["content-security-policy"]
+    ids = set(re.findall(r'<h2 id="([^"]+)"', resp.text))
+    assert set(KINDS) | {"board"} <= ids
+    assert "#pipeline_failure" in Text(resp.text).links and Text(resp.text).scripts == 0
+
+
+def test_runbook_renderer_escapes_everything() -> None:
+    from driftguard import runbook
+
+    html_, headings = runbook.render(
+        f"## {EVIL} {{#x}}\n\ntext {EVIL} `{EVIL}` **{EVIL}** [a](javascript:alert(1)) [b](#x)\n\n"
+        f"- item {EVIL}\n  continued\n\n```\n{EVIL}\n```\n"
+    )
+    assert "<script" not in html_ and 'href="javascript' not in html_
+    assert headings == [(2, "x", EVIL)] and '<a href="#x">b</a>' in html_
+    assert "<li>item &lt;script&gt;alert(1)&lt;/script&gt; continued</li>" in html_
+    assert f"<pre><code>{EVIL.replace('<', '&lt;').replace('>', '&gt;')}</code></pre>" in html_
+
+
+def test_errors_are_html_pages_never_json(world: SimpleNamespace) -> None:
+    async def deny(request: Request) -> None:
+        raise HTTPException(status_code=401, detail="Not authenticated", headers={"WWW-Authenticate": "Bearer"})
+
+    def broken_clock() -> datetime:
+        raise RuntimeError("clock broke")
+
+    plain = TestClient(create_app(world.settings, clock=broken_clock), raise_server_exceptions=False)
+    guarded = TestClient(create_app(world.settings, auth_dependency=deny))
+    for client, url, status, text in (
+        (plain, "/no/such/page", 404, "Not Found"),
+        (plain, "/models/nope", 404, "no runs, promotions or failed runs recorded for model 'nope'"),
+        (plain, "/reports/nope.html", 404, "no such report file"),
+        (plain, "/", 500, "This page failed: RuntimeError"),
+        (guarded, "/", 401, "Not authenticated"),
+    ):
+        resp = client.get(url, headers={"Accept": "application/json"})
+        assert resp.status_code == status, url
+        assert resp.headers["content-type"].startswith("text/html"), url
+        assert not resp.text.lstrip().startswith("{") and text in Text(resp.text).joined, url
+    assert guarded.get("/").headers["www-authenticate"] == "Bearer"
