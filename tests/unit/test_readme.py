@@ -5,12 +5,16 @@ from __future__ import annotations
 import collections
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 from driftguard.contract import reference_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 CONTRACT_REFERENCE = ROOT / "docs" / "contract-reference.md"
+# [text](target) and ![alt](target); a target may carry a "title"
+_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 
 
 def _between(text: str, name: str, where: Path) -> str:
@@ -51,3 +55,40 @@ def test_duplicate_check_catches_a_repeated_row() -> None:
 def test_readme_shows_the_two_commands() -> None:
     text = README.read_text()
     assert "make demo" in text and "make test" in text
+
+
+def test_readme_is_a_front_door() -> None:
+    lines = README.read_text().count("\n")
+    assert lines <= 220, f"README.md has {lines} lines: move reference material into docs/"
+
+
+def test_readme_keeps_the_on_call_anchor() -> None:
+    # alerts and DAG docs link to README.md#on-call
+    assert re.search(r"^## On-call$", README.read_text(), re.M)
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors for a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    seen: collections.Counter[str] = collections.Counter()
+    out = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *#*$", _FENCE.sub("", page.read_text()), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        out.add(f"{slug}-{seen[slug]}" if seen[slug] else slug)
+        seen[slug] += 1
+    return out
+
+
+def test_relative_links_point_to_existing_files() -> None:
+    broken = []
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        text = _FENCE.sub("", page.read_text())
+        for target in _LINK.findall(text):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):
+                continue  # a URL or mailto:
+            path, _, anchor = unquote(target).partition("#")
+            linked = (page.parent / path) if path else page
+            if not linked.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, "broken links:\n" + "\n".join(broken)
