@@ -42,7 +42,8 @@ def _weekly(name: str, truth: str, injections: Sequence[Injection] = (), change_
     change = None if change_week is None else HISTORY + 7 * change_week
     return Scenario(
         name, truth, "binary_classification", days=HISTORY + 7 * 52, start_day=HISTORY,
-        injections=tuple(injections), change_day=change, checks=checks, **WEEKLY_5K,  # type: ignore[arg-type]
+        injections=tuple(injections), change_day=change, checks=checks, overrides={"schedule": "@weekly"},
+        **WEEKLY_5K,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -54,6 +55,7 @@ def _monthly(name: str, truth: str, injections: Sequence[Injection] = (), change
         name, truth, "binary_classification", days=365 + 30 * 36, rows_per_day=1, start_day=365, intervals=36,
         interval=30 * DAY, injections=tuple(injections), change_day=change, checks=checks,
         overrides={
+            "schedule": "@monthly",  # drift thresholds are calibrated on reference chunks of the schedule's size
             "reference": {"start": T0.isoformat(), "end": (T0 + 365 * DAY).isoformat()},
             "training": {"estimator": "logistic_regression", "window": "365d"},
         },
@@ -79,7 +81,7 @@ def scenarios() -> list[Scenario]:
             interval=7 * DAY,
             checks=("drift_alarms_at_most_2",),
             injections=tuple(Injection("seasonal", T0, column=c, magnitude=1.0) for c in ("num_2", "num_4", "num_5")),
-            overrides={"seasonality": "364d", "reference": YEAR_ONE},
+            overrides={"schedule": "@weekly", "seasonality": "364d", "reference": YEAR_ONE},
         ),
         _weekly(
             "shift_1sd_5k",

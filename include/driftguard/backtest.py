@@ -1312,7 +1312,7 @@ def timeline_svg(result: BacktestResult) -> str:
     for k, strategy in enumerate(dict.fromkeys(r.strategy for r in result.rows)):
         color = _COLORS.get(strategy, "#555")
         rows = [r for r in result.rows if r.strategy == strategy]
-        legend_x = _W - _PAD - 260 + 90 * k  # a legend: the SVG is also shown on its own (README)
+        legend_x = _W - _PAD - 260 + 90 * k  # a legend: the SVG is also shown on its own (docs/backtest.md)
         parts.append(
             f'<line x1="{legend_x}" y1="10" x2="{legend_x + 18}" y2="10" stroke="{color}" stroke-width="2"/>'
             f'<text x="{legend_x + 22}" y="14" font-size="11">{html.escape(strategy)}</text>'

@@ -882,7 +882,7 @@ def parse_contract(text: str, file: str = "<string>") -> ModelContract:
         for err in exc.errors():
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown field (check the spelling; see the contract reference in README.md)"
+                msg = "unknown field (check the spelling; see the contract reference in docs/contract-reference.md)"
             problems.append(Problem(file, _feature_labels(raw, err["loc"]), msg))
         raise ContractError(problems) from None
 
@@ -957,6 +957,8 @@ def _default_text(field: Any) -> str:
         return "(section)"
     if isinstance(value, timedelta):
         return f"`{format_duration(value)}`"
+    if isinstance(value, (Change, LabelAmount)):
+        return f"`'{value}'`"  # as written in the YAML (`5%`, `0.02 abs`, `1000`)
     if isinstance(value, Enum):
         return f"`{value.value}`"
     if isinstance(value, dict):
@@ -967,7 +969,8 @@ def _default_text(field: Any) -> str:
 
 
 def reference_markdown() -> str:
-    """The contract reference as Markdown tables (README's "Contract reference" is this text)."""
+    """The contract reference as Markdown tables: docs/contract-reference.md holds this text between
+    its `contract-reference` markers (tests/unit/test_readme.py checks it)."""
     lines: list[str] = []
 
     def section(model: type[BaseModel], prefix: str) -> None:

@@ -40,7 +40,8 @@ def test_check_reports_every_problem_per_line(tmp_path: Path, capsys: pytest.Cap
     assert main(["check", str(good), str(bad)]) == 1
     out = capsys.readouterr().out.splitlines()
     assert f"{bad}: task: Input should be 'binary_classification' or 'regression'" in out
-    assert f"{bad}: schedul: unknown field (check the spelling; see the contract reference in README.md)" in out
+    see = "see the contract reference in docs/contract-reference.md"
+    assert f"{bad}: schedul: unknown field (check the spelling; {see})" in out
     assert f"ok {good}" in out and f"ok {bad}" not in out
     assert out[-1] == "2 contract file(s) checked, 2 problem(s)"
 

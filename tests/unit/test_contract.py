@@ -83,7 +83,8 @@ def test_demo_contract_loads() -> None:
 def test_unknown_field(tmp_path: Path) -> None:
     path = write(tmp_path, mutated(policy__cooldwn="1d"))
     assert problems_of(path) == [
-        f"{path}: policy.cooldwn: unknown field (check the spelling; see the contract reference in README.md)"
+        f"{path}: policy.cooldwn: unknown field "
+        "(check the spelling; see the contract reference in docs/contract-reference.md)"
     ]
 
 
