@@ -322,22 +322,47 @@ def markdown(summaries: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_suite(
+    argv: Sequence[str] | None,
+    *,
+    description: str,
+    suite: Sequence[Scenario],
+    criteria: Criteria,
+    table: Callable[[Sequence[dict[str, Any]]], str],
+    out: Path,
+    extra: Callable[[BacktestResult, Scenario], dict[str, Any]] | None = None,
+) -> int:
+    """The command line of a scenario suite: --only, --seed, --out; one JSON summary per scenario
+    (plus ``extra``'s numbers under "signals"), its table row as it finishes, the whole table at
+    the end; exit 1 when a criterion fails."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--only", help="comma-separated scenario names")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gate_scenarios"))
+    parser.add_argument("--out", type=Path, default=out)
     args = parser.parse_args(argv)
-    chosen = [s for s in scenarios() if not args.only or s.name in args.only.split(",")]
+    chosen = [s for s in suite if not args.only or s.name in args.only.split(",")]
     summaries = []
     for scenario in chosen:
-        print(f"== {scenario.name}: {scenario.truth}", flush=True)
-        _, summary = run_scenario(scenario, args.out / scenario.name, args.seed)
+        print(f"== {scenario.name}: {scenario.truth} ({datetime.now():%H:%M})", flush=True)
+        result, summary = run_scenario(scenario, args.out / scenario.name, args.seed, criteria)
+        if extra is not None:
+            summary["signals"] = extra(result, scenario)
         summaries.append(summary)
         (args.out / f"{scenario.name}.json").write_text(json.dumps(summary, indent=1, default=str))
-        print(markdown([summary]), flush=True)
-    print(markdown(summaries))
+        print(table([summary]), flush=True)
+    print(table(summaries))
     return 0 if all(c["passed"] for s in summaries for c in s["checks"].values()) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_suite(
+        argv,
+        description=__doc__.splitlines()[0],
+        suite=scenarios(),
+        criteria=CRITERIA,
+        table=markdown,
+        out=Path("benchmarks/results/gate_scenarios"),
+    )
 
 
 if __name__ == "__main__":

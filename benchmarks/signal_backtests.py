@@ -17,11 +17,8 @@ keep a full cycle). Nothing is tuned per scenario.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -235,22 +232,15 @@ def markdown(summaries: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="comma-separated scenario names")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/signal_backtests"))
-    args = parser.parse_args(argv)
-    chosen = [s for s in scenarios() if not args.only or s.name in args.only.split(",")]
-    summaries = []
-    for scenario in chosen:
-        print(f"== {scenario.name}: {scenario.truth} ({datetime.now():%H:%M})", flush=True)
-        result, summary = gs.run_scenario(scenario, args.out / scenario.name, args.seed, criteria=CRITERIA)
-        summary["signals"] = signal_numbers(result, scenario)
-        summaries.append(summary)
-        (args.out / f"{scenario.name}.json").write_text(json.dumps(summary, indent=1, default=str))
-        print(markdown([summary]), flush=True)
-    print(markdown(summaries))
-    return 0 if all(c["passed"] for s in summaries for c in s["checks"].values()) else 1
+    return gs.run_suite(
+        argv,
+        description=__doc__.splitlines()[0],
+        suite=scenarios(),
+        criteria=CRITERIA,
+        table=markdown,
+        out=Path("benchmarks/results/signal_backtests"),
+        extra=signal_numbers,
+    )
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ from typing import Any
 import yaml
 
 from driftguard.contract import (
+    CRON_PRESETS,
     Change,
     ContractError,
     ModelContract,
@@ -152,17 +153,6 @@ def apply_overrides(contract: ModelContract, overrides: Sequence[str], *, file: 
 
 
 # --------------------------------------------------------------------------- intervals
-
-# What a DAG's preset means to Airflow 3.3 (airflow.utils.dates.cron_presets); @annually as croniter reads it.
-CRON_PRESETS = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@quarterly": "0 0 1 */3 *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
 
 
 @dataclass(frozen=True)

@@ -649,7 +649,17 @@ class AlertConfig(_Strict):
 
 # --------------------------------------------------------------------------- contract
 
-_CRON_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
+# What a DAG's preset means to Airflow 3 (airflow.utils.dates.cron_presets); @annually as croniter reads it.
+CRON_PRESETS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@quarterly": "0 0 1 */3 *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+_CRON_PRESETS = {"@once", *CRON_PRESETS}
 
 
 def _check_schedule(v: str) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from driftguard.contract import CRON_PRESETS
 from driftguard.policy import DRIFT_TRIGGERS
 from driftguard.store import FailureRecord, RunRecord
 
@@ -48,16 +49,6 @@ METRIC_TRIGGERS = ("metric_drop", "estimated_metric_drop")
 DEFAULT_GRACE = timedelta(hours=6)
 ENV_GRACE = "DRIFTGUARD_OVERDUE_GRACE"
 """How long after an interval's end its run may take before the model shows overdue (e.g. `12h`)."""
-CRON_PRESETS = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@quarterly": "0 0 1 */3 *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
-"""What Airflow 3 makes of a preset (as driftguard.backtest.CRON_PRESETS)."""
 
 
 @dataclass(frozen=True)
