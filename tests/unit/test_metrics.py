@@ -152,3 +152,20 @@ def test_metric_se_matches_the_analytic_standard_error() -> None:
         analytic = np.abs(pred - y).std(ddof=1) / np.sqrt(n)
         assert metric_se("mae", y, pred) == pytest.approx(analytic, rel=0.15)
     assert metric_se("roc_auc", np.ones(50), rng.random(50)) is None  # one class: no AUC, no SE
+
+
+def test_a_perfect_score_on_few_rows_keeps_an_honest_standard_error() -> None:
+    """ROC AUC 1.0 on 20 rows (8 positives): every bootstrap resample is 1.0 too, yet the score
+    only says the error rate is below ~3/8. The SE is floored there, and left alone on many rows."""
+    from driftguard.metrics import metric_se, se_floor
+
+    y = np.array([1] * 8 + [0] * 12, dtype=float)
+    perfect = y * 0.8 + 0.1  # every positive above every negative
+    floor = se_floor("roc_auc", y)
+    assert floor == pytest.approx((1 - 0.05 ** (1 / 8)) / 1.6449, rel=1e-3) and floor > 0.18
+    assert metric_se("roc_auc", y, perfect) == pytest.approx(floor)
+    assert se_floor("mae", y) == 0.0  # unbounded: the bootstrap says it
+    rng = np.random.default_rng(0)
+    big_y = rng.integers(0, 2, 4000).astype(float)
+    noisy = big_y * 0.3 + rng.random(4000)
+    assert metric_se("roc_auc", big_y, noisy) > 5 * se_floor("roc_auc", big_y)
