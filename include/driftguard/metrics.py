@@ -211,25 +211,31 @@ def metric_se(name: str, y_true: Any, y_score: Any, *, threshold: float = 0.5, s
     m = y.size
     idx = rng.integers(0, m, size=(SE_SAMPLES, m)) + (np.arange(SE_SAMPLES) * m)[:, None]
     counts = np.bincount(idx.ravel(), minlength=SE_SAMPLES * m).reshape(SE_SAMPLES, m).astype(float)
-    values = weighted_metric_fn(name, threshold=threshold)(y, s, counts)
+    fn = weighted_metric_fn(name, threshold=threshold)
+    values = fn(y, s, counts)
     values = values[np.isfinite(values)]
     if values.size < SE_SAMPLES // 2:
         return None
-    return max(float(values.std(ddof=1) * scale), se_floor(name, y))
+    se = float(values.std(ddof=1) * scale)
+    if name in _BOUNDED and fn(y, s, np.ones((1, m)))[0] >= 1.0 - 1e-12:
+        return max(se, se_floor(name, y))  # a perfect score: the bootstrap cannot spread
+    return se
 
 
 _BOUNDED = {"roc_auc", "accuracy", "precision", "recall", "f1"}  # a perfect score sits on the bound
 
 
 def se_floor(name: str, y_true: np.ndarray) -> float:
-    """The least standard error a bounded metric on these rows can honestly claim.
+    """The least standard error a perfect score of a bounded metric on these rows can claim.
 
     On a few rows a model often scores perfectly (ROC AUC 1.0 on a 20-row holdout), and then every
     bootstrap resample scores 1.0 too: SE 0, as if the score were exact, and every later window
     looks like a significant drop. A perfect score on n independent cases only says the error rate
     is below 1 - 0.05^(1/n) (95% one-sided, the "rule of three" ~3/n), so the SE is at least that
     distance over z(0.95). n is the minority class's count for classification metrics (ROC AUC
-    rests on positive-negative pairs), the rows for accuracy. 0.19 at 8 positives, 0.018 at 100."""
+    rests on positive-negative pairs), the rows for accuracy. 0.19 at 8 positives, 0.018 at 100.
+    Below a perfect score the bootstrap spreads and its SE stands: a floor there would hide real
+    collapses (ROC AUC 0.77 -> 0.3 on 30 rows a month went unseen with it)."""
     if name not in _BOUNDED or y_true.size == 0:
         return 0.0
     if name == "accuracy":

@@ -165,6 +165,9 @@ def test_a_perfect_score_on_few_rows_keeps_an_honest_standard_error() -> None:
     assert floor == pytest.approx((1 - 0.05 ** (1 / 8)) / 1.6449, rel=1e-3) and floor > 0.18
     assert metric_se("roc_auc", y, perfect) == pytest.approx(floor)
     assert se_floor("mae", y) == 0.0  # unbounded: the bootstrap says it
+    flipped = perfect.copy()
+    flipped[[0, 8]] = flipped[[8, 0]]  # one pair out of order: not perfect, the bootstrap decides
+    assert metric_se("roc_auc", y, flipped) < floor
     rng = np.random.default_rng(0)
     big_y = rng.integers(0, 2, 4000).astype(float)
     noisy = big_y * 0.3 + rng.random(4000)
