@@ -675,10 +675,14 @@ def shadow_handover(
 
 
 def fail(ctx: RetrainContext, error: str) -> None:
-    """Release the claim so a later run can retry this interval."""
-    ctx.store().finish_retrain(
-        ctx.name, ctx.start, ctx.end, status="failed", candidate_version=None, verdict={"error": error}
-    )
+    """Release the claim so a later run can retry this interval. An outcome already recorded
+    (the step failed after promote recorded it) stays: the retrain did end that way."""
+    released = ctx.store().finish_retrain(
+        ctx.name, ctx.start, ctx.end, status="failed", candidate_version=None, verdict={"error": error},
+        only_running=True,
+    )  # fmt: skip
+    if not released:
+        log.warning("%s: not marked failed (%s): not running (an outcome is recorded, or no claim)", ctx.label, error)
 
 
 def _alert(ctx: RetrainContext, kind: str, severity: str, title: str, body: str, *, state: str) -> None:
