@@ -266,9 +266,19 @@ def assert_converged(w: World, name: str, *, old: dict[str, str], status: str = 
 
 
 def rerun(w: World, contract: ModelContract, *, old: dict[str, str], status: str = "promoted") -> str:
+    """Rerun the interval; it converges (assert_converged). A promotion's recorded verdict is the
+    gate's against the old champion, never the candidate against itself; a further rerun is skipped."""
     result = w.run(contract)
     assert result["status"] in (status, "skipped"), result
-    return assert_converged(w, contract.name, old=old, status=status)
+    name = contract.name
+    version = assert_converged(w, name, old=old, status=status)
+    if status == "promoted":
+        checks = {c["name"]: c for c in row(w, name)["verdict"]["checks"]}
+        champion_uri = checks["servability"]["numbers"]["champion_uri"]
+        assert champion_uri == (f"models:/{name}/{old['champion']}" if old else None), champion_uri
+        assert registry.client(w.uri).get_model_version(name, version).tags[registry.TAG_VERDICT] == "promote"
+    assert w.run(contract)["status"] == "skipped"  # and again: nothing new
+    return version
 
 
 # --------------------------------------------------------------------------- before the gate: one chain
@@ -514,16 +524,10 @@ def _probe(w: World, contract: ModelContract, p: Probe, attempt: Callable[[], An
         assert len(stale) == 1 and "its worker died" in stale[0].message
         mp.setattr(retrain, "CLAIM_STALE_AFTER", timedelta(0))  # its heartbeat stopped long ago
 
-    version = rerun(w, contract, old=old, status=p.final)
+    rerun(w, contract, old=old, status=p.final)
 
-    if p.final == "promoted":  # the verdict on record is the gate's against the old champion, never itself
-        checks = {c["name"]: c for c in row(w, name)["verdict"]["checks"]}
-        champion_uri = checks["servability"]["numbers"]["champion_uri"]
-        assert champion_uri == (f"models:/{name}/1" if p.champion else None), champion_uri
-        assert registry.client(w.uri).get_model_version(name, version).tags[registry.TAG_VERDICT] == "promote"
-        if p.after != "promoted":  # (a step failing after the outcome leaves its work folder: see Limits)
-            assert not retrain.RetrainContext.create(contract, DAY0, DAY1, settings=w.settings).work_dir.exists()
-    assert w.run(contract)["status"] == "skipped"  # and again: nothing new
+    if p.final == "promoted" and p.after != "promoted":  # (a step failing after the outcome keeps it: Limits)
+        assert not retrain.RetrainContext.create(contract, DAY0, DAY1, settings=w.settings).work_dir.exists()
 
 
 @pytest.mark.parametrize("probe", list(AT_PROMOTE))
