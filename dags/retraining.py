@@ -9,7 +9,8 @@ the last full day). Never promote a worse model: that is the promise.
 1. `read_request`: the decided interval and its reasons, from the triggering Asset event.
 2. `claim_interval`: first finishes what a killed retrain of the model left (an interrupted
    promotion, MLflow runs left RUNNING: `driftguard.retrain.recover`); then a retrain already
-   decided for this interval does nothing new (short-circuit). Each later step refreshes the
+   decided for this interval does nothing new (short-circuit), and neither does one whose
+   candidate an earlier attempt promoted before it died (`promoted` is recorded then). Each later step refreshes the
    claim's heartbeat; a claim without one for 5 minutes is taken over by the next request.
 3. `train_candidate`: the contract's training window up to the interval's end (the `reference`
    period for a first champion; the rows since the change point when the trigger names one),

@@ -230,6 +230,23 @@ def record_verdict(
     return record
 
 
+def decision(model: str, version: str | int, *, tracking_uri: str | None = None) -> dict[str, Any] | None:
+    """The gate's decision record of a version (``gate/decision.json`` of its run, written by
+    :func:`record_verdict`), or None when it has none."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    c = client(tracking_uri)
+    run_id = c.get_model_version(model, str(version)).run_id
+    if not run_id:
+        return None
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{DECISION_ARTIFACT}")
+    except (MlflowException, OSError, ValueError) as exc:
+        logger.warning("%s v%s: no decision record in run %s: %s", model, version, run_id, exc)
+        return None
+
+
 # --------------------------------------------------------------------------- crash-safe alias moves
 
 CHECKPOINT_HOOK: Callable[[str], None] | None = None

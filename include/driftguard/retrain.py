@@ -160,8 +160,12 @@ def recover(ctx: RetrainContext) -> list[Any]:
 
 def claim(ctx: RetrainContext) -> dict[str, Any]:
     """Claim the interval; a retrain already decided (or running) for it means: do nothing new.
-    Recovers what a dead retrain of the model left behind first (:func:`recover`)."""
+    Recovers what a dead retrain of the model left behind first (:func:`recover`). When an earlier
+    attempt for the interval promoted its candidate and died before recording the outcome (the
+    alias move completed, by itself or by the recovery), the outcome is recorded now and nothing
+    is trained, registered or gated again (:func:`_promoted_earlier`)."""
     recover(ctx)
+    earlier = _promoted_earlier(ctx)  # before claiming: a failure here leaves no claim behind
     existing = ctx.store().claim_retrain(ctx.name, ctx.start, ctx.end, stale_after=CLAIM_STALE_AFTER)
     if existing is not None:
         log.info(
@@ -171,8 +175,56 @@ def claim(ctx: RetrainContext) -> dict[str, Any]:
             existing.get("candidate_version"),
         )
         return {"proceed": False, "status": existing.get("status"), "version": existing.get("candidate_version")}
+    if earlier is not None:
+        try:
+            return _record_earlier_promotion(ctx, *earlier)
+        except Exception as exc:
+            fail(ctx, f"{type(exc).__name__}: {exc}")
+            raise
     log.info("%s: claimed; trigger: %s", ctx.label, ctx.trigger.get("summary") or ctx.trigger or "manual")
     return {"proceed": True}
+
+
+def _interval_tag(ctx: RetrainContext) -> str:
+    """The ``driftguard.interval`` tag register puts on the interval's candidate version."""
+    return f"{ctx.start.isoformat()}/{ctx.end.isoformat()}"
+
+
+def _promoted_earlier(ctx: RetrainContext) -> tuple[str, dict[str, Any] | None] | None:
+    """(version, its decision record) when @champion is this interval's candidate, promoted by
+    the gate, and no alias move is pending: an earlier attempt promoted it. Else None."""
+    from driftguard import registry
+
+    name, uri = ctx.contract.registered_model_name, ctx.settings.mlflow_tracking_uri
+    mv = registry.champion_version(name, tracking_uri=uri)
+    if mv is None or (mv.tags or {}).get("driftguard.interval") != _interval_tag(ctx):
+        return None
+    if (mv.tags or {}).get(registry.TAG_VERDICT) != "promote" or ctx.store().promotion_intent(name) is not None:
+        return None
+    return str(mv.version), registry.decision(name, mv.version, tracking_uri=uri)
+
+
+def _record_earlier_promotion(ctx: RetrainContext, version: str, record: dict[str, Any] | None) -> dict[str, Any]:
+    """Record the outcome an earlier attempt could not: the interval's candidate is @champion."""
+    from driftguard import registry
+
+    verdict = (record or {}).get("gate") or {"outcome": "promote", "summary": "promoted by an earlier attempt"}
+    summary = (record or {}).get("summary") or verdict.get("summary", "")
+    last = ctx.store().latest_promotion(ctx.contract.registered_model_name, registry.ALIAS_ACTIONS)
+    champion = last["previous_version"] if last is not None and last["version"] == version else None
+    log.warning(
+        "%s: v%s, this interval's candidate, already is @champion: an earlier attempt promoted it and died "
+        "before recording the outcome; recording it now, nothing is trained or gated again",
+        ctx.label,
+        version,
+    )
+    ctx.store().finish_retrain(
+        ctx.name, ctx.start, ctx.end, status="promoted", candidate_version=version, verdict=verdict
+    )
+    shadow_handover(ctx, status="promoted", version=version, verdict=verdict, champion=champion)
+    _alert(ctx, "promotion", "info", f"v{version} promoted to @champion", summary, state=str(version))
+    shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    return {"proceed": False, "status": "promoted", "version": version}
 
 
 def quality_failed_intervals(ctx: RetrainContext) -> list[tuple[datetime, datetime]]:
@@ -297,7 +349,7 @@ def register(ctx: RetrainContext) -> dict[str, Any]:
         ctx.contract.registered_model_name,
         cand["run_id"],
         tracking_uri=ctx.settings.mlflow_tracking_uri,
-        tags={"driftguard.interval": f"{ctx.start.isoformat()}/{ctx.end.isoformat()}"},
+        tags={"driftguard.interval": _interval_tag(ctx)},
     )
     ctx.write_json("registered.json", {"version": str(mv.version)})
     log.info("%s: registered as %s v%s", ctx.label, ctx.contract.registered_model_name, mv.version)
@@ -623,10 +675,14 @@ def shadow_handover(
 
 
 def fail(ctx: RetrainContext, error: str) -> None:
-    """Release the claim so a later run can retry this interval."""
-    ctx.store().finish_retrain(
-        ctx.name, ctx.start, ctx.end, status="failed", candidate_version=None, verdict={"error": error}
-    )
+    """Release the claim so a later run can retry this interval. An outcome already recorded
+    (the step failed after promote recorded it) stays: the retrain did end that way."""
+    released = ctx.store().finish_retrain(
+        ctx.name, ctx.start, ctx.end, status="failed", candidate_version=None, verdict={"error": error},
+        only_running=True,
+    )  # fmt: skip
+    if not released:
+        log.warning("%s: not marked failed (%s): not running (an outcome is recorded, or no claim)", ctx.label, error)
 
 
 def _alert(ctx: RetrainContext, kind: str, severity: str, title: str, body: str, *, state: str) -> None:

@@ -1005,13 +1005,20 @@ class HistoryStore:
         status: str,
         candidate_version: str | None = None,
         verdict: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Record how a claimed retrain ended (e.g. promoted, rejected, awaiting_approval, failed)."""
+        *,
+        only_running: bool = False,
+    ) -> bool:
+        """Record how a claimed retrain ended (e.g. promoted, rejected, awaiting_approval, failed).
+        ``only_running``: only while the claim is running (False, nothing written, when the row
+        has an outcome already or does not exist); else a missing row is a StoreError."""
         t = retrains_table
+        key = [t.c.model == model, t.c.interval_start == start, t.c.interval_end == end]
+        if only_running:
+            key.append(t.c.status == "running")
         with self._begin() as conn:
             n = conn.execute(
                 t.update()
-                .where(t.c.model == model, t.c.interval_start == start, t.c.interval_end == end)
+                .where(*key)
                 .values(
                     status=status,
                     candidate_version=_str(candidate_version),
@@ -1019,9 +1026,12 @@ class HistoryStore:
                     updated_at=_now(),
                 )
             ).rowcount
+        if n != 1 and only_running:
+            return False
         if n != 1:
             raise StoreError(f"{_where(model, start, end)}: no dg_retrains row to finish: call claim_retrain first")
         log.info("retrain of %s finished: %s (candidate v%s)", _where(model, start, end), status, candidate_version)
+        return True
 
     def heartbeat_retrain(self, model: str, start: datetime, end: datetime) -> bool:
         """Refresh a running claim's updated_at (its worker is alive); False when it is not running."""
