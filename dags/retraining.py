@@ -95,7 +95,7 @@ def read_request(model: str) -> dict[str, Any]:
                 "report": extra.get("report"),
                 **{
                     k: extra[k]
-                    for k in ("change_point", "change_basis", "change_runs", "baseline_metric")
+                    for k in ("triggers", "change_point", "change_basis", "change_runs", "baseline_metric")
                     if k in extra
                 },
             },

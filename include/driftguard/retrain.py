@@ -298,6 +298,7 @@ def register(ctx: RetrainContext) -> dict[str, Any]:
         cand["run_id"],
         tracking_uri=ctx.settings.mlflow_tracking_uri,
         tags={"driftguard.interval": f"{ctx.start.isoformat()}/{ctx.end.isoformat()}"},
+        description=registry.model_description(ctx.name, ctx.contract.description, ctx.contract.owners),
     )
     ctx.write_json("registered.json", {"version": str(mv.version)})
     log.info("%s: registered as %s v%s", ctx.label, ctx.contract.registered_model_name, mv.version)
