@@ -401,7 +401,8 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         "champion_version": champion_version,
         "promote": verdict.promote,
         "summary": verdict.summary(),
-        "verdict": verdict.to_dict(),
+        # Stored in dg_retrains with the verdict: what the candidate page links and names.
+        "verdict": {**verdict.to_dict(), "candidate": candidate_facts(ctx, cand["run_id"], version, champion_version)},
     }
     ctx.write_json("verdict.json", out)
     log.info(
@@ -412,6 +413,22 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         verdict.summary(),
     )
     return {k: out[k] for k in ("version", "champion_version", "promote", "summary")}
+
+
+def candidate_facts(ctx: RetrainContext, run_id: str, version: str, champion_version: str | None) -> dict[str, Any]:
+    """Who the candidate is, for the champion-vs-challenger page (driftguard.candidate_page): its
+    MLflow run and experiment (the run link needs both), registered model, version, the champion
+    it was compared with and the trigger in one line."""
+    from driftguard import registry, training
+
+    return {
+        "registered_model": ctx.contract.registered_model_name,
+        "version": str(version),
+        "champion_version": champion_version,
+        "run_id": run_id,
+        "experiment_id": registry.experiment_of(run_id, tracking_uri=ctx.settings.mlflow_tracking_uri),
+        "trigger": training.trigger_summary(ctx.trigger)[: training.MAX_TAG_CHARS],
+    }
 
 
 def seasonal_rows(ctx: RetrainContext, fingerprint: dict[str, Any], champion_version: str, model_uri: str) -> Any:
