@@ -17,7 +17,7 @@ import json
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from driftguard.contract import ModelContract
+from driftguard.dag_defaults import RETRAIN_OUTCOMES
 from driftguard.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -638,6 +639,22 @@ def shadow_handover(
         log.info("%s: v%s shadows the next windows beside champion v%s", ctx.label, version, champion)
     except Exception:
         log.exception("%s: shadow handover of v%s (%s) failed; it does not shadow", ctx.label, version, status)
+
+
+OUTCOMES = RETRAIN_OUTCOMES
+"""How a retraining run can end (dag_defaults.RETRAIN_OUTCOMES, which the DAG reads at parse time)."""
+
+
+def outcome_task_id(results: Sequence[Mapping[str, Any] | None]) -> str | None:
+    """``outcome_<status>`` of the first step result whose status is one of OUTCOMES (the DAG
+    passes the deciding steps' results, the last step first); None when none has one (logged:
+    the grid then shows no outcome task, and the decided retrain's record is left as it is)."""
+    for result in results:
+        status = result.get("status") if isinstance(result, Mapping) else None
+        if status in OUTCOMES:
+            return f"outcome_{status}"
+    log.warning("no retraining outcome in the step results %r", list(results))
+    return None
 
 
 def fail(ctx: RetrainContext, error: str) -> None:
