@@ -184,7 +184,7 @@ _CSS_EXTRA = (
     ".status.bad{background:#ffebe9;color:#b00020}.status.warn{background:#fff8c5;color:#7a5200}"
     ".status.good{background:#dafbe1;color:#1a7f37}.status.muted{background:#eee;color:#555}"
     ".flags,.detail{font-size:.8rem}pre{background:#f6f8fa;padding:.5rem;overflow:auto}"
-    "table.kv th{text-align:left;font-weight:600}tr.failing td{background:#ffebe9}"
+    "table.kv{width:auto;min-width:28rem}table.kv th{text-align:left;font-weight:600}tr.failing td{background:#ffebe9}"
     "section.check h3{font-size:1rem;margin:.9rem 0 .2rem}p.numbers{font-size:.85rem;margin:.2rem 0}"
 )
 BOARD_RUNS = 60
