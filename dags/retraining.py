@@ -30,6 +30,12 @@ the last full day). Never promote a worse model: that is the promise.
    guarded: it aborts if `@champion` moved since the gate compared against it. It is crash-safe:
    an intent is recorded first, and a killed move is completed by the next run or `driftguard doctor`.
 
+7. The run ends in one `outcome_*` task (`outcome_promoted`, `outcome_rejected`,
+   `outcome_insufficient_evidence`, `outcome_insufficient_data`, `outcome_declined`,
+   `outcome_aborted`): the grid says how the retrain ended (the run itself is a green success
+   either way; Airflow 3 tasks cannot set the run's note). A run that found the interval already
+   decided skips everything, these included.
+
 `max_active_runs=1`: one retrain of a model at a time.
 """
 
@@ -40,6 +46,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from driftguard import dag_defaults
 from driftguard.dag_specs import DagSpec
@@ -96,7 +103,7 @@ def read_request(model: str) -> dict[str, Any]:
                 "report": extra.get("report"),
                 **{
                     k: extra[k]
-                    for k in ("change_point", "change_basis", "change_runs", "baseline_metric")
+                    for k in ("triggers", "change_point", "change_basis", "change_runs", "baseline_metric")
                     if k in extra
                 },
             },
@@ -136,9 +143,10 @@ def train_candidate(model: str, request: dict[str, Any]) -> dict[str, Any]:
     return _step(model, request, "train")
 
 
-@task.short_circuit(ignore_downstream_trigger_rules=True)
+@task.short_circuit(ignore_downstream_trigger_rules=False)
 def candidate_trained(trained: dict[str, Any]) -> bool:
-    """Too few rows to train on is an outcome (`insufficient_data`, recorded by train): stop here."""
+    """Too few rows to train on is an outcome (`insufficient_data`, recorded by train): stop here.
+    Skips register_candidate, and the steps after it by their trigger rules, not `outcome`."""
     if trained["status"] == "insufficient_data":
         log.info("SUMMARY insufficient data: %s", trained["summary"])
         return False
@@ -202,6 +210,23 @@ def keep_as_challenger(model: str, request: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+DECIDING_STEPS = ("promote_champion", "keep_as_challenger", "decline_promotion", "train_candidate")
+"""Whose result says the outcome, the last step first (train_candidate: insufficient data)."""
+
+
+@task.branch(trigger_rule="none_failed_min_one_success")
+def outcome() -> list[str]:
+    """The `outcome_*` task that names how this retrain ended, for Airflow's grid (never fails:
+    its failure callback would mark a decided retrain failed)."""
+    from driftguard import retrain
+
+    context = get_current_context()
+    steps = [t for t in DECIDING_STEPS if t in context["dag"].task_ids]
+    chosen = retrain.outcome_task_id([context["ti"].xcom_pull(task_ids=t) for t in steps])
+    log.info("OUTCOME %s", chosen.removeprefix("outcome_") if chosen else "unknown")
+    return [chosen] if chosen else []
+
+
 def build_retraining_dag(spec: DagSpec) -> None:
     approval = spec.require_approval
 
@@ -231,6 +256,11 @@ def build_retraining_dag(spec: DagSpec) -> None:
         chain(claim_interval(m, request), trained, candidate_trained(trained), register_candidate(m, request), verdict)
         branch = promote_or_not(verdict, approval)
         promote = promote_champion(m, request)
+        keep = keep_as_challenger(m, request)
+        ended = outcome()
+        chain(trained, ended)  # not after candidate_trained: its short-circuit skips what follows it directly
+        chain([promote, keep], ended)
+        chain(ended, [EmptyOperator(task_id=f"outcome_{name}") for name in dag_defaults.RETRAIN_OUTCOMES])
         if approval:
             from airflow.providers.standard.operators.hitl import HITLBranchOperator
 
@@ -242,10 +272,12 @@ def build_retraining_dag(spec: DagSpec) -> None:
                 options=["Approve", "Reject"],
                 options_mapping={"Approve": "promote_champion", "Reject": "decline_promotion"},
             )
-            branch >> approve >> [promote, decline_promotion(m, request)]
+            declined = decline_promotion(m, request)
+            branch >> approve >> [promote, declined]
+            declined >> ended
         else:
             branch >> promote
-        branch >> keep_as_challenger(m, request)
+        branch >> keep
 
     retraining()
 

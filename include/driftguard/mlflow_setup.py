@@ -28,6 +28,18 @@ HTTP_ENV_DEFAULTS = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 HEALTH_TIMEOUT_S = 5.0
+MAX_TAG_CHARS = 250
+"""Longest tag value Driftguard writes: tags are short scalars that MLflow's tag table shows in one
+line; anything longer (a trigger's reasons, the gate's record, a data fingerprint) is an artifact."""
+
+
+def short_tag(text: str, *, full: str = "", limit: int = MAX_TAG_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying where the whole of it is (``full``) when cut."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    suffix = f"… (full text in {full})" if full else "…"
+    return text[: max(0, limit - len(suffix))] + suffix
 
 
 class MlflowUnavailable(RuntimeError):

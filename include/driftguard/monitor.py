@@ -952,16 +952,24 @@ CHANGE_LOOKBACK_RUNS = 26  # half a year of weekly runs: how far back a degradat
 def retrain_request(ctx: RunContext, decision: Any) -> dict[str, Any]:
     """What the retraining needs to know of this decision: where the degradation began, in event
     time. A metric measured in a run is on the labels that matured in it, so its change point is
-    that run's label window start (shifted back by the label delay)."""
+    that run's label window start (shifted back by the label delay). ``triggers``: the rules that
+    counted (the candidate's MLflow run is named after them)."""
+    counted = [r.rule for r in decision.counted_triggers]
+    triggers: dict[str, Any] = {"triggers": counted} if decision.retrain and counted else {}
     change = decision.change
     if change is None:
-        return {}
+        return triggers
     at = (
         label_window(ctx.contract, change.at, change.at + (ctx.end - ctx.start))[0]
         if change.basis == "metric"
         else change.at
     )
-    request: dict[str, Any] = {"change_point": at.isoformat(), "change_basis": change.basis, "change_runs": change.runs}
+    request: dict[str, Any] = {
+        **triggers,
+        "change_point": at.isoformat(),
+        "change_basis": change.basis,
+        "change_runs": change.runs,
+    }
     if change.baseline is not None:
         request["baseline_metric"] = change.baseline
     return request

@@ -216,6 +216,11 @@ class Decision:
         return [r for r in self.reasons if r.kind == TRIGGER and r.fired]
 
     @property
+    def counted_triggers(self) -> list[Reason]:
+        """Fired triggers that no guard blocked: why a retrain was decided."""
+        return [r for r in self.fired_triggers if not _blockers(r.rule, self.reasons)]
+
+    @property
     def blocking_guards(self) -> list[Reason]:
         return [r for r in self.reasons if r.kind == GUARD and r.fired]
 

@@ -8,9 +8,13 @@ Aliases of a registered model (one per contract, named like the contract):
   gate could not tell (insufficient evidence) it shadows the next monitoring windows
   (:mod:`driftguard.shadow`) and may be promoted from there.
 
-Every decision is also written where people look: version tags (``driftguard.verdict``,
-``driftguard.reasons``, ...), a JSON decision record in the candidate's run
-(``gate/decision.json``) and the promotion history table of the :class:`HistoryStore`.
+Every decision is also written where people look: short version tags (``driftguard.verdict``,
+``driftguard.summary``, ``driftguard.reasons``, ...: scalars of at most
+``mlflow_setup.MAX_TAG_CHARS`` characters), the version's description (the gate's summary), a JSON
+decision record in the candidate's run (``gate/decision.json``: every check's numbers, the whole
+trigger and data fingerprint) and the promotion history table of the :class:`HistoryStore`. The
+registered model gets a description when it is first registered (what the model is, its owners,
+and that Driftguard manages its aliases).
 
 MLflow has no compare-and-swap for aliases. :func:`promote` therefore re-reads ``@champion``
 immediately before moving anything and refuses (``ConcurrentPromotionError``) if it is not the
@@ -33,12 +37,11 @@ MLflow quirk: ``search_model_versions`` returns ``aliases=[]`` and string versio
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -57,13 +60,15 @@ CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous_champion", "challenger"
 TAG_VERDICT = "driftguard.verdict"
 TAG_REASONS = "driftguard.reasons"
 TAG_TRIGGER = "driftguard.trigger"
-TAG_FINGERPRINT = "driftguard.fingerprint"
+TAG_DATA_SHA = "driftguard.data_sha256"
 TAG_SUMMARY = "driftguard.summary"
 TAG_ROLLED_BACK = "driftguard.rolled_back"
 TAG_PROMOTED_AT = "driftguard.promoted_at"
 DECISION_ARTIFACT = "gate/decision.json"
-MAX_TAG_CHARS = 2000
-"""Tags stay readable in the MLflow UI; the full record is always in gate/decision.json."""
+MAX_TAG_CHARS = 250
+"""Tags stay one line in the MLflow UI (mlflow_setup.MAX_TAG_CHARS); the full record is in gate/decision.json."""
+DESCRIPTION_CHARS = 4000
+"""Descriptions (registered model, version) are cut to this many characters."""
 
 
 class RegistryError(Exception):
@@ -126,10 +131,51 @@ def _version_str(mv: ModelVersion | None) -> str | None:
     return None if mv is None else str(mv.version)
 
 
+def experiment_of(run_id: str, *, tracking_uri: str | None = None) -> str | None:
+    """The experiment id of a run (MLflow's UI routes a run under it), or None when it cannot be read."""
+    try:
+        return str(client(tracking_uri).get_run(run_id).info.experiment_id)
+    except Exception as exc:  # only a link is lost
+        logger.warning("run %s: experiment id unreadable: %s", run_id, str(exc).splitlines()[:1])
+        return None
+
+
+def model_description(name: str, description: str = "", owners: Sequence[str] = ()) -> str:
+    """The registered model's description: what the model is and who owns it (from its contract),
+    and that Driftguard manages the versions and aliases."""
+    what = description.strip() or f"The model of the Driftguard contract {name}."
+    who = f"\n\nOwners: {', '.join(owners)}." if owners else ""
+    return (
+        f"{what}{who}\n\nManaged by Driftguard (contract `{name}`): each version is a candidate trained by the "
+        f"retraining DAG `driftguard_retrain__{name}` and judged by the promotion gate (its verdict is in the "
+        "version's description, its `driftguard.*` tags and `gate/decision.json` in the version's run). "
+        "The aliases `@champion` (what production scores with), `@previous_champion` (the rollback target) "
+        "and `@challenger` (the latest candidate not promoted) are moved by Driftguard only: to go back, run "
+        f"the DAG `driftguard_rollback__{name}`, do not move an alias by hand."
+    )[:DESCRIPTION_CHARS]
+
+
+def _describe_model(c: MlflowClient, model: str, description: str | None) -> None:
+    """Set the registered model's description once: when it has none (a person's edit is kept)."""
+    if not description:
+        return
+    try:
+        if not (c.get_registered_model(model).description or "").strip():
+            c.update_registered_model(model, description=description[:DESCRIPTION_CHARS])
+    except Exception as exc:  # a description is documentation: never fail a registration for it
+        logger.warning("%s: registered model description not set: %s", model, str(exc).splitlines()[:1])
+
+
 def register_candidate(
-    model: str, run_id: str, *, tracking_uri: str | None = None, tags: Mapping[str, str] | None = None
+    model: str,
+    run_id: str,
+    *,
+    tracking_uri: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    description: str | None = None,
 ) -> ModelVersion:
-    """Register the run's ``model`` artifact as a new version; idempotent per run.
+    """Register the run's ``model`` artifact as a new version; idempotent per run. ``description``:
+    the registered model's, set when it has none yet (at its first registration).
 
     A rerun for a run that already has a version returns that version (never a second one)."""
     import mlflow
@@ -147,6 +193,7 @@ def register_candidate(
         logger.info(
             "%s: run %s is already registered as version %s: not registering again", model, run_id, first.version
         )
+        _describe_model(c, model, description)
         return c.get_model_version(model, str(first.version))
     try:
         c.get_run(run_id)
@@ -154,18 +201,14 @@ def register_candidate(
         raise RegistryError(f"{model}: cannot register run {run_id}: {str(exc).splitlines()[0]}") from None
     mv = mlflow.register_model(f"runs:/{run_id}/model", model, tags=dict(tags or {}))
     logger.info("%s: registered run %s as version %s", model, run_id, mv.version)
+    _describe_model(c, model, description)
     return c.get_model_version(model, str(mv.version))
 
 
 def _truncate(text: str, limit: int = MAX_TAG_CHARS) -> str:
-    if len(text) <= limit:
-        return text
-    suffix = f" ... (+{len(text) - limit} chars; full record in {DECISION_ARTIFACT})"
-    return text[: max(0, limit - len(suffix))] + suffix
+    from driftguard.mlflow_setup import short_tag
 
-
-def _compact_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return short_tag(text, full=DECISION_ARTIFACT, limit=limit)
 
 
 def decision_record(
@@ -204,15 +247,20 @@ def record_verdict(
     c = client(tracking_uri)
     mv = c.get_model_version(model, str(version))
     record = decision_record(model, str(version), verdict, trigger=trigger, fingerprint=fingerprint)
+    from driftguard.training import trigger_summary
+
     tags = {
         TAG_VERDICT: record["verdict"],
-        TAG_SUMMARY: _truncate(verdict.summary(), 500),
+        TAG_SUMMARY: _truncate(verdict.summary()),
         TAG_REASONS: _truncate("; ".join(record["reasons"]) or "all checks passed"),
-        TAG_TRIGGER: _truncate(_compact_json(record["trigger"])),
-        TAG_FINGERPRINT: _truncate(_compact_json(record["fingerprint"])),
+        TAG_TRIGGER: _truncate(trigger_summary(dict(trigger))),
+        TAG_DATA_SHA: _truncate(str(record["fingerprint"].get("sha256", ""))),
     }
     for key, value in tags.items():
         c.set_model_version_tag(model, str(version), key, value)
+    # The version page shows its description first: the gate's summary and each failed check's reason.
+    text = "\n".join([verdict.summary(), *(f"- {r}" for r in record["reasons"])])
+    c.update_model_version(model, str(version), description=text[:DESCRIPTION_CHARS])
     if mv.run_id:
         c.log_dict(mv.run_id, record, DECISION_ARTIFACT)
     logger.info("%s v%s: verdict %s recorded (%s)", model, version, record["verdict"], verdict.summary())
@@ -223,7 +271,7 @@ def record_verdict(
             version=str(version),
             previous_version=None,
             actor=actor,
-            reason=_truncate("; ".join(record["reasons"])),
+            reason=_truncate("; ".join(record["reasons"]), 2000),
             details={"summary": record["summary"], "run_id": mv.run_id},
             at=_now(),
         )

@@ -17,7 +17,7 @@ import json
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from driftguard.contract import ModelContract
+from driftguard.dag_defaults import RETRAIN_OUTCOMES
 from driftguard.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -350,6 +351,7 @@ def register(ctx: RetrainContext) -> dict[str, Any]:
         cand["run_id"],
         tracking_uri=ctx.settings.mlflow_tracking_uri,
         tags={"driftguard.interval": _interval_tag(ctx)},
+        description=registry.model_description(ctx.name, ctx.contract.description, ctx.contract.owners),
     )
     ctx.write_json("registered.json", {"version": str(mv.version)})
     log.info("%s: registered as %s v%s", ctx.label, ctx.contract.registered_model_name, mv.version)
@@ -452,7 +454,8 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         "champion_version": champion_version,
         "promote": verdict.promote,
         "summary": verdict.summary(),
-        "verdict": verdict.to_dict(),
+        # Stored in dg_retrains with the verdict: what the candidate page links and names.
+        "verdict": {**verdict.to_dict(), "candidate": candidate_facts(ctx, cand["run_id"], version, champion_version)},
     }
     ctx.write_json("verdict.json", out)
     log.info(
@@ -463,6 +466,22 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         verdict.summary(),
     )
     return {k: out[k] for k in ("version", "champion_version", "promote", "summary")}
+
+
+def candidate_facts(ctx: RetrainContext, run_id: str, version: str, champion_version: str | None) -> dict[str, Any]:
+    """Who the candidate is, for the champion-vs-challenger page (driftguard.candidate_page): its
+    MLflow run and experiment (the run link needs both), registered model, version, the champion
+    it was compared with and the trigger in one line."""
+    from driftguard import registry, training
+
+    return {
+        "registered_model": ctx.contract.registered_model_name,
+        "version": str(version),
+        "champion_version": champion_version,
+        "run_id": run_id,
+        "experiment_id": registry.experiment_of(run_id, tracking_uri=ctx.settings.mlflow_tracking_uri),
+        "trigger": training.trigger_summary(ctx.trigger)[: training.MAX_TAG_CHARS],
+    }
 
 
 def seasonal_rows(ctx: RetrainContext, fingerprint: dict[str, Any], champion_version: str, model_uri: str) -> Any:
@@ -672,6 +691,22 @@ def shadow_handover(
         log.info("%s: v%s shadows the next windows beside champion v%s", ctx.label, version, champion)
     except Exception:
         log.exception("%s: shadow handover of v%s (%s) failed; it does not shadow", ctx.label, version, status)
+
+
+OUTCOMES = RETRAIN_OUTCOMES
+"""How a retraining run can end (dag_defaults.RETRAIN_OUTCOMES, which the DAG reads at parse time)."""
+
+
+def outcome_task_id(results: Sequence[Mapping[str, Any] | None]) -> str | None:
+    """``outcome_<status>`` of the first step result whose status is one of OUTCOMES (the DAG
+    passes the deciding steps' results, the last step first); None when none has one (logged:
+    the grid then shows no outcome task, and the decided retrain's record is left as it is)."""
+    for result in results:
+        status = result.get("status") if isinstance(result, Mapping) else None
+        if status in OUTCOMES:
+            return f"outcome_{status}"
+    log.warning("no retraining outcome in the step results %r", list(results))
+    return None
 
 
 def fail(ctx: RetrainContext, error: str) -> None:

@@ -37,6 +37,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from driftguard import mlflow_setup
 from driftguard.contract import ModelContract, Task, format_duration
 from driftguard.settings import REPO_ROOT
 
@@ -675,6 +676,32 @@ def pip_requirements() -> list[str]:
     return [f"{pkg}=={versions[pkg]}" for pkg in ("mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle")]
 
 
+MAX_TAG_CHARS = mlflow_setup.MAX_TAG_CHARS
+TRIGGER_ARTIFACT = "trigger.json"
+"""In the candidate's run: the whole trigger (the tag holds its first MAX_TAG_CHARS characters)."""
+
+
+def trigger_kind(trigger: dict[str, Any] | None) -> str:
+    """What asked for the candidate, in a word or two: the triggers that counted
+    (``metric_drop+drift_share``), else the request's source (``monitoring``, ``manual``)."""
+    triggers = (trigger or {}).get("triggers")
+    if isinstance(triggers, list | tuple) and triggers:
+        return "+".join(str(t) for t in triggers)
+    source = (trigger or {}).get("source")
+    return str(source) if source else "manual"
+
+
+def run_name(contract: ModelContract, as_of: Any, trigger: dict[str, Any] | None) -> str:
+    """The candidate's MLflow run name: model, data cut-off and trigger, e.g.
+    ``flight_delay 2013-06-03 metric_drop`` (a cut-off within a day keeps its time)."""
+    try:
+        at = datetime.fromisoformat(str(as_of))
+        when = f"{at:%Y-%m-%d}" if (at.hour, at.minute, at.second) == (0, 0, 0) else f"{at:%Y-%m-%d %H:%M}"
+    except ValueError:
+        when = str(as_of or "")
+    return mlflow_setup.short_tag(f"{contract.name} {when} {trigger_kind(trigger)}")
+
+
 def trigger_summary(trigger: dict[str, Any] | None) -> str:
     """One line for the run tag: the trigger's summary, else its reasons, else its JSON."""
     if not trigger:
@@ -728,7 +755,8 @@ def _tags(contract: ModelContract, data: TrainingData, trigger: dict[str, Any] |
         "driftguard.model": contract.name,
         "driftguard.kind": "candidate",
         "driftguard.task": contract.task.value,
-        "driftguard.trigger": trigger_summary(trigger),
+        "driftguard.trigger": mlflow_setup.short_tag(trigger_summary(trigger), full=TRIGGER_ARTIFACT),
+        "driftguard.trigger_kind": mlflow_setup.short_tag(trigger_kind(trigger)),
         "driftguard.data_sha256": str(data.fingerprint.get("sha256", "")),
         "driftguard.config_sha256": config_hash(contract),
         # Data time of the training cut-off: the policy's model age counts from it, so backfills
@@ -874,9 +902,10 @@ def train_candidate(
         contract.training.seed,
         trigger_summary(trigger),
     )
-    run_name = f"{contract.name}-{trained_at:%Y%m%dT%H%M%S}"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+    name = run_name(contract, data.fingerprint.get("as_of"), trigger)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.set_tags(_tags(contract, data, trigger))
+        mlflow.log_dict(dict(trigger or {"source": "manual"}), TRIGGER_ARTIFACT)
         mlflow.log_params(_params(contract, data))
         pipeline = fit(build_pipeline(contract), split.train, contract)
         metrics: dict[str, dict[str, float]] = {}

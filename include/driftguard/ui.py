@@ -9,10 +9,12 @@ This module itself never imports Airflow: the app works (and is tested) standalo
 Pages: the health board (``/``: one row per model, its status from driftguard.health, champion,
 last run, last decision, links to the failed task's log, the runbook and the rollback DAG), a
 model's status, run history, trend, failed runs and shadow challenger (``/models/{model}``), its registry
-state (``/models/{model}/registry``), the on-call runbook (``/runbook``, docs/runbook.md), and the
-report files under ``settings.reports_dir`` (``/reports/{path}``), served only after a containment
-check because the path comes from the URL. Every value from the history store, MLflow or the URL
-is HTML-escaped. Errors (404, 401, a broken store, a crash) are HTML pages too, never JSON.
+state (``/models/{model}/registry``), one retraining candidate against the champion
+(``/models/{model}/candidates/{version}``, driftguard.candidate_page), the on-call runbook
+(``/runbook``, docs/runbook.md), and the report files under ``settings.reports_dir``
+(``/reports/{path}``), served only after a containment check because the path comes from the URL.
+Every value from the history store, MLflow or the URL is HTML-escaped. Errors (404, 401, a broken
+store, a crash) are HTML pages too, never JSON.
 
 Links into Airflow's own UI (a task's log, a DAG) are built from the app's mount point: the app
 sits one path segment under Airflow's base URL (``/driftguard``), so Airflow's root is the mount
@@ -45,7 +47,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from driftguard import health, reports, runbook
+from driftguard import candidate_page, health, reports, runbook
 from driftguard.settings import Settings, get_settings
 from driftguard.store import FailureRecord, HistoryStore, RunRecord, StoreError
 
@@ -182,6 +184,8 @@ _CSS_EXTRA = (
     ".status.bad{background:#ffebe9;color:#b00020}.status.warn{background:#fff8c5;color:#7a5200}"
     ".status.good{background:#dafbe1;color:#1a7f37}.status.muted{background:#eee;color:#555}"
     ".flags,.detail{font-size:.8rem}pre{background:#f6f8fa;padding:.5rem;overflow:auto}"
+    "table.kv{width:auto;min-width:28rem}table.kv th{text-align:left;font-weight:600}tr.failing td{background:#ffebe9}"
+    "section.check h3{font-size:1rem;margin:.9rem 0 .2rem}p.numbers{font-size:.85rem;margin:.2rem 0}"
 )
 BOARD_RUNS = 60
 """Recorded runs the board reads per model (the newest intervals): enough for its verdict."""
@@ -244,8 +248,11 @@ def status_badge(h: health.Health) -> str:
     return f'<span class="status {h.css}" data-status="{_e(h.status)}">{_e(h.label)}</span>'
 
 
-def board_body(root: str, healths: Sequence[health.Health], now: datetime) -> str:
-    """The health board: one row per model, worst status first."""
+def board_body(
+    root: str, healths: Sequence[health.Health], now: datetime, candidates: Mapping[str, str] | None = None
+) -> str:
+    """The health board: one row per model, worst status first. ``candidates``: model -> the
+    candidate version its last run's retrain produced (its decision links that candidate's page)."""
     airflow = airflow_root(root)
     order = list(health.STATUSES)
     rows = []
@@ -269,6 +276,12 @@ def board_body(root: str, healths: Sequence[health.Health], now: datetime) -> st
                 f'<div class="muted">recorded {_e(health.age(now, rec.updated_at))} ago</div>'
             )
             decision = _e(health.decision_line(rec))
+            version = (candidates or {}).get(h.model)
+            if rec.retrain and version:
+                decision += (
+                    f' · <a class="candidate-link" href="{_e(candidate_href(root, h.model, version))}">'
+                    f"candidate v{_e(version)}</a>"
+                )
         links = [
             f'<a class="model-link" href="{_e(_model_href(root, h.model))}">model page</a>',
             f'<a class="registry-link" href="{_e(_model_href(root, h.model, "/registry"))}">registry</a>',
@@ -355,7 +368,13 @@ def promotions_table(promotions: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def retrains_table(retrains: Sequence[Mapping[str, Any]], limit: int = 20) -> str:
+def candidate_href(root: str, model: str, version: Any) -> str:
+    return _model_href(root, model, f"/candidates/{quote(str(version), safe='')}")
+
+
+def retrains_table(root: str, model: str, retrains: Sequence[Mapping[str, Any]], limit: int = 20) -> str:
+    """Newest first: interval, status, candidate (linked to its champion-vs-challenger page), the
+    primary metric of both models with the gain's CI, and the gate's verdict with failed checks."""
     if not retrains:
         return '<p class="muted">No retraining candidates yet.</p>'
     rows = []
@@ -365,16 +384,32 @@ def retrains_table(retrains: Sequence[Mapping[str, Any]], limit: int = 20) -> st
         failed = [c for c in verdict.get("checks") or [] if isinstance(c, Mapping) and not c.get("passed", True)]
         detail = "".join(f"<li>{_e(c.get('name'))}: {_e(c.get('detail'))}</li>" for c in failed)
         css = "good" if verdict.get("promote") else ("bad" if verdict else "muted")
+        version = r.get("candidate_version")
+        cand = (
+            f'<a class="candidate-link" href="{_e(candidate_href(root, model, version))}">v{_e(version)}</a>'
+            if version
+            else _NONE
+        )
+        numbers = candidate_page.compact_comparison(verdict)
         rows.append(
             f'<tr class="retrain-row"><td>{_e(_when(r.get("interval_start")))} → {_e(_when(r.get("interval_end")))}'
-            f"</td><td>{_e(r.get('status'))}</td><td>{_e(r.get('candidate_version'))}</td>"
+            f"</td><td>{_e(r.get('status'))}</td><td>{cand}</td><td class=num>{_e(numbers) or _NONE}</td>"
             f'<td><span class="{css}">{_e(summary)}</span>'
             f"{f'<ul class=reasons>{detail}</ul>' if detail else ''}</td></tr>"
         )
     return (
         '<table class="retrains"><thead><tr><th>Interval (UTC)</th><th>Status</th><th>Candidate</th>'
-        f"<th>Gate verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        "<th>Champion → challenger (gain, CI)</th><th>Gate verdict</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def last_run_candidate(retrains: Sequence[Mapping[str, Any]], rec: RunRecord) -> str | None:
+    """The candidate version the retrain of a run's interval produced, if it got that far."""
+    for r in retrains:
+        if (r.get("interval_start"), r.get("interval_end")) == (rec.interval_start, rec.interval_end):
+            return str(r["candidate_version"]) if r.get("candidate_version") else None
+    return None
 
 
 def aliases_block(versions: Mapping[str, Any], error: str | None) -> str:
@@ -555,7 +590,13 @@ def create_app(
             )
             for model in sorted(set(s.models()) | set(specs))
         ]
-        return _page(root_of(request), "Driftguard", board_body(root_of(request), healths, now))
+        candidates = {}
+        for h in healths:
+            if h.last_run is not None and h.last_run.retrain:
+                found = last_run_candidate(s.retrains(h.model), h.last_run)
+                if found:
+                    candidates[h.model] = found
+        return _page(root_of(request), "Driftguard", board_body(root_of(request), healths, now, candidates))
 
     @router.get(runbook.PAGE_PATH, response_class=HTMLResponse)
     def runbook_page(request: Request) -> HTMLResponse:
@@ -587,6 +628,8 @@ def create_app(
             reports._LEGEND,
             "<h2>Shadow challenger</h2>",
             reports.shadow_section(shadow),
+            "<h2>Retraining candidates</h2>",
+            retrains_table(root, model, s.retrains(model), limit=10),
             "<h2>Runs</h2>",
             runs_table(root, reports_dir, records),
             "<h2>Failed runs</h2>",
@@ -612,11 +655,31 @@ def create_app(
             "<h2>Aliases</h2>",
             aliases_block(versions, error),
             "<h2>Retraining candidates and gate verdicts</h2>",
-            retrains_table(s.retrains(model)),
+            retrains_table(root, model, s.retrains(model)),
             "<h2>Promotion history</h2>",
             promotions_table(s.promotions(model)),
         ]
         return _page(root, f"Driftguard: {model} registry", "\n".join(body))
+
+    @router.get("/models/{model}/candidates/{version}", response_class=HTMLResponse)
+    def candidate(request: Request, model: str, version: str) -> HTMLResponse:
+        """Champion vs challenger for one candidate version (its newest retrain, when one version
+        was decided for several intervals)."""
+        s = store()
+        rows = [r for r in s.retrains(model) if str(r.get("candidate_version")) == version]
+        if not rows:
+            raise HTTPException(404, f"no retraining candidate v{version} recorded for model {model!r}")
+        root = root_of(request)
+        body = candidate_page.candidate_body(
+            root,
+            model,
+            rows[-1],
+            s.shadow_records(model, version=version),
+            tracking_uri=settings.mlflow_tracking_uri,
+            model_href=_model_href(root, model),
+            registry_href=_model_href(root, model, "/registry"),
+        )
+        return _page(root, f"Driftguard: {model} candidate v{version}", body)
 
     @router.get("/dags/{dag_id}")
     def dag_tab(request: Request, dag_id: str) -> Response:

@@ -217,3 +217,23 @@ def test_missing_models_folder_is_reported_not_silent(tmp_path: Path, monkeypatc
     assert not bag.dags
     error = bag.import_errors[str(DAGS_DIR / "contract_errors.py")]
     assert f"{tmp_path / 'nowhere'}: <folder>: models folder does not exist (set DRIFTGUARD_MODELS_DIR)" in error
+
+
+def test_retraining_dag_ends_in_one_outcome_task_per_outcome() -> None:
+    """Airflow's grid names how a retrain ended: `outcome` (after the deciding steps, and after
+    train_candidate, not candidate_trained, whose short-circuit skips its direct downstream)
+    branches to one `outcome_<status>` task per retrain outcome."""
+    from driftguard import retrain
+    from driftguard.dag_defaults import RETRAIN_OUTCOMES
+
+    dag = parse_dags().dags[dag_id("retrain", "flight_delay")]
+    ended = dag.task_dict["outcome"]
+    assert ended.upstream_task_ids == {"train_candidate", "promote_champion", "keep_as_challenger"} | (
+        {"decline_promotion"} & set(dag.task_ids)
+    )
+    assert ended.trigger_rule == "none_failed_min_one_success"
+    assert ended.downstream_task_ids == {f"outcome_{o}" for o in RETRAIN_OUTCOMES}
+    assert dag.task_dict["candidate_trained"].ignore_downstream_trigger_rules is False
+    assert retrain.outcome_task_id([None, {"status": "rejected"}, {"status": "trained"}]) == "outcome_rejected"
+    assert retrain.outcome_task_id([None, None, None, {"status": "insufficient_data"}]) == "outcome_insufficient_data"
+    assert retrain.outcome_task_id([None, {"status": "trained"}]) is None

@@ -208,6 +208,7 @@ def test_promotion_waits_for_human_approval(tmp_path: Path, answer: str) -> None
         assert states["keep_as_challenger"] == "skipped", states
         if answer == "Approve":
             assert (states["promote_champion"], states["decline_promotion"]) == ("success", "skipped"), states
+            assert (states["outcome_promoted"], states["outcome_declined"]) == ("success", "skipped"), states
             champion = registry.champion_version(NAME, tracking_uri=uri)
             assert champion is not None and int(champion.version) == 1
             promotions = store.promotions(NAME)
@@ -215,6 +216,7 @@ def test_promotion_waits_for_human_approval(tmp_path: Path, answer: str) -> None
         else:
             # The reviewer said no: nothing promoted, the decision recorded, the candidate kept for inspection.
             assert (states["promote_champion"], states["decline_promotion"]) == ("skipped", "success"), states
+            assert (states["outcome_declined"], states["outcome_promoted"]) == ("success", "skipped"), states
             assert registry.champion_version(NAME, tracking_uri=uri) is None
             assert str(registry.alias_version(NAME, "challenger", tracking_uri=uri).version) == "1"
             assert [r["status"] for r in store.retrains(NAME)] == ["declined"]

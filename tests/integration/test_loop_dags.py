@@ -101,6 +101,9 @@ def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, st
     assert first.state == "success", first
     assert first.task_states["promote_champion"] == "success"
     assert first.task_states["keep_as_challenger"] == "skipped"
+    # Airflow's grid says how the retrain ended: exactly one outcome_* task ran.
+    outcomes = {t: s for t, s in first.task_states.items() if t.startswith("outcome_")}
+    assert outcomes.pop("outcome_promoted") == "success" and set(outcomes.values()) == {"skipped"}, outcomes
     assert registry.champion_version(name, tracking_uri=uri).version == 1
 
     # 2. A stable day: monitored against the champion's reference, no retrain.
@@ -144,8 +147,13 @@ def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, st
     assert verdict["champion_version"] == "1" and verdict["version"] == "2"
     decided = "promote_champion" if verdict["promote"] else "keep_as_challenger"
     assert retrained.task_states[decided] == "success"
+    status = HistoryStore(loop_env["DRIFTGUARD_HISTORY_URL"]).retrains(name)[-1]["status"]
+    assert retrained.task_states[f"outcome_{status}"] == "success", retrained.task_states
     mv = registry.client(uri).get_model_version(name, "2")
     assert mv.tags["driftguard.verdict"] in ("promote", "reject")
+    # MLflow's run list tells the candidates apart: model, data cut-off, trigger.
+    cut_off = datetime.fromisoformat(extra["interval_end"])
+    assert registry.client(uri).get_run(mv.run_id).info.run_name == f"{name} {cut_off:%Y-%m-%d} manual"
 
     # 6. The next day: whatever the gate said, that retrain starts the cooldown (2 days).
     after_retrain = run_dag(dag_id("monitor", name), _day(24))
@@ -163,3 +171,16 @@ def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, st
     assert rerun.state == "success"
     assert rerun.task_states["train_candidate"] == "skipped"
     assert len(registry.client(uri).search_model_versions(f"name = '{name}'")) == 2
+
+    # 8. Two hours of matured labels are too few to train on: insufficient data, said by the grid's
+    # outcome task (labels mature after a day: as of day 1 + 2h only the log's first 2 hours have one).
+    early = _day(1) + timedelta(hours=2)
+    empty = run_dag(
+        dag_id("retrain", name),
+        None,
+        conf={"interval_start": (early - timedelta(days=1)).isoformat(), "interval_end": early.isoformat()},
+    )
+    assert empty.state == "success", empty
+    assert empty.task_states["register_candidate"] == "skipped" and empty.task_states["evaluate_candidate"] == "skipped"
+    assert empty.task_states["outcome_insufficient_data"] == "success", empty.task_states
+    assert empty.task_states["outcome_rejected"] == "skipped"

@@ -54,6 +54,15 @@ def test_regression_candidates_are_gated_and_registered_once(world) -> None:
     mv = registry.client(uri).get_model_version("reg_flow", "2")
     assert mv.tags["driftguard.verdict"] == ("promote" if second["status"] == "promoted" else "reject")
     assert "rmse" in mv.tags["driftguard.summary"]
+    # Readable in MLflow: short tags, the verdict as the version's description, a described model,
+    # and the candidate page's facts (run, experiment, champion) stored with the verdict.
+    c = registry.client(uri)
+    assert all(len(v) <= 250 for v in mv.tags.values()) and mv.description.startswith(("PROMOTE", "REJECT"))
+    assert "Managed by Driftguard" in c.get_registered_model("reg_flow").description
+    assert c.get_run(mv.run_id).info.run_name == "reg_flow 2024-01-29 manual"
+    facts = HistoryStore(settings.history_url).retrains("reg_flow")[-1]["verdict"]["candidate"]
+    assert facts["run_id"] == mv.run_id and facts["champion_version"] == "1"
+    assert facts["experiment_id"] == c.get_run(mv.run_id).info.experiment_id
 
     again = retrain.run_retraining(contract, _day(27), _day(28), trigger={"summary": "drift"}, settings=settings)
     assert again == {"status": "skipped", "previous_status": second["status"], "version": "2"}

@@ -175,6 +175,7 @@ def _seed_payloads(reports_dir: Path, store: Any) -> SimpleNamespace:
         )
     )
     (folder / "probe.html").write_text(PROBE_HTML, encoding="utf-8")
+    candidate = _seed_candidate(store, start, end, xss_support.PAYLOADS)
     base = f"/driftguard/reports/{XSS_MODEL}/{folder.name}"
     return SimpleNamespace(
         drift_url=f"{base}/{reports.DRIFT_HTML}",
@@ -184,6 +185,51 @@ def _seed_payloads(reports_dir: Path, store: Any) -> SimpleNamespace:
         payloads=xss_support.PAYLOADS,
         marker=xss_support.MARKER,
         injected=xss_support.INJECTED_ELEMENTS,
+        candidate=candidate,
+    )
+
+
+CANDIDATE_RUN_ID = "0123456789abcdef0123456789abcdef"
+
+
+def _seed_candidate(store: Any, start: Any, end: Any, payloads: tuple[str, ...]) -> SimpleNamespace:
+    """A rejected retrain of XSS_MODEL (candidate v5 vs champion v4) whose segment values and
+    reason are the payloads; the page's numbers come from this verdict."""
+    sig = {"metric": "roc_auc", "mode": "superiority", "margin": "1%", "margin_abs": 0.0071, "bound": 0.0071,
+           "diff": 0.0290, "ci_low": 0.0123, "ci_high": 0.0456, "confidence": 0.95, "rows": 2400,
+           "rows_needed": 2100, "insufficient_evidence": 0}  # fmt: skip
+    bad, ok = f"origin={payloads[1]}", f"origin={payloads[2]}"
+    segments = {"metric": "roc_auc", "margin": "2.5%", "alpha": 0.05, "min_rows": 200, f"loss[{bad}]": 0.37,
+                f"p[{bad}]": 1e-9, f"rows[{bad}]": 800, f"loss[{ok}]": -0.1, f"p[{ok}]": 1.0, f"rows[{ok}]": 800,
+                "failing_segments": bad}  # fmt: skip
+    verdict = {
+        "promote": False,
+        "outcome": "reject",
+        "metric": "roc_auc",
+        "summary": f"REJECT (challenger vs champion on roc_auc): segment_guardrails: {payloads[0]}",
+        "checks": [
+            {
+                "name": "primary_metric_threshold",
+                "passed": True,
+                "detail": "roc_auc 0.7100 -> 0.7390",
+                "numbers": {"metric": "roc_auc", "champion": 0.71, "challenger": 0.739, "improvement": 0.029},
+            },
+            {"name": "significance", "passed": True, "detail": "better", "numbers": sig},
+            {"name": "segment_guardrails", "passed": False, "detail": f"worse in {bad}", "numbers": segments},
+        ],
+        "candidate": {
+            "registered_model": XSS_MODEL,
+            "version": "5",
+            "champion_version": "4",
+            "run_id": CANDIDATE_RUN_ID,
+            "experiment_id": "1",
+            "trigger": "metric_drop",
+        },
+    }
+    assert store.claim_retrain(XSS_MODEL, start, end) is None
+    store.finish_retrain(XSS_MODEL, start, end, status="rejected", candidate_version="5", verdict=verdict)
+    return SimpleNamespace(
+        url=f"/driftguard/models/{XSS_MODEL}/candidates/5", ci=("95% CI of the gain", "[+0.0123, +0.0456]")
     )
 
 
@@ -385,6 +431,7 @@ def test_board_runbook_and_error_pages_through_airflow(server: SimpleNamespace) 
     for path, token, code in (
         ("/driftguard/no/such/page", server.token, 404),
         ("/driftguard/models/nope", server.token, 404),
+        (f"/driftguard/models/{XSS_MODEL}/candidates/99", server.token, 404),
         ("/driftguard/reports/nope.html", server.token, 404),
         ("/driftguard/", None, 401),
     ):
@@ -638,3 +685,27 @@ def test_browser_board_shows_the_failed_run_and_opens_its_task_log(
     browser.get(runbook)
     section = _wait_for(browser, lambda d: d.find_elements("id", "pipeline_failure"), "the runbook section")[0]
     assert section.text == "pipeline_failure" and "What to run" in browser.find_element("tag name", "body").text
+
+
+@pytest.mark.browser
+def test_browser_candidate_page_shows_the_ci_and_the_mlflow_run(
+    webdriver_module: Any, server: SimpleNamespace, browser: Any
+) -> None:
+    """From the model page's retraining candidates to champion vs challenger: the gain's CI, the
+    MLflow run id with how to open it (the tracking URI is SQLite), payloads as text, none ran."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    xss = server.xss
+    _login(browser, server, next_path="/driftguard/")
+    browser.get(f"{server.base}/driftguard/models/{XSS_MODEL}")
+    link = _wait_for(browser, lambda d: d.find_elements("css selector", "a.candidate-link"), "the candidate link")[0]
+    link.click()
+    _wait_for(browser, lambda d: d.current_url.endswith(xss.candidate.url), "opening the candidate page")
+    text = browser.find_element("tag name", "body").text
+    browser.save_screenshot(str(ARTIFACTS / "ui_candidate_page.png"))
+    assert all(part in text for part in xss.candidate.ci), text[:2000]
+    assert f"MLflow run {CANDIDATE_RUN_ID}" in text and "mlflow ui --backend-store-uri sqlite:///" in text
+    assert browser.find_elements("css selector", "tr.failing"), "the failing segment is not marked"
+    assert xss.marker not in _title(browser)
+    assert browser.find_elements("css selector", xss.injected) == []
+    for payload in xss.payloads[:3]:
+        assert payload in text, f"{payload!r} is not shown as text on the candidate page"

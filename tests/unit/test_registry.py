@@ -217,20 +217,27 @@ def test_record_verdict_tags_artifact_and_history(mlflow_env: dict[str, Any], st
     v1, v2 = register_all(mlflow_env, "reg_verdict", n=2)
     rejected = _verdict(promote=False)
     assert not rejected.promote
-    trigger = {"reasons": ["drift_share 0.4 >= 0.3"], "interval": "2013-03-04"}
+    reasons = [f"drift_share 0.4 >= 0.3 in segment {i}" for i in range(40)]  # a long trigger: 1,400 chars
+    trigger = {"reasons": reasons, "interval": "2013-03-04"}
+    fingerprint = {"rows": 100, "sha256": "ab" * 32, "bounds": {"train": {"end": "2013-03-01"}}}
     record = registry.record_verdict(
-        "reg_verdict", v2, rejected, trigger=trigger, fingerprint={"rows": 100}, tracking_uri=uri, store=store
+        "reg_verdict", v2, rejected, trigger=trigger, fingerprint=fingerprint, tracking_uri=uri, store=store
     )
     c = registry.client(uri)
     mv = c.get_model_version("reg_verdict", v2)
     assert mv.tags["driftguard.verdict"] == "reject"
     assert mv.tags["driftguard.reasons"].startswith("first_champion_floors: first champion below floor: roc_auc")
-    assert json.loads(mv.tags["driftguard.trigger"]) == trigger
-    assert json.loads(mv.tags["driftguard.fingerprint"]) == {"rows": 100}
+    assert mv.tags["driftguard.trigger"].startswith("drift_share 0.4 >= 0.3 in segment 0; drift_share")
+    assert mv.tags["driftguard.data_sha256"] == "ab" * 32
+    # Tags are short scalars, never JSON: the whole trigger and fingerprint are in gate/decision.json.
+    assert all(len(v) <= 250 for v in mv.tags.values()), {k: len(v) for k, v in mv.tags.items()}
+    assert not any(v.lstrip().startswith(("{", "[")) for v in mv.tags.values()), mv.tags
+    assert mv.description.startswith("REJECT (first champion): first_champion_floors")
     path = c.download_artifacts(mv.run_id, "gate/decision.json", str(mlflow_env["root"] / "dl"))
     saved = json.loads(Path(path).read_text())
     assert saved["verdict"] == "reject" and saved["version"] == v2 and saved["gate"]["first_champion"] is True
     assert saved["reasons"] == record["reasons"] == rejected.reasons()
+    assert saved["trigger"] == trigger and saved["fingerprint"] == fingerprint
     last = store.promotions("reg_verdict")[-1]
     assert (last["action"], last["version"]) == ("reject", v2)
     accepted = _verdict(promote=True)
@@ -241,7 +248,23 @@ def test_record_verdict_tags_artifact_and_history(mlflow_env: dict[str, Any], st
 
 def test_reasons_tag_is_truncated() -> None:
     text = registry._truncate("x" * 5000)
-    assert len(text) == registry.MAX_TAG_CHARS and text.endswith("chars; full record in gate/decision.json)")
+    assert len(text) == registry.MAX_TAG_CHARS == 250 and text.endswith("… (full text in gate/decision.json)")
+
+
+def test_registered_model_description_is_set_once(mlflow_env: dict[str, Any]) -> None:
+    uri, runs = mlflow_env["uri"], mlflow_env["runs"]
+    text = registry.model_description("reg_desc", "Flight delay risk at booking.", ["ops@example.com"])
+    registry.register_candidate("reg_desc", runs[0], tracking_uri=uri, description=text)
+    c = registry.client(uri)
+    described = c.get_registered_model("reg_desc").description
+    assert described.startswith("Flight delay risk at booking.\n\nOwners: ops@example.com.")
+    assert "Managed by Driftguard" in described and "@champion" in described
+    assert "driftguard_rollback__reg_desc" in described
+    c.update_registered_model("reg_desc", description="edited by a person")  # kept: set once, not overwritten
+    registry.register_candidate("reg_desc", runs[1], tracking_uri=uri, description=text)
+    assert c.get_registered_model("reg_desc").description == "edited by a person"
+    assert registry.experiment_of(runs[0], tracking_uri=uri) == c.get_run(runs[0]).info.experiment_id
+    assert registry.experiment_of("deadbeef", tracking_uri=uri) is None
 
 
 def test_servability_ok_and_broken_artifact_rejected(mlflow_env: dict[str, Any]) -> None:

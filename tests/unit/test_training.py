@@ -63,7 +63,7 @@ def candidates(
     workdir: Path, contracts: dict[str, ModelContract], datasets: dict[str, TrainingData]
 ) -> dict[str, Candidate]:
     uri = tracking(workdir)
-    trigger = {"reasons": ["drift share 0.50 >= 0.30", "model age 95d > 90d"]}
+    trigger = {"reasons": ["drift share 0.50 >= 0.30", "model age 95d > 90d"], "triggers": ["drift_share", "age"]}
     return {
         task: training.train_candidate(contracts[task], datasets[task], tracking_uri=uri, trigger=trigger)
         for task in TASKS
@@ -369,6 +369,13 @@ def test_candidate_run_is_fully_logged(
     assert tags["driftguard.version.mlflow"] == mlflow.__version__
     assert tags["driftguard.version.driftguard"] == __import__("driftguard").__version__
     assert len(tags["driftguard.git_commit"]) == 40  # the repository is a git checkout
+    # Readable in MLflow's run list: model, data cut-off and what triggered it; tags are short scalars.
+    as_of = datetime.fromisoformat(candidate.fingerprint["as_of"])
+    assert run.info.run_name == f"{contract.name} {as_of:%Y-%m-%d} drift_share+age"
+    assert tags["driftguard.trigger_kind"] == "drift_share+age"
+    assert all(len(value) <= 250 for value in tags.values()), {k: len(v) for k, v in tags.items() if len(v) > 250}
+    saved = Path(client.download_artifacts(candidate.run_id, "trigger.json", str(workdir / f"t_{task}")))
+    assert json.loads(saved.read_text())["triggers"] == ["drift_share", "age"]  # the whole trigger
 
     artifacts = {a.path for a in client.list_artifacts(candidate.run_id)}
     assert {"data", "reference", "metrics.json"} <= artifacts
@@ -435,6 +442,18 @@ def test_same_data_and_seed_give_identical_results(
     assert again.fingerprint == first.fingerprint
     run = MlflowClient(tracking(workdir)).get_run(again.run_id)
     assert run.data.tags["driftguard.trigger"] == "manual"
+    assert run.info.run_name.endswith(" manual")
+
+
+def test_run_name_and_long_trigger_tag(contracts: dict[str, ModelContract]) -> None:
+    contract = contracts["binary_classification"]
+    trigger = {"source": "monitoring", "summary": "retrain: " + "; ".join(f"feature f{i} drifted" for i in range(60))}
+    assert training.run_name(contract, "2013-06-03T00:00:00+00:00", trigger).endswith(" 2013-06-03 monitoring")
+    assert training.run_name(contract, "2013-06-03T06:00:00+00:00", {"triggers": ["metric_drop"]}) == (
+        f"{contract.name} 2013-06-03 06:00 metric_drop"
+    )
+    tag = mlflow_setup.short_tag(training.trigger_summary(trigger), full=training.TRIGGER_ARTIFACT)
+    assert len(tag) == 250 and tag.endswith("… (full text in trigger.json)")
 
 
 def test_rerun_reuses_the_finished_candidate(
