@@ -117,10 +117,36 @@ def configure(tracking_uri: str | None = None) -> str:
             art = artifacts_dir(uri)
             if art is not None:
                 art.mkdir(parents=True, exist_ok=True)
+            _init_sqlite_store(uri, db, art or db.parent)
     # The registry URI is left unset so it follows the tracking URI (setting it would pin
     # MLFLOW_REGISTRY_URI in the environment and outlive a later tracking-URI change).
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+_READY: set[str] = set()  # SQLite stores this process has seen initialised
+
+
+def _init_sqlite_store(uri: str, db: Path, artifacts: Path) -> None:
+    """Create and migrate a SQLite tracking store once, under an exclusive file lock.
+
+    MLflow creates the tables on a store's first use. Task processes that start together (Airflow's
+    LocalExecutor with parallelism 4, all on the embedded store) raced there: "Online migration
+    expected to match one row when updating ... in 'alembic_version'; 0 found". The first process
+    initialises it; the others wait at the lock, then find the tables at head."""
+    if uri in _READY:
+        return
+    import fcntl
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    with open(db.with_name(db.name + ".init-lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            SqlAlchemyStore(uri, artifacts.as_uri()).engine.dispose()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY.add(uri)
 
 
 def ensure_experiment(model: str, tracking_uri: str) -> str:
