@@ -198,7 +198,7 @@ def metric_triggers_within_1(result: BacktestResult, scenario: Scenario) -> tupl
 
 def estimate_within_0_03(result: BacktestResult, scenario: Scenario) -> tuple[bool, str]:
     share = signal_numbers(result, scenario)["estimate_within_0_03"]
-    return share is not None and share >= 0.9, f"|estimated - realized| <= 0.03 ROC AUC in {share} of windows"
+    return share is not None and share >= 0.9, f"estimate within 0.03 ROC AUC of the realized in {share} of windows"
 
 
 CRITERIA: dict[str, Callable[[BacktestResult, Scenario], tuple[bool, str]]] = {
