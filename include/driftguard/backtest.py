@@ -938,11 +938,27 @@ _WORKER_QUEUE: Any = None
 
 
 def _init_worker(queue: Any, threads: int, level: int) -> None:
-    """A fresh (spawned) worker: thread limits before numpy loads, logging, the progress queue."""
+    """A fresh (spawned) worker: thread limits before numpy loads, logging, the progress queue,
+    and an exit when the backtest that started it is gone."""
     global _WORKER_QUEUE
     os.environ.update({key: str(threads) for key in THREAD_ENV})
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     _WORKER_QUEUE = queue
+    exit_with_parent(os.getppid())
+
+
+def exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this process once ``parent`` is gone (it is re-parented). A worker replays a whole
+    strategy before it would notice its parent's pipe is closed: a backtest stopped with SIGTERM
+    left its workers training for minutes, writing into the stores a --resume then reads."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _queue_report(kind: str, strategy: str, payload: Any) -> None:

@@ -221,3 +221,38 @@ def test_resume_refuses_another_backtest(tmp_path: Path) -> None:
             backtest._prepare_out(resumed, "sqlite:////log.db", root)
     with pytest.raises(BacktestError, match="the feature log"):
         backtest._prepare_out(dataclasses.replace(config, resume=True), "sqlite:////other.db", root)
+
+
+PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", (
+    "import os, time; from driftguard.backtest import exit_with_parent; "
+    "exit_with_parent(os.getppid(), every=0.1); print('ready', flush=True); time.sleep(120)")],
+    stdout=subprocess.PIPE, text=True)
+assert child.stdout.readline().strip() == "ready"
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_worker_ends_when_the_backtest_that_started_it_is_killed() -> None:
+    """--jobs workers replay whole strategies: SIGTERM on the backtest must not leave them running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True, env=os.environ)
+    try:
+        child = psutil.Process(int(parent.stdout.readline()))
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.1)
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    finally:
+        parent.kill()
