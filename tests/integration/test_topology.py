@@ -8,7 +8,9 @@ driven only through Airflow's REST API, and the scheduler (not dag.test()) creat
 every DAG run, including the asset-triggered retraining run.
 
 Scenario (same contract and days as tests/integration/test_loop_dags.py): a manual retraining
-run trains the first champion; monitoring a stable day decides no retrain; monitoring a day after
+run trains the first champion; monitoring a stable day decides no retrain (three more models are
+monitored for that day at the same time: four runs in the executor's four task slots, one history
+row each); monitoring a day after
 the injected concept drift requests a retrain through the Asset, which the scheduler turns into a
 retraining run that gates and registers version 2.
 """
@@ -41,6 +43,10 @@ DRIFT_AT = START + timedelta(days=20)
 MODEL = "topo"
 STEP_TIMEOUT = 900.0  # seconds per triggered run (plus the runs it causes); 2 shared cores
 MONITOR, RETRAIN = f"driftguard_monitor__{MODEL}", f"driftguard_retrain__{MODEL}"
+# Three more models monitored on the stable day at the same time as MODEL: four monitoring runs for
+# the LocalExecutor's four task slots (parallelism 4), into the same PostgreSQL history tables.
+PEERS = [f"{MODEL}_peer{i}" for i in range(1, 4)]
+PEER_MONITORS = [f"driftguard_monitor__{m}" for m in PEERS]
 
 
 def _day(n: int) -> datetime:
@@ -73,6 +79,13 @@ def _write_world(models: Path, feature_log_url: str) -> None:
         injections=[Injection("concept_drift", DRIFT_AT, None, 1.0)],
     )  # fmt: skip
     write_log(feature_log_url, contract, log, labels)
+    for i, peer in enumerate(PEERS, 1):  # same settings, own tables and data, no drift
+        twin = contract.model_copy(update={"name": peer, "source": contract.source.model_copy(
+            update={"table": f"events_{peer}",
+                    "labels": contract.source.labels.model_copy(update={"table": f"labels_{peer}"})})})  # fmt: skip
+        (models / f"{peer}.yaml").write_text(yaml.safe_dump(twin.model_dump(mode="json", exclude_unset=True)))
+        log, labels = generate_log(contract.task.value, start=START, days=17, rows_per_day=200, seed=3 + i)
+        write_log(feature_log_url, twin, log, labels)
 
 
 # --------------------------------------------------------------------------- REST helpers
@@ -159,8 +172,9 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             pids = [s.process.pid for s in topo.services if s.process is not None]
             assert len(pids) == 5 and all(group_alive(p) for p in pids)
             assert "MLFLOW_BACKEND_STORE_URI" not in topo.airflow.env  # tasks reach MLflow over HTTP only
-            _wait_dags(topo, {MONITOR, RETRAIN})
-            for dag_id in (MONITOR, RETRAIN):  # the retraining DAG must be unpaused for its asset-triggered run
+            _wait_dags(topo, {MONITOR, RETRAIN, *PEER_MONITORS})
+            # The retraining DAG must be unpaused for its asset-triggered run.
+            for dag_id in (MONITOR, RETRAIN, *PEER_MONITORS):
                 topo.api.request("PATCH", f"/api/v2/dags/{quote(dag_id)}", {"is_paused": False})
 
             # 1. First champion: a manual retraining run with the decided interval as conf.
@@ -175,9 +189,15 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             assert first_tasks["promote_champion"] == "success", first_tasks
             assert first_tasks["keep_as_challenger"] == "skipped", first_tasks
 
-            # 2. A stable day: no retrain.
+            # 2. A stable day: no retrain. The three peers are monitored for the same day at the same
+            #    time (their retraining DAGs stay paused: their first-champion requests only queue).
+            for peer in PEER_MONITORS:
+                demo.start_run(topo.api, demo.Step(peer, _day(15), _day(16)), None)
             stable = _monitor(topo, 15)
             assert stable["state"] == "success", topo.fail(f"stable run {stable}")
+            for peer in PEER_MONITORS:
+                run = demo.find_run(topo.api, demo.Step(peer, _day(15), _day(16)))
+                assert run is not None and _wait_done(topo, peer, run["dag_run_id"])["state"] == "success", run
             tasks = _task_states(topo.api, MONITOR, stable["dag_run_id"])
             assert (tasks["no_retrain"], tasks["request_retrain"]) == ("success", "skipped"), tasks
 
@@ -208,9 +228,10 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             other = "keep_as_challenger" if verdict["promote"] else "promote_champion"
             assert (auto_tasks[decided], auto_tasks[other]) == ("success", "skipped"), auto_tasks
             # Nothing ran that the test did not cause (schedule end in the past, catchup off).
-            assert sorted((r["dag_id"], r["run_type"]) for r in demo.all_runs(topo.api)) == [
+            assert sorted((r["dag_id"], r["run_type"]) for r in demo.all_runs(topo.api)) == sorted([
                 (MONITOR, "manual"), (MONITOR, "manual"), (RETRAIN, "asset_triggered"), (RETRAIN, "manual"),
-            ]  # fmt: skip
+                *((peer, "manual") for peer in PEER_MONITORS),
+            ])  # fmt: skip
 
             # 4. MLflow, through the HTTP tracking server (PostgreSQL backend, served artifacts).
             client = MlflowClient(tracking_uri=topo.mlflow_uri, registry_uri=topo.mlflow_uri)
@@ -231,6 +252,8 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
                 (_day(22), _day(23), True),
             ]
             assert runs[1].champion_version == "1" and "worse by" in runs[1].summary, runs[1]
+            for peer in PEERS:  # the four parallel runs lost nothing: one row each
+                assert [(r.interval_start, r.interval_end) for r in store.runs(peer)] == [(_day(15), _day(16))], peer
             claimed = store.retrains(MODEL)
             assert [(r["interval_start"], r["interval_end"]) for r in claimed] == [
                 (_day(13), _day(14)),
