@@ -8,13 +8,9 @@ reports/index.html (reports.write_home). Chromium's network log shows every requ
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import http.server
 import json
-import os
-import shutil
-import signal
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -23,14 +19,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from browser_support import chromium, webdriver_or_skip
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("DRIFTGUARD_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("DRIFTGUARD_CHROMEDRIVER", "/usr/bin/chromedriver")
 MODEL = "report_pages"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--window-size=1400,1000"]  # fmt: skip
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -92,10 +85,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
-    if missing:
-        pytest.skip(f"BROWSER TEST SKIPPED: {', '.join(missing)} missing (scripts/install_browser.sh)")
-    pytest.importorskip("selenium")
+    webdriver_or_skip()
     reports_dir = tmp_path_factory.mktemp("report_pages") / "reports"
     seeded = _seed(reports_dir)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(reports_dir)))
@@ -110,28 +100,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
 
 @pytest.fixture
 def browser(site: SimpleNamespace, tmp_path: Path) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    service = Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"), popen_kw={"start_new_session": True})
-    driver = None
-    try:
-        driver = webdriver.Chrome(options=options, service=service)
+    with chromium(tmp_path, {"browser": "ALL", "performance": "ALL"}) as driver:
         yield driver
-    finally:
-        pid = service.process.pid if getattr(service, "process", None) else None
-        if driver is not None:
-            with contextlib.suppress(Exception):
-                driver.quit()
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
 
 
 def _requests(driver: Any) -> list[str]:

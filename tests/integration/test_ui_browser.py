@@ -15,12 +15,9 @@ Selenium + the Debian chromedriver (scripts/install_browser.sh) and saves screen
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,12 +31,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from browser_support import chromium, webdriver_or_skip
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-CHROMIUM = os.environ.get("DRIFTGUARD_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("DRIFTGUARD_CHROMEDRIVER", "/usr/bin/chromedriver")
 MODEL = "ui_demo"
 XSS_MODEL = "ui_xss"
 PROBE_HTML = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>probe</title></head><body>
@@ -58,17 +54,6 @@ fetch("/api/v2/dags", {credentials: "include"})
 """A report file as a script that bypassed escaping would write it: what can it reach?"""
 FAILED_DAG = f"driftguard_monitor__{MODEL}"
 STARTUP_LIMIT_S = 180.0  # readiness wait for the api-server, not an assertion on speed
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,1000",
-]
 
 pytestmark = pytest.mark.slow
 
@@ -443,59 +428,16 @@ def test_board_runbook_and_error_pages_through_airflow(server: SimpleNamespace) 
 # --------------------------------------------------------------------------- browser
 
 
-def _browser_or_skip() -> Any:
-    """Selenium's Chrome driver class, or skip loudly (fail with DRIFTGUARD_REQUIRE_BROWSER=1)."""
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
-    reason = None
-    if missing:
-        reason = f"{', '.join(missing)} missing: run scripts/install_browser.sh (apt-get chromium chromium-driver)"
-    else:
-        try:
-            from selenium import webdriver
-        except ImportError:
-            reason = "selenium is not installed in the venv (pip install selenium)"
-    if reason is not None:
-        if os.environ.get("DRIFTGUARD_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser test required (DRIFTGUARD_REQUIRE_BROWSER=1) but {reason}")
-        pytest.skip(f"BROWSER TEST SKIPPED: {reason}")
-    return webdriver
-
-
 @pytest.fixture(scope="module")
 def webdriver_module() -> Any:
     """Checked before the api-server starts (module scope, listed first), so a skip costs nothing."""
-    return _browser_or_skip()
+    return webdriver_or_skip()
 
 
 @pytest.fixture
 def browser(webdriver_module: Any, tmp_path: Path) -> Iterator[Any]:
-    webdriver = webdriver_module
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # Own process group, so chromedriver and every Chromium child can be stopped together.
-    service = Service(
-        executable_path=CHROMEDRIVER,
-        log_output=str(tmp_path / "chromedriver.log"),
-        popen_kw={"start_new_session": True},
-    )
-    driver = None
-    try:
-        driver = webdriver.Chrome(options=options, service=service)
+    with chromium(tmp_path, {"browser": "ALL"}) as driver:
         yield driver
-    finally:
-        pid = service.process.pid if getattr(service, "process", None) else None
-        if driver is not None:
-            with contextlib.suppress(Exception):  # the group kill below still cleans up
-                driver.quit()
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
 
 
 def _wait_for(driver: Any, condition: Any, what: str, limit: float = 60.0) -> Any:
