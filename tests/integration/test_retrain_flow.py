@@ -12,6 +12,7 @@ from driftguard import registry, retrain
 from driftguard.settings import get_settings
 from driftguard.store import HistoryStore
 from driftguard.testing import Injection, generate_log, synthetic_contract, write_log
+from home_support import isolated_stores
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -19,10 +20,7 @@ START = datetime(2024, 1, 1, tzinfo=UTC)
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     url = f"sqlite:///{tmp_path / 'log.db'}"
-    home = tmp_path / "home"
-    monkeypatch.setenv("DRIFTGUARD_HOME", str(home))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-    monkeypatch.setenv("DRIFTGUARD_HISTORY_URL", f"sqlite:///{home / 'history.db'}")
+    isolated_stores(monkeypatch, tmp_path / "home")
     contract = synthetic_contract(
         task="regression",
         url=url,
@@ -127,10 +125,7 @@ def test_a_short_window_candidate_wrong_next_season_is_stopped_by_the_seasonal_g
     on the last summer weeks, is better on the (summer) holdout, but last cycle's coming month is
     winter, where it is clearly worse: the guardrail rejects it, and says so with its numbers."""
     url = f"sqlite:///{tmp_path / 'log.db'}"
-    home = tmp_path / "home"
-    monkeypatch.setenv("DRIFTGUARD_HOME", str(home))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-    monkeypatch.setenv("DRIFTGUARD_HISTORY_URL", f"sqlite:///{home / 'history.db'}")
+    isolated_stores(monkeypatch, tmp_path / "home")
     contract = synthetic_contract(
         task="regression",
         url=url,
