@@ -709,7 +709,13 @@ def _shadow_window(ctx: RunContext) -> dict[str, Any]:
         ctx.label, version, session.champion_version, f"{comparison.rows:,}", _fmt(comparison.disagreement),
         _fmt(comparison.prediction_shift), decision.reason,
     )  # fmt: skip
-    return {"state": "shadow", "record": record.to_dict(), "part": bool(evidence is not None and len(evidence))}
+    return {
+        "state": "shadow",
+        "record": record.to_dict(),
+        "part": bool(evidence is not None and len(evidence)),
+        # For the policy's shadowing guard (decide reads this file): the challenger's training window.
+        "since_change": bool(session.details.get("since_change")),
+    }
 
 
 def _score_challenger(ctx: RunContext, version: str, *, after: datetime) -> tuple[Any, Any, str | None]:
@@ -901,7 +907,7 @@ def decide(ctx: RunContext) -> dict[str, Any]:
         metric_name=ctx.contract.primary_metric,
         greater_is_better=ctx.contract.greater_is_better,
         labelled_rows_since_retrain=since,
-        shadowing=shadowing_facts(ctx, store),
+        shadowing=shadowing_facts(ctx),
     )
     data = decision.to_dict()
     data["summary"] = decision.summary()
@@ -911,24 +917,23 @@ def decide(ctx: RunContext) -> dict[str, Any]:
     return {"retrain": decision.retrain, "summary": decision.summary()}
 
 
-def shadowing_facts(ctx: RunContext, store: Any) -> Any:
+def shadowing_facts(ctx: RunContext) -> Any:
     """The challenger shadowing the champion in this window (the shadow step's outcome), for the
     policy's shadowing guard; None when nothing shadows or its shadowing ended this window."""
     from driftguard import policy
     from driftguard import shadow as sh
 
-    record = ctx.read_json("shadow.json").get("record") or {}
+    shadowed = ctx.read_json("shadow.json")
+    record = shadowed.get("record") or {}
     if record.get("outcome") not in (sh.SHADOWING, sh.PROMOTE):
         return None
-    version = str(record["challenger_version"])
-    opened = [r for r in store.shadow_records(ctx.name) if r.challenger_version == version and r.kind == sh.HOLDOUT]
     c = ctx.contract
     return policy.Shadowing(
-        version=version,
+        version=str(record["challenger_version"]),
         outcome=record["outcome"],
         windows=int(record.get("windows") or 1),
         max_windows=c.promotion.shadow.max_windows,
-        since_change=bool(opened and opened[-1].details.get("since_change")),
+        since_change=bool(shadowed.get("since_change")),
         retrain_follows_change=c.training.change_aware and c.seasonality is None,
     )
 
