@@ -362,7 +362,8 @@ def shadow_block(records: Sequence[Any]) -> str:
         for r in records
     ]
     return head + (
-        '<table class="shadow"><thead><tr><th>Part</th><th>Interval (UTC)</th><th>Windows</th><th>Cumulative rows</th>'
+        '<table class="shadow"><thead><tr><th>Part</th><th>Data interval (UTC)</th><th>Windows</th>'
+        "<th>Cumulative rows</th>"
         "<th>Champion</th><th>Challenger</th><th>CI of the gain</th><th>Bound</th><th>Rows needed</th><th>Outcome</th>"
         f"<th>Reason</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
@@ -401,7 +402,7 @@ def candidate_body(
         f"<h1>{_e(model)}: candidate v{_e(version)} vs champion "
         f"{'v' + _e(cand['champion_version']) if cand.get('champion_version') else '(none)'}</h1>",
         f'<p><a href="{_e(model_href)}">Model page</a> · <a href="{_e(registry_href)}">Registry</a> · '
-        f"interval {_e(_when(retrain.get('interval_start')))} → {_e(_when(retrain.get('interval_end')))} UTC"
+        f"data interval {_e(_when(retrain.get('interval_start')))} → {_e(_when(retrain.get('interval_end')))} UTC"
         f"{f' · trigger: {_e(trigger)}' if trigger else ''}</p>",
         outcome_line(retrain),
         mlflow_block(tracking_uri, model, version, cand),

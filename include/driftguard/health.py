@@ -10,7 +10,9 @@ Statuses, worst first (the board shows the worst that applies and lists the othe
   recorded after the failure, of any interval, clears it; the model page keeps the failure).
 - ``overdue``: the interval after the last recorded one should have finished (its end plus the
   grace period has passed) and no run of it is recorded. The schedule's end
-  (DRIFTGUARD_SCHEDULE_END) stops expecting runs. A paused DAG shows as overdue.
+  (DRIFTGUARD_SCHEDULE_END) stops expecting runs.
+- ``paused``: the model's monitoring DAG is paused in Airflow (when the caller knows): no run is
+  expected, so it is never ``overdue``; grey, because someone chose it.
 - ``quality_failed``, ``no_data``, ``degraded``, ``drift``: the last recorded run's verdict (a
   critical data-quality failure; an empty interval; a lost signal or a fired metric trigger;
   a fired drift trigger).
@@ -34,6 +36,7 @@ from driftguard.store import FailureRecord, RunRecord
 STATUSES: dict[str, tuple[str, str]] = {
     "run_failed": ("run failed", "bad"),
     "overdue": ("overdue", "bad"),
+    "paused": ("paused", "muted"),
     "quality_failed": ("quality failed", "bad"),
     "no_data": ("no data", "warn"),
     "degraded": ("degraded", "warn"),
@@ -149,21 +152,45 @@ def _fired(rec: RunRecord, kind: str) -> list[str]:
     return [str(r.get("rule")) for r in rec.reasons if r.get("kind") == kind and r.get("fired")]
 
 
+DECISION_LINE_MAX = 160
+
+
+def _clause(reason: Mapping[str, Any]) -> str:
+    """`cooldown, last retrain 7d ago < 4w` from a reason whose detail repeats its rule name."""
+    rule, detail = str(reason.get("rule") or ""), str(reason.get("detail") or "").strip()
+    head, sep, rest = detail.partition(":")
+    if sep and head and rule.startswith(head.strip().replace(" ", "_")):
+        detail = rest.strip()
+    return f"{rule}, {detail}" if detail else rule
+
+
+def _first(rec: RunRecord, kind: str) -> Mapping[str, Any] | None:
+    return next((r for r in rec.reasons if r.get("kind") == kind and r.get("fired")), None)
+
+
 def decision_line(rec: RunRecord) -> str:
-    """The run's decision in one short line: `retrain: drift_share`, `no retrain (blocked: cooldown)`."""
+    """The run's decision in one short line, the deciding reason first:
+    `no retrain: cooldown, last retrain 7d ago < 4w (blocked: drift_share)`,
+    `retrain: drift_share, drift share 0.45 >= 0.30`. Display only: the decision is the policy's."""
     triggers, guards, reviews = _fired(rec, "trigger"), _fired(rec, "guard"), _fired(rec, "review")
+    trigger, guard = _first(rec, "trigger"), _first(rec, "guard")
     if rec.retrain:
-        line = f"retrain: {', '.join(triggers)}" if triggers else "retrain"
-    elif triggers and guards:
-        line = f"no retrain: {', '.join(triggers)} blocked by {', '.join(guards)}"
+        line = f"retrain: {_clause(trigger)}" if trigger else "retrain"
+        if len(triggers) > 1:
+            line += f" (also: {', '.join(triggers[1:])})"
+    elif trigger and guard:
+        line = f"no retrain: {_clause(guard)} (blocked: {', '.join(triggers)})"
+        if len(guards) > 1:
+            line = line[:-1] + f"; also blocked by {', '.join(guards[1:])})"
     elif not rec.reasons and rec.summary:
-        first = rec.summary.strip().splitlines()[0]
-        line = first if len(first) <= 120 else first[:119] + "…"
+        line = rec.summary.strip().splitlines()[0]
+    elif rec.reasons and not triggers:
+        line = "no retrain: no trigger fired"
     else:
         line = "no retrain"
     if reviews:
         line += f"; review: {', '.join(reviews)}"
-    return line
+    return line if len(line) <= DECISION_LINE_MAX else line[: DECISION_LINE_MAX - 1] + "…"
 
 
 def _verdict(rec: RunRecord) -> list[tuple[str, str]]:
@@ -200,9 +227,11 @@ def assess(
     start_date: date | None = None,
     schedule_end: datetime | None = None,
     grace: timedelta = DEFAULT_GRACE,
+    paused: bool | None = None,
 ) -> Health:
     """One model's status. `runs` oldest first by interval (HistoryStore.runs), `failures` oldest
-    first (HistoryStore.failures); `schedule`/`start_date` from the contract (None: no overdue check)."""
+    first (HistoryStore.failures); `schedule`/`start_date` from the contract (None: no overdue check);
+    `paused`: whether Airflow has the monitoring DAG paused (None: not known, e.g. no Airflow DB)."""
     last = max(runs, key=lambda r: (r.interval_end, r.interval_start)) if runs else None
     found: list[tuple[str, str]] = []
 
@@ -215,7 +244,11 @@ def assess(
         failure = None
 
     due = None
-    expected = next_interval(schedule, last.interval_end if last else None, start_date) if schedule else None
+    if paused:
+        found.append(("paused", "monitoring DAG paused in Airflow: no run is expected until it is unpaused"))
+    expected = None
+    if schedule and not paused:
+        expected = next_interval(schedule, last.interval_end if last else None, start_date)
     if expected is not None and (schedule_end is None or expected[0] <= schedule_end):
         due = expected[1] + grace
         if now >= due:

@@ -124,6 +124,35 @@ svg text{font-size:11px;fill:#444}
 """.strip()
 
 
+_LIGHT = {"bg": "#ffffff", "fg": "#18181b", "muted": "#71717a", "border": "#e4e4e7", "head": "#f4f4f5",
+          "link": "#0969da", "bad-bg": "#ffebe9", "warn-bg": "#fff8c5", "good-bg": "#dafbe1", "muted-bg": "#eeeeee",
+          "bad": "#b00020", "warn": "#9a6700", "good": "#1a7f37"}  # fmt: skip
+_DARK = {"bg": "#09090b", "fg": "#f4f4f5", "muted": "#a1a1aa", "border": "#3f3f46", "head": "#18181b",
+         "link": "#58a6ff", "bad-bg": "#4c1d1d", "warn-bg": "#3d3212", "good-bg": "#12351f", "muted-bg": "#27272a",
+         "bad": "#ff7b72", "warn": "#e3b341", "good": "#56d364"}  # fmt: skip
+
+
+def _vars(colors: Mapping[str, str]) -> str:
+    return "".join(f"--dg-{k}:{v};" for k, v in colors.items())
+
+
+THEME_CSS = (
+    f":root{{color-scheme:light;{_vars(_LIGHT)}}}"
+    f"@media (prefers-color-scheme: dark){{:root:not([data-theme=light]){{color-scheme:dark;{_vars(_DARK)}}}}}"
+    f":root[data-theme=dark]{{color-scheme:dark;{_vars(_DARK)}}}"
+    'body{background:var(--dg-bg);color:var(--dg-fg);font-family:Inter,system-ui,-apple-system,"Segoe UI",'
+    "Roboto,sans-serif}a{color:var(--dg-link)}th{background:var(--dg-head)}th,td{border-color:var(--dg-border)}"
+    ".muted{color:var(--dg-muted)}.bad{color:var(--dg-bad)}.warn{color:var(--dg-warn)}.good{color:var(--dg-good)}"
+    "pre,code{background:var(--dg-head)}svg text{fill:var(--dg-fg)}svg .grid{stroke:var(--dg-border)}"
+    ".status.bad,.msg,tr.failing td,tr.failed.critical td,tr.verdict-drift td{background:var(--dg-bad-bg)}"
+    ".status.warn,tr.failed.warning td{background:var(--dg-warn-bg)}.status.good{background:var(--dg-good-bg)}"
+    ".status.muted{background:var(--dg-muted-bg)}"
+)
+"""Light and dark colours as custom properties (Airflow's greys): the OS preference picks dark
+unless the page is marked `data-theme=light`; `data-theme=dark` forces it (driftguard.ui sets it
+from Airflow's stored colour mode). Appended after the page CSS, so it wins over its fixed colours."""
+
+
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
@@ -132,7 +161,7 @@ def _page(title: str, body: str) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
-        f"<style>{_CSS}\n{_STATUS_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+        f"<style>{_CSS}\n{_STATUS_CSS}\n{THEME_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
     )
 
 
@@ -237,17 +266,50 @@ def _band_polygon(
     return out
 
 
+_BASELINE = re.compile(r" vs (?P<basis>[a-z ]+?) (?P<value>-?[0-9]+(?:\.[0-9]+)?):")
+"""The baseline in a metric_drop reason (driftguard.policy: `roc_auc 0.71 vs champion validation 0.74: ...`)."""
+RETRAIN_MARKS = {
+    "promoted": ("promoted-marker", "promoted"),
+    "rejected": ("rejection-marker", "rejected"),
+    "declined": ("rejection-marker", "declined"),
+    "insufficient_evidence": ("undecided-marker", "insufficient evidence"),
+    "insufficient_data": ("undecided-marker", "insufficient data"),
+}
+"""dg_retrains status -> (marker class, words) on the trend; other statuses get no marker."""
+
+
+def champion_baseline(rec: RunRecord) -> float | None:
+    """The champion baseline the metric_drop rule compared this run's metric with, if it did."""
+    for r in rec.reasons:
+        if r.get("rule") == "metric_drop":
+            found = _BASELINE.search(str(r.get("detail") or ""))
+            return float(found["value"]) if found else None
+    return None
+
+
+def _x_marker(x: float, y: float, css: str, title: str, data: str) -> str:
+    return (
+        f'<path class="{css}" d="M{x - 4:.1f},{y - 4:.1f} l8,8 m0,-8 l-8,8" data-interval="{_e(data)}">'
+        f"<title>{_e(title)}</title></path>"
+    )
+
+
 def trend_svg(
     records: Sequence[RunRecord],
     *,
     promotions: Sequence[Mapping[str, Any]] = (),
+    retrains: Sequence[Mapping[str, Any]] = (),
+    failures: Sequence[Any] = (),
     drift_threshold: float | None = None,
     metric_name: str | None = None,
 ) -> str:
-    """Two stacked panels sharing a time axis: drift share (0-1) and the realized metric.
+    """Two stacked panels sharing a data-time axis: drift share (0-1) and the metric.
 
-    Retrain decisions are purple dashed verticals, promotions green diamonds on the axis;
-    failed-quality runs are red points. Inline SVG only."""
+    Retrain decisions are purple dashed verticals; retraining outcomes (dg_retrains) sit on the
+    bottom axis at their data interval's end: promoted a green diamond, rejected or declined an
+    orange cross, insufficient evidence or data a grey ring; failed runs (dg_failures) are red
+    crosses on the top axis; other champion moves (rollback, first champion) green diamonds at
+    their time. Failed-quality runs are red points. Inline SVG only."""
     records = sorted(records, key=lambda r: (r.interval_end, r.interval_start))
     metric_name = metric_name or next((r.metric_name for r in records if r.metric_name), None) or "metric"
     height = _TOP + 2 * _PANEL_H + _GAP + 34
@@ -260,13 +322,17 @@ def trend_svg(
         ".threshold{stroke:#d1242f;stroke-dasharray:4 3}.retrain-marker{stroke:#8250df;stroke-dasharray:5 3}"
         ".promotion-marker{fill:#1a7f37}.line.weighted{stroke:#57606a;stroke-dasharray:3 2}"
         "circle.weighted{fill:#57606a}.line.estimate{stroke:#8250df;stroke-dasharray:4 2}"
-        "circle.estimate{fill:#8250df}.band{fill:#8250df;fill-opacity:.12;stroke:none}</style>",
+        "circle.estimate{fill:#8250df}.band{fill:#8250df;fill-opacity:.12;stroke:none}"
+        ".baseline{stroke:#1a7f37;stroke-dasharray:6 3;fill:none}.promoted-marker{fill:#1a7f37}"
+        ".rejection-marker{stroke:#bc4c00;stroke-width:2.5}.failure-marker{stroke:#d1242f;stroke-width:2.5}"
+        ".undecided-marker{stroke:#6e7781;stroke-width:2;fill:none}</style>",
     ]
     if not records:
         parts.append(f'<text x="{_W / 2}" y="{height / 2}" text-anchor="middle">no runs yet</text></svg>')
         return "".join(parts)
 
     times = [r.interval_end.timestamp() for r in records]
+    baselines = [champion_baseline(r) for r in records]
     t_lo, t_hi = min(times), max(times)
     if t_lo == t_hi:
         t_lo, t_hi = t_lo - 86400, t_hi + 86400
@@ -289,6 +355,7 @@ def trend_svg(
     estimates = [_estimate(r) for r in records]
     values = [r.metric_value for r in records if r.metric_value is not None]
     band = [v for e in estimates if e for v in (e["lower"], e["upper"], e["value"]) if v is not None]
+    band += [b for b in baselines if b is not None]
     lo, hi = (min([*values, *band]), max([*values, *band])) if values or band else (0.0, 1.0)
     pad = (hi - lo) * 0.1 or 0.05
     lo, hi = lo - pad, hi + pad
@@ -298,6 +365,12 @@ def trend_svg(
     parts += _band_polygon(times, estimates, fx, fy2)
     estimate_points = [(t, e["value"] if e else None, r) for t, e, r in zip(times, estimates, records, strict=True)]
     parts += _series(estimate_points, "estimate", f"estimated {metric_name} (no labels)", fx, fy2)
+    steps = [f"{fx(t):.1f},{fy2(b):.1f}" for t, b in zip(times, baselines, strict=True) if b is not None]
+    if steps:
+        parts.append(
+            f'<polyline class="baseline" points="{" ".join(steps)}"><title>champion baseline '
+            f"(what the metric_drop rule compared {_e(metric_name)} with)</title></polyline>"
+        )
     metric_points = [(t, r.metric_value, r) for t, r in zip(times, records, strict=True)]
     parts += _series(metric_points, "metric", metric_name, fx, fy2)
     if not values and not band:
@@ -313,8 +386,37 @@ def trend_svg(
                 f'data-interval="{_e(_interval(rec))}"><title>retrain decided: {_e(rec.summary)}</title></line>'
                 f'<text x="{x + 3:.1f}" y="{top1 + 10}" fill="#8250df">retrain</text>'
             )
+    for r in retrains:
+        mark, end = RETRAIN_MARKS.get(str(r.get("status"))), r.get("interval_end")
+        if mark is None or not isinstance(end, datetime) or not (t_lo <= end.timestamp() <= t_hi):
+            continue
+        x, y, data = fx(end.timestamp()), bottom, f"{_when(r.get('interval_start'))} → {_when(end)}"
+        version = f" v{r.get('candidate_version')}" if r.get("candidate_version") else ""
+        title = f"candidate{version} {mark[1]} (data interval {data} UTC)"
+        if mark[0] == "promoted-marker":
+            parts.append(
+                f'<path class="promoted-marker" d="M{x:.1f},{y - 6:.1f} l5,6 l-5,6 l-5,-6 z" '
+                f'data-interval="{_e(data)}"><title>{_e(title)}</title></path>'
+            )
+        elif mark[0] == "rejection-marker":
+            parts.append(_x_marker(x, y, "rejection-marker", title, data))
+        else:
+            parts.append(
+                f'<circle class="undecided-marker" cx="{x:.1f}" cy="{y:.1f}" r="4" data-interval="{_e(data)}">'
+                f"<title>{_e(title)}</title></circle>"
+            )
+    for f in failures:
+        end = getattr(f, "interval_end", None) or getattr(f, "failed_at", None)
+        if not isinstance(end, datetime) or not (t_lo <= end.timestamp() <= t_hi):
+            continue
+        data = f"{_when(getattr(f, 'interval_start', None))} → {_when(end)}"
+        error = (str(getattr(f, "error", "") or "").strip().splitlines() or [""])[0][:160]
+        title = f"run failed at {getattr(f, 'step', '') or 'a task'} (data interval {data} UTC): {error}"
+        parts.append(_x_marker(fx(end.timestamp()), top1, "failure-marker", title, data))
     for promo in promotions:
         at = promo.get("at")
+        if retrains and promo.get("action") == "promote":
+            continue  # drawn at its data interval from dg_retrains
         if not isinstance(at, datetime) or not (t_lo <= at.timestamp() <= t_hi):
             continue
         x, y = fx(at.timestamp()), bottom
@@ -354,8 +456,12 @@ _LEGEND = (
     '<span style="color:#8250df">- -</span> estimated metric before labels, with its band · '
     '<span style="color:#d1242f">●</span> critical quality failure · '
     '<span style="color:#d1242f">- -</span> drift-share threshold · '
+    '<span style="color:#1a7f37">- -</span> champion baseline (what metric_drop compares with) · '
     '<span style="color:#8250df">┆</span> retrain decided · '
-    '<span style="color:#1a7f37">◆</span> promotion</p>'
+    '<span style="color:#1a7f37">◆</span> candidate promoted (or champion moved) · '
+    '<span style="color:#bc4c00">✕</span> candidate rejected or declined · '
+    '<span style="color:#6e7781">○</span> insufficient evidence or data · '
+    '<span style="color:#d1242f">✕</span> (top) run failed. Time axis: data interval end (UTC).</p>'
 )
 
 
@@ -371,20 +477,31 @@ def _quality_cell(rec: RunRecord) -> str:
 
 
 def _decision_cell(rec: RunRecord) -> str:
-    text = rec.summary or ("retrain" if rec.retrain else "no retrain")
-    out = [f'<span class="retrain">{_e(text)}</span>' if rec.retrain else _e(text)]
-    if rec.reasons:
-        items = []
-        for r in rec.reasons:
-            kind, fired = r.get("kind", ""), bool(r.get("fired"))
-            words = {"trigger": ("fired", "not fired"), "review": ("raised", "not raised")}
-            state = words.get(kind, ("blocks", "passes"))[0 if fired else 1]
-            css = ' class="bad"' if kind == "guard" and fired else (' class="retrain"' if fired else "")
-            items.append(
-                f'<li{css} data-rule="{_e(r.get("rule"))}">{_e(kind)} {_e(r.get("rule"))} {state}: '
-                f"{_e(r.get('detail'))}</li>"
-            )
+    """One short line, the deciding reason first (driftguard.health.decision_line); the rule-by-rule
+    reasons, and the full summary when it says more, one click away."""
+    from driftguard.health import decision_line
+
+    line = decision_line(rec)
+    out = [
+        f'<span class="decision retrain">{_e(line)}</span>'
+        if rec.retrain
+        else f'<span class="decision">{_e(line)}</span>'
+    ]
+    items = []
+    for r in rec.reasons:
+        kind, fired = r.get("kind", ""), bool(r.get("fired"))
+        words = {"trigger": ("fired", "not fired"), "review": ("raised", "not raised")}
+        state = words.get(kind, ("blocks", "passes"))[0 if fired else 1]
+        css = ' class="bad"' if kind == "guard" and fired else (' class="retrain"' if fired else "")
+        items.append(
+            f'<li{css} data-rule="{_e(r.get("rule"))}">{_e(kind)} {_e(r.get("rule"))} {state}: '
+            f"{_e(r.get('detail'))}</li>"
+        )
+    summary = rec.summary.strip()
+    if items:
         out.append(f'<details><summary>reasons</summary><ul class="reasons">{"".join(items)}</ul></details>')
+    elif summary and summary != line:
+        out.append(f'<details><summary>summary</summary><p class="summary">{_e(summary)}</p></details>')
     return "".join(out)
 
 
@@ -482,7 +599,7 @@ def shadow_table(records: Sequence[ShadowRecord], limit: int = 40) -> str:
     if not records:
         return '<p class="muted">No shadow scoring yet.</p>'
     head = (
-        "<tr><th>Interval (UTC)</th><th>Part</th><th>Challenger</th><th>Champion</th><th>Rows scored</th>"
+        "<tr><th>Data interval (UTC)</th><th>Part</th><th>Challenger</th><th>Champion</th><th>Rows scored</th>"
         "<th>Disagreement</th><th>Prediction shift</th><th>Labelled rows added</th><th>Paired rows</th>"
         "<th>CI of the gain</th><th>Rows needed</th><th>Outcome</th></tr>"
     )
@@ -516,7 +633,7 @@ def _links_cell(rec: RunRecord, model_dir: Path, base: Path | None = None) -> st
 
 def _runs_table(records: Sequence[RunRecord], model_dir: Path) -> str:
     head = (
-        "<tr><th>Interval (UTC)</th><th>Rows</th><th>Quality</th><th>Drift share</th><th>Drifted features</th>"
+        "<tr><th>Data interval (UTC)</th><th>Rows</th><th>Quality</th><th>Drift share</th><th>Drifted features</th>"
         "<th>Metric</th><th>Labelled</th><th>Decision</th><th>Shadow challenger</th><th>Reports</th></tr>"
     )
     rows = []
@@ -566,14 +683,14 @@ def write_model_index(
     champion = latest.champion_version if latest is not None else None
     facts = [f"{len(records)} run(s)"]
     if latest is not None:
-        facts.append(f"latest interval {_interval(latest)}")
+        facts.append(f"latest data interval {_interval(latest)} UTC")
     if champion is not None:
         facts.append(f"champion v{champion}")
     body = [
         f'<p><a href="../{INDEX_HTML}">All models</a></p>',
         f"<h1>{_e(model)}</h1>",
         f"<p>{_e(description)}</p>" if description else "",
-        f'<p class="muted">{_e(" · ".join(facts))} · generated {_e(_when(datetime.now(UTC)))} UTC</p>',
+        f'<p class="muted">{_e(" · ".join(facts))} · ran at {_e(_when(datetime.now(UTC)))} UTC</p>',
         "<h2>Trend</h2>",
         trend_svg(records, promotions=promotions, drift_threshold=drift_threshold),
         _LEGEND,
@@ -632,18 +749,18 @@ def write_home(
     if not rows:
         rows.append('<tr><td colspan="5" class="muted">no models monitored yet</td></tr>')
     table = (
-        '<table class="models"><thead><tr><th>Model</th><th>Latest interval (UTC)</th><th>Quality</th>'
+        '<table class="models"><thead><tr><th>Model</th><th>Latest data interval (UTC)</th><th>Quality</th>'
         f"<th>Drift share</th><th>Decision</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
     runs = (
-        '<table class="runs"><thead><tr><th>Model</th><th>Interval (UTC)</th><th>Rows</th><th>Quality</th>'
+        '<table class="runs"><thead><tr><th>Model</th><th>Data interval (UTC)</th><th>Rows</th><th>Quality</th>'
         "<th>Drift share</th><th>Decision</th><th>Reports</th></tr></thead>"
         f"<tbody>{''.join(run_rows)}</tbody></table>"
         if run_rows
         else '<p class="muted">No runs recorded yet.</p>'
     )
     body = (
-        f'<h1>Driftguard reports</h1>\n<p class="muted">generated {_e(_when(datetime.now(UTC)))} UTC</p>\n{table}\n'
+        f'<h1>Driftguard reports</h1>\n<p class="muted">ran at {_e(_when(datetime.now(UTC)))} UTC</p>\n{table}\n'
         f"<h2>Latest runs</h2>\n{runs}"
     )
     path = atomic_write_text(reports_dir / INDEX_HTML, _page("Driftguard reports", body))
@@ -770,7 +887,7 @@ def quality_page(data: Mapping[str, Any], *, summary: str = "", files: Sequence[
         f'<p><a href="../{INDEX_HTML}">{_e(model)}: all runs</a></p>',
         f"<h1>{_e(model)} data quality</h1>",
         '<dl class="facts">',
-        f"<dt>Interval (UTC)</dt><dd>{_e(_when(start))} → {_e(_when(end))}</dd>",
+        f"<dt>Data interval (UTC)</dt><dd>{_e(_when(start))} → {_e(_when(end))}</dd>",
         f"<dt>Rows</dt><dd>{_e(rows_text)}</dd>",
         f'<dt>Status</dt><dd><span class="badge {css}" id="quality-status">{_e(words)}</span> '
         f'<span class="muted">({_plural(len(checks), "check")}; only critical failures block retraining)</span></dd>',
@@ -895,7 +1012,7 @@ def drift_header(
     )
     facts = [
         ("Model", _e(model)),
-        ("Interval (UTC)", f"{_e(_when(start))} → {_e(_when(end))}" if start or end else "—"),
+        ("Data interval (UTC)", f"{_e(_when(start))} → {_e(_when(end))}" if start or end else "—"),
         ("Reference", _e(reference or "—")),
         ("Rows", _e(rows)),
         (

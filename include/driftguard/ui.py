@@ -31,10 +31,13 @@ bundle and font (requested by report pages) are served without a login, and the 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import logging
 import mimetypes
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,11 +60,22 @@ ALIASES = ("champion", "previous_champion", "challenger")
 DAG_ID = re.compile(r"^driftguard_[a-z_]+?__(?P<model>.+)$")
 """DAG ids built by driftguard.dag_defaults.dag_id: ``driftguard_<kind>__<model>``."""
 
-# Our own pages carry no script at all. Report files (third-party HTML holding feature-log data)
-# run sandboxed in an opaque origin: scripts yes (Evidently's plots), same-origin access, forms,
-# popups and top navigation no; they load scripts, styles, images and fonts only from this
-# server (or inline) and may connect nowhere.
-PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'self'"
+THEME_SCRIPT = (
+    'try{var m=localStorage.getItem("theme")||localStorage.getItem("chakra-ui-color-mode");'
+    'if(m==="dark"||m==="light")document.documentElement.setAttribute("data-theme",m)}catch(e){}'
+)
+"""Our pages' only script: Airflow 3's UI (Chakra + next-themes) keeps its colour mode in
+localStorage `theme` on the same origin; the page takes it (else the OS preference decides)."""
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(THEME_SCRIPT.encode()).digest()).decode()
+
+# Our own pages carry one script, THEME_SCRIPT, allowed by its hash. Report files (third-party
+# HTML holding feature-log data) run sandboxed in an opaque origin: scripts yes (Evidently's
+# plots), same-origin access, forms, popups and top navigation no; they load scripts, styles,
+# images and fonts only from this server (or inline) and may connect nowhere.
+PAGE_CSP = (
+    f"default-src 'none'; script-src 'sha256-{_SCRIPT_HASH}'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'self'"
+)
 REPORT_CSP = (
     "sandbox allow-scripts allow-downloads; default-src 'none'; "
     "script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
@@ -90,6 +104,8 @@ _ENCODED_DANGER = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
 
 RegistryLookup = Callable[[str, str, str], Any]
 """(model, alias, tracking_uri) -> an MLflow ModelVersion or None."""
+PausedLookup = Callable[[Sequence[str]], Mapping[str, bool]]
+"""DAG ids -> is_paused, for the ids Airflow knows ({} when it cannot tell)."""
 
 
 def _e(value: Any) -> str:
@@ -186,6 +202,13 @@ _CSS_EXTRA = (
     ".flags,.detail{font-size:.8rem}pre{background:#f6f8fa;padding:.5rem;overflow:auto}"
     "table.kv{width:auto;min-width:28rem}table.kv th{text-align:left;font-weight:600}tr.failing td{background:#ffebe9}"
     "section.check h3{font-size:1rem;margin:.9rem 0 .2rem}p.numbers{font-size:.85rem;margin:.2rem 0}"
+    "form.rollback label{display:block;font-weight:600;margin:.5rem 0 .2rem}"
+    "form.rollback input{width:28rem;max-width:100%;padding:.3rem;background:var(--dg-bg);color:var(--dg-fg);"
+    "border:1px solid var(--dg-border)}"
+)
+_THEME_EXTRA = (
+    ".status.bad{color:var(--dg-bad)}.status.warn{color:var(--dg-warn)}.status.good{color:var(--dg-good)}"
+    ".status.muted{color:var(--dg-muted)}"
 )
 BOARD_RUNS = 60
 """Recorded runs the board reads per model (the newest intervals): enough for its verdict."""
@@ -210,7 +233,8 @@ def _page(root: str, title: str, body: str, status_code: int = 200) -> HTMLRespo
     text = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
-        f"<style>{reports._CSS}{_CSS_EXTRA}</style></head>\n<body>\n{nav}\n{body}\n</body></html>\n"
+        f"<script>{THEME_SCRIPT}</script><style>{reports._CSS}{_CSS_EXTRA}{reports.THEME_CSS}{_THEME_EXTRA}</style>"
+        f"</head>\n<body>\n{nav}\n{body}\n</body></html>\n"
     )
     return HTMLResponse(
         text,
@@ -272,8 +296,9 @@ def board_body(
             last, decision = _NONE, _NONE
         else:
             last = (
-                f"{_e(_when(rec.interval_start))} → {_e(_when(rec.interval_end))}"
-                f'<div class="muted">recorded {_e(health.age(now, rec.updated_at))} ago</div>'
+                f'<span class="muted">data interval</span> {_e(_when(rec.interval_start))} → '
+                f"{_e(_when(rec.interval_end))}"
+                f'<div class="muted">ran {_e(health.age(now, rec.updated_at))} ago</div>'
             )
             decision = _e(health.decision_line(rec))
             version = (candidates or {}).get(h.model)
@@ -292,7 +317,7 @@ def board_body(
             )
         section = RUNBOOK_SECTION.get(h.status, "board")
         links.append(f'<a class="runbook-link" href="{_e(runbook_href(root, section))}">runbook</a>')
-        links.append(f'<a class="rollback-link" href="{_e(rollback_dag_href(airflow, h.model))}">rollback DAG</a>')
+        links.append(f'<a class="rollback-link" href="{_e(_model_href(root, h.model, "/rollback"))}">rollback</a>')
         rows.append(
             f'<tr class="model" data-model="{_e(h.model)}"><td><a href="{_e(_model_href(root, h.model))}">'
             f"{_e(h.model)}</a></td><td>{status_badge(h)}{flags}{detail}</td><td>{champion}</td>"
@@ -302,10 +327,11 @@ def board_body(
         rows.append('<tr><td colspan="6" class="muted">no models monitored yet</td></tr>')
     return (
         "<h1>Driftguard</h1>"
-        f'<p class="muted">Health board, {_e(_when(now))} UTC. What each status means and what to do: '
+        f'<p class="muted">Health board as of {_e(_when(now))} UTC. Dates: <em>data interval</em> is the data a '
+        "run covered, <em>ran at</em> the wall clock; all UTC. What each status means and what to do: "
         f'<a href="{_e(runbook_href(root, "board"))}">runbook</a>.</p>'
         '<table class="models board"><thead><tr><th>Model</th><th>Status</th><th>Champion (age)</th>'
-        "<th>Last run (UTC)</th><th>Last decision</th><th>Links</th></tr></thead>"
+        "<th>Last run (data interval, UTC)</th><th>Last decision</th><th>Links</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -322,14 +348,14 @@ def failures_table(root: str, failures: Sequence[FailureRecord]) -> str:
         for f in sorted(failures, key=lambda f: f.failed_at, reverse=True)
     ]
     return (
-        '<table class="failures"><thead><tr><th>Failed at (UTC)</th><th>DAG</th><th>Interval (UTC)</th>'
+        '<table class="failures"><thead><tr><th>Ran at (UTC)</th><th>DAG</th><th>Data interval (UTC)</th>'
         f"<th>Step</th><th>Try</th><th>Error</th><th>Log</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
 def runs_table(root: str, reports_dir: Path, records: Sequence[RunRecord]) -> str:
     head = (
-        "<tr><th>Interval (UTC)</th><th>Rows</th><th>Quality</th><th>Drift share</th><th>Drifted features</th>"
+        "<tr><th>Data interval (UTC)</th><th>Rows</th><th>Quality</th><th>Drift share</th><th>Drifted features</th>"
         "<th>Metric</th><th>Decision and reasons</th><th>Shadow challenger</th><th>Reports</th></tr>"
     )
     rows = []
@@ -363,7 +389,7 @@ def promotions_table(promotions: Sequence[Mapping[str, Any]]) -> str:
         for p in sorted(promotions, key=lambda p: p.get("at") or datetime.min.replace(tzinfo=UTC), reverse=True)
     ]
     return (
-        '<table class="promotions"><thead><tr><th>At (UTC)</th><th>Action</th><th>Version</th><th>Was</th>'
+        '<table class="promotions"><thead><tr><th>Ran at (UTC)</th><th>Action</th><th>Version</th><th>Was</th>'
         f"<th>By</th><th>Reason</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -398,7 +424,7 @@ def retrains_table(root: str, model: str, retrains: Sequence[Mapping[str, Any]],
             f"{f'<ul class=reasons>{detail}</ul>' if detail else ''}</td></tr>"
         )
     return (
-        '<table class="retrains"><thead><tr><th>Interval (UTC)</th><th>Status</th><th>Candidate</th>'
+        '<table class="retrains"><thead><tr><th>Data interval (UTC)</th><th>Status</th><th>Candidate</th>'
         "<th>Champion → challenger (gain, CI)</th><th>Gate verdict</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
@@ -429,12 +455,73 @@ def aliases_block(versions: Mapping[str, Any], error: str | None) -> str:
             f"<td>{_e(tags.get('driftguard.verdict') or tags.get('driftguard.summary') or '')}</td></tr>"
         )
     return (
-        '<table class="aliases"><thead><tr><th>Alias</th><th>Version</th><th>Registered (UTC)</th>'
+        '<table class="aliases"><thead><tr><th>Alias</th><th>Version</th><th>Registered at (UTC)</th>'
         f"<th>Verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
 # --------------------------------------------------------------------------- app
+
+
+def airflow_paused(dag_ids: Sequence[str]) -> dict[str, bool]:
+    """`dag.is_paused` from Airflow's metadata DB, read through Airflow's ORM, only inside
+    Airflow's api-server (where the plugin serves this app and the DB session is configured).
+    Elsewhere (tests, the app standalone) or on any error: {} and the board does not know."""
+    if "airflow.api_fastapi.app" not in sys.modules or not dag_ids:
+        return {}
+    try:
+        from airflow.models.dag import DagModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        query = select(DagModel.dag_id, DagModel.is_paused).where(DagModel.dag_id.in_(list(dag_ids)))
+        with create_session() as session:
+            return {str(d): bool(p) for d, p in session.execute(query)}
+    except Exception as exc:  # the board without the paused state beats no board
+        log.warning("Airflow's DAG table unreadable (%s): the board shows no paused state", exc)
+        return {}
+
+
+def rollback_body(
+    root: str,
+    model: str,
+    *,
+    champion: str | None,
+    previous: str | None,
+    source: str,
+) -> str:
+    """What a rollback would do, before anyone triggers it: which version becomes champion and
+    which is replaced, and how to run it (the rollback DAG asks for the reason)."""
+    from driftguard.dag_defaults import dag_id
+
+    airflow = airflow_root(root)
+    if champion is None:
+        plan = '<p class="rollback-plan msg">No @champion: there is nothing to roll back.</p>'
+    elif previous is None or previous == champion:
+        plan = (
+            f'<p class="rollback-plan msg">A rollback is not possible: @champion is <strong>v{_e(champion)}</strong> '
+            "and there is no other @previous_champion to return to (only one version was ever promoted, or a "
+            "rollback already used it). Promote the version to return to explicitly instead.</p>"
+        )
+    else:
+        plan = (
+            f'<p class="rollback-plan">Rolling back makes <strong class="becomes">v{_e(previous)}</strong> '
+            f'(@previous_champion) the champion again and replaces <strong class="replaced">v{_e(champion)}</strong> '
+            "(@champion). @previous_champion is then removed, so a second rollback cannot flip back.</p>"
+        )
+    dag = dag_id("rollback", model)
+    return (
+        f"<h1>{_e(model)}: rollback</h1>{plan}"
+        f'<p class="muted">Versions from {_e(source)}.</p>'
+        "<h2>How to roll back</h2><ol>"
+        f'<li>Open the <a class="rollback-dag" href="{_e(rollback_dag_href(airflow, model))}">rollback DAG '
+        f"{_e(dag)}</a> in Airflow and press <em>Trigger</em>.</li>"
+        "<li>Enter the <strong>reason</strong> (required): it goes into the promotion history and is tagged on "
+        "the replaced version.</li></ol>"
+        f"<p>Or on the command line: <code>driftguard rollback {_e(model)} --reason &quot;…&quot;</code></p>"
+        f'<p><a href="{_e(_model_href(root, model))}">Model page</a> · '
+        f'<a href="{_e(_model_href(root, model, "/registry"))}">registry</a></p>'
+    )
 
 
 def _registry_lookup(model: str, alias: str, tracking_uri: str) -> Any:
@@ -464,13 +551,16 @@ def create_app(
     *,
     registry_lookup: RegistryLookup | None = None,
     clock: Clock | None = None,
+    paused_lookup: PausedLookup | None = None,
 ) -> FastAPI:
     """The Driftguard UI app. auth_dependency runs before every route (Airflow's get_user in the
     plugin) but the vendor assets' one; registry_lookup replaces the MLflow alias lookup (tests,
-    other registries); clock gives the board's "now" (tests)."""
+    other registries); clock gives the board's "now" (tests); paused_lookup tells which monitoring
+    DAGs Airflow has paused (default: Airflow's DB inside its api-server, else unknown)."""
     settings = settings or get_settings()
     now_of = clock or (lambda: datetime.now(UTC))
     lookup = registry_lookup or _registry_lookup
+    paused_of = paused_lookup or airflow_paused
     reports_dir = Path(settings.reports_dir)
     deps = [Depends(auth_dependency)] if auth_dependency is not None else []
     app = FastAPI(title="Driftguard", docs_url=None, redoc_url=None, openapi_url=None)
@@ -561,7 +651,10 @@ def create_app(
         runs: Sequence[RunRecord],
         failures: Any,
         promotions: Any,
+        paused: Mapping[str, bool],
     ) -> health.Health:
+        from driftguard.dag_defaults import dag_id
+
         spec = specs.get(model)
         return health.assess(
             model,
@@ -573,12 +666,17 @@ def create_app(
             start_date=spec.start_date if spec else None,
             schedule_end=schedule_end(),
             grace=health.grace_from_env(),
+            paused=paused.get(dag_id("monitor", model)),
         )
 
     @router.get("/", response_class=HTMLResponse)
     def home(request: Request) -> HTMLResponse:
         s = store()
+        from driftguard.dag_defaults import dag_id
+
         specs, now = schedules(), now_of()
+        models = sorted(set(s.models()) | set(specs))
+        paused = paused_of([dag_id("monitor", m) for m in models])
         healths = [
             assess(
                 model,
@@ -587,8 +685,9 @@ def create_app(
                 runs=s.runs(model, limit=BOARD_RUNS),
                 failures=s.failures(model, limit=BOARD_FAILURES),
                 promotions=s.promotions(model),
+                paused=paused,
             )
-            for model in sorted(set(s.models()) | set(specs))
+            for model in models
         ]
         candidates = {}
         for h in healths:
@@ -615,21 +714,28 @@ def create_app(
             raise HTTPException(404, f"no runs, promotions or failed runs recorded for model {model!r}")
         root = root_of(request)
         threshold, description = _drift_threshold(settings, model)
-        h = assess(model, specs, now_of(), runs=records, failures=failures, promotions=promotions)
+        from driftguard.dag_defaults import dag_id
+
+        paused = paused_of([dag_id("monitor", model)])
+        h = assess(model, specs, now_of(), runs=records, failures=failures, promotions=promotions, paused=paused)
+        retrains = s.retrains(model)
         body = [
             f"<h1>{_e(model)}</h1>",
             f'<p class="health">{status_badge(h)} {_e(h.detail)} '
             f'<a href="{_e(runbook_href(root, RUNBOOK_SECTION.get(h.status, "board")))}">runbook</a></p>',
             f"<p>{_e(description)}</p>" if description else "",
             f'<p><a href="{_e(_model_href(root, model, "/registry"))}">Registry: champion, challenger, '
-            f"candidates</a> · {len(records)} run(s)</p>",
+            f'candidates</a> · <a class="rollback-link" href="{_e(_model_href(root, model, "/rollback"))}">rollback'
+            f"</a> · {len(records)} run(s)</p>",
             "<h2>Trend</h2>",
-            reports.trend_svg(records, promotions=promotions, drift_threshold=threshold),
+            reports.trend_svg(
+                records, promotions=promotions, retrains=retrains, failures=failures, drift_threshold=threshold
+            ),
             reports._LEGEND,
             "<h2>Shadow challenger</h2>",
             reports.shadow_section(shadow),
             "<h2>Retraining candidates</h2>",
-            retrains_table(root, model, s.retrains(model), limit=10),
+            retrains_table(root, model, retrains, limit=10),
             "<h2>Runs</h2>",
             runs_table(root, reports_dir, records),
             "<h2>Failed runs</h2>",
@@ -660,6 +766,35 @@ def create_app(
             promotions_table(s.promotions(model)),
         ]
         return _page(root, f"Driftguard: {model} registry", "\n".join(body))
+
+    @router.get("/models/{model}/rollback", response_class=HTMLResponse)
+    def rollback_page(request: Request, model: str) -> HTMLResponse:
+        """Which version a rollback restores and which it replaces: MLflow's aliases, else the
+        promotion history's last champion move (its version and the one it replaced)."""
+        s = store()
+        promotions = s.promotions(model)
+        try:
+            found = {alias: lookup(model, alias, settings.mlflow_tracking_uri) for alias in ALIASES[:2]}
+        except Exception as exc:  # MLflow down: the history still says what the aliases should be
+            log.warning("rollback page of %s: MLflow lookup failed: %s", model, exc)
+            found = None
+        if found is not None and found.get("champion") is not None:
+            champion = str(getattr(found["champion"], "version", None) or "") or None
+            prev = found.get("previous_champion")
+            previous = str(getattr(prev, "version", None) or "") or None if prev is not None else None
+            source = f"MLflow's aliases ({settings.mlflow_tracking_uri})"
+        else:
+            last = next((p for p in reversed(promotions) if p.get("action") in health.CHAMPION_ACTIONS), None)
+            if last is None and not s.runs(model, limit=1):
+                raise HTTPException(404, f"no champion or runs recorded for model {model!r}")
+            champion = str(last["version"]) if last and last.get("version") else None
+            previous = str(last["previous_version"]) if last and last.get("previous_version") else None
+            if last and last.get("action") == "rollback":
+                previous = None  # a rollback removed @previous_champion
+            source = "the promotion history (MLflow's aliases unavailable)"
+        root = root_of(request)
+        body = rollback_body(root, model, champion=champion, previous=previous, source=source)
+        return _page(root, f"Driftguard: {model} rollback", body)
 
     @router.get("/models/{model}/candidates/{version}", response_class=HTMLResponse)
     def candidate(request: Request, model: str, version: str) -> HTMLResponse:

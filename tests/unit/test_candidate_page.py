@@ -19,7 +19,7 @@ from driftguard.gate import evaluate_gate
 from driftguard.servability import ServabilityResult
 from driftguard.settings import Settings
 from driftguard.store import HistoryStore, RunRecord, ShadowRecord, dispose_engines
-from driftguard.ui import create_app
+from driftguard.ui import THEME_SCRIPT, create_app
 from fastapi.testclient import TestClient
 
 T0 = datetime(2013, 6, 3, tzinfo=UTC)
@@ -182,7 +182,8 @@ def test_payloads_in_segments_reasons_and_trigger_stay_text(client: TestClient) 
     for payload in (BAD_SEGMENT, OK_SEGMENT, EVIL_REASON):
         assert payload not in resp.text  # never raw
         assert payload in page.joined  # shown as text, literally
-    assert {"script", "img", "svg"}.isdisjoint(page.tags)
+    assert {"img", "svg"}.isdisjoint(page.tags)
+    assert page.tags.count("script") == 1 and f"<script>{THEME_SCRIPT}</script>" in resp.text  # the theme's only
     assert "default-src 'none'" in resp.headers["content-security-policy"]
 
 

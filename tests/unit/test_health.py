@@ -121,24 +121,33 @@ def test_no_champion_and_where_the_champion_comes_from() -> None:
     assert assess([run(0)], promotions=moves).champion == health.Champion("1", T0 + WEEK)
 
 
-def test_decision_line() -> None:
-    fired = {"kind": "trigger", "rule": "drift_share", "fired": True}
-    assert health.decision_line(run(0)) == "no retrain"
-    assert health.decision_line(run(0, retrain=True, reasons=[fired])) == "retrain: drift_share"
-    blocked = [fired, {"kind": "guard", "rule": "cooldown", "fired": True}, {"kind": "review", "rule": "model_age",
-               "fired": True}]  # fmt: skip
+def test_decision_line_puts_the_deciding_reason_first() -> None:
+    fired = {"kind": "trigger", "rule": "drift_share", "fired": True, "detail": "drift share 0.45 >= 0.30"}
+    assert health.decision_line(run(0)) == "no retrain: no trigger fired"
+    assert health.decision_line(run(0, reasons=[])) == "no retrain"
+    assert (
+        health.decision_line(run(0, retrain=True, reasons=[fired])) == "retrain: drift_share, drift share 0.45 >= 0.30"
+    )
+    cooldown = {"kind": "guard", "rule": "cooldown", "fired": True, "detail": "cooldown: last retrain 7d ago < 4w"}
+    blocked = [fired, cooldown, {"kind": "review", "rule": "model_age", "fired": True}]
     assert health.decision_line(run(0, reasons=blocked)) == (
-        "no retrain: drift_share blocked by cooldown; review: model_age"
+        "no retrain: cooldown, last retrain 7d ago < 4w (blocked: drift_share); review: model_age"
+    )
+    quality = {"kind": "guard", "rule": "data_quality", "fired": True, "detail": "data quality: critical check failed"}
+    assert health.decision_line(run(0, reasons=[fired, quality, cooldown])) == (
+        "no retrain: data_quality, critical check failed (blocked: drift_share; also blocked by cooldown)"
     )
     assert health.decision_line(run(0, reasons=[], summary="x" * 300)).endswith("…")
+    assert len(health.decision_line(run(0, reasons=[], summary="x" * 300))) == health.DECISION_LINE_MAX
 
 
-def test_age_and_grace_from_env() -> None:
-    now = T0 + timedelta(days=3, hours=4, minutes=5)
-    assert [health.age(now, t) for t in (T0, now - timedelta(hours=2), now - timedelta(seconds=20), None)] == [
-        "3d 4h", "2h 0m", "<1m", "—",
-    ]  # fmt: skip
-    assert health.grace_from_env({}) == timedelta(hours=6)
-    assert health.grace_from_env({health.ENV_GRACE: "1d"}) == timedelta(days=1)
-    with pytest.raises(ValueError):
-        health.grace_from_env({health.ENV_GRACE: "soon"})
+def test_a_paused_dag_is_paused_not_overdue() -> None:
+    runs = [run(0)]
+    late = T0 + 5 * WEEK
+    h = assess(runs, now=late, paused=True)
+    assert (h.status, h.label, h.css, h.due) == ("paused", "paused", "muted", None)
+    assert "overdue" not in h.flags and "paused" in h.detail
+    assert assess(runs, now=late, paused=False).status == "overdue"
+    assert assess(runs, now=late, paused=None).status == "overdue"  # unknown: the schedule decides
+    failed = assess(runs, now=late, paused=True, failures=[failure(late - timedelta(hours=1))])
+    assert failed.flags[:2] == ("run_failed", "paused")

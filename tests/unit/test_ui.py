@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import pytest
-from driftguard import reports
+from driftguard import reports, ui
 from driftguard.settings import Settings
 from driftguard.store import HistoryStore, RunRecord, ShadowRecord, dispose_engines
 from driftguard.ui import create_app, resolve_report_file, resolve_vendor_asset
@@ -44,10 +44,20 @@ class Text(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
             self.links.append(dict(attrs).get("href") or "")
-        if tag == "script":
+        if tag == "script":  # counted unless it turns out to be the page's own theme script
             self.scripts += 1
+            self._script: list[str] | None = [] if not dict(attrs).get("src") else None
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and getattr(self, "_script", None) is not None:
+            if "".join(self._script or []) == ui.THEME_SCRIPT:
+                self.scripts -= 1
+            self._script = None
 
     def handle_data(self, data: str) -> None:
+        if getattr(self, "_script", None) is not None:
+            self._script.append(data)  # type: ignore[union-attr]
+            return
         self.text.append(data)
 
     @property
@@ -178,7 +188,54 @@ def test_health_board_lists_models_with_status_champion_and_links(client: TestCl
     assert "retrain: drift_share" in page.joined
     assert "v2" in page.joined
     assert "/runbook#drift" in page.links
-    assert "/dags/driftguard_rollback__flight_delay" in page.links  # Airflow's root: the mount point's parent
+    assert "/models/flight_delay/rollback" in page.links
+
+
+def test_rollback_page_names_the_version_it_restores_and_the_one_it_replaces(
+    world: SimpleNamespace, client: TestClient
+) -> None:
+    # MLflow unreachable (the fixture's tracking URI): the promotion history's last move says it
+    page = client.get("/models/flight_delay/rollback")
+    text = Text(page.text)
+    assert page.status_code == 200 and "makes v1 (@previous_champion) the champion again and replaces v2" in text.joined
+    assert "the promotion history" in text.joined
+    assert "/dags/driftguard_rollback__flight_delay" in text.links  # Airflow's root: the mount point's parent
+    aliases = {"champion": SimpleNamespace(version="5"), "previous_champion": SimpleNamespace(version="4")}
+    mlflow = TestClient(create_app(world.settings, registry_lookup=lambda m, alias, uri: aliases.get(alias)))
+    joined = Text(mlflow.get("/models/flight_delay/rollback").text).joined
+    assert "makes v4 (@previous_champion) the champion again and replaces v5" in joined and "MLflow's aliases" in joined
+    aliases.pop("previous_champion")
+    joined = Text(mlflow.get("/models/flight_delay/rollback").text).joined
+    assert "A rollback is not possible: @champion is v5" in joined
+    assert client.get("/models/nobody/rollback").status_code == 404
+
+
+def test_a_paused_monitoring_dag_shows_paused_on_board_and_model_page(world: SimpleNamespace) -> None:
+    asked: list[list[str]] = []
+
+    def paused(ids):
+        asked.append(list(ids))
+        return {"driftguard_monitor__flight_delay": True}
+
+    app = TestClient(create_app(world.settings, paused_lookup=paused))
+    row = re.search(r'<tr class="model" data-model="flight_delay">.*?</tr>', app.get("/").text).group(0)
+    assert '<span class="status muted" data-status="paused">paused</span>' in row  # grey, with its word
+    assert "also: drift" in Text(row).joined  # the last run's verdict stays visible
+    assert "driftguard_monitor__flight_delay" in asked[0]
+    model = app.get("/models/flight_delay").text
+    assert "paused" in Text(model).joined and "overdue" not in Text(model).joined
+
+
+def test_model_page_decision_is_one_line_and_trend_marks_outcomes(client: TestClient) -> None:
+    page = client.get("/models/flight_delay").text
+    rows = re.findall(r'<tr class="run">.*?</tr>', page)
+    newest = rows[0]
+    assert '<span class="decision retrain">retrain: drift_share, 0.60 &gt;= 0.30</span>' in newest
+    assert "<details><summary>reasons</summary>" in newest  # the rule-by-rule list, one click away
+    assert 'class="rejection-marker"' in page and "candidate v3 rejected" in page  # dg_retrains
+    assert 'class="promotion-marker"' not in page  # a gate promotion is drawn from dg_retrains only
+    assert "<th>Data interval (UTC)</th>" in page  # data time vs wall clock, one wording everywhere
+    assert "<th>Ran at (UTC)</th>" in client.get("/models/flight_delay/registry").text
 
 
 def test_html_in_names_is_escaped_everywhere(client: TestClient) -> None:
@@ -543,7 +600,7 @@ def test_board_shows_a_failed_run_with_its_task_log_and_an_overdue_contract(onca
     # Airflow 3's task-instance page (its log), under Airflow's root: the mount point's parent
     log = "/dags/driftguard_monitor__m1/runs/scheduled__2013-03-11T00%3A00%3A00%2B00%3A00/tasks/extract_window"
     assert log in m1.links and "/driftguard/runbook#pipeline_failure" in m1.links
-    assert "/dags/driftguard_rollback__m1" in m1.links
+    assert "/driftguard/models/m1/rollback" in m1.links
     # never run, its first daily interval ended long ago: overdue, and listed although nothing is recorded
     assert 'data-status="overdue"' in rows["fresh"]
     assert "/driftguard/runbook#board" in Text(rows["fresh"]).links
