@@ -69,12 +69,15 @@ def _airflow_env_module() -> Any:
     return sys.modules["_driftguard_airflow_env"]
 
 
-def _http(url: str, *, token: str | None = None, data: dict[str, Any] | None = None) -> tuple[int, dict[str, str], str]:
+def _http(
+    url: str, *, token: str | None = None, data: dict[str, Any] | None = None, method: str | None = None
+) -> tuple[int, dict[str, str], str]:
     headers = {"Content-Type": "application/json"} if data is not None else {}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     body = json.dumps(data).encode() if data is not None else None
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST" if data is not None else "GET")
+    method = method or ("POST" if data is not None else "GET")
+    req = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, dict(resp.headers), resp.read().decode("utf-8", "replace")
@@ -483,6 +486,8 @@ def test_browser_opens_plugin_page_and_drift_report(
     page = browser.find_element("tag name", "body").text
     assert ", ".join(server.drifted) in page
     assert browser.find_elements("css selector", "svg.trend circle.drift"), "trend plot has no drift point"
+    decision = browser.find_element("css selector", "tr.run span.decision")
+    assert decision.text.startswith("retrain") and len(decision.text) <= 160  # one short line, not a paragraph
     browser.save_screenshot(str(ARTIFACTS / "ui_model_page.png"))
 
     browser.find_element("link text", "Evidently drift report").click()
@@ -593,8 +598,14 @@ def test_browser_board_shows_the_failed_run_and_opens_its_task_log(
     webdriver_module: Any, server: SimpleNamespace, browser: Any
 ) -> None:
     """The injected failing run: the board says "run failed" (text and colour), its task-log link
-    opens the failed task instance in Airflow's own UI, its runbook link opens the right section."""
+    opens the failed task instance in Airflow's own UI, its runbook link opens the right section.
+    With its monitoring DAG paused in Airflow the board flags it "paused", not "overdue"; the
+    rollback page says what a rollback would do; the pages follow the light or dark mode."""
     ARTIFACTS.mkdir(exist_ok=True)
+    status, _, body = _http(
+        f"{server.base}/api/v2/dags/{FAILED_DAG}", token=server.token, data={"is_paused": True}, method="PATCH"
+    )
+    assert status == 200 and '"is_paused":true' in body.replace(" ", ""), (status, body[:500])
     _login(browser, server, next_path="/driftguard/")
     browser.get(server.base + "/driftguard/")
     row = _wait_for(browser, lambda d: d.find_elements("css selector", f"tr[data-model='{MODEL}']"), "the board's row")[
@@ -604,11 +615,14 @@ def test_browser_board_shows_the_failed_run_and_opens_its_task_log(
     assert badge.text == "run failed"
     assert badge.value_of_css_property("background-color") == "rgba(255, 235, 233, 1)"  # .status.bad
     assert "MissingTableError" in row.text
+    flags = row.find_element("css selector", ".flags").text
+    assert "paused" in flags and "overdue" not in flags, flags  # read from Airflow's DAG table
     link = row.find_element("css selector", "a.task-log")
     task_id = link.text.removesuffix(" log")
     browser.save_screenshot(str(ARTIFACTS / "ui_health_board.png"))
 
     runbook = row.find_element("css selector", "a.runbook-link").get_attribute("href")
+    rollback = row.find_element("css selector", "a.rollback-link").get_attribute("href")
     assert runbook.endswith("/driftguard/runbook#pipeline_failure")
     link.click()
     # Airflow's React UI renders the task instance: its id and its failed state.
@@ -627,6 +641,28 @@ def test_browser_board_shows_the_failed_run_and_opens_its_task_log(
     browser.get(runbook)
     section = _wait_for(browser, lambda d: d.find_elements("id", "pipeline_failure"), "the runbook section")[0]
     assert section.text == "pipeline_failure" and "What to run" in browser.find_element("tag name", "body").text
+
+    browser.get(rollback)
+    plan = _wait_for(browser, lambda d: d.find_elements("css selector", ".rollback-plan"), "the rollback page")[0]
+    assert "champion" in plan.text and browser.find_elements("css selector", "a.rollback-dag")
+
+    # One look with Airflow: light by default, the OS's dark preference, Airflow's stored mode wins.
+    def background() -> tuple[str, str]:
+        browser.get(server.base + "/driftguard/")
+        body = _wait_for(browser, lambda d: d.find_elements("css selector", "table.board"), "the board")[0]
+        return str(body.value_of_css_property("color")), str(
+            browser.find_element("tag name", "body").value_of_css_property("background-color")
+        )
+
+    assert background() == ("rgba(24, 24, 27, 1)", "rgba(255, 255, 255, 1)")
+    dark = {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", dark)
+    assert background() == ("rgba(244, 244, 245, 1)", "rgba(9, 9, 11, 1)")
+    browser.save_screenshot(str(ARTIFACTS / "ui_health_board_dark.png"))
+    browser.execute_script("localStorage.setItem('theme', 'light')")  # what Airflow's colour-mode toggle stores
+    assert background() == ("rgba(24, 24, 27, 1)", "rgba(255, 255, 255, 1)")
+    problems = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert not problems, f"the theme script was blocked: {problems}"
 
 
 @pytest.mark.browser

@@ -436,3 +436,55 @@ def test_quality_page_status_follows_driftguard_severities_and_escapes() -> None
     assert "12 of 400 rows (3.0%)" in text and evil in text and xss_support.FEATURE in text
     assert not {"img", "svg", "script"} & set(page.tags)
     assert page.links == ["../index.html", "validation.json"]
+
+
+def test_trend_marks_failures_retrain_outcomes_and_the_champion_baseline() -> None:
+    from driftguard.store import FailureRecord
+
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    week = timedelta(days=7)
+    drop = {"rule": "metric_drop", "kind": "trigger", "fired": False,
+            "detail": "roc_auc 0.7100 vs champion validation 0.7400: worse by 0.0300 (0.0300 < 0.0500)"}  # fmt: skip
+    runs = [
+        RunRecord(
+            model="m",
+            interval_start=t0 + i * week,
+            interval_end=t0 + (i + 1) * week,
+            drift_share=0.1,
+            metric_name="roc_auc",
+            metric_value=0.71,
+            reasons=[drop],
+        )
+        for i in range(4)
+    ]
+    evil = '<script>alert("x")</script>'
+    retrains = [
+        {"interval_start": t0 + week, "interval_end": t0 + 2 * week, "status": "rejected", "candidate_version": "3"},
+        {
+            "interval_start": t0 + 2 * week,
+            "interval_end": t0 + 3 * week,
+            "status": "promoted",
+            "candidate_version": "4",
+        },
+        {"interval_start": t0 + 3 * week, "interval_end": t0 + 4 * week, "status": "insufficient_evidence"},
+        {"interval_start": t0, "interval_end": t0 + 9 * week, "status": "rejected"},  # outside the plot: no marker
+    ]
+    failure = FailureRecord(
+        model="m",
+        dag_id="d",
+        run_id="r",
+        task_id="extract_window",
+        failed_at=t0 + 30 * week,
+        error=f"MissingTableError: {evil}",
+        interval_start=t0 + week,
+        interval_end=t0 + 2 * week,
+    )
+    promotions = [{"action": "promote", "version": "4", "at": t0 + 2 * week}]
+    svg = trend_svg(runs, retrains=retrains, failures=[failure], promotions=promotions)
+    assert svg.count('class="rejection-marker"') == 1 and "candidate v3 rejected" in svg
+    assert svg.count('class="promoted-marker"') == 1 and 'class="promotion-marker"' not in svg  # drawn once
+    assert svg.count('class="undecided-marker"') == 1 and "insufficient evidence" in svg
+    assert svg.count('class="failure-marker"') == 1 and "run failed at extract_window" in svg
+    assert evil not in svg and "&lt;script&gt;" in svg
+    assert '<polyline class="baseline"' in svg and "champion baseline" in svg
+    assert svg.count("0.7400") == 0  # the baseline is drawn, not printed: its y is inside the metric panel
