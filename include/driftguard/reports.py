@@ -124,7 +124,7 @@ svg text{font-size:11px;fill:#444}
 """.strip()
 
 
-_LIGHT = {"bg": "#ffffff", "fg": "#18181b", "muted": "#71717a", "border": "#e4e4e7", "head": "#f4f4f5",
+_LIGHT = {"bg": "#ffffff", "fg": "#18181b", "muted": "#71717a", "border": "#e4e4e7", "head": "#f4f4f4",
           "link": "#0969da", "bad-bg": "#ffebe9", "warn-bg": "#fff8c5", "good-bg": "#dafbe1", "muted-bg": "#eeeeee",
           "bad": "#b00020", "warn": "#9a6700", "good": "#1a7f37"}  # fmt: skip
 _DARK = {"bg": "#09090b", "fg": "#f4f4f5", "muted": "#a1a1aa", "border": "#3f3f46", "head": "#18181b",
