@@ -44,7 +44,7 @@ INDEX_HTML = "index.html"
 # RunRecord.report_paths keys -> default file name in the run folder.
 REPORT_FILES = {"drift": DRIFT_HTML, "quality": QUALITY_HTML, "summary": SUMMARY_JSON}
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 # --------------------------------------------------------------------------- paths and files
@@ -57,7 +57,7 @@ def _stamp(value: datetime, what: str) -> str:
 
 
 def _model_dir(reports_dir: Path, model: str) -> Path:
-    if not _SAFE_NAME.match(model) or ".." in model:
+    if not SAFE_NAME.match(model) or ".." in model:
         raise ValueError(f"model name {model!r} cannot be a report folder name (letters, digits, _ . - only)")
     return Path(reports_dir) / model
 
@@ -111,7 +111,7 @@ def write_summary(run_dir: Path, summary: Mapping[str, Any]) -> Path:
 
 # --------------------------------------------------------------------------- html helpers
 
-_CSS = """
+PAGE_CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem;color:#222;max-width:1200px}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
@@ -161,7 +161,7 @@ def _page(title: str, body: str) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
-        f"<style>{_CSS}\n{_STATUS_CSS}\n{THEME_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+        f"<style>{PAGE_CSS}\n{_STATUS_CSS}\n{THEME_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
     )
 
 
@@ -449,7 +449,7 @@ def _panel_frame(top: float, title: str, ticks: Sequence[tuple[float, str]], fy:
 
 # --------------------------------------------------------------------------- model index
 
-_LEGEND = (
+TREND_LEGEND = (
     '<p class="legend muted"><span style="color:#0969da">●</span> drift share · '
     '<span style="color:#57606a">- -</span> importance-weighted drift share · '
     '<span style="color:#bf8700">●</span> realized metric (matured labels) · '
@@ -465,7 +465,7 @@ _LEGEND = (
 )
 
 
-def _quality_cell(rec: RunRecord) -> str:
+def quality_cell(rec: RunRecord) -> str:
     if rec.status == "no_data":
         return '<span class="warn">no data</span>'
     if not rec.quality_passed or rec.status == "quality_failed":
@@ -476,7 +476,7 @@ def _quality_cell(rec: RunRecord) -> str:
     return f'<span class="good">passed</span>{degraded}'
 
 
-def _decision_cell(rec: RunRecord) -> str:
+def decision_cell(rec: RunRecord) -> str:
     """One short line, the deciding reason first (driftguard.health.decision_line); the rule-by-rule
     reasons, and the full summary when it says more, one click away."""
     from driftguard.health import decision_line
@@ -642,9 +642,9 @@ def _runs_table(records: Sequence[RunRecord], model_dir: Path) -> str:
         drifted = ", ".join(rec.drifted_features) if rec.drifted_features else "—"
         rows.append(
             f'<tr class="run" data-interval="{_e(run_dir_name(rec.interval_start, rec.interval_end))}">'
-            f'<td>{_e(_interval(rec))}</td><td class="num">{rec.rows:,}</td><td>{_quality_cell(rec)}</td>'
+            f'<td>{_e(_interval(rec))}</td><td class="num">{rec.rows:,}</td><td>{quality_cell(rec)}</td>'
             f'<td class="num">{_fmt(rec.drift_share, 2)}</td><td>{_e(drifted)}</td><td>{metric}</td>'
-            f'<td class="num">{rec.labelled_rows:,}</td><td>{_decision_cell(rec)}</td><td>{shadow_cell(rec)}</td>'
+            f'<td class="num">{rec.labelled_rows:,}</td><td>{decision_cell(rec)}</td><td>{shadow_cell(rec)}</td>'
             f"<td>{_links_cell(rec, model_dir)}</td></tr>"
         )
     if not rows:
@@ -693,7 +693,7 @@ def write_model_index(
         f'<p class="muted">{_e(" · ".join(facts))} · ran at {_e(_when(datetime.now(UTC)))} UTC</p>',
         "<h2>Trend</h2>",
         trend_svg(records, promotions=promotions, drift_threshold=drift_threshold),
-        _LEGEND,
+        TREND_LEGEND,
         "<h2>Runs</h2>",
         _runs_table(records, model_dir),
         "<h2>Shadow challenger</h2>",
@@ -733,7 +733,7 @@ def write_home(
         else:
             decision = '<span class="retrain">retrain</span>' if rec.retrain else "no retrain"
             cells = (
-                f"<td>{_e(_interval(rec))}</td><td>{_quality_cell(rec)}</td>"
+                f"<td>{_e(_interval(rec))}</td><td>{quality_cell(rec)}</td>"
                 f'<td class="num">{_fmt(rec.drift_share, 2)}</td><td>{decision}</td>'
             )
         rows.append(f'<tr class="model"><td><a href="{_e(quote(model))}/{INDEX_HTML}">{_e(model)}</a></td>{cells}</tr>')
@@ -742,7 +742,7 @@ def write_home(
             run_rows.append(
                 f'<tr class="run" data-model="{_e(model)}" '
                 f'data-interval="{_e(run_dir_name(r.interval_start, r.interval_end))}"><td>{_e(model)}</td>'
-                f'<td>{_e(_interval(r))}</td><td class="num">{r.rows:,}</td><td>{_quality_cell(r)}</td>'
+                f'<td>{_e(_interval(r))}</td><td class="num">{r.rows:,}</td><td>{quality_cell(r)}</td>'
                 f'<td class="num">{_fmt(r.drift_share, 2)}</td><td>{decision}</td>'
                 f"<td>{_links_cell(r, model_dir, reports_dir)}</td></tr>"
             )
@@ -1050,7 +1050,7 @@ def drift_sections(
 ) -> str:
     """What drift.html shows above Evidently's plots (header, then the verdict table), with its own
     CSS scoped to `.dg` so Evidently's widgets keep theirs."""
-    css = _scoped_css("div.dg", f"{_CSS}\n{_STATUS_CSS}")
+    css = _scoped_css("div.dg", f"{PAGE_CSS}\n{_STATUS_CSS}")
     note = (
         '<h2>Plots</h2><p class="muted">Evidently\'s distribution and drift-over-time plots of the drifted features '
         "and of the model score and label, drawn with the test each verdict used.</p>"

@@ -233,7 +233,7 @@ def _page(root: str, title: str, body: str, status_code: int = 200) -> HTMLRespo
     text = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
-        f"<script>{THEME_SCRIPT}</script><style>{reports._CSS}{_CSS_EXTRA}{reports.THEME_CSS}{_THEME_EXTRA}</style>"
+        f"<script>{THEME_SCRIPT}</script><style>{reports.PAGE_CSS}{_CSS_EXTRA}{reports.THEME_CSS}{_THEME_EXTRA}</style>"
         f"</head>\n<body>\n{nav}\n{body}\n</body></html>\n"
     )
     return HTMLResponse(
@@ -369,9 +369,9 @@ def runs_table(root: str, reports_dir: Path, records: Sequence[RunRecord]) -> st
                 links.append(f'<a class="report-{key}" href="{_e(href)}">{_e(label)}</a>')
         rows.append(
             f'<tr class="run"><td>{_e(_when(rec.interval_start))} → {_e(_when(rec.interval_end))}</td>'
-            f'<td class="num">{rec.rows:,}</td><td>{reports._quality_cell(rec)}</td><td class="num">{share}</td>'
+            f'<td class="num">{rec.rows:,}</td><td>{reports.quality_cell(rec)}</td><td class="num">{share}</td>'
             f"<td>{_e(', '.join(rec.drifted_features) or '—')}</td><td>{metric}</td>"
-            f"<td>{reports._decision_cell(rec)}</td><td>{reports.shadow_cell(rec)}</td>"
+            f"<td>{reports.decision_cell(rec)}</td><td>{reports.shadow_cell(rec)}</td>"
             f"<td>{' · '.join(links) or _NONE}</td></tr>"
         )
     if not rows:
@@ -533,7 +533,7 @@ def _registry_lookup(model: str, alias: str, tracking_uri: str) -> Any:
 def _drift_threshold(settings: Settings, model: str) -> tuple[float | None, str]:
     """The contract's drift-share trigger and description, when its YAML loads (display only)."""
     path = settings.models_dir / f"{model}.yaml"
-    if not reports._SAFE_NAME.match(model) or not path.is_file():
+    if not reports.SAFE_NAME.match(model) or not path.is_file():
         return None, ""
     try:
         from driftguard.contract import load_contract
@@ -731,7 +731,7 @@ def create_app(
             reports.trend_svg(
                 records, promotions=promotions, retrains=retrains, failures=failures, drift_threshold=threshold
             ),
-            reports._LEGEND,
+            reports.TREND_LEGEND,
             "<h2>Shadow challenger</h2>",
             reports.shadow_section(shadow),
             "<h2>Retraining candidates</h2>",

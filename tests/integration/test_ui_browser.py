@@ -400,9 +400,10 @@ def test_board_runbook_and_error_pages_through_airflow(server: SimpleNamespace) 
     assert 'data-status="run_failed"' in row and "MissingTableError" in row, row
     log = html.unescape(re.search(r'class="task-log" href="([^"]+)"', row)[1])
     assert log.startswith(f"/dags/{FAILED_DAG}/runs/manual__") and "/tasks/" in log, log
-    assert html.unescape(re.search(r'class="rollback-link" href="([^"]+)"', row)[1]) == (
-        f"/dags/driftguard_rollback__{MODEL}"
-    )
+    rollback = html.unescape(re.search(r'class="rollback-link" href="([^"]+)"', row)[1])
+    assert rollback == f"/driftguard/models/{MODEL}/rollback", rollback
+    status, _, page = _http(server.base + rollback, token=server.token)
+    assert status == 200 and f'class="rollback-dag" href="/dags/driftguard_rollback__{MODEL}"' in page, page[:800]
     # The run, the task and its state are in Airflow's metadata DB: its REST API knows the linked task.
     _, run_id, _, task_id = log.removeprefix(f"/dags/{FAILED_DAG}/").split("/")
     from urllib.parse import unquote
@@ -419,6 +420,7 @@ def test_board_runbook_and_error_pages_through_airflow(server: SimpleNamespace) 
     for path, token, code in (
         ("/driftguard/no/such/page", server.token, 404),
         ("/driftguard/models/nope", server.token, 404),
+        ("/driftguard/models/nope/rollback", server.token, 404),
         (f"/driftguard/models/{XSS_MODEL}/candidates/99", server.token, 404),
         ("/driftguard/reports/nope.html", server.token, 404),
         ("/driftguard/", None, 401),

@@ -260,7 +260,7 @@ def test_trend_draws_the_weighted_share_and_the_estimate_band() -> None:
 def test_decision_cell_words_a_review_reason_as_raised_not_as_a_guard() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from driftguard.reports import _decision_cell
+    from driftguard.reports import decision_cell
     from driftguard.store import RunRecord
 
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -273,7 +273,7 @@ def test_decision_cell_words_a_review_reason_as_raised_not_as_a_guard() -> None:
             {"rule": "cooldown", "kind": "guard", "fired": True, "detail": "cooldown: last retrain 3d ago < 1w"},
         ],
     )
-    cell = _decision_cell(rec)
+    cell = decision_cell(rec)
     assert "review model_age raised: champion age 133d &gt;= 120d" in cell
     assert "guard cooldown blocks: cooldown" in cell
 
