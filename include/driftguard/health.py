@@ -168,6 +168,10 @@ def _first(rec: RunRecord, kind: str) -> Mapping[str, Any] | None:
     return next((r for r in rec.reasons if r.get("kind") == kind and r.get("fired")), None)
 
 
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0]
+
+
 def decision_line(rec: RunRecord) -> str:
     """The run's decision in one short line, the deciding reason first:
     `no retrain: cooldown, last retrain 7d ago < 4w (blocked: drift_share)`,
@@ -175,7 +179,7 @@ def decision_line(rec: RunRecord) -> str:
     triggers, guards, reviews = _fired(rec, "trigger"), _fired(rec, "guard"), _fired(rec, "review")
     trigger, guard = _first(rec, "trigger"), _first(rec, "guard")
     if rec.retrain:
-        line = f"retrain: {_clause(trigger)}" if trigger else "retrain"
+        line = f"retrain: {_clause(trigger)}" if trigger else (_first_line(rec.summary) or "retrain")
         if len(triggers) > 1:
             line += f" (also: {', '.join(triggers[1:])})"
     elif trigger and guard:
@@ -183,7 +187,7 @@ def decision_line(rec: RunRecord) -> str:
         if len(guards) > 1:
             line = line[:-1] + f"; also blocked by {', '.join(guards[1:])})"
     elif not rec.reasons and rec.summary:
-        line = rec.summary.strip().splitlines()[0]
+        line = _first_line(rec.summary)
     elif rec.reasons and not triggers:
         line = "no retrain: no trigger fired"
     else:

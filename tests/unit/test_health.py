@@ -125,6 +125,7 @@ def test_decision_line_puts_the_deciding_reason_first() -> None:
     fired = {"kind": "trigger", "rule": "drift_share", "fired": True, "detail": "drift share 0.45 >= 0.30"}
     assert health.decision_line(run(0)) == "no retrain: no trigger fired"
     assert health.decision_line(run(0, reasons=[])) == "no retrain"
+    assert health.decision_line(run(0, retrain=True, reasons=[], summary="retrain: drift\nmore")) == "retrain: drift"
     assert (
         health.decision_line(run(0, retrain=True, reasons=[fired])) == "retrain: drift_share, drift share 0.45 >= 0.30"
     )
