@@ -56,7 +56,19 @@ def build_rollback_dag(spec: DagSpec) -> None:
         default_args=dag_defaults.default_args(spec),
         tags=dag_defaults.tags(KIND, spec),
         doc_md=dag_defaults.doc_md(__doc__, spec, KIND),
-        params={"reason": Param("manual rollback", type="string", minLength=3)},
+        # No default: the person who rolls back says why (recorded in dg_promotions). The version it
+        # restores is shown on the model's rollback page before anyone triggers this.
+        params={
+            "reason": Param(
+                type="string",
+                minLength=3,
+                title="Reason",
+                description=(
+                    f"Why {spec.name} is rolled back (recorded with your name). The version that becomes "
+                    f"@champion is shown at /driftguard/models/{spec.name}/rollback."
+                ),
+            )
+        },
     )
     def rollback() -> None:
         rollback_champion(spec.name)
