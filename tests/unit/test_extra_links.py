@@ -2,8 +2,8 @@
 
 The URLs are checked against a real reports folder (files written where driftguard.reports puts
 a run's pages); the plugin test loads the repo's plugins/ folder through Airflow's own plugins
-manager, as the api-server does. A real task instance's links through the REST API are checked
-in tests/integration/test_ui_browser.py.
+manager, as the api-server does, and the candidate link against a real run's XCom. A real task
+instance's links through the REST API are checked in tests/integration/test_ui_browser.py.
 """
 
 from __future__ import annotations
@@ -95,3 +95,44 @@ def test_airflow_plugins_manager_loads_the_links() -> None:
     assert all(link.get_link(None, ti_key=key) == "" for link in links.values())
     key = TaskInstanceKey(dag_id=MONITOR, task_id="detect_drift", run_id="manual__1", try_number=1)
     assert links["Model page"].get_link(None, ti_key=key) == "/driftguard/models/flight_delay"
+
+
+TINY_RETRAIN_DAG = """
+from datetime import datetime, timezone
+from airflow.sdk import dag, task
+
+@dag(dag_id="driftguard_retrain__tiny", schedule=None, start_date=datetime(2024, 1, 1, tzinfo=timezone.utc))
+def tiny():
+    @task
+    def register_candidate():
+        return {"version": "3"}
+    register_candidate()
+
+tiny()
+"""
+
+
+@pytest.mark.slow
+def test_candidate_link_reads_the_version_a_real_run_registered(airflow_db: Path, tmp_path: Path) -> None:
+    """The plugin's Candidate page link reads register_candidate's XCom of a real `airflow dags test`
+    run (its own DAG folder, the session's metadata DB)."""
+    import os
+
+    from airflow import plugins_manager
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk.types import TaskInstanceKey
+    from airflow.utils.session import create_session
+    from airflow_support import airflow_dags_test, task_xcom
+
+    (tmp_path / "tiny_retrain.py").write_text(TINY_RETRAIN_DAG)
+    env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path)}
+    proc = airflow_dags_test("driftguard_retrain__tiny", datetime(2024, 1, 2, tzinfo=UTC), env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with create_session() as session:
+        run_id = session.query(DagRun.run_id).filter(DagRun.dag_id == "driftguard_retrain__tiny").one()[0]
+    assert task_xcom("driftguard_retrain__tiny", run_id, "register_candidate") == {"version": "3"}
+    link = next(x for x in plugins_manager.get_global_operator_extra_links() if x.name == "Candidate page")
+    key = TaskInstanceKey(dag_id="driftguard_retrain__tiny", task_id="outcome", run_id=run_id, try_number=1)
+    assert link.get_link(None, ti_key=key) == "/driftguard/models/tiny/candidates/3"
+    other_run = TaskInstanceKey(dag_id="driftguard_retrain__tiny", task_id="outcome", run_id="manual__x", try_number=1)
+    assert link.get_link(None, ti_key=other_run) == ""  # nothing registered in that run
