@@ -13,7 +13,7 @@ export DRIFTGUARD_FEATURE_LOG_URL ?= sqlite:///$(DRIFTGUARD_HOME)/feature_log.db
 export GX_ANALYTICS_ENABLED := false
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: install test lint demo up bench scenarios gate-scenarios signal-backtests check clean browser
+.PHONY: install test lint demo up screenshots bench scenarios gate-scenarios signal-backtests check clean browser
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -88,9 +88,16 @@ DEMO_ARGS ?=
 demo: install
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
-# Airflow UI (airflow standalone) on the embedded stores: http://localhost:8080, user admin.
+# Airflow UI on the embedded stores: http://localhost:8080, user admin. The api-server, scheduler,
+# dag-processor and triggerer of `airflow standalone`, without its migration on every start, and the
+# UI first (scripts/up.py). UP_ARGS=--ready-exit prints how long the UI took to answer, then stops.
 up: install
-	$(BIN)/python scripts/up.py
+	$(BIN)/python scripts/up.py $(UP_ARGS)
+
+# PNGs of the health board, model, candidate, runbook and the newest run's two reports in
+# docs/screenshots/ (1280x800, palette PNGs), from the stores `make demo` left (scripts/screenshots.py).
+screenshots: install browser
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(DRIFTGUARD_HOME)

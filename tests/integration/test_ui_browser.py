@@ -689,3 +689,36 @@ def test_browser_candidate_page_shows_the_ci_and_the_mlflow_run(
     assert browser.find_elements("css selector", xss.injected) == []
     for payload in xss.payloads[:3]:
         assert payload in text, f"{payload!r} is not shown as text on the candidate page"
+
+
+def test_task_extra_links_through_airflow_rest_api(server: SimpleNamespace) -> None:
+    """Airflow's extra-links endpoint for a task of the real failed run: the model page always,
+    the drift report once a page exists in the run's report folder (named from its data interval)."""
+    from datetime import datetime
+
+    from driftguard import reports
+
+    status, _, body = _http(f"{server.base}/api/v2/dags/{FAILED_DAG}/dagRuns", token=server.token)
+    assert status == 200, body[:500]
+    run = json.loads(body)["dag_runs"][0]
+    links_url = f"{server.base}/api/v2/dags/{FAILED_DAG}/dagRuns/{run['dag_run_id']}/taskInstances/detect_drift/links"
+    status, _, body = _http(links_url, token=server.token)
+    assert status == 200, body[:500]
+    links = json.loads(body)["extra_links"]
+    assert links["Model page"] == f"/driftguard/models/{MODEL}"
+    assert links["Drift report"] is None and links["Data quality report"] is None  # nothing published
+    assert links["Candidate page"] is None  # a monitoring DAG
+
+    start, end = (datetime.fromisoformat(run[k]) for k in ("data_interval_start", "data_interval_end"))
+    page = reports.run_dir(server.reports_dir, MODEL, start, end) / reports.DRIFT_HTML
+    page.parent.mkdir(parents=True)
+    try:
+        page.write_text("<!DOCTYPE html><title>drift</title>")
+        links = json.loads(_http(links_url, token=server.token)[2])["extra_links"]
+        assert links["Drift report"] == f"/driftguard/reports/{MODEL}/{page.parent.name}/{reports.DRIFT_HTML}"
+        assert links["Data quality report"] is None
+        status, _, body = _http(server.base + links["Drift report"], token=server.token)
+        assert status == 200 and "<title>drift</title>" in body
+    finally:
+        page.unlink()
+        page.parent.rmdir()
