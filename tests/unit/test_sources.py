@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -140,6 +142,23 @@ def test_package_exports_only_public_names() -> None:
     assert all(not name.startswith("_") for name in sources.__all__)
     assert {"read_window", "read_labels", "read_labelled", "check_source", "ReadOptions"} <= set(sources.__all__)
     assert not hasattr(sources, "connect") and not hasattr(sources, "convert")  # helpers stay in their modules
+
+
+LAYERS = ("errors", "stats", "engine", "schema", "time_filter", "dtypes", "read_paths", "sampling", "window", "labels")
+
+
+def test_package_modules_import_only_earlier_layers() -> None:
+    """The order the package docstring promises: no module reaches up (or sideways into checks)."""
+    package = Path(sources.__file__).parent
+    order = [*LAYERS, "checks"]
+    for rank, name in enumerate(order):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        used = {
+            node.module.rsplit(".", 1)[-1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("driftguard.sources.")
+        }
+        assert used <= set(order[:rank]), (name, used - set(order[:rank]))
 
 
 def test_empty_window(seeded: tuple[str, ModelContract]) -> None:
