@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from driftguard import sources
 from driftguard.contract import ModelContract
 from driftguard.sources import ColumnTypeError
+from driftguard.sources.dtypes import to_timestamp
 from events_support import events_contract
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -138,7 +139,7 @@ def test_text_with_and_without_offsets_parses_each_value_by_itself() -> None:
     offset ('2013-04-07 23:00:00' after '...-05:00' became 2013-04-08 04:00 UTC); the reader
     parses the two kinds apart."""
     values = pd.Series(["2013-04-06T22:00:00-05:00", "2013-04-07 23:00:00", None, "2013-04-07T10:00:00+14:00"])
-    parsed = sources._to_timestamp(values)
+    parsed = to_timestamp(values)
     assert parsed.tolist()[:2] == [
         pd.Timestamp("2013-04-07 03:00", tz="UTC"),
         pd.Timestamp("2013-04-07 23:00", tz="UTC"),

@@ -4,6 +4,7 @@ sample (same id hash, seed and share) while their count stays the database's exa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,13 +13,15 @@ import pytest
 import sqlalchemy as sa
 from driftguard import metrics, sources
 from driftguard.contract import ModelContract
-from driftguard.sources import EmptyWindowError, SourceError
+from driftguard.sources import EmptyWindowError, ReadOptions, SourceError
 from events_support import events_contract
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 END = T0 + timedelta(days=1)
 ROWS = 30_000
 SAMPLE = 10_000
+SAMPLED = ReadOptions(sample_rows=SAMPLE, seed=3)
+OTHER_SEED = replace(SAMPLED, seed=4)
 MATURED = END + timedelta(days=1)  # labels.delay 1d: every event of the window has matured
 TWICE = (100, ROWS // 2 + 10)  # positions sharing one id: one in each half of the window
 
@@ -75,17 +78,17 @@ def labelled(db_url: str, request: pytest.FixtureRequest) -> tuple[ModelContract
 
 
 def sampled_ids(contract: ModelContract) -> set[int]:
-    window, _ = sources.read_window(contract, T0, END, sample_rows=SAMPLE, seed=3)
+    window, _ = sources.read_window(contract, T0, END, SAMPLED)
     return set(window["event_id"].tolist())
 
 
 def test_labelled_sample_is_bounded_seeded_and_true(labelled: tuple[ModelContract, pd.Series]) -> None:
     contract, truth = labelled
     full, full_stats = sources.read_labelled(contract, T0, END, as_of=MATURED)
-    df, stats = sources.read_labelled(contract, T0, END, as_of=MATURED, sample_rows=SAMPLE, seed=3)
-    again, again_stats = sources.read_labelled(contract, T0, END, as_of=MATURED, sample_rows=SAMPLE, seed=3)
-    other, _ = sources.read_labelled(contract, T0, END, as_of=MATURED, sample_rows=SAMPLE, seed=4)
-    window, _ = sources.read_window(contract, T0, END, sample_rows=SAMPLE, seed=3)
+    df, stats = sources.read_labelled(contract, T0, END, SAMPLED, as_of=MATURED)
+    again, again_stats = sources.read_labelled(contract, T0, END, SAMPLED, as_of=MATURED)
+    other, _ = sources.read_labelled(contract, T0, END, OTHER_SEED, as_of=MATURED)
+    window, _ = sources.read_window(contract, T0, END, SAMPLED)
 
     expected = len(full) * SAMPLE / ROWS  # the window's share of every labelled row
     assert stats.sampled and stats.read_rows == len(df) and 0.9 * expected < len(df) < 1.1 * expected
@@ -110,7 +113,7 @@ def test_exact_labelled_count_equals_the_full_read(labelled: tuple[ModelContract
     contract, _ = labelled
     as_of = END + timedelta(hours=hours)
     full, full_stats = sources.read_labelled(contract, T0, END, as_of=as_of)
-    df, stats = sources.read_labelled(contract, T0, END, as_of=as_of, sample_rows=SAMPLE, seed=3)
+    df, stats = sources.read_labelled(contract, T0, END, SAMPLED, as_of=as_of)
     assert stats.sampled and len(df) < len(full) / 2
     assert (stats.rows, stats.min_ts, stats.max_ts) == (len(full), full_stats.min_ts, full_stats.max_ts)
     assert (full["event_id"] == TWICE[0] + 1).sum() == 2
@@ -132,7 +135,7 @@ def test_realized_metrics_on_the_sample_are_close(labelled: tuple[ModelContract,
     labels joined to the wrong rows would give an AUC near 0.5."""
     contract, _ = labelled
     full, _ = sources.read_labelled(contract, T0, END, as_of=MATURED)
-    df, _ = sources.read_labelled(contract, T0, END, as_of=MATURED, sample_rows=SAMPLE, seed=3)
+    df, _ = sources.read_labelled(contract, T0, END, SAMPLED, as_of=MATURED)
     on_full = metrics.task_metrics("binary_classification", full["y"], full["score"])
     on_sample = metrics.task_metrics("binary_classification", df["y"], df["score"])
     assert on_full["roc_auc"] > 0.8
@@ -154,11 +157,11 @@ def test_conflicting_labels_are_checked_on_the_sample(db_url: str) -> None:
     conflict(outside)
     with pytest.raises(SourceError, match="1 keys have conflicting labels"):
         sources.read_labelled(contract, T0, END, as_of=MATURED)
-    df, _ = sources.read_labelled(contract, T0, END, as_of=MATURED, sample_rows=SAMPLE, seed=3)
+    df, _ = sources.read_labelled(contract, T0, END, SAMPLED, as_of=MATURED)
     assert outside not in set(df["event_id"])  # not read, so not checked
     conflict(inside)
     with pytest.raises(SourceError, match=rf"1 keys have conflicting labels, e.g. \[{inside}\]"):
-        sources.read_labelled(contract, T0, END, as_of=MATURED, sample_rows=SAMPLE, seed=3)
+        sources.read_labelled(contract, T0, END, SAMPLED, as_of=MATURED)
 
 
 def test_labels_missed_by_the_sample_still_count(db_url: str) -> None:
@@ -169,7 +172,7 @@ def test_labels_missed_by_the_sample_still_count(db_url: str) -> None:
     contract = contract_for(db_url, "table")
     outside = sorted(set(frames["events"]["event_id"].tolist()) - sampled_ids(contract))[:3]
     write(db_url, {"event_labels": pd.DataFrame({"event_id": outside, "y": [1, 0, 1]})})
-    df, stats = sources.read_labelled(contract, T0, END, as_of=MATURED, sample_rows=SAMPLE, seed=3)
+    df, stats = sources.read_labelled(contract, T0, END, SAMPLED, as_of=MATURED)
     assert df.empty and stats.sampled and (stats.rows, stats.read_rows) == (3, 0)
     with pytest.raises(EmptyWindowError, match="has a matured label"):
-        sources.read_labelled(contract, T0, END, as_of=T0, sample_rows=SAMPLE, seed=3)
+        sources.read_labelled(contract, T0, END, SAMPLED, as_of=T0)

@@ -3,6 +3,7 @@ and the quality gate judging counts on those facts (real SQLite and PostgreSQL, 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,12 +14,15 @@ import sqlalchemy as sa
 from driftguard import quality, sources
 from driftguard.contract import ModelContract
 from driftguard.profile import profile_frame
+from driftguard.sources import ReadOptions, engine, sampling, schema
 from events_support import events_contract
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 ROWS = 30_000
 SAMPLE = 10_000
 END = T0 + timedelta(days=1)
+SAMPLED = ReadOptions(sample_rows=SAMPLE, seed=3)
+OTHER_SEED = replace(SAMPLED, seed=4)
 
 
 def contract_for(url: str, **quality_cfg: Any) -> ModelContract:
@@ -71,9 +75,9 @@ def logged(db_url: str) -> tuple[ModelContract, pd.DataFrame]:
 
 def test_sample_is_bounded_seeded_and_facts_are_exact(logged: tuple[ModelContract, pd.DataFrame]) -> None:
     contract, full = logged
-    df, stats = sources.read_window(contract, T0, END, sample_rows=SAMPLE, seed=3)
-    again, _ = sources.read_window(contract, T0, END, sample_rows=SAMPLE, seed=3)
-    other, _ = sources.read_window(contract, T0, END, sample_rows=SAMPLE, seed=4)
+    df, stats = sources.read_window(contract, T0, END, SAMPLED)
+    again, _ = sources.read_window(contract, T0, END, SAMPLED)
+    other, _ = sources.read_window(contract, T0, END, OTHER_SEED)
 
     assert stats.sampled and stats.rows == ROWS and stats.read_rows == len(df)
     assert 0.9 * SAMPLE < len(df) < 1.1 * SAMPLE  # about sample_rows, not ROWS
@@ -96,8 +100,8 @@ def test_null_counts_cover_the_window_once_across_time_slices(db_url: str) -> No
     """SQLite counts NULLs in two time slices on two connections: rows on the cut (in both of
     SQLite's text layouts) and at the window's ends are counted exactly once."""
     mid = T0 + (END - T0) / 2
-    assert sources._time_slices(T0, END, "sqlite") == [(T0, mid), (mid, END)]
-    assert sources._time_slices(T0, END, "postgresql") == [(T0, END)]
+    assert sampling._time_slices(T0, END, "sqlite") == [(T0, mid), (mid, END)]
+    assert sampling._time_slices(T0, END, "postgresql") == [(T0, END)]
     near = [T0, mid - timedelta(microseconds=1), mid, mid, mid + timedelta(microseconds=1), END - timedelta(seconds=1)]
     stamps = near + [T0 + timedelta(minutes=7 * i) for i in range(1, 200)]
     rng = np.random.default_rng(11)
@@ -134,8 +138,8 @@ def test_small_window_is_read_whole(logged: tuple[ModelContract, pd.DataFrame]) 
 
 def test_sample_without_exact_facts_skips_the_scans(logged: tuple[ModelContract, pd.DataFrame]) -> None:
     contract, full = logged
-    df, stats = sources.read_window(contract, T0, END, sample_rows=SAMPLE, seed=3, exact_facts=False)
-    exact, _ = sources.read_window(contract, T0, END, sample_rows=SAMPLE, seed=3)
+    df, stats = sources.read_window(contract, T0, END, replace(SAMPLED, exact_facts=False))
+    exact, _ = sources.read_window(contract, T0, END, SAMPLED)
     assert stats.sampled and stats.facts is None
     assert stats.rows == ROWS and stats.max_ts == full["ts"].max().to_pydatetime()
     pd.testing.assert_frame_equal(df, exact)  # the same sample, only the scans are skipped
@@ -147,8 +151,8 @@ def test_query_relation_is_sampled_too(db_url: str) -> None:
     table = contract_for(db_url)
     source = {**table.source.model_dump(mode="json"), "table": None, "query": "select * from events"}
     contract = ModelContract.model_validate(table.model_dump(mode="json") | {"source": source})
-    df, stats = sources.read_window(contract, T0, END, sample_rows=SAMPLE, seed=3)
-    same, _ = sources.read_window(table, T0, END, sample_rows=SAMPLE, seed=3)
+    df, stats = sources.read_window(contract, T0, END, SAMPLED)
+    same, _ = sources.read_window(table, T0, END, SAMPLED)
     assert stats.sampled and stats.rows == ROWS and 0.9 * SAMPLE < len(df) < 1.1 * SAMPLE
     assert df["event_id"].tolist() == same["event_id"].tolist()  # a hash of the id, not of the storage
 
@@ -160,8 +164,8 @@ def test_text_ids_are_sampled_by_their_text(db_url: str) -> None:
     frame["event_id"] = [f"evt-{i:07d}" for i in frame["event_id"]]
     write(db_url, frame)
     contract = contract_for(db_url)
-    df, stats = sources.read_window(contract, T0, END, sample_rows=SAMPLE, seed=3)
-    again, _ = sources.read_window(contract, T0, END, sample_rows=SAMPLE, seed=3)
+    df, stats = sources.read_window(contract, T0, END, SAMPLED)
+    again, _ = sources.read_window(contract, T0, END, SAMPLED)
     assert stats.sampled and 0.9 * SAMPLE < len(df) < 1.1 * SAMPLE
     assert df["event_id"].str.startswith("evt-").all() and df["event_id"].tolist() == again["event_id"].tolist()
     assert stats.facts is not None and stats.facts.duplicate_rows == 2
@@ -176,9 +180,9 @@ def test_integer_ids_are_hashed_in_sql(db_url: str) -> None:
     source = {**table.source.model_dump(mode="json"), "table": None, "query": "select * from events"}
     query = ModelContract.model_validate(table.model_dump(mode="json") | {"source": source})
     for contract in (table, query):
-        with sources._connect(contract, None) as conn:
-            relation = sources._log_relation(conn, contract)
-            keep = sources._sample_filter(conn, relation, "event_id", 0.1, 3)
+        with engine.connect(contract, None) as conn:
+            relation = schema.log_relation(conn, contract)
+            keep = sampling.sample_filter(conn, relation, "event_id", 0.1, 3)
             assert keep is not None
             sql = str(keep.compile(conn))
         if db_url.startswith("postgresql"):
@@ -195,7 +199,7 @@ def _validate(contract: ModelContract, df: pd.DataFrame, stats: sources.WindowSt
 
 def test_counting_checks_are_exact_on_a_sample(logged: tuple[ModelContract, pd.DataFrame]) -> None:
     contract, _ = logged
-    df, stats = sources.read_window(contract, T0, END, strict=False, sample_rows=SAMPLE, seed=3)
+    df, stats = sources.read_window(contract, T0, END, replace(SAMPLED, strict=False))
     assert df["event_id"].is_unique or df["event_id"].duplicated().sum() == 1
     result = _validate(contract, df, stats, expected_rows=ROWS * 4)
     by = {(c.family, c.column): c for c in result.checks}
@@ -218,6 +222,6 @@ def test_counting_checks_are_exact_on_a_sample(logged: tuple[ModelContract, pd.D
 def test_clean_sampled_window_passes(db_url: str) -> None:
     write(db_url, log_frame())
     contract = contract_for(db_url)
-    df, stats = sources.read_window(contract, T0, END, strict=False, sample_rows=SAMPLE, seed=3)
+    df, stats = sources.read_window(contract, T0, END, replace(SAMPLED, strict=False))
     result = _validate(contract, df, stats, expected_rows=ROWS)
     assert result.passed_critical and not result.warnings, result.summary()

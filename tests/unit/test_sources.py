@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,6 +120,45 @@ def test_chunking_gives_the_same_frame(seeded: tuple[str, ModelContract]) -> Non
     chunked, s3 = sources.read_window(contract, T0, T0 + timedelta(days=1), chunksize=3)
     pd.testing.assert_frame_equal(whole, chunked)
     assert (s1.chunks, s3.chunks, s3.rows) == (1, 4, 10)
+
+
+def test_read_options_and_keywords_are_the_same_read(seeded: tuple[str, ModelContract]) -> None:
+    """ReadOptions is how a read is described; keyword overrides (the older call form, still used
+    by callers outside sources) apply over it field by field, and a misspelt one is an error."""
+    _, contract = seeded
+    later = T0 + timedelta(days=5)
+    lenient = sources.ReadOptions(strict=False, allow_empty=True)
+    by_options, s1 = sources.read_window(contract, later, later + timedelta(days=1), lenient)
+    by_keywords, s2 = sources.read_window(contract, later, later + timedelta(days=1), strict=False, allow_empty=True)
+    pd.testing.assert_frame_equal(by_options, by_keywords)
+    assert s1 == s2 and by_options.empty
+    _, chunked = sources.read_window(contract, T0, T0 + timedelta(days=1), lenient, chunksize=3)
+    assert chunked.chunks == 4  # the override wins over the options' default
+    with pytest.raises(TypeError, match="alow_empty"):
+        sources.read_window(contract, T0, T0 + timedelta(days=1), alow_empty=True)
+
+
+def test_package_exports_only_public_names() -> None:
+    assert all(not name.startswith("_") for name in sources.__all__)
+    assert {"read_window", "read_labels", "read_labelled", "check_source", "ReadOptions"} <= set(sources.__all__)
+    assert not hasattr(sources, "connect") and not hasattr(sources, "convert")  # helpers stay in their modules
+
+
+LAYERS = ("errors", "stats", "engine", "schema", "time_filter", "dtypes", "read_paths", "sampling", "window", "labels")
+
+
+def test_package_modules_import_only_earlier_layers() -> None:
+    """The order the package docstring promises: no module reaches up (or sideways into checks)."""
+    package = Path(sources.__file__).parent
+    order = [*LAYERS, "checks"]
+    for rank, name in enumerate(order):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        used = {
+            node.module.rsplit(".", 1)[-1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("driftguard.sources.")
+        }
+        assert used <= set(order[:rank]), (name, used - set(order[:rank]))
 
 
 def test_empty_window(seeded: tuple[str, ModelContract]) -> None:

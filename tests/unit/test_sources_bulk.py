@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from driftguard import sources, testing
+from driftguard.sources import read_paths
 from driftguard.testing import Injection
 from sqlalchemy.dialects import sqlite
 
@@ -42,7 +43,7 @@ def test_bulk_read_equals_streaming(db_url: str, monkeypatch: pytest.MonkeyPatch
     _, contract = _write(db_url)
     start = testing.DEFAULT_START
     bulk, bulk_stats = sources.read_window(contract, start, start + timedelta(days=2), strict=strict)
-    monkeypatch.setattr(sources, "_bulk_readable", lambda *a: False)
+    monkeypatch.setattr(read_paths, "_bulk_readable", lambda *a: False)
     streamed, streamed_stats = sources.read_window(contract, start, start + timedelta(days=2), strict=strict)
     pd.testing.assert_frame_equal(bulk, streamed)
     # Examples are the first bad values in the database's row order, which SQL leaves undefined.
@@ -67,13 +68,13 @@ def test_bulk_read_is_used_for_tables(db_url: str, monkeypatch: pytest.MonkeyPat
     """Guard against the fast path silently switching off (the benchmark's figures depend on it)."""
     _, contract = _write(db_url, rows_per_day=50)
     calls: list[str] = []
-    real = sources._bulk_read
+    real = read_paths._bulk_read
 
     def spy(conn, *args):  # type: ignore[no-untyped-def]
         calls.append(conn.dialect.name)
         return real(conn, *args)
 
-    monkeypatch.setattr(sources, "_bulk_read", spy)
+    monkeypatch.setattr(read_paths, "_bulk_read", spy)
     start = testing.DEFAULT_START
     frame, _ = sources.read_window(contract, start, start + timedelta(days=2), strict=False)
     assert len(frame) == 100
@@ -83,14 +84,14 @@ def test_bulk_read_is_used_for_tables(db_url: str, monkeypatch: pytest.MonkeyPat
 def _arrow_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Spy on the SQLite Arrow read: True per query it answered, False per query it handed back."""
     answered: list[bool] = []
-    real = sources._sqlite_arrow
+    real = read_paths._sqlite_arrow
 
     def spy(*args):  # type: ignore[no-untyped-def]
         got = real(*args)
-        answered.append(got is not sources._NOT_READ)
+        answered.append(got is not read_paths._NOT_READ)
         return got
 
-    monkeypatch.setattr(sources, "_sqlite_arrow", spy)
+    monkeypatch.setattr(read_paths, "_sqlite_arrow", spy)
     return answered
 
 
@@ -105,7 +106,7 @@ def test_sqlite_arrow_read_equals_the_cursor_read(
     answered = _arrow_reads(monkeypatch)
     arrow, arrow_stats = sources.read_window(contract, start, end, strict=False)
     assert answered == [True]
-    monkeypatch.setattr(sources, "_sqlite_arrow", lambda *a: sources._NOT_READ)
+    monkeypatch.setattr(read_paths, "_sqlite_arrow", lambda *a: read_paths._NOT_READ)
     cursor, cursor_stats = sources.read_window(contract, start, end, strict=False)
     pd.testing.assert_frame_equal(arrow, cursor)
     assert arrow_stats.schema_problems == cursor_stats.schema_problems
@@ -125,7 +126,7 @@ def _table(path: Path, rows: list[tuple[object, ...]]) -> sa.Table:
 def _arrow(path: Path, table: sa.Table) -> object:
     stmt = sa.select(table).where(table.c.id >= 0)
     types = {c.name: c.type for c in table.columns}
-    return sources._sqlite_arrow(path, stmt.compile(dialect=sqlite.dialect()), list(types), types)
+    return read_paths._sqlite_arrow(path, stmt.compile(dialect=sqlite.dialect()), list(types), types)
 
 
 @pytest.mark.parametrize(
@@ -139,7 +140,7 @@ def _arrow(path: Path, table: sa.Table) -> object:
 )
 def test_sqlite_arrow_hands_mixed_columns_back(tmp_path: Path, rows: list[tuple[object, ...]]) -> None:
     path = tmp_path / "mixed.db"
-    assert _arrow(path, _table(path, rows)) is sources._NOT_READ
+    assert _arrow(path, _table(path, rows)) is read_paths._NOT_READ
 
 
 def test_sqlite_arrow_types_all_null_columns_as_the_cursor_does(tmp_path: Path) -> None:
