@@ -68,6 +68,7 @@ __all__ = ["Api", "intervals", "main", "plan", "wait_for_api"]
 TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+)")
 TASK_END = re.compile(r"\[DAG TEST\] end task task_id=\S+")
 HEAVY_LIBRARIES = ("pandas", "sklearn", "great_expectations", "evidently", "mlflow")
+TOP_TASKS = 6
 RETRAIN_OUTCOMES = ("promote_champion", "keep_as_challenger", "decline_promotion")
 
 
@@ -77,6 +78,7 @@ class Timings:
 
     stages: dict[str, float] = field(default_factory=dict)
     runs: dict[str, list[float]] = field(default_factory=dict)
+    tasks: dict[str, float] = field(default_factory=dict)  # per task id, summed over runs (from the log)
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -96,6 +98,11 @@ class Timings:
                 f"{kind}: {len(secs)} run(s), {sum(secs):.0f} s (median {statistics.median(secs):.1f} s, "
                 f"max {max(secs):.1f} s)"
             )
+        if self.tasks:
+            top = sorted(self.tasks.items(), key=lambda kv: -kv[1])[:TOP_TASKS]
+            out.append("slowest tasks (all runs): " + ", ".join(f"{t} {secs:.0f} s" for t, secs in top))
+            in_runs = sum(sum(secs) for secs in self.runs.values())
+            out.append(f"Airflow's run loop around the tasks: {max(in_runs - sum(self.tasks.values()), 0):.0f} s")
         return out
 
 
@@ -149,6 +156,7 @@ class InProcess:
 
         self.bag = DagBag(dag_folder=dag_folder)
         self.log_path = log_path  # where output_to() sends this process's output, if it does
+        self.task_seconds: dict[str, float] = {}  # per task id, summed over runs: the profile
 
     def check(self, dag_ids: set[str]) -> None:
         missing = sorted(dag_ids - set(self.bag.dags))
@@ -203,6 +211,8 @@ class InProcess:
                 chunks.setdefault(current, []).append(line)
                 if TASK_END.search(line):
                     current = None
+        for (task_id, _), lines in chunks.items():
+            self.task_seconds[task_id] = self.task_seconds.get(task_id, 0.0) + _seconds_between(lines[0], lines[-1])
         handler = TaskLogReader().log_handler
         tis = {ti.task_id: ti for ti in self.task_instances(dag_id, run_id)}
         for (task_id, attempt), lines in chunks.items():
@@ -267,6 +277,16 @@ class InProcess:
                 counts = totals.setdefault(dag_id, {})
                 counts[_state(run.state)] = counts.get(_state(run.state), 0) + 1
         return totals
+
+
+def _seconds_between(first: str, last: str) -> float:
+    """Seconds between the timestamps that start two of Airflow's log lines (0 if either has none)."""
+    try:
+        return (
+            datetime.fromisoformat(last.split(" ", 1)[0]) - datetime.fromisoformat(first.split(" ", 1)[0])
+        ).total_seconds()
+    except ValueError:
+        return 0.0
 
 
 def _state(state: Any) -> str:
@@ -596,6 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         with timings.stage("parse DAGs"):
             airflow = InProcess(env["AIRFLOW__CORE__DAGS_FOLDER"], log_path)
         results = replay_in_process(airflow, steps, timings)
+        timings.tasks = airflow.task_seconds
         totals = airflow.totals()
     code = summary(results, env, time.monotonic() - started, totals, timings)
     return 1 if any(counts.get("failed") for counts in totals.values()) else code  # retraining too

@@ -149,7 +149,7 @@ def test_retrain_conf_carries_the_assets_request_as_the_dag_reads_an_asset_event
     assert bare["trigger"] == {"source": "monitoring", "summary": "", "report": None}
 
 
-def test_timings_sum_stages_and_runs() -> None:
+def test_timings_sum_stages_runs_and_tasks() -> None:
     timings = demo.Timings()
     with timings.stage("seed demo data"):
         pass
@@ -158,6 +158,13 @@ def test_timings_sum_stages_and_runs() -> None:
     lines = timings.lines()
     assert lines[0].startswith("seed demo data: ")
     assert lines[1] == "monitoring: 3 run(s), 12 s (median 4.0 s, max 5.0 s)"
+    timings.tasks = {"check_quality": 2.0, "detect_drift": 7.5}
+    assert timings.lines()[2:] == [
+        "slowest tasks (all runs): detect_drift 8 s, check_quality 2 s",
+        "Airflow's run loop around the tasks: 2 s",
+    ]
+    line = "2026-12-03T15:44:33.442714Z [info     ] [DAG TEST] starting task_id=extract_window map_index=-1"
+    assert demo._seconds_between(line, "2026-12-03T15:44:35.942714Z [info ] end") == 2.5
 
 
 def test_the_demo_uses_only_public_airflow_entry_points() -> None:
