@@ -181,7 +181,8 @@ class InProcess:
         try:
             run = dag.test(**kwargs)
         except BaseException:  # Ctrl-C: nobody runs it any more, so the UI must not show it running
-            self.fail_running(dag_id)
+            with contextlib.suppress(Exception):  # best effort: never mask why the run stopped
+                self.fail_running(dag_id)
             raise
         if offset is not None:
             sys.stdout.flush()
