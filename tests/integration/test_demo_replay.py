@@ -42,7 +42,7 @@ def _demo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,  # a 4-week replay took 15 min on the shared 2-core machine at load average 20
         check=False,
     )
 
