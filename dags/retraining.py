@@ -121,7 +121,8 @@ def read_request(model: str) -> dict[str, Any]:
         request = {
             "interval_start": start.isoformat(),
             "interval_end": end.isoformat(),
-            "trigger": {"source": "manual", "summary": params.get("reason") or "manual retrain"},
+            "trigger": params.get("trigger")
+            or {"source": "manual", "summary": params.get("reason") or "manual retrain"},
         }
     log.info(
         "retrain %s for [%s, %s): %s",

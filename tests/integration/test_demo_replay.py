@@ -1,14 +1,16 @@
 """`make demo`'s default mode end to end: scripts/demo.py replays weeks in-process with dag.test().
 
 Four weeks on a fresh DRIFTGUARD_HOME (the first champion, then [03-10, 04-07) of 2013; the fourth
-week's realized ROC AUC drop triggers a retrain through the model's Asset), then the same command again, which must
-change nothing. The script runs as `make demo` runs it, in its own process: it configures Airflow
-for its own home before importing it, which this test process has already done for the suite's.
+week's realized ROC AUC drop asks for a retrain on the model's Asset, which the demo runs with that
+request as conf), then the same command again, which must change nothing. The script runs as
+`make demo` runs it, in its own process: it configures Airflow for its own home before importing
+it, which this test process has already done for the suite's.
 The stores are read back with sqlite3 (Airflow's metadata DB, MLflow's registry, the history).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -40,7 +42,7 @@ def _demo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,  # a 4-week replay took 15 min on the shared 2-core machine at load average 20
         check=False,
     )
 
@@ -48,6 +50,11 @@ def _demo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _query(db: Path, sql: str, *params: object) -> list[tuple]:
     with sqlite3.connect(db) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+def _conf(raw: object) -> dict:
+    """dag_run.conf as stored (JSON text, or pickled by older Airflow versions)."""
+    return json.loads(raw) if isinstance(raw, str | bytes) else dict(raw or {})
 
 
 def _snapshot(home: Path) -> dict[str, object]:
@@ -74,41 +81,44 @@ def test_demo_replays_weeks_in_process_and_a_rerun_changes_nothing(tmp_path: Pat
         assert line.endswith("no retrain"), line
     week4 = next(line for line in out.splitlines() if "week 4/4" in line)
     assert "drift share 0.00" in week4 and "retrain -> v2 promoted" in week4, week4
+    # The same candidate as when the scheduler ran it from the Asset event: same data, same gate numbers.
+    assert "95% CI of the roc_auc gain [+0.0360, +0.0693] on 6,552 rows" in out
     assert "4 monitoring run(s): {'success': 4}" in out
 
     db = home / "airflow" / "airflow.db"
-    # Monitoring: one run per week, as the scheduler would cover it (logical date = interval start).
+    # Monitoring: one dag.test(logical_date=<interval end>) run per week; Airflow infers the manual
+    # run's data interval as the week that ends at its logical date.
     monitoring = _query(
         db,
-        "select run_id, substr(logical_date, 1, 10), substr(data_interval_start, 1, 10),"
-        " substr(data_interval_end, 1, 10), run_type, state from dag_run where dag_id = ? order by logical_date",
+        "select substr(logical_date, 1, 10), substr(data_interval_start, 1, 10),"
+        " substr(data_interval_end, 1, 10), run_type, state, run_id from dag_run"
+        " where dag_id = ? order by logical_date",
         MONITOR,
     )
-    assert monitoring == [(f"demo__{start}T00:00", start, start, end, "manual", "success") for start, end in WEEKS]
-    # Retraining: the first champion by hand, then the run week 4's Asset event triggered.
-    retraining = _query(
-        db, "select run_id, logical_date, run_type, state from dag_run where dag_id = ? order by id", RETRAIN
-    )
-    assert [(r[0], r[1], r[2], r[3]) for r in retraining[:1]] == [
-        ("demo__first_champion__2013-03-01", None, "manual", "success")
-    ]
-    assert [(r[1], r[2], r[3]) for r in retraining[1:]] == [(None, "asset_triggered", "success")]
-    consumed = _query(
-        db,
-        "select e.source_run_id from dagrun_asset_event c join asset_event e on e.id = c.event_id"
-        " join dag_run r on r.id = c.dag_run_id where r.run_id = ?",
-        retraining[1][0],
-    )
-    assert consumed == [("demo__2013-03-31T00:00",)]
+    assert [r[:5] for r in monitoring] == [(end, start, end, "manual", "success") for start, end in WEEKS]
+    week4_run = monitoring[3][5]
+    # Retraining: dag.test(run_conf=...) runs: the first champion, then the request of week 4.
+    retraining = _query(db, "select run_type, state, conf from dag_run where dag_id = ? order by id", RETRAIN)
+    assert [(r[0], r[1]) for r in retraining] == [("manual", "success"), ("manual", "success")]
+    confs = [_conf(r[2]) for r in retraining]
+    assert confs[0]["reason"] == "first champion (make demo)" and "trigger" not in confs[0]
+    assert (confs[1]["interval_start"][:10], confs[1]["interval_end"][:10]) == WEEKS[3]
+    assert confs[1]["trigger"]["source"] == "monitoring"
+    assert confs[1]["trigger"]["triggers"] == ["metric_drop"], confs[1]["trigger"]
+    # The request is still the model's Asset event (the monitoring run updated the Asset); the
+    # DAGs stay paused, so it queued no run behind the demo's back.
+    events = _query(db, "select source_run_id from asset_event where source_dag_id = ?", MONITOR)
+    assert events == [(week4_run,)]
     assert _query(db, "select count(*) from asset_dag_run_queue") == [(0,)], "nothing left for a scheduler"
     unfinished = _query(
         db, "select dag_id, run_id, task_id, state from task_instance where state not in ('success', 'skipped')"
     )
     assert unfinished == []
     # Each task's log where the Airflow UI (`make up`) reads it.
-    log = home / "airflow" / "logs" / f"dag_id={MONITOR}" / "run_id=demo__2013-03-31T00:00"
+    log = home / "airflow" / "logs" / f"dag_id={MONITOR}" / f"run_id={week4_run}"
     assert "published" in (log / "task_id=publish_results" / "attempt=1.log").read_text()
     assert (log / "task_id=request_retrain" / "attempt=1.log").exists()
+    assert "where the time went: Airflow DB migrate" in out and "monitoring: 4 run(s)" in out
 
     before = _snapshot(home)
     assert len(before["versions"]) == 2 and len(before["history"]) == 4

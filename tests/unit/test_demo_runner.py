@@ -114,3 +114,62 @@ def test_plan_orders_intervals_of_all_models_and_limits_them(tmp_path: Path, mon
     assert labels[8:] == [("daily_model", f"03-{d:02d}") for d in range(11, 18)]
     assert steps[7].end == datetime(2013, 3, 17, tzinfo=UTC)
     assert len(demo.plan(datetime(2013, 3, 18, tzinfo=UTC), weeks=2)) == 2
+
+
+def test_retrain_conf_carries_the_assets_request_as_the_dag_reads_an_asset_event() -> None:
+    """The demo runs the retraining DAG with the monitoring run's Asset extra as conf; the trigger
+    must be what `read_request` builds from that Asset event, or the candidate trains on other rows
+    (a change point moves the start of its window)."""
+    request = {
+        "model": "flight_delay",
+        "interval_start": "2013-03-31T00:00:00+00:00",
+        "interval_end": "2013-04-07T00:00:00+00:00",
+        "summary": "realized roc_auc fell",
+        "report": "flight_delay/drift.html",
+        "triggers": ["metric_drop"],
+        "change_point": "2013-03-20T00:00:00+00:00",
+        "change_basis": "metric",
+        "change_runs": 2,
+        "baseline_metric": 0.61,
+    }
+    conf = demo.retrain_conf(request, "driftguard_monitor__flight_delay manual__x")
+    assert (conf["interval_start"], conf["interval_end"]) == (request["interval_start"], request["interval_end"])
+    assert conf["reason"] == "retrain requested by driftguard_monitor__flight_delay manual__x"
+    assert conf["trigger"] == {
+        "source": "monitoring",
+        "summary": "realized roc_auc fell",
+        "report": "flight_delay/drift.html",
+        "triggers": ["metric_drop"],
+        "change_point": "2013-03-20T00:00:00+00:00",
+        "change_basis": "metric",
+        "change_runs": 2,
+        "baseline_metric": 0.61,
+    }
+    bare = demo.retrain_conf({k: request[k] for k in ("interval_start", "interval_end")}, "m r")
+    assert bare["trigger"] == {"source": "monitoring", "summary": "", "report": None}
+
+
+def test_timings_sum_stages_runs_and_tasks() -> None:
+    timings = demo.Timings()
+    with timings.stage("seed demo data"):
+        pass
+    for seconds in (3.0, 5.0, 4.0):
+        timings.add_run("monitoring", seconds)
+    lines = timings.lines()
+    assert lines[0].startswith("seed demo data: ")
+    assert lines[1] == "monitoring: 3 run(s), 12 s (median 4.0 s, max 5.0 s)"
+    timings.tasks = {"check_quality": 2.0, "detect_drift": 7.5}
+    assert timings.lines()[2:] == [
+        "slowest tasks (all runs): detect_drift 8 s, check_quality 2 s",
+        "Airflow's run loop around the tasks: 2 s",
+    ]
+    line = "2026-12-03T15:44:33.442714Z [info     ] [DAG TEST] starting task_id=extract_window map_index=-1"
+    assert demo._seconds_between(line, "2026-12-03T15:44:35.942714Z [info ] end") == 2.5
+
+
+def test_the_demo_uses_only_public_airflow_entry_points() -> None:
+    """No patched Airflow internals and no rows written into Airflow's tables by the demo itself."""
+    source = "".join((SCRIPTS / name).read_text() for name in ("demo.py", "demo_common.py", "demo_scheduler.py"))
+    for forbidden in ("get_or_create_dagrun", "AssetDagRunQueue", "session.add(", "session.delete(", "sqlalchemy"):
+        assert forbidden not in source, forbidden
+    assert "dag.test(**kwargs)" in source
