@@ -24,8 +24,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from driftguard.contract import ModelContract, load_contract
+from driftguard.contract import ModelContract, model_contract
 from driftguard.settings import Settings, get_settings
+from driftguard.workdir import WorkDir
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class RunContext:
     ) -> RunContext:
         settings = settings or get_settings()
         extra = {} if run_id is None else {"run_id": run_id}
-        return cls(model_contract(model, settings), start, end, settings, **extra)
+        return cls(model_contract(model, settings.models_dir), start, end, settings, **extra)
 
     @property
     def name(self) -> str:
@@ -100,69 +101,11 @@ class RunContext:
 
         return self.settings.home / "work" / self.name / reports.run_dir_name(self.start, self.end) / self.run_key
 
-    def path(self, name: str) -> Path:
-        return self.work_dir / name
-
-    def write_json(self, name: str, data: dict[str, Any]) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.path(name).write_text(json.dumps(data, default=str, indent=1))
-
-    def write_frame(self, name: str, frame: Any) -> None:
-        """Parquet in the work folder, created by whichever step writes first (extract and
-        load_reference run side by side, in either order).
-
-        The reader leaves only a column of an incompatible SQL type as read (its schema check
-        fails; nothing else reads its values); if such a column mixes numbers and text, Arrow
-        cannot type it, and its values are written as text rather than failing the run."""
-        import pyarrow as pa
-
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            frame.to_parquet(self.path(name), index=False)
-            return
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            error = exc
-        mixed = [c for c in frame.columns if frame[c].dtype == object and not _all_text(frame[c])]
-        if not mixed:
-            raise MonitorError(f"{self.label}: cannot write {name}: {error}") from None
-        log.warning("%s: columns %s mix numbers and text; written to %s as text", self.label, mixed, name)
-        frame = frame.assign(**{c: frame[c].map(_text_or_none) for c in mixed})
-        try:
-            frame.to_parquet(self.path(name), index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise MonitorError(f"{self.label}: cannot write {name} (columns {mixed}): {exc}") from None
-
-    def read_json(self, name: str) -> dict[str, Any]:
-        try:
-            return json.loads(self.path(name).read_text())
-        except FileNotFoundError:
-            raise MonitorError(
-                f"{self.label}: {name} is missing from {self.work_dir}; an earlier step of this run "
-                f"({self.run_id}) did not run. Clear and rerun the whole DAG run, not a single task."
-            ) from None
-
-    def read_frame(self, name: str) -> Any:
-        import pandas as pd
-
-        path = self.path(name)
-        if not path.exists():
-            raise MonitorError(
-                f"{self.label}: {path} is missing: an earlier step of this run ({self.run_id}) did not run. "
-                "Rerun the whole DAG run, not a single task."
-            )
-        return pd.read_parquet(path)
-
-
-def _all_text(s: Any) -> bool:
-    import pandas as pd
-
-    return pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
-
-
-def _text_or_none(value: Any) -> str | None:
-    import pandas as pd
-
-    return None if pd.api.types.is_scalar(value) and pd.isna(value) else str(value)
+    @property
+    def work(self) -> WorkDir:
+        """The run's work folder: step results and frames, read and written atomically."""
+        rerun = f"Run {self.run_id}: clear and rerun the whole DAG run, not a single task."
+        return WorkDir(self.work_dir, self.label, MonitorError, rerun)
 
 
 def non_finite_rows(frame: Any, columns: list[str]) -> Any:
@@ -177,11 +120,6 @@ def non_finite_rows(frame: Any, columns: list[str]) -> Any:
         if col in frame.columns:
             mask |= non_finite(pd.to_numeric(frame[col], errors="coerce"))
     return mask
-
-
-def model_contract(model: str | ModelContract, settings: Settings) -> ModelContract:
-    """The contract itself, or the named model's file in the models folder (tasks pass names)."""
-    return model if isinstance(model, ModelContract) else load_contract(settings.models_dir / f"{model}.yaml")
 
 
 def label_window(contract: ModelContract, start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -213,7 +151,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
         sample_rows=ctx.contract.source.sample_rows,
         seed=ctx.contract.training.seed,
     )
-    ctx.write_frame("window.parquet", frame)
+    ctx.work.write_frame("window.parquet", frame)
     labelled_rows = labelled_read_rows = 0
     label_problems: list[dict[str, Any]] = []
     if ctx.contract.source.labels is not None:
@@ -235,12 +173,12 @@ def extract(ctx: RunContext) -> dict[str, Any]:
             label_problems.append(label_problem(ctx, exc, lo, hi))
             log.error("%s: the label batch cannot be read, recorded as a failed labels check: %s", ctx.label, exc)
         else:
-            ctx.write_frame("labelled.parquet", labelled)
+            ctx.work.write_frame("labelled.parquet", labelled)
             labelled_rows, labelled_read_rows = labelled_stats.rows, len(labelled)
     summary = {**stats.to_dict(), "labelled_rows": labelled_rows, "labelled_read_rows": labelled_read_rows}
     summary["label_problems"] = label_problems
     summary["read_at"] = read_at.isoformat()
-    ctx.write_json("extract.json", summary)
+    ctx.work.write_json("extract.json", summary)
     for problem in stats.type_problems:
         log.warning(
             "%s: %s %s holds text that is not a number in %s of %s rows read (e.g. %s); read as missing, "
@@ -282,9 +220,9 @@ def load_reference(ctx: RunContext) -> dict[str, Any]:
     from driftguard import reference
 
     ref = reference.load_reference(ctx.contract, tracking_uri=ctx.settings.mlflow_tracking_uri)
-    ctx.write_frame("reference.parquet", ref.sample)
+    ctx.work.write_frame("reference.parquet", ref.sample)
     calibration = reference_calibration(ctx, ref)
-    ctx.write_json("calibration.json", calibration.to_dict())
+    ctx.work.write_json("calibration.json", calibration.to_dict())
     meta = {
         "source": ref.source,
         "model_version": ref.model_version,
@@ -301,11 +239,10 @@ def load_reference(ctx: RunContext) -> dict[str, Any]:
         "profile": ref.profile,
         "rows": len(ref.sample),
     }
-    ctx.write_json("reference.json", meta)
+    ctx.work.write_json("reference.json", meta)
     estimator = ref.estimator if ref.estimator is not None else bootstrap_estimator(ctx, ref)
     if estimator is not None:
-        ctx.work_dir.mkdir(parents=True, exist_ok=True)
-        ctx.path(ESTIMATOR).write_bytes(estimator)
+        ctx.work.write_bytes(ESTIMATOR, estimator)
     log.info("%s: reference is %s (%s rows)", ctx.label, ref.source, f"{len(ref.sample):,}")
     return {k: meta[k] for k in ("source", "model_version", "rows")}
 
@@ -370,8 +307,10 @@ def score(ctx: RunContext) -> dict[str, Any]:
     """Scores for the window and the labelled rows: the logged prediction when the log has one,
     else the @champion's scores. Without either, prediction drift and metrics are skipped."""
     contract = ctx.contract
-    meta = ctx.read_json("reference.json")
-    frames = {name: ctx.read_frame(name) for name in ("window.parquet", "labelled.parquet") if ctx.path(name).exists()}
+    meta = ctx.work.read_json("reference.json")
+    frames = {
+        name: ctx.work.read_frame(name) for name in ("window.parquet", "labelled.parquet") if ctx.work.exists(name)
+    }
     source = "none"
     if contract.source.prediction_column:
         source = f"logged column {contract.source.prediction_column}"
@@ -407,9 +346,9 @@ def score(ctx: RunContext) -> dict[str, Any]:
                     log.error("%s: champion v%s could not score %s: %s", ctx.label, version, name, exc)
                     source = f"champion v{version} (failed on {name})"
     for name, frame in frames.items():
-        ctx.write_frame(name, frame)
+        ctx.work.write_frame(name, frame)
     log.info("%s: scores from %s", ctx.label, source)
-    ctx.write_json("score.json", {"source": source})
+    ctx.work.write_json("score.json", {"source": source})
     return {"source": source}
 
 
@@ -417,13 +356,13 @@ def check_quality(ctx: RunContext, *, expected_rows: float | None = None) -> dic
     """Great Expectations suite from the contract and the reference profile."""
     from driftguard import quality
 
-    extracted = ctx.read_json("extract.json")
-    meta = ctx.read_json("reference.json")
+    extracted = ctx.work.read_json("extract.json")
+    meta = ctx.work.read_json("reference.json")
     if expected_rows is None:
         expected_rows = usual_volume(ctx)
     result = quality.validate_window(
         ctx.contract,
-        ctx.read_frame("window.parquet"),
+        ctx.work.read_frame("window.parquet"),
         meta["profile"],
         start=ctx.start,
         end=ctx.end,
@@ -437,7 +376,7 @@ def check_quality(ctx: RunContext, *, expected_rows: float | None = None) -> dic
     data = result.to_dict()
     data["summary"] = result.summary()
     data["expected_rows"] = expected_rows
-    ctx.write_json("quality.json", data)
+    ctx.work.write_json("quality.json", data)
     log.info("%s", result.summary())
     return {
         "passed_critical": result.passed_critical,
@@ -460,16 +399,16 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
     """Evidently drift of the window against the reference sample (features, prediction, target)."""
     from driftguard import drift
 
-    current = ctx.read_frame("window.parquet")
+    current = ctx.work.read_frame("window.parquet")
     if current.empty:
-        ctx.write_json("drift.json", {"skipped": "no rows in the interval"})
+        ctx.work.write_json("drift.json", {"skipped": "no rows in the interval"})
         return {"skipped": "no rows in the interval"}
-    ref = ctx.read_frame("reference.parquet")
+    ref = ctx.work.read_frame("reference.parquet")
     prediction = SCORE if SCORE in current.columns and SCORE in ref.columns and ref[SCORE].notna().any() else None
     target = None
     label_col = ctx.contract.source.labels.column if ctx.contract.source.labels else None
-    if ctx.contract.drift.target and label_col and label_col in ref.columns and ctx.path("labelled.parquet").exists():
-        labelled = ctx.read_frame("labelled.parquet")
+    if ctx.contract.drift.target and label_col and label_col in ref.columns and ctx.work.exists("labelled.parquet"):
+        labelled = ctx.work.read_frame("labelled.parquet")
         if len(labelled) and label_col in labelled.columns:
             # Target drift compares label distributions; the labelled rows are the newest labels.
             current = current.merge(
@@ -484,9 +423,9 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
     from driftguard.calibration import Calibration
 
     calibration = (
-        Calibration.from_dict(ctx.read_json("calibration.json")) if ctx.path("calibration.json").exists() else None
+        Calibration.from_dict(ctx.work.read_json("calibration.json")) if ctx.work.exists("calibration.json") else None
     )
-    meta = ctx.read_json("reference.json")
+    meta = ctx.work.read_json("reference.json")
     try:
         result = drift.run_drift(
             ctx.contract,
@@ -504,11 +443,11 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
         )
     except drift.DriftError as exc:
         log.error("%s: drift not computed: %s", ctx.label, exc)
-        ctx.write_json("drift.json", {"error": str(exc)})
+        ctx.work.write_json("drift.json", {"error": str(exc)})
         return {"error": str(exc)}
     data = result.to_dict()
     data["summary"] = result.summary()
-    ctx.write_json("drift.json", data)
+    ctx.work.write_json("drift.json", data)
     log.info("%s", result.summary())
     return {
         "drift_share": result.drift_share,
@@ -541,18 +480,18 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
     out: dict[str, Any] = {
         "metric_name": contract.primary_metric,
         "metric_value": None,
-        "labelled_rows": int(ctx.read_json("extract.json").get("labelled_rows") or 0),
+        "labelled_rows": int(ctx.work.read_json("extract.json").get("labelled_rows") or 0),
         "metric_rows": 0,
     }
-    window = ctx.read_frame("window.parquet")
-    if SCORE in window.columns and ctx.path(ESTIMATOR).exists():
+    window = ctx.work.read_frame("window.parquet")
+    if SCORE in window.columns and ctx.work.exists(ESTIMATOR):
         out["estimated"] = estimated_metric(ctx, window)
     if SCORE in window.columns and window[SCORE].notna().any():
         out["proxy"] = metrics.proxy_metrics(
             contract.task, window[SCORE].dropna().to_numpy(), threshold=contract.decision_threshold
         )
-    if ctx.path("labelled.parquet").exists():
-        labelled = ctx.read_frame("labelled.parquet")
+    if ctx.work.exists("labelled.parquet"):
+        labelled = ctx.work.read_frame("labelled.parquet")
         label = contract.source.labels.column if contract.source.labels else None
         if label and SCORE in labelled.columns and len(labelled):
             scored = labelled[np.isfinite(labelled[SCORE].to_numpy(dtype="float64"))]  # NaN: not scored
@@ -579,9 +518,9 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
                     threshold=contract.decision_threshold,
                     min_rows=contract.promotion.segments.min_rows,
                 )
-    meta = ctx.read_json("reference.json")
+    meta = ctx.work.read_json("reference.json")
     out["champion_metric"] = (meta.get("validation_metrics") or {}).get(contract.primary_metric)
-    ctx.write_json("evaluate.json", out)
+    ctx.work.write_json("evaluate.json", out)
     log.info(
         "%s: %s = %s on %s of %s matured labels (champion validation: %s)",
         ctx.label,
@@ -599,7 +538,7 @@ def estimated_metric(ctx: RunContext, window: Any) -> dict[str, Any]:
     classifiers, DLE for regression; docs/estimation.md), with its band (value +- 3 sigma)."""
     from driftguard import estimation
 
-    estimator = estimation.Estimator.from_bytes(ctx.path(ESTIMATOR).read_bytes())
+    estimator = estimation.Estimator.from_bytes(ctx.work.file(ESTIMATOR).read_bytes())
     est = estimation.estimate(estimator, window)
     if est.value is None:
         log.warning("%s: %s not estimated: %s", ctx.label, est.metric, est.reason)
@@ -628,18 +567,18 @@ def shadow(ctx: RunContext) -> dict[str, Any]:
     except Exception as exc:
         log.exception("%s: shadow scoring failed; the run goes on without it", ctx.label)
         data = {"state": "error", "error": f"{type(exc).__name__}: {exc}"}
-    ctx.write_json("shadow.json", data)
+    ctx.work.write_json("shadow.json", data)
     record = data.get("record") or {}
     return {"state": data["state"], "version": record.get("challenger_version"), "outcome": record.get("outcome")}
 
 
 def _shadow_window(ctx: RunContext) -> dict[str, Any]:
     from driftguard import shadow as sh
-    from driftguard.store import FINISHED_RETRAIN_STATUSES, ShadowRecord
+    from driftguard.store import FINISHED_RETRAIN_STATUSES, ShadowEvidence, ShadowRecord
 
     c = ctx.contract
     store = history_store(ctx.settings)
-    champion = ctx.read_json("reference.json").get("model_version")
+    champion = ctx.work.read_json("reference.json").get("model_version")
     decided = [
         r
         for r in store.retrains(ctx.name)
@@ -668,13 +607,13 @@ def _shadow_window(ctx: RunContext) -> dict[str, Any]:
         return {"state": "stopped", "record": record.to_dict()}
 
     comparison, evidence, problem = _score_challenger(ctx, version, after=session.interval_end)
-    parts = shadow_evidence(ctx.settings).read(ctx.name, version, plan.parts)
+    parts = ShadowEvidence.under(ctx.settings.home).read(ctx.name, version, plan.parts)
     missing = [part for part in plan.parts if part not in parts]
     if missing:
         log.warning("%s: shadow evidence of v%s lost (files missing): %s", ctx.label, version, ", ".join(missing))
     if evidence is not None and len(evidence):
         parts[record.part] = evidence
-        ctx.write_frame(SHADOW_PART, evidence)
+        ctx.work.write_frame(SHADOW_PART, evidence)
     pooled = sh.pool(parts)
     holdout_rows = len(parts[sh.HOLDOUT]) if sh.HOLDOUT in parts else 0
     verdict = sh.judge(c, pooled) if problem is None and len(pooled) else None
@@ -727,8 +666,8 @@ def _score_challenger(ctx: RunContext, version: str, *, after: datetime) -> tupl
 
     c = ctx.contract
     none = sh.Comparison(0, None, None, None)
-    window = ctx.read_frame("window.parquet")
-    labelled = ctx.read_frame("labelled.parquet") if ctx.path("labelled.parquet").exists() else None
+    window = ctx.work.read_frame("window.parquet")
+    labelled = ctx.work.read_frame("labelled.parquet") if ctx.work.exists("labelled.parquet") else None
     if SCORE not in window.columns:
         return none, None, "the champion has no scores for this window"
     try:
@@ -763,13 +702,6 @@ def _model_scores(contract: ModelContract, model: Any, frame: Any) -> Any:
     return scores
 
 
-def shadow_evidence(settings: Settings) -> Any:
-    """Where the paired rows of shadow evidence live: <home>/shadow/<model>/v<version>/."""
-    from driftguard.store import ShadowEvidence
-
-    return ShadowEvidence(settings.home / "shadow")
-
-
 def shadow_signal(shadowed: dict[str, Any]) -> dict[str, Any]:
     """The run's shadow facts for its history row (signals["shadow"]) and the runs tables."""
     record = shadowed.get("record") or {}
@@ -787,14 +719,14 @@ def shadow_signal(shadowed: dict[str, Any]) -> dict[str, Any]:
 def record_shadow(ctx: RunContext, store: Any, shadowed: dict[str, Any]) -> None:
     """Add the window's evidence file, then its dg_shadow row (the row is the commit: a file
     without its row is never read). A rerun of the interval replaces both."""
-    from driftguard.store import ShadowRecord
+    from driftguard.store import ShadowEvidence, ShadowRecord
 
     if not shadowed.get("record"):
         return
     record = ShadowRecord.from_dict(shadowed["record"])
     if shadowed.get("part"):
-        shadow_evidence(ctx.settings).write(
-            ctx.name, record.challenger_version, record.part, ctx.read_frame(SHADOW_PART)
+        ShadowEvidence.under(ctx.settings.home).write(
+            ctx.name, record.challenger_version, record.part, ctx.work.read_frame(SHADOW_PART)
         )
     store.record_shadow(record)
 
@@ -875,7 +807,7 @@ def decide(ctx: RunContext) -> dict[str, Any]:
     from driftguard import policy
 
     facts = current_facts(ctx)
-    meta = ctx.read_json("reference.json")
+    meta = ctx.work.read_json("reference.json")
     store = history_store(ctx.settings)
     cfg = ctx.contract.policy
     # Enough runs for persistence and to find where a degradation began (the change point).
@@ -912,7 +844,7 @@ def decide(ctx: RunContext) -> dict[str, Any]:
     data = decision.to_dict()
     data["summary"] = decision.summary()
     data["retrain_request"] = retrain_request(ctx, decision)
-    ctx.write_json("decision.json", data)
+    ctx.work.write_json("decision.json", data)
     log.info("%s: %s", ctx.label, decision.summary())
     return {"retrain": decision.retrain, "summary": decision.summary()}
 
@@ -923,7 +855,7 @@ def shadowing_facts(ctx: RunContext) -> Any:
     from driftguard import policy
     from driftguard import shadow as sh
 
-    shadowed = ctx.read_json("shadow.json")
+    shadowed = ctx.work.read_json("shadow.json")
     record = shadowed.get("record") or {}
     if record.get("outcome") not in (sh.SHADOWING, sh.PROMOTE):
         return None
@@ -991,7 +923,7 @@ def important_first(meta: dict[str, Any]) -> tuple[str, ...]:
 
 def step_results(ctx: RunContext) -> dict[str, dict[str, Any]]:
     """What extract, check_quality, detect_drift and evaluate_model wrote, read once."""
-    return {name: ctx.read_json(f"{name}.json") for name in ("extract", "quality", "drift", "evaluate")}
+    return {name: ctx.work.read_json(f"{name}.json") for name in ("extract", "quality", "drift", "evaluate")}
 
 
 def current_facts(ctx: RunContext, results: dict[str, dict[str, Any]] | None = None) -> Any:
@@ -1047,9 +979,9 @@ def publish(ctx: RunContext) -> dict[str, Any]:
     results = step_results(ctx)
     facts = current_facts(ctx, results)
     extracted, q, d, e = results["extract"], results["quality"], results["drift"], results["evaluate"]
-    decision = ctx.read_json("decision.json")
-    meta = ctx.read_json("reference.json")
-    shadowed = ctx.read_json("shadow.json")
+    decision = ctx.work.read_json("decision.json")
+    meta = ctx.work.read_json("reference.json")
+    shadowed = ctx.work.read_json("shadow.json")
     paths = {
         key: str(ctx.report_dir / name)
         for key, name in (("drift", "drift.html"), ("quality", "validation.html"), ("suite", "suite.json"))
@@ -1113,7 +1045,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
         store.record_run(record, unless_recorded_since=datetime.fromisoformat(read_at) if read_at else None)
     except store_mod.ConcurrentRunError as exc:
         shutil.rmtree(ctx.draft_dir, ignore_errors=True)
-        shutil.rmtree(ctx.work_dir, ignore_errors=True)
+        ctx.work.remove()
         log.error("%s: %s", ctx.label, exc)
         raise
     record_shadow(ctx, store, shadowed)
@@ -1125,7 +1057,7 @@ def publish(ctx: RunContext) -> dict[str, Any]:
         for a in run_alerts(ctx, facts, q, d, decision)
         if alerts.dispatch(a, ctx.contract.alerts, store=store, now=ctx.end)
     ]
-    shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    ctx.work.remove()
     result = {
         "status": facts.status,
         "rows": record.rows,
@@ -1262,7 +1194,7 @@ def run_alerts(
 
 def meta_version(ctx: RunContext) -> str | None:
     """The champion version this run compared against (an alert's state: one review per version)."""
-    return ctx.read_json("reference.json").get("model_version")
+    return ctx.work.read_json("reference.json").get("model_version")
 
 
 def history_store(settings: Settings) -> Any:
