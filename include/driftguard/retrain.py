@@ -20,12 +20,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from driftguard.contract import ModelContract, model_contract
 from driftguard.dag_defaults import RETRAIN_OUTCOMES
 from driftguard.settings import Settings, get_settings
+from driftguard.step_results import GateVerdict
 from driftguard.workdir import WorkDir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from driftguard.contract import ModelContract
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class RetrainContext:
         trigger: dict[str, Any] | None = None,
         settings: Settings | None = None,
     ) -> RetrainContext:
+        from driftguard.contract import model_contract  # pydantic: at run time, never at DAG parse
+
         settings = settings or get_settings()
         return cls(model_contract(model, settings.models_dir), start, end, settings, dict(trigger or {}))
 
@@ -436,15 +441,15 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         fingerprint=cand["fingerprint"],
         tracking_uri=ctx.settings.mlflow_tracking_uri,
     )
-    out = {
-        "version": version,
-        "champion_version": champion_version,
-        "promote": verdict.promote,
-        "summary": verdict.summary(),
+    out = GateVerdict(
+        version,
+        champion_version,
+        verdict.promote,
+        verdict.summary(),
         # Stored in dg_retrains with the verdict: what the candidate page links and names.
-        "verdict": {**verdict.to_dict(), "candidate": candidate_facts(ctx, cand["run_id"], version, champion_version)},
-    }
-    ctx.work.write_json("verdict.json", out)
+        {**verdict.to_dict(), "candidate": candidate_facts(ctx, cand["run_id"], version, champion_version)},
+    )
+    ctx.work.write_result(out)
     log.info(
         "%s: v%s vs champion %s -> %s",
         ctx.label,
@@ -452,7 +457,7 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         f"v{champion_version}" if champion_version else "(none)",
         verdict.summary(),
     )
-    return {k: out[k] for k in ("version", "champion_version", "promote", "summary")}
+    return out.xcom()
 
 
 def candidate_facts(ctx: RetrainContext, run_id: str, version: str, champion_version: str | None) -> dict[str, Any]:
@@ -556,55 +561,55 @@ def promote(ctx: RetrainContext, *, approved_by: str | None = None) -> dict[str,
     """The last step: move the aliases (guarded) or keep the rejected candidate as @challenger."""
     from driftguard import registry
 
-    v = ctx.work.read_json("verdict.json")
+    v = ctx.work.read_result(GateVerdict)
     name, uri, store = ctx.contract.registered_model_name, ctx.settings.mlflow_tracking_uri, ctx.store()
-    version = v["version"]
-    if not v["promote"]:
+    version = v.version
+    if not v.promote:
         registry.mark_challenger(name, version, tracking_uri=uri)
         # Insufficient evidence is not a rejection: it starts no cooldown (store.UNDECIDED_RETRAIN_STATUSES).
-        status = "insufficient_evidence" if v["verdict"].get("outcome") == "insufficient_evidence" else "rejected"
-        log.info("%s: v%s %s, kept as @challenger. %s", ctx.label, version, status, v["summary"])
+        status = "insufficient_evidence" if v.outcome == "insufficient_evidence" else "rejected"
+        log.info("%s: v%s %s, kept as @challenger. %s", ctx.label, version, status, v.summary)
     else:
         actor = approved_by or ACTOR
         try:
             registry.promote(
                 name,
                 version,
-                expected_champion=v["champion_version"],
+                expected_champion=v.champion_version,
                 store=store,
                 actor=actor,
-                reason=v["summary"],
+                reason=v.summary,
                 tracking_uri=uri,
                 at=ctx.as_of,
             )
             status = "promoted"
-            log.info("%s: v%s is now @champion (was %s)", ctx.label, version, v["champion_version"] or "none")
+            log.info("%s: v%s is now @champion (was %s)", ctx.label, version, v.champion_version or "none")
         except registry.ConcurrentPromotionError as exc:
             status = "aborted"
             log.error("%s: promotion aborted: %s", ctx.label, exc)
             _alert(ctx, "promotion", "warning", f"promotion of v{version} aborted", str(exc), state=str(version))
-    store.finish_retrain(ctx.name, ctx.start, ctx.end, status=status, candidate_version=version, verdict=v["verdict"])
-    shadow_handover(ctx, status=status, version=version, verdict=v["verdict"], champion=v["champion_version"])
+    store.finish_retrain(ctx.name, ctx.start, ctx.end, status=status, candidate_version=version, verdict=v.verdict)
+    shadow_handover(ctx, status=status, version=version, verdict=v.verdict, champion=v.champion_version)
     if status == "promoted":
-        _alert(ctx, "promotion", "info", f"v{version} promoted to @champion", v["summary"], state=str(version))
+        _alert(ctx, "promotion", "info", f"v{version} promoted to @champion", v.summary, state=str(version))
     ctx.work.remove()
-    return {"status": status, "version": version, "summary": v["summary"]}
+    return {"status": status, "version": version, "summary": v.summary}
 
 
 def reject_unapproved(ctx: RetrainContext, *, by: str | None = None) -> dict[str, Any]:
     """A person declined the promotion in the approval step."""
     from driftguard import registry
 
-    v = ctx.work.read_json("verdict.json")
+    v = ctx.work.read_result(GateVerdict)
     registry.mark_challenger(
-        ctx.contract.registered_model_name, v["version"], tracking_uri=ctx.settings.mlflow_tracking_uri
+        ctx.contract.registered_model_name, v.version, tracking_uri=ctx.settings.mlflow_tracking_uri
     )
     ctx.store().finish_retrain(
-        ctx.name, ctx.start, ctx.end, status="declined", candidate_version=v["version"], verdict=v["verdict"]
+        ctx.name, ctx.start, ctx.end, status="declined", candidate_version=v.version, verdict=v.verdict
     )
-    shadow_handover(ctx, status="declined", version=v["version"], verdict=v["verdict"], champion=v["champion_version"])
-    log.info("%s: promotion of v%s declined by %s", ctx.label, v["version"], by or "a reviewer")
-    return {"status": "declined", "version": v["version"]}
+    shadow_handover(ctx, status="declined", version=v.version, verdict=v.verdict, champion=v.champion_version)
+    log.info("%s: promotion of v%s declined by %s", ctx.label, v.version, by or "a reviewer")
+    return {"status": "declined", "version": v.version}
 
 
 def shadow_handover(

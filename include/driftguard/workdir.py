@@ -16,8 +16,11 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from driftguard.step_results import StepResult, load
+
+R = TypeVar("R", bound=StepResult)
 log = logging.getLogger(__name__)
 
 
@@ -63,6 +66,14 @@ class WorkDir:
             return json.loads(self.file(name).read_text())
         except FileNotFoundError:
             raise self._missing(name) from None
+
+    def write_result(self, result: StepResult) -> None:
+        """A step's result, as its file (`result.FILE`) in the work folder."""
+        self.write_json(result.FILE, result.to_json())
+
+    def read_result(self, cls: type[R]) -> R:
+        """The result an earlier step of this run wrote (MonitorError/RetrainError if it did not)."""
+        return load(cls, self.read_json(cls.FILE))
 
     def write_frame(self, name: str, frame: Any) -> None:
         """Parquet. The reader leaves only a column of an incompatible SQL type as read (its schema
