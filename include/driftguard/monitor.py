@@ -189,7 +189,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
         else:
             ctx.work.write_frame("labelled.parquet", labelled)
             labelled_rows, labelled_read_rows = labelled_stats.rows, len(labelled)
-    summary = load(
+    extracted = load(
         ExtractResult,
         {
             **stats.to_dict(),
@@ -199,7 +199,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
             "read_at": read_at.isoformat(),
         },
     )
-    ctx.work.write_result(summary)
+    ctx.work.write_result(extracted)
     for problem in stats.type_problems:
         log.warning(
             "%s: %s %s holds text that is not a number in %s of %s rows read (e.g. %s); read as missing, "
@@ -220,7 +220,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
         labels_read,
         "; ".join(stats.schema_problems) or "none",
     )
-    return summary
+    return extracted.xcom()
 
 
 def label_problem(ctx: RunContext, exc: Any, lo: datetime, hi: datetime) -> dict[str, Any]:
