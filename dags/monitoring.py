@@ -42,52 +42,37 @@ import logging
 from typing import Any
 
 import pendulum
-from airflow.sdk import chain, dag, get_current_context, task
-from driftguard import dag_defaults
+from airflow.sdk import dag, get_current_context, task
+from driftguard import dag_defaults, monitor  # monitor: stdlib only at import, steps import their libraries
 from driftguard.dag_specs import DagSpec
 
 log = logging.getLogger(__name__)
 KIND = "monitoring"
 
 
-def _step(model: str, name: str, **kwargs: Any) -> dict[str, Any]:
-    """Run one driftguard.monitor step for this run's interval."""
-    from driftguard import monitor
-
-    with dag_defaults.fail_fast_on_data_errors(model, name):
+def _run_step(model: str, step: monitor.Step) -> dict[str, Any]:
+    """Run one monitor step for this run's interval, in the run's own work folder."""
+    with dag_defaults.fail_fast_on_data_errors(model, step.name):
         context = get_current_context()
         start, end = dag_defaults.interval_from_context(context)
-        ctx = monitor.RunContext.create(model, start, end, run_id=context["run_id"])  # its own work folder
-        return getattr(monitor, name)(ctx, **kwargs)
+        ctx = monitor.RunContext.create(model, start, end, run_id=context["run_id"])
+        result = step.run(ctx)
+    if step.run is monitor.publish:
+        log.info("SUMMARY %s", result["summary"])
+    return result
 
 
-def _monitor_task(task_id: str, step: str, doc: str) -> Any:
+def _monitor_task(step: monitor.Step) -> Any:
     """A TaskFlow task running one monitor step; task ids read as the flow in the module doc."""
 
     def run(model: str) -> dict[str, Any]:
-        return _step(model, step)
+        return _run_step(model, step)
 
-    run.__doc__ = doc
-    return task(task_id=task_id)(run)
-
-
-extract_window = _monitor_task("extract_window", "extract", "The interval (lenient: schema problems fail quality).")
-load_reference = _monitor_task("load_reference", "load_reference", "The champion's reference, or the bootstrap.")
-score_window = _monitor_task("score_window", "score", "Logged predictions, else @champion's scores.")
-check_quality = _monitor_task("check_quality", "check_quality", "The GX suite from the contract.")
-detect_drift = _monitor_task("detect_drift", "detect_drift", "Evidently per feature, prediction and target.")
-evaluate_model = _monitor_task("evaluate_model", "evaluate_model", "Realized and proxy metrics.")
-decide_retrain = _monitor_task("decide_retrain", "decide", "The retrain policy, every rule with its numbers.")
-shadow_challenger = _monitor_task("shadow_challenger", "shadow", "An undecided challenger scores beside the champion.")
-promote_shadow = _monitor_task("promote_shadow", "promote_shadow", "Promote a challenger whose shadow evidence passed.")
+    run.__doc__ = step.doc
+    return task(task_id=step.task_id)(run)
 
 
-@task
-def publish_results(model: str) -> dict[str, Any]:
-    """History, reports and alerts; the log ends with the run's one-paragraph summary."""
-    result = _step(model, "publish")
-    log.info("SUMMARY %s", result["summary"])
-    return result
+TASKS = {step.run: _monitor_task(step) for step in monitor.FLOW}
 
 
 @task.branch
@@ -133,14 +118,11 @@ def build_monitoring_dag(spec: DagSpec) -> None:
         doc_md=dag_defaults.doc_md(__doc__, spec, KIND),
     )
     def monitoring() -> None:
-        m = spec.name
-        published, scored = publish_results(m), score_window(m)
-        checks = [check_quality(m), detect_drift(m), evaluate_model(m)]  # side by side (monitor.UPSTREAM)
-        chain([extract_window(m), load_reference(m)], scored, checks)
-        decided, shadowed = decide_retrain(m), shadow_challenger(m)
-        chain(checks, decided, published)
-        chain(scored, shadowed, [decided, published])  # the policy holds a retrain while a challenger shadows
-        chain(published, promote_shadow(m))
+        steps = {step.run: TASKS[step.run](spec.name) for step in monitor.FLOW}
+        for step in monitor.FLOW:  # the edges of monitor.FLOW, nothing else
+            for upstream in step.upstream:
+                steps[upstream] >> steps[step.run]
+        published = steps[monitor.publish]
         retrain_or_not(published) >> [request_retrain(published), no_retrain(published)]
 
     monitoring()

@@ -42,22 +42,21 @@ the last full day). Never promote a worse model: that is the promise.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, chain, dag, get_current_context, task
-from driftguard import dag_defaults
+from driftguard import dag_defaults, retrain  # retrain: stdlib only at import, steps import their libraries
 from driftguard.dag_specs import DagSpec
 
 log = logging.getLogger(__name__)
 KIND = "retraining"
 
 
-def _ctx(model: str, request: dict[str, Any]) -> Any:
-    from driftguard import retrain
-
+def _ctx(model: str, request: dict[str, Any]) -> retrain.RetrainContext:
     return retrain.RetrainContext.create(
         model,
         datetime.fromisoformat(request["interval_start"]),
@@ -66,17 +65,14 @@ def _ctx(model: str, request: dict[str, Any]) -> Any:
     )
 
 
-def _step(model: str, request: dict[str, Any], name: str, **kwargs: Any) -> dict[str, Any]:
-    from driftguard import retrain
-
-    with dag_defaults.fail_fast_on_data_errors(model, name):
-        return getattr(retrain, name)(_ctx(model, request), **kwargs)
+def _step(model: str, request: dict[str, Any], step: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    """Run one driftguard.retrain step for the requested interval."""
+    with dag_defaults.fail_fast_on_data_errors(model, step.__name__):
+        return step(_ctx(model, request), **kwargs)
 
 
 def release_claim(context: Any) -> None:
     """on_failure_callback: mark the interval's retrain failed so a rerun retries it."""
-    from driftguard import retrain
-
     ti = context["ti"]
     request = ti.xcom_pull(task_ids="read_request")
     if not request:
@@ -136,12 +132,12 @@ def read_request(model: str) -> dict[str, Any]:
 
 @task.short_circuit(ignore_downstream_trigger_rules=True)
 def claim_interval(model: str, request: dict[str, Any]) -> bool:
-    return bool(_step(model, request, "claim")["proceed"])
+    return bool(_step(model, request, retrain.claim)["proceed"])
 
 
 @task(retries=0)
 def train_candidate(model: str, request: dict[str, Any]) -> dict[str, Any]:
-    return _step(model, request, "train")
+    return _step(model, request, retrain.train)
 
 
 @task.short_circuit(ignore_downstream_trigger_rules=False)
@@ -156,12 +152,12 @@ def candidate_trained(trained: dict[str, Any]) -> bool:
 
 @task
 def register_candidate(model: str, request: dict[str, Any]) -> dict[str, Any]:
-    return _step(model, request, "register")
+    return _step(model, request, retrain.register)
 
 
 @task
 def evaluate_candidate(model: str, request: dict[str, Any]) -> dict[str, Any]:
-    result = _step(model, request, "evaluate")
+    result = _step(model, request, retrain.evaluate)
     log.info("GATE %s", result["summary"])
     return result
 
@@ -182,7 +178,7 @@ def promote_champion(model: str, request: dict[str, Any]) -> dict[str, Any]:
         else None
     )
     approver = _responder(answer)
-    result = _step(model, request, "promote", approved_by=approver)
+    result = _step(model, request, retrain.promote, approved_by=approver)
     log.info("SUMMARY %s: %s", result["status"], result["summary"])
     return result
 
@@ -191,7 +187,7 @@ def promote_champion(model: str, request: dict[str, Any]) -> dict[str, Any]:
 def decline_promotion(model: str, request: dict[str, Any]) -> dict[str, Any]:
     """A reviewer rejected a candidate the gate accepted: record it, keep it as @challenger."""
     answer = get_current_context()["ti"].xcom_pull(task_ids="approve_promotion")
-    result = _step(model, request, "reject_unapproved", by=_responder(answer))
+    result = _step(model, request, retrain.reject_unapproved, by=_responder(answer))
     log.info("SUMMARY declined: v%s kept as @challenger", result["version"])
     return result
 
@@ -206,7 +202,7 @@ def _responder(answer: Any) -> str | None:
 
 @task
 def keep_as_challenger(model: str, request: dict[str, Any]) -> dict[str, Any]:
-    result = _step(model, request, "promote")
+    result = _step(model, request, retrain.promote)
     log.info("SUMMARY %s: %s", result["status"], result["summary"])
     return result
 
@@ -219,8 +215,6 @@ DECIDING_STEPS = ("promote_champion", "keep_as_challenger", "decline_promotion",
 def outcome() -> list[str]:
     """The `outcome_*` task that names how this retrain ended, for Airflow's grid (never fails:
     its failure callback would mark a decided retrain failed)."""
-    from driftguard import retrain
-
     context = get_current_context()
     steps = [t for t in DECIDING_STEPS if t in context["dag"].task_ids]
     chosen = retrain.outcome_task_id([context["ti"].xcom_pull(task_ids=t) for t in steps])

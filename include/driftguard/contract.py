@@ -909,6 +909,11 @@ def load_contract(path: str | Path) -> ModelContract:
     return contract
 
 
+def model_contract(model: str | ModelContract, models_dir: str | Path) -> ModelContract:
+    """The contract itself, or the named model's file in `models_dir` (Airflow tasks pass names)."""
+    return model if isinstance(model, ModelContract) else load_contract(Path(models_dir) / f"{model}.yaml")
+
+
 def contract_files(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])

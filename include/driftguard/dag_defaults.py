@@ -133,17 +133,6 @@ def model_contracts() -> LoadResult:
     return validate_folder(get_settings().models_dir)
 
 
-def load_model_contract(model: str) -> ModelContract:
-    """Reload one model's contract inside a task (tasks run in other processes than the parser)."""
-    from driftguard.contract import ContractError, Problem, contract_files, load_contract
-
-    models_dir = get_settings().models_dir
-    for path in contract_files(models_dir) if models_dir.is_dir() else []:
-        if path.stem == model:
-            return load_contract(path)
-    raise ContractError([Problem(str(models_dir / f"{model}.yaml"), "<file>", f"no contract for model {model!r}")])
-
-
 class BrokenContracts(ValueError):
     """Raised by dags/contract_errors.py so Airflow shows broken contracts as one import error."""
 

@@ -22,10 +22,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from driftguard.contract import ModelContract, load_contract
+from driftguard.facts import RunFacts
 from driftguard.settings import Settings, get_settings
+from driftguard.step_results import (
+    DecisionResult,
+    DriftResult,
+    EvaluationResult,
+    ExtractResult,
+    QualityResult,
+    ShadowResult,
+    load,
+)
+from driftguard.workdir import WorkDir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from driftguard.contract import ModelContract
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +73,11 @@ class RunContext:
         settings: Settings | None = None,
         run_id: str | None = None,
     ) -> RunContext:
+        from driftguard.contract import model_contract  # pydantic: at run time, never at DAG parse
+
         settings = settings or get_settings()
         extra = {} if run_id is None else {"run_id": run_id}
-        return cls(model_contract(model, settings), start, end, settings, **extra)
+        return cls(model_contract(model, settings.models_dir), start, end, settings, **extra)
 
     @property
     def name(self) -> str:
@@ -100,69 +115,11 @@ class RunContext:
 
         return self.settings.home / "work" / self.name / reports.run_dir_name(self.start, self.end) / self.run_key
 
-    def path(self, name: str) -> Path:
-        return self.work_dir / name
-
-    def write_json(self, name: str, data: dict[str, Any]) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.path(name).write_text(json.dumps(data, default=str, indent=1))
-
-    def write_frame(self, name: str, frame: Any) -> None:
-        """Parquet in the work folder, created by whichever step writes first (extract and
-        load_reference run side by side, in either order).
-
-        The reader leaves only a column of an incompatible SQL type as read (its schema check
-        fails; nothing else reads its values); if such a column mixes numbers and text, Arrow
-        cannot type it, and its values are written as text rather than failing the run."""
-        import pyarrow as pa
-
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            frame.to_parquet(self.path(name), index=False)
-            return
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            error = exc
-        mixed = [c for c in frame.columns if frame[c].dtype == object and not _all_text(frame[c])]
-        if not mixed:
-            raise MonitorError(f"{self.label}: cannot write {name}: {error}") from None
-        log.warning("%s: columns %s mix numbers and text; written to %s as text", self.label, mixed, name)
-        frame = frame.assign(**{c: frame[c].map(_text_or_none) for c in mixed})
-        try:
-            frame.to_parquet(self.path(name), index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise MonitorError(f"{self.label}: cannot write {name} (columns {mixed}): {exc}") from None
-
-    def read_json(self, name: str) -> dict[str, Any]:
-        try:
-            return json.loads(self.path(name).read_text())
-        except FileNotFoundError:
-            raise MonitorError(
-                f"{self.label}: {name} is missing from {self.work_dir}; an earlier step of this run "
-                f"({self.run_id}) did not run. Clear and rerun the whole DAG run, not a single task."
-            ) from None
-
-    def read_frame(self, name: str) -> Any:
-        import pandas as pd
-
-        path = self.path(name)
-        if not path.exists():
-            raise MonitorError(
-                f"{self.label}: {path} is missing: an earlier step of this run ({self.run_id}) did not run. "
-                "Rerun the whole DAG run, not a single task."
-            )
-        return pd.read_parquet(path)
-
-
-def _all_text(s: Any) -> bool:
-    import pandas as pd
-
-    return pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
-
-
-def _text_or_none(value: Any) -> str | None:
-    import pandas as pd
-
-    return None if pd.api.types.is_scalar(value) and pd.isna(value) else str(value)
+    @property
+    def work(self) -> WorkDir:
+        """The run's work folder: step results and frames, read and written atomically."""
+        rerun = f"Run {self.run_id}: clear and rerun the whole DAG run, not a single task."
+        return WorkDir(self.work_dir, self.label, MonitorError, rerun)
 
 
 def non_finite_rows(frame: Any, columns: list[str]) -> Any:
@@ -177,11 +134,6 @@ def non_finite_rows(frame: Any, columns: list[str]) -> Any:
         if col in frame.columns:
             mask |= non_finite(pd.to_numeric(frame[col], errors="coerce"))
     return mask
-
-
-def model_contract(model: str | ModelContract, settings: Settings) -> ModelContract:
-    """The contract itself, or the named model's file in the models folder (tasks pass names)."""
-    return model if isinstance(model, ModelContract) else load_contract(settings.models_dir / f"{model}.yaml")
 
 
 def label_window(contract: ModelContract, start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -213,7 +165,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
         sample_rows=ctx.contract.source.sample_rows,
         seed=ctx.contract.training.seed,
     )
-    ctx.write_frame("window.parquet", frame)
+    ctx.work.write_frame("window.parquet", frame)
     labelled_rows = labelled_read_rows = 0
     label_problems: list[dict[str, Any]] = []
     if ctx.contract.source.labels is not None:
@@ -235,12 +187,19 @@ def extract(ctx: RunContext) -> dict[str, Any]:
             label_problems.append(label_problem(ctx, exc, lo, hi))
             log.error("%s: the label batch cannot be read, recorded as a failed labels check: %s", ctx.label, exc)
         else:
-            ctx.write_frame("labelled.parquet", labelled)
+            ctx.work.write_frame("labelled.parquet", labelled)
             labelled_rows, labelled_read_rows = labelled_stats.rows, len(labelled)
-    summary = {**stats.to_dict(), "labelled_rows": labelled_rows, "labelled_read_rows": labelled_read_rows}
-    summary["label_problems"] = label_problems
-    summary["read_at"] = read_at.isoformat()
-    ctx.write_json("extract.json", summary)
+    extracted = load(
+        ExtractResult,
+        {
+            **stats.to_dict(),
+            "labelled_rows": labelled_rows,
+            "labelled_read_rows": labelled_read_rows,
+            "label_problems": label_problems,
+            "read_at": read_at.isoformat(),
+        },
+    )
+    ctx.work.write_result(extracted)
     for problem in stats.type_problems:
         log.warning(
             "%s: %s %s holds text that is not a number in %s of %s rows read (e.g. %s); read as missing, "
@@ -261,7 +220,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
         labels_read,
         "; ".join(stats.schema_problems) or "none",
     )
-    return summary
+    return extracted.xcom()
 
 
 def label_problem(ctx: RunContext, exc: Any, lo: datetime, hi: datetime) -> dict[str, Any]:
@@ -282,9 +241,9 @@ def load_reference(ctx: RunContext) -> dict[str, Any]:
     from driftguard import reference
 
     ref = reference.load_reference(ctx.contract, tracking_uri=ctx.settings.mlflow_tracking_uri)
-    ctx.write_frame("reference.parquet", ref.sample)
+    ctx.work.write_frame("reference.parquet", ref.sample)
     calibration = reference_calibration(ctx, ref)
-    ctx.write_json("calibration.json", calibration.to_dict())
+    ctx.work.write_json("calibration.json", calibration.to_dict())
     meta = {
         "source": ref.source,
         "model_version": ref.model_version,
@@ -301,11 +260,10 @@ def load_reference(ctx: RunContext) -> dict[str, Any]:
         "profile": ref.profile,
         "rows": len(ref.sample),
     }
-    ctx.write_json("reference.json", meta)
+    ctx.work.write_json("reference.json", meta)
     estimator = ref.estimator if ref.estimator is not None else bootstrap_estimator(ctx, ref)
     if estimator is not None:
-        ctx.work_dir.mkdir(parents=True, exist_ok=True)
-        ctx.path(ESTIMATOR).write_bytes(estimator)
+        ctx.work.write_bytes(ESTIMATOR, estimator)
     log.info("%s: reference is %s (%s rows)", ctx.label, ref.source, f"{len(ref.sample):,}")
     return {k: meta[k] for k in ("source", "model_version", "rows")}
 
@@ -370,8 +328,10 @@ def score(ctx: RunContext) -> dict[str, Any]:
     """Scores for the window and the labelled rows: the logged prediction when the log has one,
     else the @champion's scores. Without either, prediction drift and metrics are skipped."""
     contract = ctx.contract
-    meta = ctx.read_json("reference.json")
-    frames = {name: ctx.read_frame(name) for name in ("window.parquet", "labelled.parquet") if ctx.path(name).exists()}
+    meta = ctx.work.read_json("reference.json")
+    frames = {
+        name: ctx.work.read_frame(name) for name in ("window.parquet", "labelled.parquet") if ctx.work.exists(name)
+    }
     source = "none"
     if contract.source.prediction_column:
         source = f"logged column {contract.source.prediction_column}"
@@ -407,9 +367,9 @@ def score(ctx: RunContext) -> dict[str, Any]:
                     log.error("%s: champion v%s could not score %s: %s", ctx.label, version, name, exc)
                     source = f"champion v{version} (failed on {name})"
     for name, frame in frames.items():
-        ctx.write_frame(name, frame)
+        ctx.work.write_frame(name, frame)
     log.info("%s: scores from %s", ctx.label, source)
-    ctx.write_json("score.json", {"source": source})
+    ctx.work.write_json("score.json", {"source": source})
     return {"source": source}
 
 
@@ -417,33 +377,27 @@ def check_quality(ctx: RunContext, *, expected_rows: float | None = None) -> dic
     """Great Expectations suite from the contract and the reference profile."""
     from driftguard import quality
 
-    extracted = ctx.read_json("extract.json")
-    meta = ctx.read_json("reference.json")
+    extracted = ctx.work.read_result(ExtractResult)
+    meta = ctx.work.read_json("reference.json")
     if expected_rows is None:
         expected_rows = usual_volume(ctx)
     result = quality.validate_window(
         ctx.contract,
-        ctx.read_frame("window.parquet"),
+        ctx.work.read_frame("window.parquet"),
         meta["profile"],
         start=ctx.start,
         end=ctx.end,
         expected_rows=expected_rows,
-        schema_problems=extracted.get("schema_problems", ()),
-        type_problems=extracted.get("type_problems", ()),
-        label_problems=extracted.get("label_problems", ()),
+        schema_problems=extracted.schema_problems,
+        type_problems=extracted.type_problems,
+        label_problems=extracted.label_problems,
         out_dir=ctx.draft_dir if ctx.settings.reports else None,  # Settings.reports: the HTML pages
-        exact=extracted.get("facts") if extracted.get("sampled") else None,
+        exact=extracted.facts if extracted.sampled else None,
     )
-    data = result.to_dict()
-    data["summary"] = result.summary()
-    data["expected_rows"] = expected_rows
-    ctx.write_json("quality.json", data)
+    checked = load(QualityResult, {**result.to_dict(), "summary": result.summary(), "expected_rows": expected_rows})
+    ctx.work.write_result(checked)
     log.info("%s", result.summary())
-    return {
-        "passed_critical": result.passed_critical,
-        "critical_failures": len(result.critical_failures),
-        "warnings": len(result.warnings),
-    }
+    return checked.xcom()
 
 
 def usual_volume(ctx: RunContext) -> float | None:
@@ -460,16 +414,17 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
     """Evidently drift of the window against the reference sample (features, prediction, target)."""
     from driftguard import drift
 
-    current = ctx.read_frame("window.parquet")
+    current = ctx.work.read_frame("window.parquet")
     if current.empty:
-        ctx.write_json("drift.json", {"skipped": "no rows in the interval"})
-        return {"skipped": "no rows in the interval"}
-    ref = ctx.read_frame("reference.parquet")
+        skipped = DriftResult(skipped="no rows in the interval")
+        ctx.work.write_result(skipped)
+        return skipped.xcom()
+    ref = ctx.work.read_frame("reference.parquet")
     prediction = SCORE if SCORE in current.columns and SCORE in ref.columns and ref[SCORE].notna().any() else None
     target = None
     label_col = ctx.contract.source.labels.column if ctx.contract.source.labels else None
-    if ctx.contract.drift.target and label_col and label_col in ref.columns and ctx.path("labelled.parquet").exists():
-        labelled = ctx.read_frame("labelled.parquet")
+    if ctx.contract.drift.target and label_col and label_col in ref.columns and ctx.work.exists("labelled.parquet"):
+        labelled = ctx.work.read_frame("labelled.parquet")
         if len(labelled) and label_col in labelled.columns:
             # Target drift compares label distributions; the labelled rows are the newest labels.
             current = current.merge(
@@ -484,9 +439,9 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
     from driftguard.calibration import Calibration
 
     calibration = (
-        Calibration.from_dict(ctx.read_json("calibration.json")) if ctx.path("calibration.json").exists() else None
+        Calibration.from_dict(ctx.work.read_json("calibration.json")) if ctx.work.exists("calibration.json") else None
     )
-    meta = ctx.read_json("reference.json")
+    meta = ctx.work.read_json("reference.json")
     try:
         result = drift.run_drift(
             ctx.contract,
@@ -504,17 +459,13 @@ def detect_drift(ctx: RunContext) -> dict[str, Any]:
         )
     except drift.DriftError as exc:
         log.error("%s: drift not computed: %s", ctx.label, exc)
-        ctx.write_json("drift.json", {"error": str(exc)})
-        return {"error": str(exc)}
-    data = result.to_dict()
-    data["summary"] = result.summary()
-    ctx.write_json("drift.json", data)
+        failed = DriftResult(error=str(exc))
+        ctx.work.write_result(failed)
+        return failed.xcom()
+    found = load(DriftResult, {**result.to_dict(), "summary": result.summary()})
+    ctx.work.write_result(found)
     log.info("%s", result.summary())
-    return {
-        "drift_share": result.drift_share,
-        "drifted_features": result.drifted_features,
-        "degraded": result.degraded,
-    }
+    return found.xcom()
 
 
 def reference_label(meta: dict[str, Any]) -> str:
@@ -541,18 +492,18 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
     out: dict[str, Any] = {
         "metric_name": contract.primary_metric,
         "metric_value": None,
-        "labelled_rows": int(ctx.read_json("extract.json").get("labelled_rows") or 0),
+        "labelled_rows": int(ctx.work.read_result(ExtractResult).labelled_rows or 0),
         "metric_rows": 0,
     }
-    window = ctx.read_frame("window.parquet")
-    if SCORE in window.columns and ctx.path(ESTIMATOR).exists():
+    window = ctx.work.read_frame("window.parquet")
+    if SCORE in window.columns and ctx.work.exists(ESTIMATOR):
         out["estimated"] = estimated_metric(ctx, window)
     if SCORE in window.columns and window[SCORE].notna().any():
         out["proxy"] = metrics.proxy_metrics(
             contract.task, window[SCORE].dropna().to_numpy(), threshold=contract.decision_threshold
         )
-    if ctx.path("labelled.parquet").exists():
-        labelled = ctx.read_frame("labelled.parquet")
+    if ctx.work.exists("labelled.parquet"):
+        labelled = ctx.work.read_frame("labelled.parquet")
         label = contract.source.labels.column if contract.source.labels else None
         if label and SCORE in labelled.columns and len(labelled):
             scored = labelled[np.isfinite(labelled[SCORE].to_numpy(dtype="float64"))]  # NaN: not scored
@@ -579,9 +530,10 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
                     threshold=contract.decision_threshold,
                     min_rows=contract.promotion.segments.min_rows,
                 )
-    meta = ctx.read_json("reference.json")
+    meta = ctx.work.read_json("reference.json")
     out["champion_metric"] = (meta.get("validation_metrics") or {}).get(contract.primary_metric)
-    ctx.write_json("evaluate.json", out)
+    evaluated = load(EvaluationResult, out)
+    ctx.work.write_result(evaluated)
     log.info(
         "%s: %s = %s on %s of %s matured labels (champion validation: %s)",
         ctx.label,
@@ -591,7 +543,7 @@ def evaluate_model(ctx: RunContext) -> dict[str, Any]:
         f"{out['labelled_rows']:,}",
         _fmt(out["champion_metric"]),
     )
-    return {k: out.get(k) for k in ("metric_name", "metric_value", "metric_se", "labelled_rows")}
+    return evaluated.xcom()
 
 
 def estimated_metric(ctx: RunContext, window: Any) -> dict[str, Any]:
@@ -599,7 +551,7 @@ def estimated_metric(ctx: RunContext, window: Any) -> dict[str, Any]:
     classifiers, DLE for regression; docs/estimation.md), with its band (value +- 3 sigma)."""
     from driftguard import estimation
 
-    estimator = estimation.Estimator.from_bytes(ctx.path(ESTIMATOR).read_bytes())
+    estimator = estimation.Estimator.from_bytes(ctx.work.file(ESTIMATOR).read_bytes())
     est = estimation.estimate(estimator, window)
     if est.value is None:
         log.warning("%s: %s not estimated: %s", ctx.label, est.metric, est.reason)
@@ -624,22 +576,21 @@ def shadow(ctx: RunContext) -> dict[str, Any]:
     acts on the outcome. Never fails the run: a challenger that cannot load or score is recorded
     as such, any other problem is logged and the run goes on without shadow scoring."""
     try:
-        data = _shadow_window(ctx)
+        result = _shadow_window(ctx)
     except Exception as exc:
         log.exception("%s: shadow scoring failed; the run goes on without it", ctx.label)
-        data = {"state": "error", "error": f"{type(exc).__name__}: {exc}"}
-    ctx.write_json("shadow.json", data)
-    record = data.get("record") or {}
-    return {"state": data["state"], "version": record.get("challenger_version"), "outcome": record.get("outcome")}
+        result = ShadowResult("error", error=f"{type(exc).__name__}: {exc}")
+    ctx.work.write_result(result)
+    return result.xcom()
 
 
-def _shadow_window(ctx: RunContext) -> dict[str, Any]:
+def _shadow_window(ctx: RunContext) -> ShadowResult:
     from driftguard import shadow as sh
-    from driftguard.store import FINISHED_RETRAIN_STATUSES, ShadowRecord
+    from driftguard.store import FINISHED_RETRAIN_STATUSES, ShadowEvidence, ShadowRecord
 
     c = ctx.contract
     store = history_store(ctx.settings)
-    champion = ctx.read_json("reference.json").get("model_version")
+    champion = ctx.work.read_json("reference.json").get("model_version")
     decided = [
         r
         for r in store.retrains(ctx.name)
@@ -657,7 +608,7 @@ def _shadow_window(ctx: RunContext) -> dict[str, Any]:
     if plan.note:
         log.info("%s: %s", ctx.label, plan.note)
     if plan.session is None or plan.action == "none":
-        return {"state": "none", "note": plan.note}
+        return ShadowResult("none", note=plan.note)
     session, version = plan.session, plan.session.challenger_version
     record = ShadowRecord(
         ctx.name, version, session.champion_version, sh.WINDOW, ctx.start, ctx.end, sh.SHADOWING,
@@ -665,16 +616,16 @@ def _shadow_window(ctx: RunContext) -> dict[str, Any]:
     )  # fmt: skip
     if plan.action == "stop":
         record.outcome, record.reason = sh.STOPPED, plan.note
-        return {"state": "stopped", "record": record.to_dict()}
+        return ShadowResult("stopped", record=record.to_dict())
 
     comparison, evidence, problem = _score_challenger(ctx, version, after=session.interval_end)
-    parts = shadow_evidence(ctx.settings).read(ctx.name, version, plan.parts)
+    parts = ShadowEvidence.under(ctx.settings.home).read(ctx.name, version, plan.parts)
     missing = [part for part in plan.parts if part not in parts]
     if missing:
         log.warning("%s: shadow evidence of v%s lost (files missing): %s", ctx.label, version, ", ".join(missing))
     if evidence is not None and len(evidence):
         parts[record.part] = evidence
-        ctx.write_frame(SHADOW_PART, evidence)
+        ctx.work.write_frame(SHADOW_PART, evidence)
     pooled = sh.pool(parts)
     holdout_rows = len(parts[sh.HOLDOUT]) if sh.HOLDOUT in parts else 0
     verdict = sh.judge(c, pooled) if problem is None and len(pooled) else None
@@ -709,13 +660,13 @@ def _shadow_window(ctx: RunContext) -> dict[str, Any]:
         ctx.label, version, session.champion_version, f"{comparison.rows:,}", _fmt(comparison.disagreement),
         _fmt(comparison.prediction_shift), decision.reason,
     )  # fmt: skip
-    return {
-        "state": "shadow",
-        "record": record.to_dict(),
-        "part": bool(evidence is not None and len(evidence)),
+    return ShadowResult(
+        "shadow",
+        record=record.to_dict(),
+        part=bool(evidence is not None and len(evidence)),
         # For the policy's shadowing guard (decide reads this file): the challenger's training window.
-        "since_change": bool(session.details.get("since_change")),
-    }
+        since_change=bool(session.details.get("since_change")),
+    )
 
 
 def _score_challenger(ctx: RunContext, version: str, *, after: datetime) -> tuple[Any, Any, str | None]:
@@ -727,8 +678,8 @@ def _score_challenger(ctx: RunContext, version: str, *, after: datetime) -> tupl
 
     c = ctx.contract
     none = sh.Comparison(0, None, None, None)
-    window = ctx.read_frame("window.parquet")
-    labelled = ctx.read_frame("labelled.parquet") if ctx.path("labelled.parquet").exists() else None
+    window = ctx.work.read_frame("window.parquet")
+    labelled = ctx.work.read_frame("labelled.parquet") if ctx.work.exists("labelled.parquet") else None
     if SCORE not in window.columns:
         return none, None, "the champion has no scores for this window"
     try:
@@ -763,38 +714,31 @@ def _model_scores(contract: ModelContract, model: Any, frame: Any) -> Any:
     return scores
 
 
-def shadow_evidence(settings: Settings) -> Any:
-    """Where the paired rows of shadow evidence live: <home>/shadow/<model>/v<version>/."""
-    from driftguard.store import ShadowEvidence
-
-    return ShadowEvidence(settings.home / "shadow")
-
-
-def shadow_signal(shadowed: dict[str, Any]) -> dict[str, Any]:
+def shadow_signal(shadowed: ShadowResult) -> dict[str, Any]:
     """The run's shadow facts for its history row (signals["shadow"]) and the runs tables."""
-    record = shadowed.get("record") or {}
+    record = shadowed.record or {}
     keys = (
         "challenger_version", "champion_version", "windows", "rows", "labelled_rows", "cumulative_rows",
         "disagreement", "prediction_shift", "ci_low", "ci_high", "rows_needed", "outcome", "reason",
     )  # fmt: skip
-    out = {"state": shadowed.get("state"), **{k: record.get(k) for k in keys}}
+    out = {"state": shadowed.state, **{k: record.get(k) for k in keys}}
     for key in ("note", "error"):
-        if shadowed.get(key):
-            out[key] = shadowed[key]
+        if getattr(shadowed, key):
+            out[key] = getattr(shadowed, key)
     return {k: v for k, v in out.items() if v is not None and v != ""}
 
 
-def record_shadow(ctx: RunContext, store: Any, shadowed: dict[str, Any]) -> None:
+def record_shadow(ctx: RunContext, store: Any, shadowed: ShadowResult) -> None:
     """Add the window's evidence file, then its dg_shadow row (the row is the commit: a file
     without its row is never read). A rerun of the interval replaces both."""
-    from driftguard.store import ShadowRecord
+    from driftguard.store import ShadowEvidence, ShadowRecord
 
-    if not shadowed.get("record"):
+    if not shadowed.record:
         return
-    record = ShadowRecord.from_dict(shadowed["record"])
-    if shadowed.get("part"):
-        shadow_evidence(ctx.settings).write(
-            ctx.name, record.challenger_version, record.part, ctx.read_frame(SHADOW_PART)
+    record = ShadowRecord.from_dict(shadowed.record)
+    if shadowed.part:
+        ShadowEvidence.under(ctx.settings.home).write(
+            ctx.name, record.challenger_version, record.part, ctx.work.read_frame(SHADOW_PART)
         )
     store.record_shadow(record)
 
@@ -875,7 +819,7 @@ def decide(ctx: RunContext) -> dict[str, Any]:
     from driftguard import policy
 
     facts = current_facts(ctx)
-    meta = ctx.read_json("reference.json")
+    meta = ctx.work.read_json("reference.json")
     store = history_store(ctx.settings)
     cfg = ctx.contract.policy
     # Enough runs for persistence and to find where a degradation began (the change point).
@@ -909,12 +853,13 @@ def decide(ctx: RunContext) -> dict[str, Any]:
         labelled_rows_since_retrain=since,
         shadowing=shadowing_facts(ctx),
     )
-    data = decision.to_dict()
-    data["summary"] = decision.summary()
-    data["retrain_request"] = retrain_request(ctx, decision)
-    ctx.write_json("decision.json", data)
+    decided = load(
+        DecisionResult,
+        {**decision.to_dict(), "summary": decision.summary(), "retrain_request": retrain_request(ctx, decision)},
+    )
+    ctx.work.write_result(decided)
     log.info("%s: %s", ctx.label, decision.summary())
-    return {"retrain": decision.retrain, "summary": decision.summary()}
+    return decided.xcom()
 
 
 def shadowing_facts(ctx: RunContext) -> Any:
@@ -923,8 +868,8 @@ def shadowing_facts(ctx: RunContext) -> Any:
     from driftguard import policy
     from driftguard import shadow as sh
 
-    shadowed = ctx.read_json("shadow.json")
-    record = shadowed.get("record") or {}
+    shadowed = ctx.work.read_result(ShadowResult)
+    record = shadowed.record or {}
     if record.get("outcome") not in (sh.SHADOWING, sh.PROMOTE):
         return None
     c = ctx.contract
@@ -933,7 +878,7 @@ def shadowing_facts(ctx: RunContext) -> Any:
         outcome=record["outcome"],
         windows=int(record.get("windows") or 1),
         max_windows=c.promotion.shadow.max_windows,
-        since_change=bool(shadowed.get("since_change")),
+        since_change=bool(shadowed.since_change),
         retrain_follows_change=c.training.change_aware and c.seasonality is None,
     )
 
@@ -989,159 +934,224 @@ def important_first(meta: dict[str, Any]) -> tuple[str, ...]:
     return tuple(f for f in ranked if not values or float(values.get(f, 0.0)) > 0)
 
 
-def step_results(ctx: RunContext) -> dict[str, dict[str, Any]]:
-    """What extract, check_quality, detect_drift and evaluate_model wrote, read once."""
-    return {name: ctx.read_json(f"{name}.json") for name in ("extract", "quality", "drift", "evaluate")}
+@dataclass(frozen=True)
+class Checked:
+    """What extract and the three checks wrote, read once by decide and by publish."""
+
+    extract: ExtractResult
+    quality: QualityResult
+    drift: DriftResult
+    evaluation: EvaluationResult
+
+    @classmethod
+    def read(cls, ctx: RunContext) -> Checked:
+        w = ctx.work
+        return cls(
+            w.read_result(ExtractResult),
+            w.read_result(QualityResult),
+            w.read_result(DriftResult),
+            w.read_result(EvaluationResult),
+        )
 
 
-def current_facts(ctx: RunContext, results: dict[str, dict[str, Any]] | None = None) -> Any:
-    from driftguard import policy
-
-    results = results or step_results(ctx)
-    q, d, e = results["quality"], results["drift"], results["evaluate"]
-    rows = results["extract"]["rows"]
-    status = "no_data" if rows == 0 else ("ok" if q["passed_critical"] else "quality_failed")
-    if status == "ok" and drift_lost(d):
+def current_facts(ctx: RunContext, checked: Checked | None = None) -> RunFacts:
+    checked = checked or Checked.read(ctx)
+    q, d, e = checked.quality, checked.drift, checked.evaluation
+    rows = checked.extract.rows
+    status = "no_data" if rows == 0 else ("ok" if q.passed_critical else "quality_failed")
+    if status == "ok" and d.lost:
         status = "degraded"  # a signal is missing or incomplete: never recorded as plain ok
-    return policy.RunFacts(
+    return RunFacts(
         model=ctx.name,
         interval_start=ctx.start,
         interval_end=ctx.end,
         status=status,
-        quality_passed=bool(q["passed_critical"]) and rows > 0,
-        drift_share=d.get("drift_share"),
-        drifted_features=tuple(d.get("drifted_features") or ()),
-        metric_value=e.get("metric_value"),
-        labelled_rows=int(e.get("labelled_rows") or 0),
-        drift_share_threshold=(d.get("calibration") or {}).get("share_threshold"),
-        weighted_drift_share=d.get("weighted_share"),
-        estimated_metric=(e.get("estimated") or {}).get("value"),
-        estimated_band=_band(e.get("estimated")),
-        metric_se=e.get("metric_se"),
+        quality_passed=bool(q.passed_critical) and rows > 0,
+        drift_share=d.drift_share,
+        drifted_features=tuple(d.drifted_features or ()),
+        metric_value=e.metric_value,
+        labelled_rows=int(e.labelled_rows or 0),
+        drift_share_threshold=d.share_threshold,
+        weighted_drift_share=d.weighted_share,
+        estimated_metric=e.estimated.value if e.estimated else None,
+        estimated_band=e.estimated.band if e.estimated else None,
+        metric_se=e.metric_se,
     )
 
 
-def _band(est: dict[str, Any] | None) -> tuple[float, float] | None:
-    if not est or est.get("lower") is None or est.get("upper") is None:
-        return None
-    return (float(est["lower"]), float(est["upper"]))
+@dataclass(frozen=True)
+class Finished:
+    """What a run's steps left in its work folder, read once by publish and its parts."""
 
+    checked: Checked
+    facts: RunFacts
+    decision: DecisionResult
+    reference: dict[str, Any]  # reference.json of load_reference
+    shadow: ShadowResult
 
-def drift_lost(d: dict[str, Any]) -> bool:
-    """The drift step failed, or its report is incomplete (verdicts kept): the run is degraded."""
-    return bool(d.get("error") or d.get("render_errors"))
+    @classmethod
+    def read(cls, ctx: RunContext) -> Finished:
+        checked = Checked.read(ctx)
+        return cls(
+            checked,
+            current_facts(ctx, checked),
+            ctx.work.read_result(DecisionResult),
+            ctx.work.read_json("reference.json"),
+            ctx.work.read_result(ShadowResult),
+        )
+
+    @property
+    def summary(self) -> str:
+        q, d = self.checked.quality, self.checked.drift
+        parts = (q.summary, d.summary or d.error or d.skipped, self.decision.summary)
+        return " ".join(s for s in parts if s)
 
 
 def publish(ctx: RunContext) -> dict[str, Any]:
-    """Write history (one upsert), then move the run's reports into place, then the index pages and
-    alerts. Only this step writes history, so a run whose steps did not all finish leaves no
-    partial record; the reports stay in the run's hidden draft folder until history has the run,
-    so a failed run leaves no reports history does not know.
+    """Record history (one upsert), then move the run's reports into place with the index pages,
+    then alert and clean up. Only this step writes history, so a run whose steps did not all
+    finish leaves no partial record; the reports stay in the run's hidden draft folder until
+    history has the run, so a failed run leaves no reports history does not know.
 
     Two runs of one interval at once: the first to publish wins. The other finds a record written
     after it read its data, by another run, and fails with ConcurrentRunError naming that run;
     its draft is removed (see HistoryStore.record_run). A later rerun replaces the record."""
-    from driftguard import alerts, reports
-    from driftguard import store as store_mod
+    done = Finished.read(ctx)
+    store = history_store(ctx.settings)
+    report_draft(ctx, done)
+    record = record_history(ctx, store, done)
+    report(ctx, store)
+    sent = alert(ctx, store, done)
+    cleanup(ctx)
+    log.info("%s: published. %s", ctx.label, done.summary)
+    return {
+        "status": done.facts.status,
+        "rows": record.rows,
+        "quality_passed": done.facts.quality_passed,
+        "drift_share": done.facts.drift_share,
+        "drifted_features": list(done.facts.drifted_features),
+        "metric": done.checked.evaluation.metric_value,
+        "retrain": record.retrain,
+        "alerts": sent,
+        "report": record.report_paths.get("drift") or record.report_paths["summary"],
+        "summary": done.summary,
+        "retrain_request": done.decision.retrain_request or {},
+        "shadow": record.signals["shadow"],
+    }
 
-    results = step_results(ctx)
-    facts = current_facts(ctx, results)
-    extracted, q, d, e = results["extract"], results["quality"], results["drift"], results["evaluate"]
-    decision = ctx.read_json("decision.json")
-    meta = ctx.read_json("reference.json")
-    shadowed = ctx.read_json("shadow.json")
+
+def report_paths(ctx: RunContext) -> dict[str, str]:
+    """Where the run's pages will be once published: those in its draft, and summary.json."""
     paths = {
         key: str(ctx.report_dir / name)
         for key, name in (("drift", "drift.html"), ("quality", "validation.html"), ("suite", "suite.json"))
         if (ctx.draft_dir / name).exists()
     }
     paths["summary"] = str(ctx.report_dir / "summary.json")
-    summary_text = " ".join(
-        s for s in (q.get("summary"), d.get("summary") or d.get("error") or d.get("skipped"), decision["summary"]) if s
-    )
-    record = store_mod.RunRecord(
+    return paths
+
+
+def run_record(ctx: RunContext, done: Finished) -> Any:
+    """The run's history row (store.RunRecord), with its per-feature drift and quality checks."""
+    from driftguard import store as store_mod
+
+    facts, q, d, e = done.facts, done.checked.quality, done.checked.drift, done.checked.evaluation
+    return store_mod.RunRecord(
         model=ctx.name,
         interval_start=ctx.start,
         interval_end=ctx.end,
         status=facts.status,
-        rows=extracted["rows"],
+        rows=done.checked.extract.rows,
         quality_passed=facts.quality_passed,
-        critical_failures=len([c for c in q["checks"] if not c["success"] and c["severity"] == "critical"]),
-        warnings=len([c for c in q["checks"] if not c["success"] and c["severity"] == "warning"]),
+        critical_failures=len(q.failed("critical")),
+        warnings=len(q.failed("warning")),
         drift_share=facts.drift_share,
         drifted_features=list(facts.drifted_features),
-        metric_name=e.get("metric_name"),
-        metric_value=e.get("metric_value"),
-        proxy_metrics=e.get("proxy") or {},
+        metric_name=e.metric_name,
+        metric_value=e.metric_value,
+        proxy_metrics=e.proxy or {},
         labelled_rows=facts.labelled_rows,
-        retrain=bool(decision["retrain"]),
-        reasons=decision["reasons"],
-        champion_version=meta.get("model_version"),
-        report_paths=paths,
+        retrain=bool(done.decision.retrain),
+        reasons=done.decision.reasons,
+        champion_version=done.reference.get("model_version"),
+        report_paths=report_paths(ctx),
         run_id=ctx.run_id,
-        summary=summary_text,
-        feature_drift=[{k: f.get(k) for k in store_mod.FEATURE_DRIFT_FIELDS} for f in d.get("features") or []],
-        quality_checks=[{k: c.get(k) for k in store_mod.QUALITY_CHECK_FIELDS} for c in q["checks"]],
+        summary=done.summary,
+        feature_drift=[{k: f.get(k) for k in store_mod.FEATURE_DRIFT_FIELDS} for f in d.features or []],
+        quality_checks=[{k: c.get(k) for k in store_mod.QUALITY_CHECK_FIELDS} for c in q.checks],
         signals={
             "weighted_drift_share": facts.weighted_drift_share,
             "drift_share_threshold": facts.drift_share_threshold,
-            "insufficient_features": d.get("insufficient_features") or [],
-            "drift_degraded": sorted(d.get("render_errors") or {}) or bool(d.get("error")),
-            "estimated_metric": e.get("estimated"),
-            "metric_se": e.get("metric_se"),
-            "shadow": shadow_signal(shadowed),
+            "insufficient_features": d.insufficient_features or [],
+            "drift_degraded": sorted(d.render_errors or {}) or bool(d.error),
+            "estimated_metric": e.estimated.to_json() if e.estimated else None,
+            "metric_se": e.metric_se,
+            "shadow": shadow_signal(done.shadow),
         },
     )
-    store = history_store(ctx.settings)
+
+
+def report_draft(ctx: RunContext, done: Finished) -> None:
+    """The run's summary.json, into its draft folder beside the HTML pages the steps wrote."""
+    from driftguard import reports
+
+    meta = done.reference
     reports.write_summary(
         ctx.draft_dir,
         {
             "model": ctx.name,
             "interval": [ctx.start.isoformat(), ctx.end.isoformat()],
             "run_id": ctx.run_id,
-            "extract": extracted,
+            "extract": done.checked.extract.to_json(),
             "reference": {k: meta[k] for k in ("source", "model_version", "run_id", "rows")},
-            "quality": q,
-            "drift": d,
-            "evaluation": e,
-            "decision": decision,
-            "shadow": shadowed,
+            "quality": done.checked.quality.to_json(),
+            "drift": done.checked.drift.to_json(),
+            "evaluation": done.checked.evaluation.to_json(),
+            "decision": done.decision.to_json(),
+            "shadow": done.shadow.to_json(),
         },
     )
-    read_at = extracted.get("read_at")
+
+
+def record_history(ctx: RunContext, store: Any, done: Finished) -> Any:
+    """The run's history row (unless another run of the interval recorded since this one read its
+    data: then its draft and work folder go and ConcurrentRunError is raised), then its shadow
+    evidence. Returns the RunRecord."""
+    from driftguard import store as store_mod
+
+    record = run_record(ctx, done)
+    read_at = done.checked.extract.read_at
     try:
         store.record_run(record, unless_recorded_since=datetime.fromisoformat(read_at) if read_at else None)
     except store_mod.ConcurrentRunError as exc:
         shutil.rmtree(ctx.draft_dir, ignore_errors=True)
-        shutil.rmtree(ctx.work_dir, ignore_errors=True)
+        ctx.work.remove()
         log.error("%s: %s", ctx.label, exc)
         raise
-    record_shadow(ctx, store, shadowed)
+    record_shadow(ctx, store, done.shadow)
+    return record
+
+
+def report(ctx: RunContext, store: Any) -> None:
+    """Move the run's draft into place, then (with Settings.reports) the index pages."""
+    from driftguard import reports
+
     reports.publish_run_dir(ctx.draft_dir, ctx.report_dir)
     if ctx.settings.reports:
         write_indexes(ctx, store)
-    sent = [
-        a.kind
-        for a in run_alerts(ctx, facts, q, d, decision)
-        if alerts.dispatch(a, ctx.contract.alerts, store=store, now=ctx.end)
-    ]
-    shutil.rmtree(ctx.work_dir, ignore_errors=True)
-    result = {
-        "status": facts.status,
-        "rows": record.rows,
-        "quality_passed": facts.quality_passed,
-        "drift_share": facts.drift_share,
-        "drifted_features": list(facts.drifted_features),
-        "metric": e.get("metric_value"),
-        "retrain": record.retrain,
-        "alerts": sent,
-        "report": paths.get("drift") or paths["summary"],
-        "summary": summary_text,
-        "retrain_request": decision.get("retrain_request") or {},
-        "shadow": record.signals["shadow"],
-    }
-    log.info("%s: published. %s", ctx.label, summary_text)
-    return result
+
+
+def alert(ctx: RunContext, store: Any, done: Finished) -> list[str]:
+    """Send the run's alerts (routed and de-duplicated by driftguard.alerts); the kinds sent."""
+    from driftguard import alerts
+
+    raised = run_alerts(ctx, done.facts, done.checked.quality, done.checked.drift, done.decision)
+    return [a.kind for a in raised if alerts.dispatch(a, ctx.contract.alerts, store=store, now=ctx.end)]
+
+
+def cleanup(ctx: RunContext) -> None:
+    """Remove the run's work folder: everything in it is recorded or published now."""
+    ctx.work.remove()
 
 
 def write_indexes(ctx: RunContext, store: Any) -> None:
@@ -1164,7 +1174,7 @@ def write_indexes(ctx: RunContext, store: Any) -> None:
 
 
 def run_alerts(
-    ctx: RunContext, facts: Any, q: dict[str, Any], d: dict[str, Any], decision: dict[str, Any]
+    ctx: RunContext, facts: RunFacts, q: QualityResult, d: DriftResult, decision: DecisionResult
 ) -> list[Any]:
     from driftguard.alerts import Alert
 
@@ -1185,56 +1195,54 @@ def run_alerts(
                 **common,
             )
         )
-    failed = sorted(
-        {f"{x['family']}:{x['column']}" for x in q["checks"] if not x["success"] and x["severity"] == "critical"}
-    )
+    failed = sorted({f"{x['family']}:{x['column']}" for x in q.failed("critical")})
     if failed and facts.status != "no_data":
         out.append(
             Alert(
                 kind="quality_critical",
                 severity="critical",
                 title="critical data quality failure",
-                body=q.get("summary", ""),
+                body=q.summary,
                 state=",".join(failed),
                 **common,
             )
         )
-    if d.get("error"):
+    if d.error:
         out.append(
             Alert(
                 kind="drift_failed",
                 severity="critical",
                 title="drift not computed",
-                body=f"{ctx.label}: {d['error']}",
+                body=f"{ctx.label}: {d.error}",
                 state="error",
                 **common,
             )
         )
-    elif d.get("render_errors"):
-        cols = sorted(d["render_errors"])
+    elif d.render_errors:
+        cols = sorted(d.render_errors)
         out.append(
             Alert(
                 kind="drift_degraded",
                 severity="warning",
                 title=f"drift report incomplete: plots failed for {', '.join(cols)}",
-                body=d.get("summary", ""),
+                body=d.summary or "",
                 state=",".join(cols),
                 **common,
             )
         )
-    trigger = max(c.policy.drift_share or 1.0, (d.get("calibration") or {}).get("share_threshold") or 0.0)
-    if d.get("dataset_drift") or (d.get("drift_share") or 0) >= trigger:
+    trigger = max(c.policy.drift_share or 1.0, d.share_threshold or 0.0)
+    if d.dataset_drift or (d.drift_share or 0) >= trigger:
         out.append(
             Alert(
                 kind="drift",
                 severity="warning",
                 title=f"drift in {len(facts.drifted_features)} features",
-                body=d.get("summary", ""),
+                body=d.summary or "",
                 state=",".join(sorted(facts.drifted_features)),
                 **common,
             )
         )
-    for review in (r for r in decision["reasons"] if r["kind"] == "review" and r["fired"]):
+    for review in decision.fired("review"):
         out.append(
             Alert(
                 kind="model_review",
@@ -1245,14 +1253,14 @@ def run_alerts(
                 **common,
             )
         )
-    if decision["retrain"]:
-        fired = sorted(r["rule"] for r in decision["reasons"] if r["kind"] == "trigger" and r["fired"])
+    if decision.retrain:
+        fired = sorted(r["rule"] for r in decision.fired("trigger"))
         out.append(
             Alert(
                 kind="retrain",
                 severity="info",
                 title="retraining requested",
-                body=decision["summary"],
+                body=decision.summary,
                 state=",".join(fired),
                 **common,
             )
@@ -1262,7 +1270,7 @@ def run_alerts(
 
 def meta_version(ctx: RunContext) -> str | None:
     """The champion version this run compared against (an alert's state: one review per version)."""
-    return ctx.read_json("reference.json").get("model_version")
+    return ctx.work.read_json("reference.json").get("model_version")
 
 
 def history_store(settings: Settings) -> Any:
@@ -1275,31 +1283,46 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
-# What each step reads from the steps before it (files in the run's work folder): the DAG's
-# wiring. The window and the reference are independent reads; score adds its column to the
-# window's file, so the three checks and shadow scoring wait for it and then read it side by
-# side; decide reads shadow scoring's outcome too (the policy holds a retrain while a challenger
-# shadows). promote_shadow reads what publish recorded (history, not files).
-UPSTREAM: dict[str, tuple[str, ...]] = {
-    "extract": (),
-    "load_reference": (),
-    "score": ("extract", "load_reference"),
-    "check_quality": ("score",),
-    "detect_drift": ("score",),
-    "evaluate_model": ("score",),
-    "shadow": ("score",),
-    "decide": ("check_quality", "detect_drift", "evaluate_model", "shadow"),
-    "publish": ("decide", "shadow"),
-    "promote_shadow": ("publish",),
-}
-# The step functions by task name, in one order that respects UPSTREAM: the in-process run's.
-STEPS: dict[str, Callable[[RunContext], Any]] = {
-    step.__name__: step
-    for step in (
-        extract, load_reference, score, check_quality, detect_drift, evaluate_model, shadow, decide, publish,
-        promote_shadow,
-    )
-}  # fmt: skip
+@dataclass(frozen=True)
+class Step:
+    """One step of the monitoring flow: its function, the Airflow task that runs it, the steps
+    whose work-folder files it reads (its upstream tasks) and the task's one-line doc."""
+
+    run: Callable[[RunContext], Any]
+    task_id: str
+    upstream: tuple[Callable[[RunContext], Any], ...]
+    doc: str
+
+    @property
+    def name(self) -> str:
+        return self.run.__name__
+
+
+# The monitoring flow, written once: the DAG's tasks and edges, UPSTREAM and STEPS derive from it.
+# The window and the reference are independent reads; score adds its column to the window's file,
+# so the three checks and shadow scoring wait for it and then read it side by side; decide reads
+# shadow scoring's outcome too (the policy holds a retrain while a challenger shadows).
+# promote_shadow reads what publish recorded (history, not files). In an order that respects the
+# edges: the in-process run's.
+FLOW: tuple[Step, ...] = (
+    Step(extract, "extract_window", (), "The interval (lenient: schema problems fail quality)."),
+    Step(load_reference, "load_reference", (), "The champion's reference, or the bootstrap."),
+    Step(score, "score_window", (extract, load_reference), "Logged predictions, else @champion's scores."),
+    Step(check_quality, "check_quality", (score,), "The GX suite from the contract."),
+    Step(detect_drift, "detect_drift", (score,), "Evidently per feature, prediction and target."),
+    Step(evaluate_model, "evaluate_model", (score,), "Realized and proxy metrics."),
+    Step(shadow, "shadow_challenger", (score,), "An undecided challenger scores beside the champion."),
+    Step(
+        decide, "decide_retrain", (check_quality, detect_drift, evaluate_model, shadow),
+        "The retrain policy, every rule with its numbers.",
+    ),
+    Step(publish, "publish_results", (decide, shadow), "History, reports and alerts; the log ends with the summary."),
+    Step(promote_shadow, "promote_shadow", (publish,), "Promote a challenger whose shadow evidence passed."),
+)  # fmt: skip
+# What each step reads from the steps before it, by step name (the benchmarks' task scheduler).
+UPSTREAM: dict[str, tuple[str, ...]] = {s.name: tuple(u.__name__ for u in s.upstream) for s in FLOW}
+# The step functions by name, in FLOW order (tests and benchmarks wrap or run them one by one).
+STEPS: dict[str, Callable[[RunContext], Any]] = {s.name: s.run for s in FLOW}
 
 
 def run_monitoring(

@@ -67,6 +67,7 @@ from statistics import NormalDist
 from typing import Any
 
 from driftguard.contract import PolicyConfig, format_duration
+from driftguard.facts import RunFacts
 
 TRIGGER = "trigger"
 GUARD = "guard"
@@ -89,27 +90,6 @@ throws away the rest of the window, so one bad run (a stormy week on flights, RO
 it is usually 0.67) must not do that; a second confirms it at the cost of one window's delay."""
 
 _EPS = 1e-9  # float comparisons: 0.74 - 0.71 must count as a drop of 0.03
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """What one monitoring run found (also what the store returns as history)."""
-
-    model: str
-    interval_start: datetime
-    interval_end: datetime
-    status: str  # "ok" | "degraded" | "no_data" | "quality_failed"
-    quality_passed: bool
-    drift_share: float | None
-    drifted_features: tuple[str, ...]
-    metric_value: float | None
-    labelled_rows: int
-    retrain: bool = False
-    drift_share_threshold: float | None = None  # the reference-calibrated share trigger, when known
-    weighted_drift_share: float | None = None  # drifted features' share of the champion's importance
-    estimated_metric: float | None = None  # the primary metric estimated before labels (CBPE/DLE)
-    estimated_band: tuple[float, float] | None = None  # its band (value +- 3 sigma)
-    metric_se: float | None = None  # bootstrap standard error of metric_value (its sampling noise)
 
 
 @dataclass(frozen=True)

@@ -13,20 +13,22 @@ behind (driftguard.recovery): an interrupted alias move, MLflow runs left RUNNIN
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from driftguard.contract import ModelContract
 from driftguard.dag_defaults import RETRAIN_OUTCOMES
 from driftguard.settings import Settings, get_settings
+from driftguard.step_results import GateVerdict
+from driftguard.workdir import WorkDir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from driftguard.contract import ModelContract
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,10 @@ class RetrainContext:
         trigger: dict[str, Any] | None = None,
         settings: Settings | None = None,
     ) -> RetrainContext:
-        from driftguard.monitor import model_contract
+        from driftguard.contract import model_contract  # pydantic: at run time, never at DAG parse
 
         settings = settings or get_settings()
-        return cls(model_contract(model, settings), start, end, settings, dict(trigger or {}))
+        return cls(model_contract(model, settings.models_dir), start, end, settings, dict(trigger or {}))
 
     @property
     def name(self) -> str:
@@ -78,17 +80,10 @@ class RetrainContext:
 
         return self.settings.home / "work" / f"{self.name}-retrain" / reports.run_dir_name(self.start, self.end)
 
-    def write_json(self, name: str, data: dict[str, Any]) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        (self.work_dir / name).write_text(json.dumps(data, default=str, indent=1))
-
-    def read_json(self, name: str) -> dict[str, Any]:
-        try:
-            return json.loads((self.work_dir / name).read_text())
-        except FileNotFoundError:
-            raise RetrainError(
-                f"{self.label}: {name} missing in {self.work_dir}; clear and rerun the whole DAG run"
-            ) from None
+    @property
+    def work(self) -> WorkDir:
+        """The run's work folder: the candidate, its holdout and the verdict between tasks."""
+        return WorkDir(self.work_dir, self.label, RetrainError, "Clear and rerun the whole DAG run.")
 
     def store(self) -> Any:
         from driftguard.store import HistoryStore
@@ -224,7 +219,7 @@ def _record_earlier_promotion(ctx: RetrainContext, version: str, record: dict[st
     )
     shadow_handover(ctx, status="promoted", version=version, verdict=verdict, champion=champion)
     _alert(ctx, "promotion", "info", f"v{version} promoted to @champion", summary, state=str(version))
-    shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    ctx.work.remove()
     return {"proceed": False, "status": "promoted", "version": version}
 
 
@@ -306,12 +301,10 @@ def train(ctx: RetrainContext) -> dict[str, Any]:
     candidate = training.train_candidate(
         ctx.contract, data, tracking_uri=ctx.settings.mlflow_tracking_uri, trigger=ctx.trigger
     )
-    ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    data.split.holdout.to_parquet(ctx.work_dir / "holdout.parquet", index=False)
+    ctx.work.write_frame("holdout.parquet", data.split.holdout)
     # The batch evaluate times predict on: fixed size and seeded, so the same data gives the same batch.
-    servability.serving_sample(
-        data.split.train, ctx.contract.feature_names, seed=ctx.contract.training.seed
-    ).to_parquet(ctx.work_dir / SERVING_SAMPLE, index=False)
+    sample = servability.serving_sample(data.split.train, ctx.contract.feature_names, seed=ctx.contract.training.seed)
+    ctx.work.write_frame(SERVING_SAMPLE, sample)
     out = {
         "run_id": candidate.run_id,
         "model_uri": candidate.model_uri,
@@ -322,7 +315,7 @@ def train(ctx: RetrainContext) -> dict[str, Any]:
         "window_start": plan["start"].isoformat(),
         "since_change": plan["since_change"],
     }
-    ctx.write_json("candidate.json", out)
+    ctx.work.write_json("candidate.json", out)
     metric = ctx.contract.primary_metric
     log.info(
         "%s: candidate run %s, holdout %s %.4f on %s rows",
@@ -345,7 +338,7 @@ PAIRED_HOLDOUT = "paired_holdout.parquet"
 def register(ctx: RetrainContext) -> dict[str, Any]:
     from driftguard import registry
 
-    cand = ctx.read_json("candidate.json")
+    cand = ctx.work.read_json("candidate.json")
     mv = registry.register_candidate(
         ctx.contract.registered_model_name,
         cand["run_id"],
@@ -353,7 +346,7 @@ def register(ctx: RetrainContext) -> dict[str, Any]:
         tags={"driftguard.interval": _interval_tag(ctx)},
         description=registry.model_description(ctx.name, ctx.contract.description, ctx.contract.owners),
     )
-    ctx.write_json("registered.json", {"version": str(mv.version)})
+    ctx.work.write_json("registered.json", {"version": str(mv.version)})
     log.info("%s: registered as %s v%s", ctx.label, ctx.contract.registered_model_name, mv.version)
     return {"version": str(mv.version)}
 
@@ -401,13 +394,12 @@ def _champion_scores(ctx: RetrainContext, holdout: Any) -> tuple[str | None, Any
 def evaluate(ctx: RetrainContext) -> dict[str, Any]:
     """Score champion and challenger on the same out-of-time holdout rows; time both in a fresh
     process on the serving sample; run the gate."""
-    import pandas as pd
 
     from driftguard import gate, registry, servability
 
     contract = ctx.contract
-    cand, reg = ctx.read_json("candidate.json"), ctx.read_json("registered.json")
-    holdout = pd.read_parquet(ctx.work_dir / "holdout.parquet")
+    cand, reg = ctx.work.read_json("candidate.json"), ctx.work.read_json("registered.json")
+    holdout = ctx.work.read_frame("holdout.parquet")
     label = contract.source.labels.column if contract.source.labels else None
     if label is None:
         raise RetrainError(f"{ctx.label}: the contract has no labels; a candidate cannot be evaluated")
@@ -440,7 +432,7 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
 
         # The gate's paired holdout rows: a candidate it cannot judge starts shadowing with them.
         paired = shadow.evidence_frame(holdout, contract, champion=champion_scores, challenger=challenger_scores)
-        paired.to_parquet(ctx.work_dir / PAIRED_HOLDOUT, index=False)
+        ctx.work.write_frame(PAIRED_HOLDOUT, paired)
     registry.record_verdict(
         contract.registered_model_name,
         version,
@@ -449,15 +441,15 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         fingerprint=cand["fingerprint"],
         tracking_uri=ctx.settings.mlflow_tracking_uri,
     )
-    out = {
-        "version": version,
-        "champion_version": champion_version,
-        "promote": verdict.promote,
-        "summary": verdict.summary(),
+    out = GateVerdict(
+        version,
+        champion_version,
+        verdict.promote,
+        verdict.summary(),
         # Stored in dg_retrains with the verdict: what the candidate page links and names.
-        "verdict": {**verdict.to_dict(), "candidate": candidate_facts(ctx, cand["run_id"], version, champion_version)},
-    }
-    ctx.write_json("verdict.json", out)
+        {**verdict.to_dict(), "candidate": candidate_facts(ctx, cand["run_id"], version, champion_version)},
+    )
+    ctx.work.write_result(out)
     log.info(
         "%s: v%s vs champion %s -> %s",
         ctx.label,
@@ -465,7 +457,7 @@ def evaluate(ctx: RetrainContext) -> dict[str, Any]:
         f"v{champion_version}" if champion_version else "(none)",
         verdict.summary(),
     )
-    return {k: out[k] for k in ("version", "champion_version", "promote", "summary")}
+    return out.xcom()
 
 
 def candidate_facts(ctx: RetrainContext, run_id: str, version: str, champion_version: str | None) -> dict[str, Any]:
@@ -537,13 +529,10 @@ def seasonal_rows(ctx: RetrainContext, fingerprint: dict[str, Any], champion_ver
 def _serving_sample(ctx: RetrainContext, holdout: Any) -> Any:
     """The train step's serving sample; a work dir written before there was one gets the same
     kind of batch resampled from the holdout."""
-    import pandas as pd
-
     from driftguard import servability
 
-    path = ctx.work_dir / SERVING_SAMPLE
-    if path.exists():
-        return pd.read_parquet(path)
+    if ctx.work.exists(SERVING_SAMPLE):
+        return ctx.work.read_frame(SERVING_SAMPLE)
     log.warning("%s: %s missing in %s; resampling the holdout instead", ctx.label, SERVING_SAMPLE, ctx.work_dir)
     return servability.serving_sample(holdout, ctx.contract.feature_names, seed=ctx.contract.training.seed)
 
@@ -572,55 +561,55 @@ def promote(ctx: RetrainContext, *, approved_by: str | None = None) -> dict[str,
     """The last step: move the aliases (guarded) or keep the rejected candidate as @challenger."""
     from driftguard import registry
 
-    v = ctx.read_json("verdict.json")
+    v = ctx.work.read_result(GateVerdict)
     name, uri, store = ctx.contract.registered_model_name, ctx.settings.mlflow_tracking_uri, ctx.store()
-    version = v["version"]
-    if not v["promote"]:
+    version = v.version
+    if not v.promote:
         registry.mark_challenger(name, version, tracking_uri=uri)
         # Insufficient evidence is not a rejection: it starts no cooldown (store.UNDECIDED_RETRAIN_STATUSES).
-        status = "insufficient_evidence" if v["verdict"].get("outcome") == "insufficient_evidence" else "rejected"
-        log.info("%s: v%s %s, kept as @challenger. %s", ctx.label, version, status, v["summary"])
+        status = "insufficient_evidence" if v.outcome == "insufficient_evidence" else "rejected"
+        log.info("%s: v%s %s, kept as @challenger. %s", ctx.label, version, status, v.summary)
     else:
         actor = approved_by or ACTOR
         try:
             registry.promote(
                 name,
                 version,
-                expected_champion=v["champion_version"],
+                expected_champion=v.champion_version,
                 store=store,
                 actor=actor,
-                reason=v["summary"],
+                reason=v.summary,
                 tracking_uri=uri,
                 at=ctx.as_of,
             )
             status = "promoted"
-            log.info("%s: v%s is now @champion (was %s)", ctx.label, version, v["champion_version"] or "none")
+            log.info("%s: v%s is now @champion (was %s)", ctx.label, version, v.champion_version or "none")
         except registry.ConcurrentPromotionError as exc:
             status = "aborted"
             log.error("%s: promotion aborted: %s", ctx.label, exc)
             _alert(ctx, "promotion", "warning", f"promotion of v{version} aborted", str(exc), state=str(version))
-    store.finish_retrain(ctx.name, ctx.start, ctx.end, status=status, candidate_version=version, verdict=v["verdict"])
-    shadow_handover(ctx, status=status, version=version, verdict=v["verdict"], champion=v["champion_version"])
+    store.finish_retrain(ctx.name, ctx.start, ctx.end, status=status, candidate_version=version, verdict=v.verdict)
+    shadow_handover(ctx, status=status, version=version, verdict=v.verdict, champion=v.champion_version)
     if status == "promoted":
-        _alert(ctx, "promotion", "info", f"v{version} promoted to @champion", v["summary"], state=str(version))
-    shutil.rmtree(ctx.work_dir, ignore_errors=True)
-    return {"status": status, "version": version, "summary": v["summary"]}
+        _alert(ctx, "promotion", "info", f"v{version} promoted to @champion", v.summary, state=str(version))
+    ctx.work.remove()
+    return {"status": status, "version": version, "summary": v.summary}
 
 
 def reject_unapproved(ctx: RetrainContext, *, by: str | None = None) -> dict[str, Any]:
     """A person declined the promotion in the approval step."""
     from driftguard import registry
 
-    v = ctx.read_json("verdict.json")
+    v = ctx.work.read_result(GateVerdict)
     registry.mark_challenger(
-        ctx.contract.registered_model_name, v["version"], tracking_uri=ctx.settings.mlflow_tracking_uri
+        ctx.contract.registered_model_name, v.version, tracking_uri=ctx.settings.mlflow_tracking_uri
     )
     ctx.store().finish_retrain(
-        ctx.name, ctx.start, ctx.end, status="declined", candidate_version=v["version"], verdict=v["verdict"]
+        ctx.name, ctx.start, ctx.end, status="declined", candidate_version=v.version, verdict=v.verdict
     )
-    shadow_handover(ctx, status="declined", version=v["version"], verdict=v["verdict"], champion=v["champion_version"])
-    log.info("%s: promotion of v%s declined by %s", ctx.label, v["version"], by or "a reviewer")
-    return {"status": "declined", "version": v["version"]}
+    shadow_handover(ctx, status="declined", version=v.version, verdict=v.verdict, champion=v.champion_version)
+    log.info("%s: promotion of v%s declined by %s", ctx.label, v.version, by or "a reviewer")
+    return {"status": "declined", "version": v.version}
 
 
 def shadow_handover(
@@ -632,11 +621,9 @@ def shadow_handover(
     (`insufficient_evidence`) opens its own session, the gate's holdout rows its first evidence.
     A `rejected` candidate was conclusively worse and never shadows. Never fails the retrain (its
     outcome is recorded already): a problem is logged, and the candidate then does not shadow."""
-    import pandas as pd
 
     from driftguard import shadow
-    from driftguard.monitor import shadow_evidence
-    from driftguard.store import ShadowRecord
+    from driftguard.store import ShadowEvidence, ShadowRecord
 
     if status not in ("promoted", "rejected", "insufficient_evidence", "declined"):
         return  # aborted: @challenger did not move, and the champion check ends a stale session
@@ -661,18 +648,17 @@ def shadow_handover(
                 )
             )  # fmt: skip
             log.info("%s: shadowing of v%s ended (%s): %s", ctx.label, other, ending, reason)
-        paired = ctx.work_dir / PAIRED_HOLDOUT
         if status != "insufficient_evidence":
             return
         if not ctx.contract.promotion.shadow.enabled:
             log.info("%s: v%s does not shadow: promotion.shadow.enabled is off", ctx.label, version)
             return
-        if champion is None or not paired.exists():
+        if champion is None or not ctx.work.exists(PAIRED_HOLDOUT):
             log.warning("%s: v%s cannot shadow: no paired holdout scores in %s", ctx.label, version, ctx.work_dir)
             return
-        frame = pd.read_parquet(paired)
-        shadow_evidence(ctx.settings).write(ctx.name, str(version), shadow.HOLDOUT, frame)
-        trained = ctx.read_json("candidate.json") if (ctx.work_dir / "candidate.json").exists() else {}
+        frame = ctx.work.read_frame(PAIRED_HOLDOUT)
+        ShadowEvidence.under(ctx.settings.home).write(ctx.name, str(version), shadow.HOLDOUT, frame)
+        trained = ctx.work.read_json("candidate.json") if ctx.work.exists("candidate.json") else {}
         checks = {c.get("name"): c for c in verdict.get("checks", [])}
         sig = checks.get("significance") or {}
         numbers = sig.get("numbers") or {}

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from driftguard.policy import RunFacts
+from driftguard.facts import RunFacts
 
 log = logging.getLogger(__name__)
 
@@ -1281,6 +1281,11 @@ class ShadowEvidence:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+
+    @classmethod
+    def under(cls, home: Path) -> ShadowEvidence:
+        """The evidence of a Driftguard home (DRIFTGUARD_HOME): ``<home>/shadow``."""
+        return cls(Path(home) / "shadow")
 
     def folder(self, model: str, version: str) -> Path:
         return self.root / model / f"v{version}"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from driftguard.contract import load_contract
 from driftguard.dag_specs import DagSpec, load_specs
@@ -91,3 +92,49 @@ def test_missing_folder_and_unwritable_cache(tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     assert list(load_specs(models, blocked / "cache.json").specs) == ["mm"]  # no cache, still correct
+
+
+def test_step_modules_import_without_the_contract_models() -> None:
+    """The DAG files hold the step functions themselves (monitor.FLOW, retrain.train ...), so
+    importing the step modules must stay as cheap as the spec cache: no pydantic, no pandas."""
+    code = (
+        "import sys; from driftguard import monitor, retrain; "
+        "print([m for m in ('driftguard.contract', 'pydantic', 'pandas', 'sqlalchemy') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_monitoring_flow_is_one_table() -> None:
+    """UPSTREAM and STEPS derive from FLOW, whose order respects its own edges (the in-process run)."""
+    from driftguard import monitor
+
+    assert list(monitor.STEPS) == [s.name for s in monitor.FLOW] and len(set(monitor.STEPS)) == len(monitor.FLOW)
+    done: set[str] = set()
+    for step in monitor.FLOW:
+        assert set(monitor.UPSTREAM[step.name]) <= done, step.name
+        assert monitor.STEPS[step.name] is step.run and step.run.__module__ == "driftguard.monitor"
+        done.add(step.name)
+
+
+def test_step_results_keep_their_json_shape(tmp_path: Path) -> None:
+    """A result goes through the work folder unchanged; keys only the pages read stay verbatim,
+    and a field that was absent stays absent (readers test `"error" in drift`)."""
+    from driftguard.step_results import DriftResult, EvaluationResult, dump, load
+    from driftguard.workdir import WorkDir
+
+    work = WorkDir(tmp_path / "run", "probe", LookupError)
+    full = {"drift_share": 0.5, "drifted_features": ["a"], "skipped": {}, "model": "m", "features": [None]}
+    work.write_result(load(DriftResult, full))
+    back = work.read_result(DriftResult)
+    assert dump(back) == full and back.extra == {"model": "m"} and not back.lost
+    failed = DriftResult(error="boom")
+    assert failed.to_json() == {"error": "boom"} and failed.xcom() == {"error": "boom"} and failed.lost
+    raw = {"metric_name": "roc_auc", "metric_value": None, "estimated": {"value": 0.7, "lower": 0.6, "upper": 0.8}}
+    evaluated = load(EvaluationResult, raw)
+    assert evaluated.estimated is not None and evaluated.estimated.band == (0.6, 0.8)
+    assert json.loads(json.dumps(dump(evaluated)))["estimated"] == raw["estimated"]
+    assert "metric_se" not in dump(evaluated) and dump(evaluated)["metric_value"] is None
+    assert sorted(p.name for p in work.root.iterdir()) == ["drift.json"], "no temporary file left behind"
+    with pytest.raises(LookupError, match=r"evaluate\.json is missing"):
+        work.read_result(EvaluationResult)

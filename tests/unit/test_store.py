@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from driftguard.policy import RunFacts
+from driftguard.facts import RunFacts
 from driftguard.store import HistoryStore, RunRecord, ShadowEvidence, ShadowRecord, StoreError, dispose_engines
 
 T0 = datetime(2013, 3, 4, tzinfo=UTC)
