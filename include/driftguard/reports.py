@@ -34,9 +34,12 @@ from typing import Any
 from urllib.parse import quote
 
 from driftguard.store import RunRecord, ShadowRecord, jsonable
+from driftguard.templating import macro
 
 log = logging.getLogger(__name__)
 
+CELLS = "_cells.html"
+"""Template of the run cells and runs table the reports index and the UI's model page share."""
 DRIFT_HTML = "drift.html"
 QUALITY_HTML = "validation.html"
 SUMMARY_JSON = "summary.json"
@@ -466,14 +469,8 @@ TREND_LEGEND = (
 
 
 def quality_cell(rec: RunRecord) -> str:
-    if rec.status == "no_data":
-        return '<span class="warn">no data</span>'
-    if not rec.quality_passed or rec.status == "quality_failed":
-        return f'<span class="bad">failed: {_e(rec.critical_failures)} critical</span>, {_e(rec.warnings)} warning(s)'
-    degraded = ' · <span class="warn">drift degraded</span>' if rec.status == "degraded" else ""
-    if rec.warnings:
-        return f'<span class="warn">passed, {_e(rec.warnings)} warning(s)</span>{degraded}'
-    return f'<span class="good">passed</span>{degraded}'
+    """The run's quality verdict in a few coloured words (templates/_cells.html)."""
+    return macro(CELLS, "quality_cell", rec)
 
 
 def decision_cell(rec: RunRecord) -> str:
@@ -481,28 +478,7 @@ def decision_cell(rec: RunRecord) -> str:
     reasons, and the full summary when it says more, one click away."""
     from driftguard.health import decision_line
 
-    line = decision_line(rec)
-    out = [
-        f'<span class="decision retrain">{_e(line)}</span>'
-        if rec.retrain
-        else f'<span class="decision">{_e(line)}</span>'
-    ]
-    items = []
-    for r in rec.reasons:
-        kind, fired = r.get("kind", ""), bool(r.get("fired"))
-        words = {"trigger": ("fired", "not fired"), "review": ("raised", "not raised")}
-        state = words.get(kind, ("blocks", "passes"))[0 if fired else 1]
-        css = ' class="bad"' if kind == "guard" and fired else (' class="retrain"' if fired else "")
-        items.append(
-            f'<li{css} data-rule="{_e(r.get("rule"))}">{_e(kind)} {_e(r.get("rule"))} {state}: '
-            f"{_e(r.get('detail'))}</li>"
-        )
-    summary = rec.summary.strip()
-    if items:
-        out.append(f'<details><summary>reasons</summary><ul class="reasons">{"".join(items)}</ul></details>')
-    elif summary and summary != line:
-        out.append(f'<details><summary>summary</summary><p class="summary">{_e(summary)}</p></details>')
-    return "".join(out)
+    return macro(CELLS, "decision_cell", rec, decision_line(rec))
 
 
 # --------------------------------------------------------------------------- shadow scoring
@@ -537,30 +513,8 @@ def _outcome_html(outcome: Any, action: Any = None) -> str:
 
 def shadow_cell(rec: RunRecord) -> str:
     """A run's shadow scoring (signals["shadow"]): the challenger beside the champion, how much they
-    disagreed, the paired evidence so far and the outcome. Every value escaped."""
-    sh = (rec.signals or {}).get("shadow")
-    if not isinstance(sh, Mapping) or not sh:
-        return _NONE
-    state = sh.get("state")
-    if state == "error":
-        return f'<span class="warn">shadow scoring failed: {_e(sh.get("error"))}</span>'
-    if state not in ("shadow", "stopped"):
-        return f'<span class="muted">{_e(sh.get("note"))}</span>' if sh.get("note") else _NONE
-    versions = f"v{_e(sh.get('challenger_version'))} beside v{_e(sh.get('champion_version'))}"
-    head = f"{versions}, window {_e(sh.get('windows'))}"
-    facts = []
-    if state == "shadow":
-        facts.append(f"disagreement {_pct(sh.get('disagreement'))}, shift {_signed(sh.get('prediction_shift'))}")
-        facts.append(
-            f"+{_count(sh.get('labelled_rows') or 0)} labelled, {_count(sh.get('cumulative_rows') or 0)} paired rows"
-        )
-        if sh.get("ci_low") is not None:
-            facts.append(f"CI {_ci(sh.get('ci_low'), sh.get('ci_high'))}")
-    reason = f'<details><summary>why</summary><p class="reasons">{_e(sh.get("reason"))}</p></details>'
-    return (
-        f'<span class="shadow">{head}</span>: {_outcome_html(sh.get("outcome"))}'
-        f"{'<br>' + '; '.join(facts) if facts else ''}{reason if sh.get('reason') else ''}"
-    )
+    disagreed, the paired evidence so far and the outcome (templates/_cells.html)."""
+    return macro(CELLS, "shadow_cell", rec)
 
 
 def shadow_state(records: Sequence[ShadowRecord]) -> str:
@@ -631,25 +585,30 @@ def _links_cell(rec: RunRecord, model_dir: Path, base: Path | None = None) -> st
     return " · ".join(links) or '<span class="muted">—</span>'
 
 
+def run_rows(records: Sequence[RunRecord], links: Callable[[RunRecord], list[tuple[str, str, str]]]) -> list[dict]:
+    """The rows of the shared runs table (templates/_cells.html runs_table), newest first."""
+    from driftguard.health import decision_line
+
+    ordered = sorted(records, key=lambda r: (r.interval_end, r.interval_start), reverse=True)
+    return [
+        {
+            "rec": r,
+            "line": decision_line(r),
+            "dir_name": run_dir_name(r.interval_start, r.interval_end),
+            "links": links(r),
+        }
+        for r in ordered
+    ]
+
+
+def _report_links(rec: RunRecord, model_dir: Path, base: Path | None = None) -> list[tuple[str, str, str]]:
+    labels = (("drift", "drift"), ("quality", "quality"), ("summary", "summary.json"))
+    found = [(key, _report_link(rec, key, model_dir, base), label) for key, label in labels]
+    return [(key, href, label) for key, href, label in found if href]
+
+
 def _runs_table(records: Sequence[RunRecord], model_dir: Path) -> str:
-    head = (
-        "<tr><th>Data interval (UTC)</th><th>Rows</th><th>Quality</th><th>Drift share</th><th>Drifted features</th>"
-        "<th>Metric</th><th>Labelled</th><th>Decision</th><th>Shadow challenger</th><th>Reports</th></tr>"
-    )
-    rows = []
-    for rec in sorted(records, key=lambda r: (r.interval_end, r.interval_start), reverse=True):
-        metric = "—" if rec.metric_value is None else f"{_e(rec.metric_name or 'metric')} {rec.metric_value:.4f}"
-        drifted = ", ".join(rec.drifted_features) if rec.drifted_features else "—"
-        rows.append(
-            f'<tr class="run" data-interval="{_e(run_dir_name(rec.interval_start, rec.interval_end))}">'
-            f'<td>{_e(_interval(rec))}</td><td class="num">{rec.rows:,}</td><td>{quality_cell(rec)}</td>'
-            f'<td class="num">{_fmt(rec.drift_share, 2)}</td><td>{_e(drifted)}</td><td>{metric}</td>'
-            f'<td class="num">{rec.labelled_rows:,}</td><td>{decision_cell(rec)}</td><td>{shadow_cell(rec)}</td>'
-            f"<td>{_links_cell(rec, model_dir)}</td></tr>"
-        )
-    if not rows:
-        rows.append('<tr><td colspan="10" class="muted">no runs recorded yet</td></tr>')
-    return f'<table class="runs"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+    return macro(CELLS, "runs_table", run_rows(records, lambda r: _report_links(r, model_dir)), report=True)
 
 
 def _promotions_list(promotions: Sequence[Mapping[str, Any]]) -> str:
