@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from driftguard import templating
 from driftguard.store import RunRecord, ShadowRecord, jsonable
-from driftguard.templating import macro
+from driftguard.templating import macro, render
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +161,9 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _page(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
-        f"<style>{PAGE_CSS}\n{_STATUS_CSS}\n{THEME_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
-    )
+def _render(name: str, title: str, **context: Any) -> str:
+    """A report file from templates/reports/`name` in the report layout (inline CSS, no script)."""
+    return render(f"reports/{name}", title=title, css=f"{PAGE_CSS}\n{_STATUS_CSS}\n{THEME_CSS}", **context)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -487,28 +485,8 @@ _SHADOW_ENDED = ("promote", "rejected", "expired", "stopped", "replaced")  # dri
 _NONE = '<span class="muted">—</span>'
 
 
-def _pct(value: Any) -> str:
-    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
-
-
-def _signed(value: Any, digits: int = 4) -> str:
-    return f"{value:+.{digits}f}" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
-
-
-def _ci(low: Any, high: Any) -> str:
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)):
-        return "—"
-    return f"[{low:+.3f}, {high:+.3f}]"
-
-
 def _count(value: Any) -> str:
     return f"{int(value):,}" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
-
-
-def _outcome_html(outcome: Any, action: Any = None) -> str:
-    css = {"promote": "good", "rejected": "bad", "expired": "warn", "stopped": "warn"}.get(str(outcome), "")
-    text = _e(outcome) + (f" → {_e(action)}" if action else "")
-    return f'<span class="{css}">{text}</span>' if css else text
 
 
 def shadow_cell(rec: RunRecord) -> str:
@@ -528,7 +506,7 @@ def shadow_state(records: Sequence[ShadowRecord]) -> str:
     v, champ = f"v{last.challenger_version}", f"v{session.champion_version}"
     if last.outcome not in _SHADOW_ENDED:
         windows = sum(1 for r in mine if r.kind == "window")
-        ci = _ci(last.ci_low, last.ci_high)
+        ci = templating.ci(last.ci_low, last.ci_high)
         needed = f"; about {last.rows_needed:,} rows needed" if last.rows_needed else ""
         return (
             f"{v} is shadowing champion {champ} since {_when(session.interval_end)} UTC: {windows} window(s), "
@@ -547,42 +525,10 @@ def _version_key(version: str) -> int:
     return int(version) if str(version).isdigit() else -1
 
 
-def shadow_table(records: Sequence[ShadowRecord], limit: int = 40) -> str:
-    """Every part of the shadow evidence, newest first: what each window scored and added, the CI
-    on everything so far, and the outcome."""
-    if not records:
-        return '<p class="muted">No shadow scoring yet.</p>'
-    head = (
-        "<tr><th>Data interval (UTC)</th><th>Part</th><th>Challenger</th><th>Champion</th><th>Rows scored</th>"
-        "<th>Disagreement</th><th>Prediction shift</th><th>Labelled rows added</th><th>Paired rows</th>"
-        "<th>CI of the gain</th><th>Rows needed</th><th>Outcome</th></tr>"
-    )
-    rows = []
-    for r in list(reversed(records))[:limit]:
-        rows.append(
-            f'<tr class="shadow-row" data-kind="{_e(r.kind)}"><td>{_e(_when(r.interval_start))} → '
-            f"{_e(_when(r.interval_end))}</td><td>{_e(r.kind)}</td><td>v{_e(r.challenger_version)}</td>"
-            f'<td>v{_e(r.champion_version)}</td><td class="num">{_count(r.rows) if r.kind == "window" else "—"}</td>'
-            f'<td class="num">{_pct(r.disagreement)}</td><td class="num">{_signed(r.prediction_shift)}</td>'
-            f'<td class="num">{_count(r.labelled_rows)}</td><td class="num">{_count(r.cumulative_rows)}</td>'
-            f"<td>{_ci(r.ci_low, r.ci_high)}</td>"
-            f'<td class="num">{_count(r.rows_needed) if r.rows_needed else "—"}</td>'
-            f'<td>{_outcome_html(r.outcome, r.action)}<p class="reasons">{_e(r.reason)}</p></td></tr>'
-        )
-    return f'<table class="shadow"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
-
-
 def shadow_section(records: Sequence[ShadowRecord]) -> str:
-    return f'<p class="shadow-state">{_e(shadow_state(records))}</p>\n{shadow_table(records)}'
-
-
-def _links_cell(rec: RunRecord, model_dir: Path, base: Path | None = None) -> str:
-    links = []
-    for key, label in (("drift", "drift"), ("quality", "quality"), ("summary", "summary.json")):
-        href = _report_link(rec, key, model_dir, base)
-        if href:
-            links.append(f'<a class="report-{key}" href="{_e(href)}">{_e(label)}</a>')
-    return " · ".join(links) or '<span class="muted">—</span>'
+    """The shadow state in one sentence above every part of the evidence, newest first: what each
+    window scored and added, the CI on everything so far, and the outcome (templates/_cells.html)."""
+    return macro(CELLS, "shadow_section", shadow_state(records), records)
 
 
 def run_rows(records: Sequence[RunRecord], links: Callable[[RunRecord], list[tuple[str, str, str]]]) -> list[dict]:
@@ -607,24 +553,6 @@ def _report_links(rec: RunRecord, model_dir: Path, base: Path | None = None) -> 
     return [(key, href, label) for key, href, label in found if href]
 
 
-def _runs_table(records: Sequence[RunRecord], model_dir: Path) -> str:
-    return macro(CELLS, "runs_table", run_rows(records, lambda r: _report_links(r, model_dir)), report=True)
-
-
-def _promotions_list(promotions: Sequence[Mapping[str, Any]]) -> str:
-    if not promotions:
-        return '<p class="muted">No promotions yet.</p>'
-    items = []
-    for p in sorted(promotions, key=lambda p: p.get("at") or datetime.min.replace(tzinfo=UTC), reverse=True):
-        prev = f" (was v{_e(p.get('previous_version'))})" if p.get("previous_version") else ""
-        reason = f": {_e(p.get('reason'))}" if p.get("reason") else ""
-        items.append(
-            f'<li class="promotion">{_e(_when(p.get("at")))} <strong>{_e(p.get("action"))}</strong> '
-            f"v{_e(p.get('version'))}{prev} by {_e(p.get('actor'))}{reason}</li>"
-        )
-    return f'<ul class="promotions">{"".join(items)}</ul>'
-
-
 def write_model_index(
     reports_dir: Path,
     model: str,
@@ -645,22 +573,21 @@ def write_model_index(
         facts.append(f"latest data interval {_interval(latest)} UTC")
     if champion is not None:
         facts.append(f"champion v{champion}")
-    body = [
-        f'<p><a href="../{INDEX_HTML}">All models</a></p>',
-        f"<h1>{_e(model)}</h1>",
-        f"<p>{_e(description)}</p>" if description else "",
-        f'<p class="muted">{_e(" · ".join(facts))} · ran at {_e(_when(datetime.now(UTC)))} UTC</p>',
-        "<h2>Trend</h2>",
-        trend_svg(records, promotions=promotions, drift_threshold=drift_threshold),
-        TREND_LEGEND,
-        "<h2>Runs</h2>",
-        _runs_table(records, model_dir),
-        "<h2>Shadow challenger</h2>",
-        shadow_section(shadow),
-        "<h2>Promotions</h2>",
-        _promotions_list(promotions),
-    ]
-    path = atomic_write_text(model_dir / INDEX_HTML, _page(f"Driftguard: {model}", "\n".join(b for b in body if b)))
+    page = _render(
+        "model_index.html",
+        f"Driftguard: {model}",
+        model=model,
+        description=description,
+        facts=facts,
+        now=datetime.now(UTC),
+        trend=trend_svg(records, promotions=promotions, drift_threshold=drift_threshold),
+        legend=TREND_LEGEND,
+        runs=run_rows(records, lambda r: _report_links(r, model_dir)),
+        shadow_state=shadow_state(shadow),
+        shadow=shadow,
+        promotions=sorted(promotions, key=lambda p: p.get("at") or datetime.min.replace(tzinfo=UTC), reverse=True),
+    )
+    path = atomic_write_text(model_dir / INDEX_HTML, page)
     log.info("wrote model index %s (%d runs)", path, len(records))
     return path
 
@@ -683,46 +610,16 @@ def write_home(
     recent = {m: sorted(rs, key=lambda r: (r.interval_end, r.interval_start), reverse=True)[:HOME_RUNS]
               for m, rs in (recent or {}).items()}  # fmt: skip
     latest = {**{m: rs[0] for m, rs in recent.items() if rs}, **(latest or {})}
-    rows, run_rows = [], []
+    rows, runs = [], []
     for model in sorted(models):
         model_dir = _model_dir(reports_dir, model)  # validates the name
         rec = latest.get(model)
-        if rec is None:
-            cells = '<td colspan="4" class="muted">no runs yet</td>'
-        else:
-            decision = '<span class="retrain">retrain</span>' if rec.retrain else "no retrain"
-            cells = (
-                f"<td>{_e(_interval(rec))}</td><td>{quality_cell(rec)}</td>"
-                f'<td class="num">{_fmt(rec.drift_share, 2)}</td><td>{decision}</td>'
-            )
-        rows.append(f'<tr class="model"><td><a href="{_e(quote(model))}/{INDEX_HTML}">{_e(model)}</a></td>{cells}</tr>')
+        rows.append((model, rec))
         for r in recent.get(model) or ([rec] if rec is not None else []):
-            decision = '<span class="retrain">retrain</span>' if r.retrain else "no retrain"
-            run_rows.append(
-                f'<tr class="run" data-model="{_e(model)}" '
-                f'data-interval="{_e(run_dir_name(r.interval_start, r.interval_end))}"><td>{_e(model)}</td>'
-                f'<td>{_e(_interval(r))}</td><td class="num">{r.rows:,}</td><td>{quality_cell(r)}</td>'
-                f'<td class="num">{_fmt(r.drift_share, 2)}</td><td>{decision}</td>'
-                f"<td>{_links_cell(r, model_dir, reports_dir)}</td></tr>"
-            )
-    if not rows:
-        rows.append('<tr><td colspan="5" class="muted">no models monitored yet</td></tr>')
-    table = (
-        '<table class="models"><thead><tr><th>Model</th><th>Latest data interval (UTC)</th><th>Quality</th>'
-        f"<th>Drift share</th><th>Decision</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    )
-    runs = (
-        '<table class="runs"><thead><tr><th>Model</th><th>Data interval (UTC)</th><th>Rows</th><th>Quality</th>'
-        "<th>Drift share</th><th>Decision</th><th>Reports</th></tr></thead>"
-        f"<tbody>{''.join(run_rows)}</tbody></table>"
-        if run_rows
-        else '<p class="muted">No runs recorded yet.</p>'
-    )
-    body = (
-        f'<h1>Driftguard reports</h1>\n<p class="muted">ran at {_e(_when(datetime.now(UTC)))} UTC</p>\n{table}\n'
-        f"<h2>Latest runs</h2>\n{runs}"
-    )
-    path = atomic_write_text(reports_dir / INDEX_HTML, _page("Driftguard reports", body))
+            name = run_dir_name(r.interval_start, r.interval_end)
+            runs.append((model, r, name, _report_links(r, model_dir, reports_dir)))
+    page = _render("home.html", "Driftguard reports", now=datetime.now(UTC), models=rows, runs=runs)
+    path = atomic_write_text(reports_dir / INDEX_HTML, page)
     log.info("wrote reports home %s (%d models)", path, len(models))
     return path
 
@@ -794,28 +691,6 @@ def _observed_text(observed: Any) -> str:
     return str(observed)
 
 
-def _examples_html(observed: Any) -> str:
-    examples = observed.get("examples") if isinstance(observed, Mapping) else None
-    if not examples:
-        return _NONE
-    return " ".join(f"<code>{_e('null' if v is None else v)}</code>" for v in list(examples)[:5])
-
-
-def _check_row(check: Mapping[str, Any]) -> str:
-    ok = bool(check.get("success"))
-    severity = str(check.get("severity") or "")
-    result = "passed" if ok else "failed"
-    badge = "passed" if ok else ("failed" if severity == "critical" else "warning")
-    column = check.get("column")
-    return (
-        f'<tr class="check {result} {_e(severity)}" data-family="{_e(check.get("family"))}">'
-        f'<td><span class="badge {badge}">{result}</span></td><td>{_e(severity)}</td>'
-        f"<td>{_e(check.get('family'))}</td><td>{_e(column) if column else '<span class=muted>(table)</span>'}</td>"
-        f"<td>{_e(check.get('message'))}</td><td>{_e(_observed_text(check.get('observed')))}</td>"
-        f"<td>{_examples_html(check.get('observed'))}</td></tr>"
-    )
-
-
 def quality_page(data: Mapping[str, Any], *, summary: str = "", files: Sequence[str] = ()) -> str:
     """validation.html: every check of the run's quality suite with its column, severity (as the
     contract classifies it), result, observed value and sample unexpected values, failures first.
@@ -834,29 +709,20 @@ def quality_page(data: Mapping[str, Any], *, summary: str = "", files: Sequence[
     ordered = sorted(
         checks, key=lambda c: (bool(c.get("success")), order.get(str(c.get("severity")), 2), c.get("family") or "")
     )
-    table = (
-        '<table class="checks"><thead><tr><th>Result</th><th>Severity</th><th>Check</th><th>Column</th>'
-        "<th>Expectation and finding</th><th>Observed</th><th>Sample unexpected values</th></tr></thead>"
-        f"<tbody>{''.join(_check_row(c) for c in ordered)}</tbody></table>"
-        if checks
-        else '<p class="muted">No checks ran.</p>'
+    return _render(
+        "quality.html",
+        f"{model} data quality {_when(start)} to {_when(end)} UTC",
+        model=model,
+        start=start,
+        end=end,
+        rows_text=rows_text,
+        status_css=css,
+        words=words,
+        n_checks=_plural(len(checks), "check"),
+        summary=summary,
+        checks=[(c, _observed_text(c.get("observed"))) for c in ordered],
+        files=list(files),
     )
-    raw = " · ".join(f'<a href="{_e(quote(name))}">{_e(name)}</a>' for name in files)
-    body = [
-        f'<p><a href="../{INDEX_HTML}">{_e(model)}: all runs</a></p>',
-        f"<h1>{_e(model)} data quality</h1>",
-        '<dl class="facts">',
-        f"<dt>Data interval (UTC)</dt><dd>{_e(_when(start))} → {_e(_when(end))}</dd>",
-        f"<dt>Rows</dt><dd>{_e(rows_text)}</dd>",
-        f'<dt>Status</dt><dd><span class="badge {css}" id="quality-status">{_e(words)}</span> '
-        f'<span class="muted">({_plural(len(checks), "check")}; only critical failures block retraining)</span></dd>',
-        "</dl>",
-        f'<p class="summary">{_e(summary)}</p>' if summary else "",
-        "<h2>Checks</h2>",
-        table,
-        f'<p class="muted">Raw results (Great Expectations JSON): {raw}</p>' if raw else "",
-    ]
-    return _page(f"{model} data quality {_when(start)} to {_when(end)} UTC", "\n".join(b for b in body if b))
 
 
 def _parse_when(value: Any) -> datetime | None:

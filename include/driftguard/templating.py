@@ -23,7 +23,7 @@ def when(value: Any) -> str:
 
 
 def finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def pct(value: Any) -> str:

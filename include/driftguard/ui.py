@@ -613,7 +613,8 @@ def create_app(
                 records, promotions=promotions, retrains=retrains, failures=failures, drift_threshold=threshold
             ),
             legend=reports.TREND_LEGEND,
-            shadow=reports.shadow_section(shadow),
+            shadow_state=reports.shadow_state(shadow),
+            shadow=shadow,
             retrains=retrain_rows(root, model, retrains, limit=10),
             runs=run_rows(root, reports_dir, records),
             failures=failure_rows(root, failures),
