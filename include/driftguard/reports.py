@@ -482,7 +482,6 @@ def decision_cell(rec: RunRecord) -> str:
 # --------------------------------------------------------------------------- shadow scoring
 
 _SHADOW_ENDED = ("promote", "rejected", "expired", "stopped", "replaced")  # driftguard.shadow.TERMINAL
-_NONE = '<span class="muted">—</span>'
 
 
 def _count(value: Any) -> str:
@@ -781,82 +780,22 @@ def _drift_order(item: tuple[str, Mapping[str, Any]]) -> tuple[int, float, str]:
     return rank, -size, str(f.get("feature"))
 
 
-def drift_table(data: Mapping[str, Any]) -> str:
-    """Every compared column's verdict, coloured and sorted (drifted first, then by effect size),
-    with the test, score, threshold, effect and rows behind it. Evidently's verdicts as they are."""
+def _drift_columns(data: Mapping[str, Any]) -> list[tuple[str, str, str, str, Mapping[str, Any], str]]:
+    """Every compared column's (name, role, css, verdict, result, effect), drifted first, then by
+    effect size: Evidently's verdicts as they are."""
     rows = []
     for role, f in sorted(_drift_rows(data), key=_drift_order):
-        status = str(f.get("status") or "")
         if f.get("drifted"):
             verdict, css = "drifted", "drift"
-        elif status == "insufficient data":
+        elif str(f.get("status") or "") == "insufficient data":
             verdict, css = "insufficient data", "insufficient"
         else:
             verdict, css = "no drift", "no-drift"
         effect = f.get("effect")
         effect_text = "—" if effect is None else f"{_num(effect, 3)} ({f.get('effect_method') or ''})"
-        name = _e(column_label(str(f.get("feature")), role))
-        rows.append(
-            f'<tr class="verdict verdict-{css}" data-column="{name}"><td>{name}</td>'
-            f'<td>{_e(ROLE_LABELS.get(role, role))}</td><td><span class="badge {css}">{verdict}</span></td>'
-            f'<td class="num">{_e(effect_text)}</td><td>{_e(f.get("method"))}</td>'
-            f'<td class="num">{_num(f.get("score"))}</td><td class="num">{_num(f.get("threshold"))}</td>'
-            f'<td class="num">{_count(f.get("reference_rows"))} / {_count(f.get("current_rows"))}</td>'
-            f'<td class="num">{_count(f.get("nonfinite"))}</td><td>{_e(f.get("basis"))}</td></tr>'
-        )
-    skipped = data.get("skipped") or {}
-    for name, why in sorted(skipped.items()):
-        rows.append(
-            f'<tr class="verdict verdict-skipped" data-column="{_e(name)}"><td>{_e(name)}</td><td>feature</td>'
-            f'<td><span class="badge insufficient">not compared</span></td><td colspan="7">{_e(why)}</td></tr>'
-        )
-    head = (
-        "<tr><th>Column</th><th>Role</th><th>Verdict</th><th>Effect size</th><th>Test</th><th>Score</th>"
-        "<th>Threshold</th><th>Rows (reference / current)</th><th>Non-finite</th><th>Threshold basis</th></tr>"
-    )
-    return f'<table class="drift-verdicts"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
-
-
-def drift_header(
-    data: Mapping[str, Any],
-    *,
-    model: str,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    reference: str | None = None,
-) -> str:
-    """Model, interval, reference, rows compared and the dataset verdict in words."""
-    degraded = data.get("render_errors") or {}
-    verdict_css = (
-        "drift" if data.get("dataset_drift") else ("insufficient" if data.get("drift_share") is None else "no-drift")
-    )
-    verdict_word = {"drift": "dataset drift", "no-drift": "no dataset drift", "insufficient": "no verdict"}[verdict_css]
-    sample = data.get("sample_rows")
-    rows = f"{_count(data.get('reference_rows'))} reference, {_count(data.get('current_rows'))} current" + (
-        f" (at most {_count(sample)} per side compared)" if isinstance(sample, int) else ""
-    )
-    facts = [
-        ("Model", _e(model)),
-        ("Data interval (UTC)", f"{_e(_when(start))} → {_e(_when(end))}" if start or end else "—"),
-        ("Reference", _e(reference or "—")),
-        ("Rows", _e(rows)),
-        (
-            "Verdict",
-            f'<span class="badge {verdict_css}" id="drift-verdict">{verdict_word}</span> {_e(drift_verdict(data))}',
-        ),
-    ]
-    out = [
-        f'<p><a href="../{INDEX_HTML}">{_e(model)}: all runs</a></p>' if start or end else "",
-        f"<h1>Drift report: {_e(model)}</h1>",
-        '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>",
-    ]
-    if degraded:
-        out.append(
-            '<p class="warn">Report incomplete, plots failed for: '
-            + _e("; ".join(f"{k}: {v}" for k, v in sorted(degraded.items())))
-            + " (verdicts are complete).</p>"
-        )
-    return "\n".join(o for o in out if o)
+        name = column_label(str(f.get("feature")), role)
+        rows.append((name, ROLE_LABELS.get(role, role), css, verdict, f, effect_text))
+    return rows
 
 
 def drift_title(model: str, start: datetime | None = None, end: datetime | None = None) -> str:
@@ -874,18 +813,32 @@ def drift_sections(
     plotted: bool = True,
 ) -> str:
     """What drift.html shows above Evidently's plots (header, then the verdict table), with its own
-    CSS scoped to `.dg` so Evidently's widgets keep theirs."""
-    css = _scoped_css("div.dg", f"{PAGE_CSS}\n{_STATUS_CSS}")
-    note = (
-        '<h2>Plots</h2><p class="muted">Evidently\'s distribution and drift-over-time plots of the drifted features '
-        "and of the model score and label, drawn with the test each verdict used.</p>"
-        if plotted
-        else ""
+    CSS scoped to `.dg` so Evidently's widgets keep theirs (templates/reports/drift_sections.html)."""
+    degraded = data.get("render_errors") or {}
+    verdict_css = (
+        "drift" if data.get("dataset_drift") else ("insufficient" if data.get("drift_share") is None else "no-drift")
     )
-    return (
-        f'<style>{css}</style><div class="dg">'
-        f"{drift_header(data, model=model, start=start, end=end, reference=reference)}"
-        f"<h2>Verdict per column</h2>{drift_table(data)}{note}</div>"
+    sample = data.get("sample_rows")
+    rows = f"{_count(data.get('reference_rows'))} reference, {_count(data.get('current_rows'))} current" + (
+        f" (at most {_count(sample)} per side compared)" if isinstance(sample, int) else ""
+    )
+    return render(
+        "reports/drift_sections.html",
+        css=_scoped_css("div.dg", f"{PAGE_CSS}\n{_STATUS_CSS}"),
+        model=model,
+        start=start,
+        end=end,
+        reference=reference,
+        rows=rows,
+        verdict_css=verdict_css,
+        verdict_word={"drift": "dataset drift", "no-drift": "no dataset drift", "insufficient": "no verdict"}[
+            verdict_css
+        ],
+        verdict=drift_verdict(data),
+        degraded="; ".join(f"{k}: {v}" for k, v in sorted(degraded.items())),
+        columns=_drift_columns(data),
+        skipped=sorted((data.get("skipped") or {}).items()),
+        plotted=plotted,
     )
 
 

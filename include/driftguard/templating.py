@@ -42,6 +42,10 @@ def count(value: Any) -> str:
     return f"{int(value):,}" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
 
 
+def num(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}g}" if finite(value) else "—"
+
+
 def fixed(value: Any, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -73,7 +77,9 @@ def _build() -> Environment:
         extensions=["jinja2.ext.do"],
         finalize=finalize,
     )
-    env.filters.update(when=when, pct=pct, signed=signed, count=count, fixed=fixed, urlquote=quote, joined=joined)
+    env.filters.update(
+        when=when, pct=pct, signed=signed, count=count, num=num, fixed=fixed, urlquote=quote, joined=joined
+    )
     env.globals.update(ci=ci)
     return env
 

@@ -696,8 +696,7 @@ def create_app(
         if not rows:
             raise HTTPException(404, f"no retraining candidate v{version} recorded for model {model!r}")
         root = root_of(request)
-        body = candidate_page.candidate_body(
-            root,
+        context = candidate_page.candidate_context(
             model,
             rows[-1],
             s.shadow_records(model, version=version),
@@ -705,7 +704,7 @@ def create_app(
             model_href=_model_href(root, model),
             registry_href=_model_href(root, model, "/registry"),
         )
-        return _page(request, "candidate.html", f"Driftguard: {model} candidate v{version}", body=body)
+        return _page(request, "candidate.html", f"Driftguard: {model} candidate v{version}", **context)
 
     @router.get("/dags/{dag_id}")
     def dag_tab(request: Request, dag_id: str) -> Response:
