@@ -10,7 +10,8 @@ Layout::
 The index pages and validation.html (quality_page) are plain HTML, the index pages with an inline
 SVG plot: no JavaScript, no network, small. drift.html is Driftguard's header and verdict table
 (drift_sections) above Evidently's plots, which need its bundle from `_assets`.
-Every value is HTML-escaped; links are relative so the folder can be copied or served as is.
+The pages are Jinja2 templates (templates/reports/, templates/_cells.html; driftguard.templating)
+that escape every value; links are relative so the folder can be copied or served as is.
 Files are written atomically (temporary file + rename) so a reader never sees half a page. A
 monitoring run writes its folder as a hidden draft (`.draft-<start>_<end>-<run>`) and moves it into
 place once history records the run (publish_run_dir).

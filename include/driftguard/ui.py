@@ -13,8 +13,9 @@ state (``/models/{model}/registry``), one retraining candidate against the champ
 (``/models/{model}/candidates/{version}``, driftguard.candidate_page), the on-call runbook
 (``/runbook``, docs/runbook.md), and the report files under ``settings.reports_dir``
 (``/reports/{path}``), served only after a containment check because the path comes from the URL.
-Every value from the history store, MLflow or the URL is HTML-escaped. Errors (404, 401, a broken
-store, a crash) are HTML pages too, never JSON.
+Pages are Jinja2 templates (templates/served/, through FastAPI's Jinja2Templates on the environment
+of driftguard.templating): every value from the history store, MLflow or the URL is HTML-escaped.
+Errors (404, 401, a broken store, a crash) are HTML pages too, never JSON.
 
 Links into Airflow's own UI (a task's log, a DAG) are built from the app's mount point: the app
 sits one path segment under Airflow's base URL (``/driftguard``), so Airflow's root is the mount
