@@ -6,8 +6,8 @@ adds: MLflow run id, experiment id, champion version, trigger) and the ``dg_shad
 version. No MLflow call: the page renders when MLflow is down; its MLflow links are built from the
 tracking URI (a web UI when it is http(s), otherwise the ids as text and how to open them).
 
-Every value is HTML-escaped (``_e``): segment values, reasons and errors come from data and
-exceptions. Pure functions: the FastAPI route in :mod:`driftguard.ui` only reads the store.
+Rendered from templates/served/_candidate.html (autoescaped): segment values, reasons and errors
+come from data and exceptions. Pure functions: the FastAPI route in :mod:`driftguard.ui` only reads the store.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from driftguard.templating import render
 
 OUTCOME = {
     "promoted": ("good", "Promoted", "the challenger became @champion"),
@@ -172,36 +174,12 @@ def mlflow_links(
     return links
 
 
-def mlflow_block(tracking_uri: str, model: str, version: str | None, candidate: Mapping[str, Any]) -> str:
+def mlflow_context(tracking_uri: str, model: str, version: str | None, candidate: Mapping[str, Any]) -> dict[str, Any]:
+    """The registered model's name, run id, MLflow UI links and the credential-free tracking URI."""
     run_id, experiment = candidate.get("run_id"), candidate.get("experiment_id")
     name = candidate.get("registered_model") or model
     links = mlflow_links(tracking_uri, name, version, run_id, experiment)
-    items = []
-    if "version" in links:
-        items.append(
-            f'<a class="mlflow-version" href="{_e(links["version"])}">'
-            f"MLflow model version {_e(name)} v{_e(version)}</a>"
-        )
-    else:
-        items.append(
-            f'<span class="mlflow-version">registered model <code>{_e(name)}</code> '
-            f"version <code>{_e(version)}</code></span>"
-        )
-    if "run" in links:
-        items.append(f'<a class="mlflow-run" href="{_e(links["run"])}">MLflow run {_e(run_id)}</a>')
-    elif run_id:
-        items.append(f'<span class="mlflow-run">MLflow run <code>{_e(run_id)}</code></span>')
-    else:
-        items.append('<span class="muted">run id not recorded (a retrain from before this page)</span>')
-    text = " · ".join(items)
-    if not links:
-        shown = safe_uri(tracking_uri or "")
-        text += (
-            f'<br><span class="muted how-to-open">The tracking URI <code>{_e(shown)}</code> is not a web server: '
-            f"open these with <code>mlflow ui --backend-store-uri {_e(shown)}</code> "
-            "(then Models, or the run id in the search box).</span>"
-        )
-    return f'<p class="mlflow">{text}</p>'
+    return {"name": name, "run_id": run_id, "links": links, "shown": safe_uri(tracking_uri or "")}
 
 
 # --------------------------------------------------------------------------- sections
@@ -215,15 +193,14 @@ def _numbers(check: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return (check or {}).get("numbers") or {}
 
 
-def primary_block(verdict: Mapping[str, Any]) -> str:
-    """Both models' primary metric, the gain, its CI against the bound, and the evidence size."""
+def primary_context(verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """Both models' primary metric, the gain, its CI against the bound, and the evidence size:
+    rows of (label, value, is the CI), or the first champion's floors, or nothing recorded."""
     checks = _checks(verdict)
     sig, thr = _numbers(checks.get("significance")), _numbers(checks.get("primary_metric_threshold"))
     if not sig and not thr:
         floors = checks.get("first_champion_floors")
-        if floors is not None:
-            return f'<p class="primary">First champion: {_e(floors.get("detail"))}</p>'
-        return '<p class="muted">No metric comparison recorded for this candidate.</p>'
+        return {"floors": floors.get("detail") if floors is not None else None, "rows": [], "note": None}
     metric = sig.get("metric") or thr.get("metric") or verdict.get("metric") or "metric"
     conf = sig.get("confidence")
     ci_head = f"{conf * 100:.4g}% CI" if isinstance(conf, int | float) else "CI"
@@ -237,23 +214,20 @@ def primary_block(verdict: Mapping[str, Any]) -> str:
     needed = sig.get("rows_needed")
     insufficient = bool(sig.get("insufficient_evidence"))
     rows = [
-        ("Metric", _e(metric)),
-        ("Champion", _e(fmt(thr.get("champion")))),
-        ("Challenger", _e(fmt(thr.get("challenger")))),
-        ("Gain (challenger minus champion, + = better)", _e(fmt(sig.get("diff", thr.get("improvement")), "diff"))),
-        (f"{ci_head} of the gain", f'<span class="ci">{_e(ci)}</span>'),
-        ("Decision bound", _e(fmt(sig.get("bound"), "bound"))),
-        ("Margin", _e(margin_text)),
-        ("Mode", _e(sig.get("mode") or "—")),
-        ("Paired holdout rows", _e(fmt(sig.get("rows")))),
+        ("Metric", metric, False),
+        ("Champion", fmt(thr.get("champion")), False),
+        ("Challenger", fmt(thr.get("challenger")), False),
+        ("Gain (challenger minus champion, + = better)", fmt(sig.get("diff", thr.get("improvement")), "diff"), False),
+        (f"{ci_head} of the gain", ci, True),
+        ("Decision bound", fmt(sig.get("bound"), "bound"), False),
+        ("Margin", margin_text, False),
+        ("Mode", sig.get("mode") or "—", False),
+        ("Paired holdout rows", fmt(sig.get("rows")), False),
     ]
     if needed is not None:
         label = "Rows needed (insufficient evidence)" if insufficient else "Rows a one-margin gain needs"
-        rows.append((label, _e(fmt(needed))))
-    body = "".join(f"<tr><th>{k}</th><td class=num>{v}</td></tr>" for k, v in rows)
-    detail = checks.get("significance", {}).get("detail")
-    note = f'<p class="detail">{_e(detail)}</p>' if detail else ""
-    return f'<table class="primary kv"><tbody>{body}</tbody></table>{note}'
+        rows.append((label, fmt(needed), False))
+    return {"floors": None, "rows": rows, "note": checks.get("significance", {}).get("detail")}
 
 
 def _check_state(check: Mapping[str, Any]) -> tuple[str, str]:
@@ -265,7 +239,7 @@ def _check_state(check: Mapping[str, Any]) -> tuple[str, str]:
     return ("good", "passed") if check.get("passed") else ("bad", "failed")
 
 
-def _kv(check: Mapping[str, Any]) -> str:
+def _kv(check: Mapping[str, Any]) -> list[tuple[str, str]]:
     numbers = _numbers(check)
     keys = CHECK_NUMBERS.get(str(check.get("name")))
     pairs = (
@@ -273,33 +247,29 @@ def _kv(check: Mapping[str, Any]) -> str:
         if keys
         else [(key, key) for key in numbers if "[" not in key]
     )
-    return " · ".join(f"{_e(label)} <b>{_e(fmt(numbers[key], key))}</b>" for label, key in pairs)
+    return [(label, fmt(numbers[key], key)) for label, key in pairs]
 
 
-def segments_table(check: Mapping[str, Any]) -> str:
-    """One row per tested segment: rows, loss (+ = challenger worse), one-sided p, and whether
-    Holm's correction rejected it (the check's failing segments)."""
+def segment_rows(check: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per tested segment, worst loss first: rows, loss (+ = challenger worse), SE,
+    one-sided p, and whether Holm's correction rejected it (the check's failing segments)."""
     numbers = _numbers(check)
     labels = [k[5:-1] for k in numbers if k.startswith("loss[") and k.endswith("]")]
     if not labels:
-        return ""
-    ps = [numbers.get(f"p[{lbl}]") for lbl in labels]
-    significant = _holm(ps, numbers.get("alpha"))
-    rows = []
-    for lbl, hit in sorted(zip(labels, significant, strict=True), key=lambda t: -(numbers.get(f"loss[{t[0]}]") or 0)):
-        css = ' class="failing"' if hit else ""
-        rows.append(
-            f'<tr{css}><td class="segment">{_e(lbl)}</td><td class=num>{_e(fmt(numbers.get(f"rows[{lbl}]")))}</td>'
-            f"<td class=num>{_e(fmt(numbers.get(f'loss[{lbl}]'), f'loss[{lbl}]'))}</td>"
-            f"<td class=num>{_e(fmt(numbers.get(f'se[{lbl}]')))}</td>"
-            f"<td class=num>{_e(fmt(numbers.get(f'p[{lbl}]'), f'p[{lbl}]'))}</td>"
-            f"<td>{'significantly worse' if hit else 'no'}</td></tr>"
-        )
-    return (
-        '<table class="segments"><thead><tr><th>Segment</th><th>Rows</th><th>Loss (+ = challenger worse)</th>'
-        "<th>SE</th><th>p (one-sided)</th><th>Worse than the margin (Holm)</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
+        return []
+    significant = _holm([numbers.get(f"p[{lbl}]") for lbl in labels], numbers.get("alpha"))
+    ordered = sorted(zip(labels, significant, strict=True), key=lambda t: -(numbers.get(f"loss[{t[0]}]") or 0))
+    return [
+        {
+            "label": lbl,
+            "hit": hit,
+            "rows": fmt(numbers.get(f"rows[{lbl}]")),
+            "loss": fmt(numbers.get(f"loss[{lbl}]"), f"loss[{lbl}]"),
+            "se": fmt(numbers.get(f"se[{lbl}]")),
+            "p": fmt(numbers.get(f"p[{lbl}]"), f"p[{lbl}]"),
+        }
+        for lbl, hit in ordered
+    ]
 
 
 def _holm(ps: Sequence[Any], alpha: Any) -> list[bool]:
@@ -310,78 +280,74 @@ def _holm(ps: Sequence[Any], alpha: Any) -> list[bool]:
     return list(holm([float("nan") if p is None else float(p) for p in ps], float(alpha)))
 
 
-def checks_block(verdict: Mapping[str, Any]) -> str:
-    checks = [c for c in verdict.get("checks") or [] if isinstance(c, Mapping)]
-    if not checks:
-        why = verdict.get("summary") or verdict.get("error") or "no gate checks recorded"
-        return f'<p class="muted">{_e(why)}</p>'
-    parts = []
-    for check in checks:
+def check_rows(verdict: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every gate check: its state, detail, headline numbers, segments and all its numbers."""
+    rows = []
+    for check in (c for c in verdict.get("checks") or [] if isinstance(c, Mapping)):
         css, state = _check_state(check)
         name = str(check.get("name"))
-        numbers = _numbers(check)
-        extra = segments_table(check) if name == "segment_guardrails" else ""
-        every = "".join(f"<tr><td>{_e(k)}</td><td class=num>{_e(fmt(v, k))}</td></tr>" for k, v in numbers.items())
-        details = (
-            f'<details><summary>all numbers</summary><table class="numbers"><tbody>{every}</tbody></table></details>'
-            if numbers
-            else ""
+        rows.append(
+            {
+                "name": name,
+                "css": css,
+                "state": state,
+                "detail": check.get("detail"),
+                "kv": _kv(check),
+                "segments": segment_rows(check) if name == "segment_guardrails" else [],
+                "numbers": [(k, fmt(v, k)) for k, v in _numbers(check).items()],
+            }
         )
-        parts.append(
-            f'<section class="check" data-check="{_e(name)}"><h3>{_e(name)} '
-            f'<span class="status {css}">{_e(state)}</span></h3>'
-            f'<p class="detail">{_e(check.get("detail"))}</p>'
-            f'<p class="numbers">{_kv(check)}</p>{extra}{details}</section>'
-        )
-    return "".join(parts)
+    return rows
 
 
-def shadow_block(records: Sequence[Any]) -> str:
-    """The candidate's shadow evidence (dg_shadow rows of its version), oldest first."""
-    if not records:
-        return '<p class="muted">This candidate did not shadow the champion.</p>'
-    last = records[-1]
-    ci = (
-        f"[{fmt(last.ci_low, 'ci_low')}, {fmt(last.ci_high, 'ci_high')}]"
-        if last.ci_low is not None or last.ci_high is not None
-        else "—"
-    )
-    head = (
-        f'<p class="shadow-outcome">Latest: <b>{_e(last.outcome)}</b>{f" ({_e(last.action)})" if last.action else ""} '
-        f"after {_e(last.windows)} window(s), {_e(fmt(last.cumulative_rows))} paired rows, CI of the "
-        f"{_e(last.metric_name or 'metric')} gain {_e(ci)}, bound {_e(fmt(last.bound, 'bound'))}.</p>"
-    )
-    rows = [
-        f'<tr class="shadow-row"><td>{_e(r.kind)}</td>'
-        f"<td>{_e(_when(r.interval_start))} → {_e(_when(r.interval_end))}</td>"
-        f"<td class=num>{_e(r.windows)}</td><td class=num>{_e(fmt(r.cumulative_rows))}</td>"
-        f"<td class=num>{_e(fmt(r.champion_metric))}</td><td class=num>{_e(fmt(r.challenger_metric))}</td>"
-        f"<td class=num>[{_e(fmt(r.ci_low, 'ci_low'))}, {_e(fmt(r.ci_high, 'ci_high'))}]</td>"
-        f"<td class=num>{_e(fmt(r.bound, 'bound'))}</td><td class=num>{_e(fmt(r.rows_needed))}</td>"
-        f"<td>{_e(r.outcome)}{f' ({_e(r.action)})' if r.action else ''}</td><td>{_e(r.reason)}</td></tr>"
-        for r in records
-    ]
-    return head + (
-        '<table class="shadow"><thead><tr><th>Part</th><th>Data interval (UTC)</th><th>Windows</th>'
-        "<th>Cumulative rows</th>"
-        "<th>Champion</th><th>Challenger</th><th>CI of the gain</th><th>Bound</th><th>Rows needed</th><th>Outcome</th>"
-        f"<th>Reason</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    )
-
-
-def outcome_line(retrain: Mapping[str, Any]) -> str:
+def outcome_context(retrain: Mapping[str, Any]) -> dict[str, str]:
     """The outcome in one line: badge, what it means, the gate's summary."""
     status = str(retrain.get("status") or "")
     verdict = retrain.get("verdict") or {}
     css, label, meaning = OUTCOME.get(status, ("muted", status or "unknown", ""))
-    cand = verdict.get("candidate") or {}
-    champion = cand.get("champion_version")
+    champion = (verdict.get("candidate") or {}).get("champion_version")
     versus = f" v{retrain.get('candidate_version')} vs champion v{champion}" if champion else ""
     summary = verdict.get("summary") or verdict.get("error") or ""
-    return (
-        f'<p class="outcome"><span class="status {css}" data-outcome="{_e(status)}">{_e(label)}</span>'
-        f"{_e(versus)}: {_e(meaning)}. <span class=summary>{_e(summary)}</span></p>"
+    return {"status": status, "css": css, "label": label, "meaning": meaning, "versus": versus, "summary": summary}
+
+
+def candidate_context(
+    model: str,
+    retrain: Mapping[str, Any],
+    shadow: Sequence[Any],
+    *,
+    tracking_uri: str,
+    model_href: str,
+    registry_href: str,
+) -> dict[str, Any]:
+    """What templates/served/_candidate.html shows of one candidate."""
+    verdict = retrain.get("verdict") or {}
+    cand = verdict.get("candidate") or {}
+    version = retrain.get("candidate_version")
+    last = shadow[-1] if shadow else None
+    shadow_ci = (
+        f"[{fmt(last.ci_low, 'ci_low')}, {fmt(last.ci_high, 'ci_high')}]"
+        if last is not None and (last.ci_low is not None or last.ci_high is not None)
+        else "—"
     )
+    return {
+        "model": model,
+        "version": version,
+        "champion": cand.get("champion_version"),
+        "model_href": model_href,
+        "registry_href": registry_href,
+        "start": retrain.get("interval_start"),
+        "end": retrain.get("interval_end"),
+        "trigger": cand.get("trigger"),
+        "outcome": outcome_context(retrain),
+        "mlflow": mlflow_context(tracking_uri, model, version, cand),
+        "primary": primary_context(verdict),
+        "checks": check_rows(verdict),
+        "no_checks": verdict.get("summary") or verdict.get("error") or "no gate checks recorded",
+        "shadow": list(shadow),
+        "shadow_ci": shadow_ci,
+        "fmt": fmt,
+    }
 
 
 def candidate_body(
@@ -394,26 +360,11 @@ def candidate_body(
     model_href: str,
     registry_href: str,
 ) -> str:
-    verdict = retrain.get("verdict") or {}
-    cand = verdict.get("candidate") or {}
-    version = retrain.get("candidate_version")
-    trigger = cand.get("trigger")
-    parts = [
-        f"<h1>{_e(model)}: candidate v{_e(version)} vs champion "
-        f"{'v' + _e(cand['champion_version']) if cand.get('champion_version') else '(none)'}</h1>",
-        f'<p><a href="{_e(model_href)}">Model page</a> · <a href="{_e(registry_href)}">Registry</a> · '
-        f"data interval {_e(_when(retrain.get('interval_start')))} → {_e(_when(retrain.get('interval_end')))} UTC"
-        f"{f' · trigger: {_e(trigger)}' if trigger else ''}</p>",
-        outcome_line(retrain),
-        mlflow_block(tracking_uri, model, version, cand),
-        "<h2>Primary metric</h2>",
-        primary_block(verdict),
-        "<h2>Gate checks</h2>",
-        checks_block(verdict),
-        "<h2>Shadow evidence</h2>",
-        shadow_block(shadow),
-    ]
-    return "\n".join(parts)
+    """The page's body alone (the served page includes the same template in its layout)."""
+    context = candidate_context(
+        model, retrain, shadow, tracking_uri=tracking_uri, model_href=model_href, registry_href=registry_href
+    )
+    return render("served/_candidate.html", **context)
 
 
 def compact_comparison(verdict: Mapping[str, Any]) -> str:

@@ -10,7 +10,8 @@ Layout::
 The index pages and validation.html (quality_page) are plain HTML, the index pages with an inline
 SVG plot: no JavaScript, no network, small. drift.html is Driftguard's header and verdict table
 (drift_sections) above Evidently's plots, which need its bundle from `_assets`.
-Every value is HTML-escaped; links are relative so the folder can be copied or served as is.
+The pages are Jinja2 templates (templates/reports/, templates/_cells.html; driftguard.templating)
+that escape every value; links are relative so the folder can be copied or served as is.
 Files are written atomically (temporary file + rename) so a reader never sees half a page. A
 monitoring run writes its folder as a hidden draft (`.draft-<start>_<end>-<run>`) and moves it into
 place once history records the run (publish_run_dir).
@@ -33,10 +34,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from driftguard import templating
 from driftguard.store import RunRecord, ShadowRecord, jsonable
+from driftguard.templating import macro, render
 
 log = logging.getLogger(__name__)
 
+CELLS = "_cells.html"
+"""Template of the run cells and runs table the reports index and the UI's model page share."""
 DRIFT_HTML = "drift.html"
 QUALITY_HTML = "validation.html"
 SUMMARY_JSON = "summary.json"
@@ -157,12 +162,9 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _page(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
-        f"<style>{PAGE_CSS}\n{_STATUS_CSS}\n{THEME_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
-    )
+def _render(name: str, title: str, **context: Any) -> str:
+    """A report file from templates/reports/`name` in the report layout (inline CSS, no script)."""
+    return render(f"reports/{name}", title=title, css=f"{PAGE_CSS}\n{_STATUS_CSS}\n{THEME_CSS}", **context)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -466,14 +468,8 @@ TREND_LEGEND = (
 
 
 def quality_cell(rec: RunRecord) -> str:
-    if rec.status == "no_data":
-        return '<span class="warn">no data</span>'
-    if not rec.quality_passed or rec.status == "quality_failed":
-        return f'<span class="bad">failed: {_e(rec.critical_failures)} critical</span>, {_e(rec.warnings)} warning(s)'
-    degraded = ' · <span class="warn">drift degraded</span>' if rec.status == "degraded" else ""
-    if rec.warnings:
-        return f'<span class="warn">passed, {_e(rec.warnings)} warning(s)</span>{degraded}'
-    return f'<span class="good">passed</span>{degraded}'
+    """The run's quality verdict in a few coloured words (templates/_cells.html)."""
+    return macro(CELLS, "quality_cell", rec)
 
 
 def decision_cell(rec: RunRecord) -> str:
@@ -481,86 +477,22 @@ def decision_cell(rec: RunRecord) -> str:
     reasons, and the full summary when it says more, one click away."""
     from driftguard.health import decision_line
 
-    line = decision_line(rec)
-    out = [
-        f'<span class="decision retrain">{_e(line)}</span>'
-        if rec.retrain
-        else f'<span class="decision">{_e(line)}</span>'
-    ]
-    items = []
-    for r in rec.reasons:
-        kind, fired = r.get("kind", ""), bool(r.get("fired"))
-        words = {"trigger": ("fired", "not fired"), "review": ("raised", "not raised")}
-        state = words.get(kind, ("blocks", "passes"))[0 if fired else 1]
-        css = ' class="bad"' if kind == "guard" and fired else (' class="retrain"' if fired else "")
-        items.append(
-            f'<li{css} data-rule="{_e(r.get("rule"))}">{_e(kind)} {_e(r.get("rule"))} {state}: '
-            f"{_e(r.get('detail'))}</li>"
-        )
-    summary = rec.summary.strip()
-    if items:
-        out.append(f'<details><summary>reasons</summary><ul class="reasons">{"".join(items)}</ul></details>')
-    elif summary and summary != line:
-        out.append(f'<details><summary>summary</summary><p class="summary">{_e(summary)}</p></details>')
-    return "".join(out)
+    return macro(CELLS, "decision_cell", rec, decision_line(rec))
 
 
 # --------------------------------------------------------------------------- shadow scoring
 
 _SHADOW_ENDED = ("promote", "rejected", "expired", "stopped", "replaced")  # driftguard.shadow.TERMINAL
-_NONE = '<span class="muted">—</span>'
-
-
-def _pct(value: Any) -> str:
-    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
-
-
-def _signed(value: Any, digits: int = 4) -> str:
-    return f"{value:+.{digits}f}" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
-
-
-def _ci(low: Any, high: Any) -> str:
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)):
-        return "—"
-    return f"[{low:+.3f}, {high:+.3f}]"
 
 
 def _count(value: Any) -> str:
     return f"{int(value):,}" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
 
 
-def _outcome_html(outcome: Any, action: Any = None) -> str:
-    css = {"promote": "good", "rejected": "bad", "expired": "warn", "stopped": "warn"}.get(str(outcome), "")
-    text = _e(outcome) + (f" → {_e(action)}" if action else "")
-    return f'<span class="{css}">{text}</span>' if css else text
-
-
 def shadow_cell(rec: RunRecord) -> str:
     """A run's shadow scoring (signals["shadow"]): the challenger beside the champion, how much they
-    disagreed, the paired evidence so far and the outcome. Every value escaped."""
-    sh = (rec.signals or {}).get("shadow")
-    if not isinstance(sh, Mapping) or not sh:
-        return _NONE
-    state = sh.get("state")
-    if state == "error":
-        return f'<span class="warn">shadow scoring failed: {_e(sh.get("error"))}</span>'
-    if state not in ("shadow", "stopped"):
-        return f'<span class="muted">{_e(sh.get("note"))}</span>' if sh.get("note") else _NONE
-    versions = f"v{_e(sh.get('challenger_version'))} beside v{_e(sh.get('champion_version'))}"
-    head = f"{versions}, window {_e(sh.get('windows'))}"
-    facts = []
-    if state == "shadow":
-        facts.append(f"disagreement {_pct(sh.get('disagreement'))}, shift {_signed(sh.get('prediction_shift'))}")
-        facts.append(
-            f"+{_count(sh.get('labelled_rows') or 0)} labelled, {_count(sh.get('cumulative_rows') or 0)} paired rows"
-        )
-        if sh.get("ci_low") is not None:
-            facts.append(f"CI {_ci(sh.get('ci_low'), sh.get('ci_high'))}")
-    reason = f'<details><summary>why</summary><p class="reasons">{_e(sh.get("reason"))}</p></details>'
-    return (
-        f'<span class="shadow">{head}</span>: {_outcome_html(sh.get("outcome"))}'
-        f"{'<br>' + '; '.join(facts) if facts else ''}{reason if sh.get('reason') else ''}"
-    )
+    disagreed, the paired evidence so far and the outcome (templates/_cells.html)."""
+    return macro(CELLS, "shadow_cell", rec)
 
 
 def shadow_state(records: Sequence[ShadowRecord]) -> str:
@@ -574,7 +506,7 @@ def shadow_state(records: Sequence[ShadowRecord]) -> str:
     v, champ = f"v{last.challenger_version}", f"v{session.champion_version}"
     if last.outcome not in _SHADOW_ENDED:
         windows = sum(1 for r in mine if r.kind == "window")
-        ci = _ci(last.ci_low, last.ci_high)
+        ci = templating.ci(last.ci_low, last.ci_high)
         needed = f"; about {last.rows_needed:,} rows needed" if last.rows_needed else ""
         return (
             f"{v} is shadowing champion {champ} since {_when(session.interval_end)} UTC: {windows} window(s), "
@@ -593,77 +525,32 @@ def _version_key(version: str) -> int:
     return int(version) if str(version).isdigit() else -1
 
 
-def shadow_table(records: Sequence[ShadowRecord], limit: int = 40) -> str:
-    """Every part of the shadow evidence, newest first: what each window scored and added, the CI
-    on everything so far, and the outcome."""
-    if not records:
-        return '<p class="muted">No shadow scoring yet.</p>'
-    head = (
-        "<tr><th>Data interval (UTC)</th><th>Part</th><th>Challenger</th><th>Champion</th><th>Rows scored</th>"
-        "<th>Disagreement</th><th>Prediction shift</th><th>Labelled rows added</th><th>Paired rows</th>"
-        "<th>CI of the gain</th><th>Rows needed</th><th>Outcome</th></tr>"
-    )
-    rows = []
-    for r in list(reversed(records))[:limit]:
-        rows.append(
-            f'<tr class="shadow-row" data-kind="{_e(r.kind)}"><td>{_e(_when(r.interval_start))} → '
-            f"{_e(_when(r.interval_end))}</td><td>{_e(r.kind)}</td><td>v{_e(r.challenger_version)}</td>"
-            f'<td>v{_e(r.champion_version)}</td><td class="num">{_count(r.rows) if r.kind == "window" else "—"}</td>'
-            f'<td class="num">{_pct(r.disagreement)}</td><td class="num">{_signed(r.prediction_shift)}</td>'
-            f'<td class="num">{_count(r.labelled_rows)}</td><td class="num">{_count(r.cumulative_rows)}</td>'
-            f"<td>{_ci(r.ci_low, r.ci_high)}</td>"
-            f'<td class="num">{_count(r.rows_needed) if r.rows_needed else "—"}</td>'
-            f'<td>{_outcome_html(r.outcome, r.action)}<p class="reasons">{_e(r.reason)}</p></td></tr>'
-        )
-    return f'<table class="shadow"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
-
-
 def shadow_section(records: Sequence[ShadowRecord]) -> str:
-    return f'<p class="shadow-state">{_e(shadow_state(records))}</p>\n{shadow_table(records)}'
+    """The shadow state in one sentence above every part of the evidence, newest first: what each
+    window scored and added, the CI on everything so far, and the outcome (templates/_cells.html)."""
+    return macro(CELLS, "shadow_section", shadow_state(records), records)
 
 
-def _links_cell(rec: RunRecord, model_dir: Path, base: Path | None = None) -> str:
-    links = []
-    for key, label in (("drift", "drift"), ("quality", "quality"), ("summary", "summary.json")):
-        href = _report_link(rec, key, model_dir, base)
-        if href:
-            links.append(f'<a class="report-{key}" href="{_e(href)}">{_e(label)}</a>')
-    return " · ".join(links) or '<span class="muted">—</span>'
+def run_rows(records: Sequence[RunRecord], links: Callable[[RunRecord], list[tuple[str, str, str]]]) -> list[dict]:
+    """The rows of the shared runs table (templates/_cells.html runs_table), newest first."""
+    from driftguard.health import decision_line
+
+    ordered = sorted(records, key=lambda r: (r.interval_end, r.interval_start), reverse=True)
+    return [
+        {
+            "rec": r,
+            "line": decision_line(r),
+            "dir_name": run_dir_name(r.interval_start, r.interval_end),
+            "links": links(r),
+        }
+        for r in ordered
+    ]
 
 
-def _runs_table(records: Sequence[RunRecord], model_dir: Path) -> str:
-    head = (
-        "<tr><th>Data interval (UTC)</th><th>Rows</th><th>Quality</th><th>Drift share</th><th>Drifted features</th>"
-        "<th>Metric</th><th>Labelled</th><th>Decision</th><th>Shadow challenger</th><th>Reports</th></tr>"
-    )
-    rows = []
-    for rec in sorted(records, key=lambda r: (r.interval_end, r.interval_start), reverse=True):
-        metric = "—" if rec.metric_value is None else f"{_e(rec.metric_name or 'metric')} {rec.metric_value:.4f}"
-        drifted = ", ".join(rec.drifted_features) if rec.drifted_features else "—"
-        rows.append(
-            f'<tr class="run" data-interval="{_e(run_dir_name(rec.interval_start, rec.interval_end))}">'
-            f'<td>{_e(_interval(rec))}</td><td class="num">{rec.rows:,}</td><td>{quality_cell(rec)}</td>'
-            f'<td class="num">{_fmt(rec.drift_share, 2)}</td><td>{_e(drifted)}</td><td>{metric}</td>'
-            f'<td class="num">{rec.labelled_rows:,}</td><td>{decision_cell(rec)}</td><td>{shadow_cell(rec)}</td>'
-            f"<td>{_links_cell(rec, model_dir)}</td></tr>"
-        )
-    if not rows:
-        rows.append('<tr><td colspan="10" class="muted">no runs recorded yet</td></tr>')
-    return f'<table class="runs"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
-
-
-def _promotions_list(promotions: Sequence[Mapping[str, Any]]) -> str:
-    if not promotions:
-        return '<p class="muted">No promotions yet.</p>'
-    items = []
-    for p in sorted(promotions, key=lambda p: p.get("at") or datetime.min.replace(tzinfo=UTC), reverse=True):
-        prev = f" (was v{_e(p.get('previous_version'))})" if p.get("previous_version") else ""
-        reason = f": {_e(p.get('reason'))}" if p.get("reason") else ""
-        items.append(
-            f'<li class="promotion">{_e(_when(p.get("at")))} <strong>{_e(p.get("action"))}</strong> '
-            f"v{_e(p.get('version'))}{prev} by {_e(p.get('actor'))}{reason}</li>"
-        )
-    return f'<ul class="promotions">{"".join(items)}</ul>'
+def _report_links(rec: RunRecord, model_dir: Path, base: Path | None = None) -> list[tuple[str, str, str]]:
+    labels = (("drift", "drift"), ("quality", "quality"), ("summary", "summary.json"))
+    found = [(key, _report_link(rec, key, model_dir, base), label) for key, label in labels]
+    return [(key, href, label) for key, href, label in found if href]
 
 
 def write_model_index(
@@ -686,22 +573,21 @@ def write_model_index(
         facts.append(f"latest data interval {_interval(latest)} UTC")
     if champion is not None:
         facts.append(f"champion v{champion}")
-    body = [
-        f'<p><a href="../{INDEX_HTML}">All models</a></p>',
-        f"<h1>{_e(model)}</h1>",
-        f"<p>{_e(description)}</p>" if description else "",
-        f'<p class="muted">{_e(" · ".join(facts))} · ran at {_e(_when(datetime.now(UTC)))} UTC</p>',
-        "<h2>Trend</h2>",
-        trend_svg(records, promotions=promotions, drift_threshold=drift_threshold),
-        TREND_LEGEND,
-        "<h2>Runs</h2>",
-        _runs_table(records, model_dir),
-        "<h2>Shadow challenger</h2>",
-        shadow_section(shadow),
-        "<h2>Promotions</h2>",
-        _promotions_list(promotions),
-    ]
-    path = atomic_write_text(model_dir / INDEX_HTML, _page(f"Driftguard: {model}", "\n".join(b for b in body if b)))
+    page = _render(
+        "model_index.html",
+        f"Driftguard: {model}",
+        model=model,
+        description=description,
+        facts=facts,
+        now=datetime.now(UTC),
+        trend=trend_svg(records, promotions=promotions, drift_threshold=drift_threshold),
+        legend=TREND_LEGEND,
+        runs=run_rows(records, lambda r: _report_links(r, model_dir)),
+        shadow_state=shadow_state(shadow),
+        shadow=shadow,
+        promotions=sorted(promotions, key=lambda p: p.get("at") or datetime.min.replace(tzinfo=UTC), reverse=True),
+    )
+    path = atomic_write_text(model_dir / INDEX_HTML, page)
     log.info("wrote model index %s (%d runs)", path, len(records))
     return path
 
@@ -724,46 +610,16 @@ def write_home(
     recent = {m: sorted(rs, key=lambda r: (r.interval_end, r.interval_start), reverse=True)[:HOME_RUNS]
               for m, rs in (recent or {}).items()}  # fmt: skip
     latest = {**{m: rs[0] for m, rs in recent.items() if rs}, **(latest or {})}
-    rows, run_rows = [], []
+    rows, runs = [], []
     for model in sorted(models):
         model_dir = _model_dir(reports_dir, model)  # validates the name
         rec = latest.get(model)
-        if rec is None:
-            cells = '<td colspan="4" class="muted">no runs yet</td>'
-        else:
-            decision = '<span class="retrain">retrain</span>' if rec.retrain else "no retrain"
-            cells = (
-                f"<td>{_e(_interval(rec))}</td><td>{quality_cell(rec)}</td>"
-                f'<td class="num">{_fmt(rec.drift_share, 2)}</td><td>{decision}</td>'
-            )
-        rows.append(f'<tr class="model"><td><a href="{_e(quote(model))}/{INDEX_HTML}">{_e(model)}</a></td>{cells}</tr>')
+        rows.append((model, rec))
         for r in recent.get(model) or ([rec] if rec is not None else []):
-            decision = '<span class="retrain">retrain</span>' if r.retrain else "no retrain"
-            run_rows.append(
-                f'<tr class="run" data-model="{_e(model)}" '
-                f'data-interval="{_e(run_dir_name(r.interval_start, r.interval_end))}"><td>{_e(model)}</td>'
-                f'<td>{_e(_interval(r))}</td><td class="num">{r.rows:,}</td><td>{quality_cell(r)}</td>'
-                f'<td class="num">{_fmt(r.drift_share, 2)}</td><td>{decision}</td>'
-                f"<td>{_links_cell(r, model_dir, reports_dir)}</td></tr>"
-            )
-    if not rows:
-        rows.append('<tr><td colspan="5" class="muted">no models monitored yet</td></tr>')
-    table = (
-        '<table class="models"><thead><tr><th>Model</th><th>Latest data interval (UTC)</th><th>Quality</th>'
-        f"<th>Drift share</th><th>Decision</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    )
-    runs = (
-        '<table class="runs"><thead><tr><th>Model</th><th>Data interval (UTC)</th><th>Rows</th><th>Quality</th>'
-        "<th>Drift share</th><th>Decision</th><th>Reports</th></tr></thead>"
-        f"<tbody>{''.join(run_rows)}</tbody></table>"
-        if run_rows
-        else '<p class="muted">No runs recorded yet.</p>'
-    )
-    body = (
-        f'<h1>Driftguard reports</h1>\n<p class="muted">ran at {_e(_when(datetime.now(UTC)))} UTC</p>\n{table}\n'
-        f"<h2>Latest runs</h2>\n{runs}"
-    )
-    path = atomic_write_text(reports_dir / INDEX_HTML, _page("Driftguard reports", body))
+            name = run_dir_name(r.interval_start, r.interval_end)
+            runs.append((model, r, name, _report_links(r, model_dir, reports_dir)))
+    page = _render("home.html", "Driftguard reports", now=datetime.now(UTC), models=rows, runs=runs)
+    path = atomic_write_text(reports_dir / INDEX_HTML, page)
     log.info("wrote reports home %s (%d models)", path, len(models))
     return path
 
@@ -835,28 +691,6 @@ def _observed_text(observed: Any) -> str:
     return str(observed)
 
 
-def _examples_html(observed: Any) -> str:
-    examples = observed.get("examples") if isinstance(observed, Mapping) else None
-    if not examples:
-        return _NONE
-    return " ".join(f"<code>{_e('null' if v is None else v)}</code>" for v in list(examples)[:5])
-
-
-def _check_row(check: Mapping[str, Any]) -> str:
-    ok = bool(check.get("success"))
-    severity = str(check.get("severity") or "")
-    result = "passed" if ok else "failed"
-    badge = "passed" if ok else ("failed" if severity == "critical" else "warning")
-    column = check.get("column")
-    return (
-        f'<tr class="check {result} {_e(severity)}" data-family="{_e(check.get("family"))}">'
-        f'<td><span class="badge {badge}">{result}</span></td><td>{_e(severity)}</td>'
-        f"<td>{_e(check.get('family'))}</td><td>{_e(column) if column else '<span class=muted>(table)</span>'}</td>"
-        f"<td>{_e(check.get('message'))}</td><td>{_e(_observed_text(check.get('observed')))}</td>"
-        f"<td>{_examples_html(check.get('observed'))}</td></tr>"
-    )
-
-
 def quality_page(data: Mapping[str, Any], *, summary: str = "", files: Sequence[str] = ()) -> str:
     """validation.html: every check of the run's quality suite with its column, severity (as the
     contract classifies it), result, observed value and sample unexpected values, failures first.
@@ -875,29 +709,20 @@ def quality_page(data: Mapping[str, Any], *, summary: str = "", files: Sequence[
     ordered = sorted(
         checks, key=lambda c: (bool(c.get("success")), order.get(str(c.get("severity")), 2), c.get("family") or "")
     )
-    table = (
-        '<table class="checks"><thead><tr><th>Result</th><th>Severity</th><th>Check</th><th>Column</th>'
-        "<th>Expectation and finding</th><th>Observed</th><th>Sample unexpected values</th></tr></thead>"
-        f"<tbody>{''.join(_check_row(c) for c in ordered)}</tbody></table>"
-        if checks
-        else '<p class="muted">No checks ran.</p>'
+    return _render(
+        "quality.html",
+        f"{model} data quality {_when(start)} to {_when(end)} UTC",
+        model=model,
+        start=start,
+        end=end,
+        rows_text=rows_text,
+        status_css=css,
+        words=words,
+        n_checks=_plural(len(checks), "check"),
+        summary=summary,
+        checks=[(c, _observed_text(c.get("observed"))) for c in ordered],
+        files=list(files),
     )
-    raw = " · ".join(f'<a href="{_e(quote(name))}">{_e(name)}</a>' for name in files)
-    body = [
-        f'<p><a href="../{INDEX_HTML}">{_e(model)}: all runs</a></p>',
-        f"<h1>{_e(model)} data quality</h1>",
-        '<dl class="facts">',
-        f"<dt>Data interval (UTC)</dt><dd>{_e(_when(start))} → {_e(_when(end))}</dd>",
-        f"<dt>Rows</dt><dd>{_e(rows_text)}</dd>",
-        f'<dt>Status</dt><dd><span class="badge {css}" id="quality-status">{_e(words)}</span> '
-        f'<span class="muted">({_plural(len(checks), "check")}; only critical failures block retraining)</span></dd>',
-        "</dl>",
-        f'<p class="summary">{_e(summary)}</p>' if summary else "",
-        "<h2>Checks</h2>",
-        table,
-        f'<p class="muted">Raw results (Great Expectations JSON): {raw}</p>' if raw else "",
-    ]
-    return _page(f"{model} data quality {_when(start)} to {_when(end)} UTC", "\n".join(b for b in body if b))
 
 
 def _parse_when(value: Any) -> datetime | None:
@@ -956,82 +781,22 @@ def _drift_order(item: tuple[str, Mapping[str, Any]]) -> tuple[int, float, str]:
     return rank, -size, str(f.get("feature"))
 
 
-def drift_table(data: Mapping[str, Any]) -> str:
-    """Every compared column's verdict, coloured and sorted (drifted first, then by effect size),
-    with the test, score, threshold, effect and rows behind it. Evidently's verdicts as they are."""
+def _drift_columns(data: Mapping[str, Any]) -> list[tuple[str, str, str, str, Mapping[str, Any], str]]:
+    """Every compared column's (name, role, css, verdict, result, effect), drifted first, then by
+    effect size: Evidently's verdicts as they are."""
     rows = []
     for role, f in sorted(_drift_rows(data), key=_drift_order):
-        status = str(f.get("status") or "")
         if f.get("drifted"):
             verdict, css = "drifted", "drift"
-        elif status == "insufficient data":
+        elif str(f.get("status") or "") == "insufficient data":
             verdict, css = "insufficient data", "insufficient"
         else:
             verdict, css = "no drift", "no-drift"
         effect = f.get("effect")
         effect_text = "—" if effect is None else f"{_num(effect, 3)} ({f.get('effect_method') or ''})"
-        name = _e(column_label(str(f.get("feature")), role))
-        rows.append(
-            f'<tr class="verdict verdict-{css}" data-column="{name}"><td>{name}</td>'
-            f'<td>{_e(ROLE_LABELS.get(role, role))}</td><td><span class="badge {css}">{verdict}</span></td>'
-            f'<td class="num">{_e(effect_text)}</td><td>{_e(f.get("method"))}</td>'
-            f'<td class="num">{_num(f.get("score"))}</td><td class="num">{_num(f.get("threshold"))}</td>'
-            f'<td class="num">{_count(f.get("reference_rows"))} / {_count(f.get("current_rows"))}</td>'
-            f'<td class="num">{_count(f.get("nonfinite"))}</td><td>{_e(f.get("basis"))}</td></tr>'
-        )
-    skipped = data.get("skipped") or {}
-    for name, why in sorted(skipped.items()):
-        rows.append(
-            f'<tr class="verdict verdict-skipped" data-column="{_e(name)}"><td>{_e(name)}</td><td>feature</td>'
-            f'<td><span class="badge insufficient">not compared</span></td><td colspan="7">{_e(why)}</td></tr>'
-        )
-    head = (
-        "<tr><th>Column</th><th>Role</th><th>Verdict</th><th>Effect size</th><th>Test</th><th>Score</th>"
-        "<th>Threshold</th><th>Rows (reference / current)</th><th>Non-finite</th><th>Threshold basis</th></tr>"
-    )
-    return f'<table class="drift-verdicts"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
-
-
-def drift_header(
-    data: Mapping[str, Any],
-    *,
-    model: str,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    reference: str | None = None,
-) -> str:
-    """Model, interval, reference, rows compared and the dataset verdict in words."""
-    degraded = data.get("render_errors") or {}
-    verdict_css = (
-        "drift" if data.get("dataset_drift") else ("insufficient" if data.get("drift_share") is None else "no-drift")
-    )
-    verdict_word = {"drift": "dataset drift", "no-drift": "no dataset drift", "insufficient": "no verdict"}[verdict_css]
-    sample = data.get("sample_rows")
-    rows = f"{_count(data.get('reference_rows'))} reference, {_count(data.get('current_rows'))} current" + (
-        f" (at most {_count(sample)} per side compared)" if isinstance(sample, int) else ""
-    )
-    facts = [
-        ("Model", _e(model)),
-        ("Data interval (UTC)", f"{_e(_when(start))} → {_e(_when(end))}" if start or end else "—"),
-        ("Reference", _e(reference or "—")),
-        ("Rows", _e(rows)),
-        (
-            "Verdict",
-            f'<span class="badge {verdict_css}" id="drift-verdict">{verdict_word}</span> {_e(drift_verdict(data))}',
-        ),
-    ]
-    out = [
-        f'<p><a href="../{INDEX_HTML}">{_e(model)}: all runs</a></p>' if start or end else "",
-        f"<h1>Drift report: {_e(model)}</h1>",
-        '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>",
-    ]
-    if degraded:
-        out.append(
-            '<p class="warn">Report incomplete, plots failed for: '
-            + _e("; ".join(f"{k}: {v}" for k, v in sorted(degraded.items())))
-            + " (verdicts are complete).</p>"
-        )
-    return "\n".join(o for o in out if o)
+        name = column_label(str(f.get("feature")), role)
+        rows.append((name, ROLE_LABELS.get(role, role), css, verdict, f, effect_text))
+    return rows
 
 
 def drift_title(model: str, start: datetime | None = None, end: datetime | None = None) -> str:
@@ -1049,18 +814,32 @@ def drift_sections(
     plotted: bool = True,
 ) -> str:
     """What drift.html shows above Evidently's plots (header, then the verdict table), with its own
-    CSS scoped to `.dg` so Evidently's widgets keep theirs."""
-    css = _scoped_css("div.dg", f"{PAGE_CSS}\n{_STATUS_CSS}")
-    note = (
-        '<h2>Plots</h2><p class="muted">Evidently\'s distribution and drift-over-time plots of the drifted features '
-        "and of the model score and label, drawn with the test each verdict used.</p>"
-        if plotted
-        else ""
+    CSS scoped to `.dg` so Evidently's widgets keep theirs (templates/reports/drift_sections.html)."""
+    degraded = data.get("render_errors") or {}
+    verdict_css = (
+        "drift" if data.get("dataset_drift") else ("insufficient" if data.get("drift_share") is None else "no-drift")
     )
-    return (
-        f'<style>{css}</style><div class="dg">'
-        f"{drift_header(data, model=model, start=start, end=end, reference=reference)}"
-        f"<h2>Verdict per column</h2>{drift_table(data)}{note}</div>"
+    sample = data.get("sample_rows")
+    rows = f"{_count(data.get('reference_rows'))} reference, {_count(data.get('current_rows'))} current" + (
+        f" (at most {_count(sample)} per side compared)" if isinstance(sample, int) else ""
+    )
+    return render(
+        "reports/drift_sections.html",
+        css=_scoped_css("div.dg", f"{PAGE_CSS}\n{_STATUS_CSS}"),
+        model=model,
+        start=start,
+        end=end,
+        reference=reference,
+        rows=rows,
+        verdict_css=verdict_css,
+        verdict_word={"drift": "dataset drift", "no-drift": "no dataset drift", "insufficient": "no verdict"}[
+            verdict_css
+        ],
+        verdict=drift_verdict(data),
+        degraded="; ".join(f"{k}: {v}" for k, v in sorted(degraded.items())),
+        columns=_drift_columns(data),
+        skipped=sorted((data.get("skipped") or {}).items()),
+        plotted=plotted,
     )
 
 

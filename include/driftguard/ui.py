@@ -13,8 +13,9 @@ state (``/models/{model}/registry``), one retraining candidate against the champ
 (``/models/{model}/candidates/{version}``, driftguard.candidate_page), the on-call runbook
 (``/runbook``, docs/runbook.md), and the report files under ``settings.reports_dir``
 (``/reports/{path}``), served only after a containment check because the path comes from the URL.
-Every value from the history store, MLflow or the URL is HTML-escaped. Errors (404, 401, a broken
-store, a crash) are HTML pages too, never JSON.
+Pages are Jinja2 templates (templates/served/, through FastAPI's Jinja2Templates on the environment
+of driftguard.templating): every value from the history store, MLflow or the URL is HTML-escaped.
+Errors (404, 401, a broken store, a crash) are HTML pages too, never JSON.
 
 Links into Airflow's own UI (a task's log, a DAG) are built from the app's mount point: the app
 sits one path segment under Airflow's base URL (``/driftguard``), so Airflow's root is the mount
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import logging
 import mimetypes
 import re
@@ -47,12 +47,14 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from driftguard import candidate_page, health, reports, runbook
 from driftguard.settings import Settings, get_settings
 from driftguard.store import FailureRecord, HistoryStore, RunRecord, StoreError
+from driftguard.templating import ENV
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +108,6 @@ RegistryLookup = Callable[[str, str, str], Any]
 """(model, alias, tracking_uri) -> an MLflow ModelVersion or None."""
 PausedLookup = Callable[[Sequence[str]], Mapping[str, bool]]
 """DAG ids -> is_paused, for the ids Airflow knows ({} when it cannot tell)."""
-
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
 
 
 def _when(value: Any) -> str:
@@ -193,7 +191,6 @@ def report_href(root: str, reports_dir: Path, rec: RunRecord, key: str) -> str |
 # --------------------------------------------------------------------------- html
 
 
-_NONE = '<span class="muted">—</span>'
 _CSS_EXTRA = (
     "nav a{margin-right:1rem}.msg{padding:.5rem .75rem;border-left:4px solid #d1242f;background:#fff5f5}"
     ".status{display:inline-block;padding:.1rem .45rem;border-radius:3px;font-weight:600;white-space:nowrap}"
@@ -225,19 +222,23 @@ RUNBOOK_SECTION = {
 Clock = Callable[[], datetime]
 
 
-def _page(root: str, title: str, body: str, status_code: int = 200) -> HTMLResponse:
-    nav = (
-        f'<nav><a href="{_e(root)}/">Driftguard health board</a>'
-        f'<a href="{_e(root)}{runbook.PAGE_PATH}">Runbook</a></nav>'
-    )
-    text = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
-        f"<script>{THEME_SCRIPT}</script><style>{reports.PAGE_CSS}{_CSS_EXTRA}{reports.THEME_CSS}{_THEME_EXTRA}</style>"
-        f"</head>\n<body>\n{nav}\n{body}\n</body></html>\n"
-    )
-    return HTMLResponse(
-        text,
+TEMPLATES = Jinja2Templates(env=ENV)
+"""Served pages: templates/served/*.html in the environment the report files use (driftguard.templating)."""
+
+
+def _page(request: Request, name: str, title: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """The page `name` (templates/served/) in the Driftguard layout, with our CSP."""
+    layout = {
+        "root": str(request.scope.get("root_path", "")).rstrip("/"),
+        "title": title,
+        "theme_script": THEME_SCRIPT,
+        "css": f"{reports.PAGE_CSS}{_CSS_EXTRA}{reports.THEME_CSS}{_THEME_EXTRA}",
+        "runbook_path": runbook.PAGE_PATH,
+    }
+    return TEMPLATES.TemplateResponse(
+        request,
+        f"served/{name}",
+        {**layout, **context},
         status_code=status_code,
         headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"},
     )
@@ -268,166 +269,88 @@ def runbook_href(root: str, section: str) -> str:
     return f"{root}{runbook.PAGE_PATH}#{quote(section, safe='')}"
 
 
-def status_badge(h: health.Health) -> str:
-    return f'<span class="status {h.css}" data-status="{_e(h.status)}">{_e(h.label)}</span>'
-
-
-def board_body(
+def board_rows(
     root: str, healths: Sequence[health.Health], now: datetime, candidates: Mapping[str, str] | None = None
-) -> str:
-    """The health board: one row per model, worst status first. ``candidates``: model -> the
-    candidate version its last run's retrain produced (its decision links that candidate's page)."""
+) -> list[dict[str, Any]]:
+    """The health board's rows (templates/served/board.html), worst status first. ``candidates``:
+    model -> the candidate version its last run's retrain produced (its decision links that page)."""
     airflow = airflow_root(root)
     order = list(health.STATUSES)
     rows = []
     for h in sorted(healths, key=lambda h: (order.index(h.status), h.model)):
-        others = [health.STATUSES[f][0] for f in h.flags[1:]]
-        flags = f'<div class="flags muted">also: {_e(", ".join(others))}</div>' if others else ""
-        detail = f'<div class="detail">{_e(h.detail)}</div>' if h.detail else ""
-        champ = h.champion
-        champion = (
-            f"v{_e(champ.version)}"
-            + (f' <span class="muted">· {_e(health.age(now, champ.since))}</span>' if champ.since else "")
-            if champ
-            else _NONE
-        )
         rec = h.last_run
-        if rec is None:
-            last, decision = _NONE, _NONE
-        else:
-            last = (
-                f'<span class="muted">data interval</span> {_e(_when(rec.interval_start))} → '
-                f"{_e(_when(rec.interval_end))}"
-                f'<div class="muted">ran {_e(health.age(now, rec.updated_at))} ago</div>'
-            )
-            decision = _e(health.decision_line(rec))
-            version = (candidates or {}).get(h.model)
-            if rec.retrain and version:
-                decision += (
-                    f' · <a class="candidate-link" href="{_e(candidate_href(root, h.model, version))}">'
-                    f"candidate v{_e(version)}</a>"
-                )
+        version = (candidates or {}).get(h.model) if rec is not None and rec.retrain else None
         links = [
-            f'<a class="model-link" href="{_e(_model_href(root, h.model))}">model page</a>',
-            f'<a class="registry-link" href="{_e(_model_href(root, h.model, "/registry"))}">registry</a>',
+            ("model-link", _model_href(root, h.model), "model page"),
+            ("registry-link", _model_href(root, h.model, "/registry"), "registry"),
         ]
         if h.failure is not None:
-            links.append(
-                f'<a class="task-log" href="{_e(task_log_href(airflow, h.failure))}">{_e(h.failure.step)} log</a>'
-            )
-        section = RUNBOOK_SECTION.get(h.status, "board")
-        links.append(f'<a class="runbook-link" href="{_e(runbook_href(root, section))}">runbook</a>')
-        links.append(f'<a class="rollback-link" href="{_e(_model_href(root, h.model, "/rollback"))}">rollback</a>')
+            links.append(("task-log", task_log_href(airflow, h.failure), f"{h.failure.step} log"))
+        links.append(("runbook-link", runbook_href(root, RUNBOOK_SECTION.get(h.status, "board")), "runbook"))
+        links.append(("rollback-link", _model_href(root, h.model, "/rollback"), "rollback"))
         rows.append(
-            f'<tr class="model" data-model="{_e(h.model)}"><td><a href="{_e(_model_href(root, h.model))}">'
-            f"{_e(h.model)}</a></td><td>{status_badge(h)}{flags}{detail}</td><td>{champion}</td>"
-            f"<td>{last}</td><td>{decision}</td><td>{' · '.join(links)}</td></tr>"
+            {
+                "health": h,
+                "model_href": _model_href(root, h.model),
+                "others": [health.STATUSES[f][0] for f in h.flags[1:]],
+                "champion_age": health.age(now, h.champion.since) if h.champion and h.champion.since else "",
+                "ran_ago": health.age(now, rec.updated_at) if rec is not None else "",
+                "decision": health.decision_line(rec) if rec is not None else "",
+                "candidate": version,
+                "candidate_href": candidate_href(root, h.model, version) if version else None,
+                "links": links,
+            }
         )
-    if not rows:
-        rows.append('<tr><td colspan="6" class="muted">no models monitored yet</td></tr>')
-    return (
-        "<h1>Driftguard</h1>"
-        f'<p class="muted">Health board as of {_e(_when(now))} UTC. Dates: <em>data interval</em> is the data a '
-        "run covered, <em>ran at</em> the wall clock; all UTC. What each status means and what to do: "
-        f'<a href="{_e(runbook_href(root, "board"))}">runbook</a>.</p>'
-        '<table class="models board"><thead><tr><th>Model</th><th>Status</th><th>Champion (age)</th>'
-        "<th>Last run (data interval, UTC)</th><th>Last decision</th><th>Links</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
+    return rows
 
 
-def failures_table(root: str, failures: Sequence[FailureRecord]) -> str:
-    if not failures:
-        return '<p class="muted">No failed runs recorded.</p>'
+def failure_rows(root: str, failures: Sequence[FailureRecord]) -> list[tuple[FailureRecord, str]]:
+    """Failed runs, newest first, each with its task log's URL in Airflow."""
     airflow = airflow_root(root)
-    rows = [
-        f'<tr class="failure"><td>{_e(_when(f.failed_at))}</td><td>{_e(f.dag_id)}</td>'
-        f"<td>{_e(_when(f.interval_start))} → {_e(_when(f.interval_end))}</td><td>{_e(f.step)}</td>"
-        f"<td>{_e(f.try_number)}</td><td>{_e(f.error)}</td>"
-        f'<td><a class="task-log" href="{_e(task_log_href(airflow, f))}">task log</a></td></tr>'
-        for f in sorted(failures, key=lambda f: f.failed_at, reverse=True)
-    ]
-    return (
-        '<table class="failures"><thead><tr><th>Ran at (UTC)</th><th>DAG</th><th>Data interval (UTC)</th>'
-        f"<th>Step</th><th>Try</th><th>Error</th><th>Log</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    )
+    return [(f, task_log_href(airflow, f)) for f in sorted(failures, key=lambda f: f.failed_at, reverse=True)]
 
 
-def runs_table(root: str, reports_dir: Path, records: Sequence[RunRecord]) -> str:
-    head = (
-        "<tr><th>Data interval (UTC)</th><th>Rows</th><th>Quality</th><th>Drift share</th><th>Drifted features</th>"
-        "<th>Metric</th><th>Decision and reasons</th><th>Shadow challenger</th><th>Reports</th></tr>"
-    )
-    rows = []
-    for rec in sorted(records, key=lambda r: (r.interval_end, r.interval_start), reverse=True):
-        metric = "—" if rec.metric_value is None else f"{_e(rec.metric_name or 'metric')} {rec.metric_value:.4f}"
-        share = "—" if rec.drift_share is None else f"{rec.drift_share:.2f}"
-        links = []
-        for key, label in (("drift", "Evidently drift report"), ("quality", "GX validation"), ("summary", "summary")):
-            href = report_href(root, reports_dir, rec, key)
-            if href:
-                links.append(f'<a class="report-{key}" href="{_e(href)}">{_e(label)}</a>')
-        rows.append(
-            f'<tr class="run"><td>{_e(_when(rec.interval_start))} → {_e(_when(rec.interval_end))}</td>'
-            f'<td class="num">{rec.rows:,}</td><td>{reports.quality_cell(rec)}</td><td class="num">{share}</td>'
-            f"<td>{_e(', '.join(rec.drifted_features) or '—')}</td><td>{metric}</td>"
-            f"<td>{reports.decision_cell(rec)}</td><td>{reports.shadow_cell(rec)}</td>"
-            f"<td>{' · '.join(links) or _NONE}</td></tr>"
-        )
-    if not rows:
-        rows.append('<tr><td colspan="9" class="muted">no runs recorded yet</td></tr>')
-    return f'<table class="runs"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+def run_rows(root: str, reports_dir: Path, records: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """The model's runs, newest first, for the runs table the reports index shares
+    (templates/_cells.html), with report links served under /reports."""
+    labels = (("drift", "Evidently drift report"), ("quality", "GX validation"), ("summary", "summary"))
+
+    def links(rec: RunRecord) -> list[tuple[str, str, str]]:
+        found = [(key, report_href(root, reports_dir, rec, key), label) for key, label in labels]
+        return [(key, href, label) for key, href, label in found if href]
+
+    return reports.run_rows(records, links)
 
 
-def promotions_table(promotions: Sequence[Mapping[str, Any]]) -> str:
-    if not promotions:
-        return '<p class="muted">No promotions yet.</p>'
-    rows = [
-        f'<tr class="promotion"><td>{_e(_when(p.get("at")))}</td><td>{_e(p.get("action"))}</td>'
-        f"<td>{_e(p.get('version'))}</td><td>{_e(p.get('previous_version'))}</td><td>{_e(p.get('actor'))}</td>"
-        f"<td>{_e(p.get('reason'))}</td></tr>"
-        for p in sorted(promotions, key=lambda p: p.get("at") or datetime.min.replace(tzinfo=UTC), reverse=True)
-    ]
-    return (
-        '<table class="promotions"><thead><tr><th>Ran at (UTC)</th><th>Action</th><th>Version</th><th>Was</th>'
-        f"<th>By</th><th>Reason</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    )
+def newest_first(promotions: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(promotions, key=lambda p: p.get("at") or datetime.min.replace(tzinfo=UTC), reverse=True)
 
 
 def candidate_href(root: str, model: str, version: Any) -> str:
     return _model_href(root, model, f"/candidates/{quote(str(version), safe='')}")
 
 
-def retrains_table(root: str, model: str, retrains: Sequence[Mapping[str, Any]], limit: int = 20) -> str:
+def retrain_rows(root: str, model: str, retrains: Sequence[Mapping[str, Any]], limit: int = 20) -> list[dict[str, Any]]:
     """Newest first: interval, status, candidate (linked to its champion-vs-challenger page), the
     primary metric of both models with the gain's CI, and the gate's verdict with failed checks."""
-    if not retrains:
-        return '<p class="muted">No retraining candidates yet.</p>'
     rows = []
     for r in list(reversed(retrains))[:limit]:
         verdict = r.get("verdict") or {}
-        summary = verdict.get("summary") or verdict.get("error") or "—"
-        failed = [c for c in verdict.get("checks") or [] if isinstance(c, Mapping) and not c.get("passed", True)]
-        detail = "".join(f"<li>{_e(c.get('name'))}: {_e(c.get('detail'))}</li>" for c in failed)
-        css = "good" if verdict.get("promote") else ("bad" if verdict else "muted")
         version = r.get("candidate_version")
-        cand = (
-            f'<a class="candidate-link" href="{_e(candidate_href(root, model, version))}">v{_e(version)}</a>'
-            if version
-            else _NONE
-        )
-        numbers = candidate_page.compact_comparison(verdict)
         rows.append(
-            f'<tr class="retrain-row"><td>{_e(_when(r.get("interval_start")))} → {_e(_when(r.get("interval_end")))}'
-            f"</td><td>{_e(r.get('status'))}</td><td>{cand}</td><td class=num>{_e(numbers) or _NONE}</td>"
-            f'<td><span class="{css}">{_e(summary)}</span>'
-            f"{f'<ul class=reasons>{detail}</ul>' if detail else ''}</td></tr>"
+            {
+                "retrain": r,
+                "version": version,
+                "href": candidate_href(root, model, version) if version else None,
+                "numbers": candidate_page.compact_comparison(verdict),
+                "css": "good" if verdict.get("promote") else ("bad" if verdict else "muted"),
+                "summary": verdict.get("summary") or verdict.get("error") or "—",
+                "failed": [
+                    c for c in verdict.get("checks") or [] if isinstance(c, Mapping) and not c.get("passed", True)
+                ],
+            }
         )
-    return (
-        '<table class="retrains"><thead><tr><th>Data interval (UTC)</th><th>Status</th><th>Candidate</th>'
-        "<th>Champion → challenger (gain, CI)</th><th>Gate verdict</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
+    return rows
 
 
 def last_run_candidate(retrains: Sequence[Mapping[str, Any]], rec: RunRecord) -> str | None:
@@ -438,26 +361,20 @@ def last_run_candidate(retrains: Sequence[Mapping[str, Any]], rec: RunRecord) ->
     return None
 
 
-def aliases_block(versions: Mapping[str, Any], error: str | None) -> str:
-    if error is not None:
-        return f'<p class="msg bad" id="registry-error">MLflow registry unavailable: {_e(error)}</p>'
+def alias_rows(versions: Mapping[str, Any]) -> list[tuple[str, bool, Any, str, str]]:
+    """(alias, set?, version, registered at, verdict tag) of each alias MLflow was asked for."""
     rows = []
     for alias in ALIASES:
         mv = versions.get(alias)
         if mv is None:
-            rows.append(f'<tr data-alias="{alias}"><td>@{alias}</td><td class="muted" colspan="3">not set</td></tr>')
+            rows.append((alias, False, None, "", ""))
             continue
         tags = getattr(mv, "tags", None) or {}
         created = getattr(mv, "creation_timestamp", None)
         when = _when(datetime.fromtimestamp(created / 1000, UTC)) if created else "—"
-        rows.append(
-            f'<tr data-alias="{alias}"><td>@{alias}</td><td>v{_e(getattr(mv, "version", "?"))}</td><td>{_e(when)}</td>'
-            f"<td>{_e(tags.get('driftguard.verdict') or tags.get('driftguard.summary') or '')}</td></tr>"
-        )
-    return (
-        '<table class="aliases"><thead><tr><th>Alias</th><th>Version</th><th>Registered at (UTC)</th>'
-        f"<th>Verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    )
+        verdict = tags.get("driftguard.verdict") or tags.get("driftguard.summary") or ""
+        rows.append((alias, True, getattr(mv, "version", "?"), when, verdict))
+    return rows
 
 
 # --------------------------------------------------------------------------- app
@@ -480,48 +397,6 @@ def airflow_paused(dag_ids: Sequence[str]) -> dict[str, bool]:
     except Exception as exc:  # the board without the paused state beats no board
         log.warning("Airflow's DAG table unreadable (%s): the board shows no paused state", exc)
         return {}
-
-
-def rollback_body(
-    root: str,
-    model: str,
-    *,
-    champion: str | None,
-    previous: str | None,
-    source: str,
-) -> str:
-    """What a rollback would do, before anyone triggers it: which version becomes champion and
-    which is replaced, and how to run it (the rollback DAG asks for the reason)."""
-    from driftguard.dag_defaults import dag_id
-
-    airflow = airflow_root(root)
-    if champion is None:
-        plan = '<p class="rollback-plan msg">No @champion: there is nothing to roll back.</p>'
-    elif previous is None or previous == champion:
-        plan = (
-            f'<p class="rollback-plan msg">A rollback is not possible: @champion is <strong>v{_e(champion)}</strong> '
-            "and there is no other @previous_champion to return to (only one version was ever promoted, or a "
-            "rollback already used it). Promote the version to return to explicitly instead.</p>"
-        )
-    else:
-        plan = (
-            f'<p class="rollback-plan">Rolling back makes <strong class="becomes">v{_e(previous)}</strong> '
-            f'(@previous_champion) the champion again and replaces <strong class="replaced">v{_e(champion)}</strong> '
-            "(@champion). @previous_champion is then removed, so a second rollback cannot flip back.</p>"
-        )
-    dag = dag_id("rollback", model)
-    return (
-        f"<h1>{_e(model)}: rollback</h1>{plan}"
-        f'<p class="muted">Versions from {_e(source)}.</p>'
-        "<h2>How to roll back</h2><ol>"
-        f'<li>Open the <a class="rollback-dag" href="{_e(rollback_dag_href(airflow, model))}">rollback DAG '
-        f"{_e(dag)}</a> in Airflow and press <em>Trigger</em>.</li>"
-        "<li>Enter the <strong>reason</strong> (required): it goes into the promotion history and is tagged on "
-        "the replaced version.</li></ol>"
-        f"<p>Or on the command line: <code>driftguard rollback {_e(model)} --reason &quot;…&quot;</code></p>"
-        f'<p><a href="{_e(_model_href(root, model))}">Model page</a> · '
-        f'<a href="{_e(_model_href(root, model, "/registry"))}">registry</a></p>'
-    )
 
 
 def _registry_lookup(model: str, alias: str, tracking_uri: str) -> Any:
@@ -592,12 +467,10 @@ def create_app(
     def error_page(
         request: Request, status: int, message: str, headers: Mapping[str, str] | None = None
     ) -> HTMLResponse:
-        body = f'<h1>Driftguard</h1><p class="msg bad" id="error">{_e(message)}</p>'
-        if status in (401, 403):
-            body += (
-                f'<p><a href="{_e(airflow_root(root_of(request)))}/">Log in to Airflow</a>, then reload this page.</p>'
-            )
-        response = _page(root_of(request), f"Driftguard: {status}", body, status_code=status)
+        login = airflow_root(root_of(request)) if status in (401, 403) else None
+        title = f"Driftguard: {status}"
+        context = {"error": True, "message": message, "login_href": login}
+        response = _page(request, "message.html", title, status_code=status, **context)
         for key, value in (headers or {}).items():
             if key.lower() not in ("content-type", "content-length"):
                 response.headers[key] = value
@@ -695,7 +568,15 @@ def create_app(
                 found = last_run_candidate(s.retrains(h.model), h.last_run)
                 if found:
                     candidates[h.model] = found
-        return _page(root_of(request), "Driftguard", board_body(root_of(request), healths, now, candidates))
+        rows = board_rows(root_of(request), healths, now, candidates)
+        return _page(
+            request,
+            "board.html",
+            "Driftguard",
+            now=now,
+            rows=rows,
+            runbook_board=runbook_href(root_of(request), "board"),
+        )
 
     @router.get(runbook.PAGE_PATH, response_class=HTMLResponse)
     def runbook_page(request: Request) -> HTMLResponse:
@@ -703,7 +584,7 @@ def create_app(
             body = runbook.page_body()
         except OSError as exc:
             raise HTTPException(404, f"runbook {runbook.RUNBOOK_MD} unreadable: {exc.strerror or exc}") from exc
-        return _page(root_of(request), "Driftguard runbook", body)
+        return _page(request, "runbook.html", "Driftguard runbook", body=body)
 
     @router.get("/models/{model}", response_class=HTMLResponse)
     def model_page(request: Request, model: str) -> HTMLResponse:
@@ -719,29 +600,26 @@ def create_app(
         paused = paused_of([dag_id("monitor", model)])
         h = assess(model, specs, now_of(), runs=records, failures=failures, promotions=promotions, paused=paused)
         retrains = s.retrains(model)
-        body = [
-            f"<h1>{_e(model)}</h1>",
-            f'<p class="health">{status_badge(h)} {_e(h.detail)} '
-            f'<a href="{_e(runbook_href(root, RUNBOOK_SECTION.get(h.status, "board")))}">runbook</a></p>',
-            f"<p>{_e(description)}</p>" if description else "",
-            f'<p><a href="{_e(_model_href(root, model, "/registry"))}">Registry: champion, challenger, '
-            f'candidates</a> · <a class="rollback-link" href="{_e(_model_href(root, model, "/rollback"))}">rollback'
-            f"</a> · {len(records)} run(s)</p>",
-            "<h2>Trend</h2>",
-            reports.trend_svg(
+        return _page(
+            request,
+            "model.html",
+            f"Driftguard: {model}",
+            model=model,
+            health=h,
+            runbook=runbook_href(root, RUNBOOK_SECTION.get(h.status, "board")),
+            description=description,
+            registry_href=_model_href(root, model, "/registry"),
+            rollback_href=_model_href(root, model, "/rollback"),
+            trend=reports.trend_svg(
                 records, promotions=promotions, retrains=retrains, failures=failures, drift_threshold=threshold
             ),
-            reports.TREND_LEGEND,
-            "<h2>Shadow challenger</h2>",
-            reports.shadow_section(shadow),
-            "<h2>Retraining candidates</h2>",
-            retrains_table(root, model, retrains, limit=10),
-            "<h2>Runs</h2>",
-            runs_table(root, reports_dir, records),
-            "<h2>Failed runs</h2>",
-            failures_table(root, failures),
-        ]
-        return _page(root, f"Driftguard: {model}", "\n".join(b for b in body if b))
+            legend=reports.TREND_LEGEND,
+            shadow_state=reports.shadow_state(shadow),
+            shadow=shadow,
+            retrains=retrain_rows(root, model, retrains, limit=10),
+            runs=run_rows(root, reports_dir, records),
+            failures=failure_rows(root, failures),
+        )
 
     @router.get("/models/{model}/registry", response_class=HTMLResponse)
     def registry_page(request: Request, model: str) -> HTMLResponse:
@@ -756,16 +634,17 @@ def create_app(
             error = f"{first} (tracking URI {settings.mlflow_tracking_uri})"
             log.warning("registry page of %s: MLflow lookup failed: %s", model, first)
         root = root_of(request)
-        body = [
-            f'<h1>{_e(model)}: registry</h1><p><a href="{_e(_model_href(root, model))}">Run history</a></p>',
-            "<h2>Aliases</h2>",
-            aliases_block(versions, error),
-            "<h2>Retraining candidates and gate verdicts</h2>",
-            retrains_table(root, model, s.retrains(model)),
-            "<h2>Promotion history</h2>",
-            promotions_table(s.promotions(model)),
-        ]
-        return _page(root, f"Driftguard: {model} registry", "\n".join(body))
+        return _page(
+            request,
+            "registry.html",
+            f"Driftguard: {model} registry",
+            model=model,
+            model_href=_model_href(root, model),
+            aliases=alias_rows(versions),
+            error=error,
+            retrains=retrain_rows(root, model, s.retrains(model)),
+            promotions=newest_first(s.promotions(model)),
+        )
 
     @router.get("/models/{model}/rollback", response_class=HTMLResponse)
     def rollback_page(request: Request, model: str) -> HTMLResponse:
@@ -793,8 +672,21 @@ def create_app(
                 previous = None  # a rollback removed @previous_champion
             source = "the promotion history (MLflow's aliases unavailable)"
         root = root_of(request)
-        body = rollback_body(root, model, champion=champion, previous=previous, source=source)
-        return _page(root, f"Driftguard: {model} rollback", body)
+        from driftguard.dag_defaults import dag_id
+
+        return _page(
+            request,
+            "rollback.html",
+            f"Driftguard: {model} rollback",
+            model=model,
+            champion=champion,
+            previous=previous,
+            source=source,
+            dag=dag_id("rollback", model),
+            dag_href=rollback_dag_href(airflow_root(root), model),
+            model_href=_model_href(root, model),
+            registry_href=_model_href(root, model, "/registry"),
+        )
 
     @router.get("/models/{model}/candidates/{version}", response_class=HTMLResponse)
     def candidate(request: Request, model: str, version: str) -> HTMLResponse:
@@ -805,8 +697,7 @@ def create_app(
         if not rows:
             raise HTTPException(404, f"no retraining candidate v{version} recorded for model {model!r}")
         root = root_of(request)
-        body = candidate_page.candidate_body(
-            root,
+        context = candidate_page.candidate_context(
             model,
             rows[-1],
             s.shadow_records(model, version=version),
@@ -814,7 +705,7 @@ def create_app(
             model_href=_model_href(root, model),
             registry_href=_model_href(root, model, "/registry"),
         )
-        return _page(root, f"Driftguard: {model} candidate v{version}", body)
+        return _page(request, "candidate.html", f"Driftguard: {model} candidate v{version}", **context)
 
     @router.get("/dags/{dag_id}")
     def dag_tab(request: Request, dag_id: str) -> Response:
@@ -823,8 +714,9 @@ def create_app(
         root = root_of(request)
         if match:
             return RedirectResponse(_model_href(root, match["model"]), status_code=307)
-        body = f'<h1>Driftguard</h1><p class="muted">DAG {_e(dag_id)} is not a Driftguard DAG.</p>'
-        return _page(root, "Driftguard", body)
+        return _page(
+            request, "message.html", "Driftguard", error=False, message=f"DAG {dag_id} is not a Driftguard DAG."
+        )
 
     @router.get("/reports/{path:path}")
     def report_file(request: Request, path: str) -> FileResponse:
