@@ -160,10 +160,12 @@ def extract(ctx: RunContext) -> dict[str, Any]:
         ctx.contract,
         ctx.start,
         ctx.end,
-        strict=False,
-        allow_empty=True,
-        sample_rows=ctx.contract.source.sample_rows,
-        seed=ctx.contract.training.seed,
+        sources.ReadOptions(
+            strict=False,
+            allow_empty=True,
+            sample_rows=ctx.contract.source.sample_rows,
+            seed=ctx.contract.training.seed,
+        ),
     )
     ctx.work.write_frame("window.parquet", frame)
     labelled_rows = labelled_read_rows = 0
@@ -175,11 +177,13 @@ def extract(ctx: RunContext) -> dict[str, Any]:
                 ctx.contract,
                 lo,
                 hi,
+                sources.ReadOptions(
+                    strict=False,
+                    allow_empty=True,
+                    sample_rows=ctx.contract.source.sample_rows,
+                    seed=ctx.contract.training.seed,
+                ),
                 as_of=ctx.end,
-                strict=False,
-                allow_empty=True,
-                sample_rows=ctx.contract.source.sample_rows,
-                seed=ctx.contract.training.seed,
             )
         except sources.SourceConnectionError:
             raise  # transient: the task is retried

@@ -392,7 +392,11 @@ def bootstrap_reference(contract: ModelContract, *, url: str | None = None, as_o
         # exact NULL or duplicate counts are needed.
         read_rows = contract.source.sample_rows and max(contract.source.sample_rows, contract.reference.sample_size)
         frame, stats = sources.read_window(
-            contract, start, end, url=url, sample_rows=read_rows, seed=contract.training.seed, exact_facts=False
+            contract,
+            start,
+            end,
+            sources.ReadOptions(sample_rows=read_rows, seed=contract.training.seed, exact_facts=False),
+            url=url,
         )
     except sources.EmptyWindowError:
         raise ReferenceError(

@@ -295,9 +295,13 @@ def _labelled_rows(
     # Text in a numeric feature is kept as read, so an excluded interval's text cannot stop the
     # read; whatever is left after the exclusion is dropped row by row below.
     frame, stats = sources.read_labelled(
-        contract, start, end, as_of=as_of, url=url, numeric_text="keep", sample_rows=sample_rows,
-        seed=contract.training.seed,
-    )  # fmt: skip
+        contract,
+        start,
+        end,
+        sources.ReadOptions(numeric_text="keep", sample_rows=sample_rows, seed=contract.training.seed),
+        as_of=as_of,
+        url=url,
+    )
     frame = _check_labels(frame[training_columns(contract)], contract)
     frame, excluded = _drop_intervals(frame, contract, exclude_intervals)
     frame, unusable = _drop_unusable_rows(frame, contract)

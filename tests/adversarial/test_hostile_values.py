@@ -115,7 +115,7 @@ def test_text_in_a_sqlite_real_column_is_a_failed_types_check(tmp_path) -> None:
         [(5, "num", "abc"), (6, "num", "NaN"), (7, "amount", "inf"), (8, "amount", "12 EUR")],
     )
     contract = _contract(url)
-    df, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), strict=False)
+    df, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), sources.ReadOptions(strict=False))
     assert df["num"].dtype == np.float64 and df["amount"].dtype == np.float64
     df.to_parquet(tmp_path / "window.parquet")  # the hand-off that crashed
     problems = {p.column: p for p in stats.type_problems}
@@ -149,13 +149,13 @@ def test_postgres_infinity_and_a_query_producing_text(pg_url: str) -> None:
         conn.execute(sa.text("update events set num = 'Infinity'::float8 where event_id in (3, 4)"))
     engine.dispose()
     table = _contract(pg_url)
-    df, stats = sources.read_window(table, T0, T0 + timedelta(days=1), strict=False)
+    df, stats = sources.read_window(table, T0, T0 + timedelta(days=1), sources.ReadOptions(strict=False))
     assert np.isposinf(df["num"]).sum() == 2 and stats.type_problems == ()
     assert set(_failed(_validate(table, df), "finite")) == {"num"}
 
     query = "select event_id, ts, num, case when event_id = 9 then 'n/a' else amount::text end as amount from events"
     queried = _contract(pg_url, table=None, query=query)
-    df, stats = sources.read_window(queried, T0, T0 + timedelta(days=1), strict=False)
+    df, stats = sources.read_window(queried, T0, T0 + timedelta(days=1), sources.ReadOptions(strict=False))
     assert [(p.column, p.rows, p.examples) for p in stats.type_problems] == [("amount", 1, ("n/a",))]
     assert df["amount"].dtype == np.float64
     result = _validate(queried, df, type_problems=stats.to_dict()["type_problems"])
@@ -174,11 +174,13 @@ def test_timestamps_pandas_cannot_hold_name_model_table_column_and_interval(tmp_
     contract = _contract(url)
     lo, hi = datetime(1400, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
     with pytest.raises(ColumnTypeError) as exc:
-        sources.read_window(contract, lo, hi, strict=False, sample_rows=sample_rows)
+        sources.read_window(contract, lo, hi, sources.ReadOptions(strict=False, sample_rows=sample_rows))
     message = str(exc.value)
     assert message.startswith("model hostile, table events, column ts: ")
     assert "2999-01-01" in message and "1677-09-21 and 2262-04-11" in message
     assert "[1400-01-01T00:00:00+00:00, 3000-01-01T00:00:00+00:00)" in message
     assert (exc.value.model, exc.value.table, exc.value.column) == ("hostile", "events", "ts")
-    df, _ = sources.read_window(contract, T0, T0 + timedelta(days=1), strict=False, sample_rows=sample_rows)
+    df, _ = sources.read_window(
+        contract, T0, T0 + timedelta(days=1), sources.ReadOptions(strict=False, sample_rows=sample_rows)
+    )
     assert not df["event_id"].isin([1, 2]).any()

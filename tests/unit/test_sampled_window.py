@@ -121,7 +121,7 @@ def test_null_counts_cover_the_window_once_across_time_slices(db_url: str) -> No
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE events SET ts = replace(ts, ' ', 'T') WHERE event_id % 2 = 0"))
         engine.dispose()
-    _, stats = sources.read_window(contract_for(db_url), T0, END, sample_rows=50, seed=1)
+    _, stats = sources.read_window(contract_for(db_url), T0, END, ReadOptions(sample_rows=50, seed=1))
     assert stats.sampled and stats.rows == len(frame)
     assert stats.facts is not None and stats.facts.nulls["opt"] == int(frame["opt"].isna().sum())
     assert stats.facts.nulls["num"] == 0 and stats.facts.nulls["ts"] == 0
@@ -129,7 +129,7 @@ def test_null_counts_cover_the_window_once_across_time_slices(db_url: str) -> No
 
 def test_small_window_is_read_whole(logged: tuple[ModelContract, pd.DataFrame]) -> None:
     contract, _ = logged
-    df, stats = sources.read_window(contract, T0, END, sample_rows=ROWS)
+    df, stats = sources.read_window(contract, T0, END, ReadOptions(sample_rows=ROWS))
     assert not stats.sampled and len(df) == ROWS == stats.rows
     assert stats.facts is None, "a window read whole is exact: no extra scans"
     whole, _ = sources.read_window(contract, T0, END)

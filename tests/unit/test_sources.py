@@ -117,25 +117,19 @@ def test_naive_datetimes_are_rejected(seeded: tuple[str, ModelContract]) -> None
 def test_chunking_gives_the_same_frame(seeded: tuple[str, ModelContract]) -> None:
     _, contract = seeded
     whole, s1 = sources.read_window(contract, T0, T0 + timedelta(days=1))
-    chunked, s3 = sources.read_window(contract, T0, T0 + timedelta(days=1), chunksize=3)
+    chunked, s3 = sources.read_window(contract, T0, T0 + timedelta(days=1), sources.ReadOptions(chunksize=3))
     pd.testing.assert_frame_equal(whole, chunked)
     assert (s1.chunks, s3.chunks, s3.rows) == (1, 4, 10)
 
 
-def test_read_options_and_keywords_are_the_same_read(seeded: tuple[str, ModelContract]) -> None:
-    """ReadOptions is how a read is described; keyword overrides (the older call form, still used
-    by callers outside sources) apply over it field by field, and a misspelt one is an error."""
+def test_read_flags_are_not_keywords(seeded: tuple[str, ModelContract]) -> None:
+    """A read is described by one ReadOptions value; the old keyword flags are a TypeError, so a
+    caller left on the old form fails loudly instead of reading with the defaults."""
     _, contract = seeded
-    later = T0 + timedelta(days=5)
-    lenient = sources.ReadOptions(strict=False, allow_empty=True)
-    by_options, s1 = sources.read_window(contract, later, later + timedelta(days=1), lenient)
-    by_keywords, s2 = sources.read_window(contract, later, later + timedelta(days=1), strict=False, allow_empty=True)
-    pd.testing.assert_frame_equal(by_options, by_keywords)
-    assert s1 == s2 and by_options.empty
-    _, chunked = sources.read_window(contract, T0, T0 + timedelta(days=1), lenient, chunksize=3)
-    assert chunked.chunks == 4  # the override wins over the options' default
-    with pytest.raises(TypeError, match="alow_empty"):
-        sources.read_window(contract, T0, T0 + timedelta(days=1), alow_empty=True)
+    with pytest.raises(TypeError, match="strict"):
+        sources.read_window(contract, T0, T0 + timedelta(days=1), strict=False)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="sample_rows"):
+        sources.read_labelled(contract, T0, T0 + timedelta(days=1), as_of=T0, sample_rows=1)  # type: ignore[call-arg]
 
 
 def test_package_exports_only_public_names() -> None:
@@ -167,7 +161,7 @@ def test_empty_window(seeded: tuple[str, ModelContract]) -> None:
     with pytest.raises(EmptyWindowError, match=r"model toy_model, table events, column ts: no rows with ts in") as exc:
         sources.read_window(contract, later, later + timedelta(days=1))
     assert isinstance(exc.value, SourceError)
-    df, stats = sources.read_window(contract, later, later + timedelta(days=1), allow_empty=True)
+    df, stats = sources.read_window(contract, later, later + timedelta(days=1), sources.ReadOptions(allow_empty=True))
     assert df.empty and list(df.columns) == ["event_id", "ts", "num", "cat", "code", "score"]
     assert str(df["ts"].dtype) == "datetime64[ns, UTC]" and df["num"].dtype == np.float64
     assert (stats.rows, stats.chunks, stats.min_ts) == (0, 0, None)
@@ -176,7 +170,7 @@ def test_empty_window(seeded: tuple[str, ModelContract]) -> None:
 def test_read_logs_what_was_read(seeded: tuple[str, ModelContract], caplog: pytest.LogCaptureFixture) -> None:
     _, contract = seeded
     with caplog.at_level(logging.INFO, logger="driftguard.sources"):
-        sources.read_window(contract, T0, T0 + timedelta(days=1), chunksize=4)
+        sources.read_window(contract, T0, T0 + timedelta(days=1), sources.ReadOptions(chunksize=4))
     assert "toy_model: read 10 rows in 3 chunks from events" in caplog.text
     assert "2024-03-01 09:00:00+00:00" in caplog.text  # max timestamp
 
@@ -242,13 +236,13 @@ def test_wrong_dtype_strict_and_lenient(db_url: str) -> None:
         sources.read_window(contract, T0, T0 + timedelta(days=1))
     assert exc.value.column == "num" and exc.value.table == "events"
     # Lenient (monitoring): read as missing, counted for the column's `types` check, not a schema problem.
-    df, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), strict=False)
+    df, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), sources.ReadOptions(strict=False))
     assert df["num"].dtype == np.float64 and df.loc[df["event_id"] == 7, "num"].isna().all()
     assert stats.schema_problems == ()
     assert stats.type_problems == (sources.TypeProblem("num", "numeric feature", 1, 10, ("not a number",)),)
     assert stats.to_dict()["type_problems"][0]["rows"] == 1
     # "keep" (training): left as read for the caller to judge row by row.
-    kept, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), numeric_text="keep")
+    kept, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), sources.ReadOptions(numeric_text="keep"))
     assert kept["num"].dtype == object and "not a number" in kept["num"].tolist()
     assert [p.column for p in stats.type_problems] == ["num"]
     # Numeric text without bad values is fine: pre-injection days of a type change read normally.
@@ -263,7 +257,7 @@ def test_incompatible_sql_type(db_url: str) -> None:
     contract = make_contract(db_url, labels=None)
     with pytest.raises(ColumnTypeError, match=r"column score: prediction column 'score' has SQL type"):
         sources.read_window(contract, T0, T0 + timedelta(days=1))
-    df, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), strict=False)
+    df, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), sources.ReadOptions(strict=False))
     assert "score" in df.columns and any("'score'" in p for p in stats.schema_problems)
     assert any("source.table: prediction column 'score' has SQL type" in p for p in sources.check_source(contract))
 
@@ -274,7 +268,7 @@ def test_missing_table(db_url: str) -> None:
     with pytest.raises(MissingTableError, match=r"model toy_model, table events: feature-log table not found"):
         sources.read_window(contract, T0, T0 + timedelta(days=1))
     with pytest.raises(MissingTableError):
-        sources.read_window(contract, T0, T0 + timedelta(days=1), strict=False)
+        sources.read_window(contract, T0, T0 + timedelta(days=1), sources.ReadOptions(strict=False))
     problems = sources.check_source(contract)
     assert len(problems) == 1 and problems[0].startswith("source.table: model toy_model, table events:")
 
@@ -284,7 +278,7 @@ def test_missing_column(db_url: str) -> None:
     contract = make_contract(db_url)
     with pytest.raises(MissingColumnError, match=r"table events, column cat: not found: categorical feature 'cat'"):
         sources.read_window(contract, T0, T0 + timedelta(days=1))
-    df, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), strict=False)
+    df, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), sources.ReadOptions(strict=False))
     assert "cat" not in df.columns and len(df) == 10
     assert stats.schema_problems == ("column 'cat': categorical feature not found in events",)
     assert sources.check_source(contract) == [
@@ -294,7 +288,7 @@ def test_missing_column(db_url: str) -> None:
     # The key columns are required even when lenient.
     contract_ts = make_contract(db_url, timestamp_column="event_time")
     with pytest.raises(MissingColumnError, match="column event_time"):
-        sources.read_window(contract_ts, T0, T0 + timedelta(days=1), strict=False)
+        sources.read_window(contract_ts, T0, T0 + timedelta(days=1), sources.ReadOptions(strict=False))
 
 
 def test_check_source_clean(seeded: tuple[str, ModelContract]) -> None:
@@ -310,7 +304,7 @@ def test_query_source(seeded: tuple[str, ModelContract]) -> None:
     contract = make_contract(
         url, table=None, query="SELECT event_id, ts, num * 2 AS num, cat, code, score FROM events WHERE event_id <> 4"
     )
-    df, stats = sources.read_window(contract, T0, T0 + timedelta(hours=5), chunksize=2)
+    df, stats = sources.read_window(contract, T0, T0 + timedelta(hours=5), sources.ReadOptions(chunksize=2))
     assert df["event_id"].tolist() == [1, 2, 3, 5]
     assert df["num"].tolist() == [0.0, 1.0, 2.0, 4.0]
     assert stats.chunks == 2
@@ -331,7 +325,7 @@ def test_sql_injection_in_names_is_impossible(seeded: tuple[str, ModelContract])
     with pytest.raises(MissingColumnError, match="not found"):
         sources.read_window(contract, T0, T0 + timedelta(days=1))
     # Even when the column is asked for, it is a quoted identifier, never SQL text.
-    df, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), strict=False)
+    df, stats = sources.read_window(contract, T0, T0 + timedelta(days=1), sources.ReadOptions(strict=False))
     assert evil not in df.columns and len(df) == 10 and evil in stats.schema_problems[0]
     assert sa.inspect(sa.create_engine(url)).has_table("event_labels")
     # Table names are validated by the contract itself.
@@ -429,10 +423,10 @@ def test_sqlite_mixed_layouts_over_days(sqlite_url: str, lo: timedelta, hi: time
     events["ts"] = [t.strftime(fmt[i % 4]) for i, t in enumerate(events["ts"])]
     write(sqlite_url, {"events": events}, dtype={"ts": sa.Text()})
     contract = make_contract(sqlite_url, labels=None)
-    df, stats = sources.read_window(contract, T0 + lo, T0 + hi, allow_empty=True)
+    df, stats = sources.read_window(contract, T0 + lo, T0 + hi, sources.ReadOptions(allow_empty=True))
     assert sorted(df["event_id"].tolist()) == truth and stats.rows == len(truth) > 0
     # Sampled, the database counts the window per index range and seeks its first and last event.
-    _, counted = sources.read_window(contract, T0 + lo, T0 + hi, allow_empty=True, sample_rows=1)
+    _, counted = sources.read_window(contract, T0 + lo, T0 + hi, sources.ReadOptions(allow_empty=True, sample_rows=1))
     assert counted.sampled and counted.rows == len(truth)
     assert (counted.min_ts, counted.max_ts) == (stats.min_ts, stats.max_ts)
 

@@ -42,9 +42,13 @@ def test_bulk_read_equals_streaming(db_url: str, monkeypatch: pytest.MonkeyPatch
     strict = False  # lenient, so the text in num_3 is read as missing and reported rather than raised
     _, contract = _write(db_url)
     start = testing.DEFAULT_START
-    bulk, bulk_stats = sources.read_window(contract, start, start + timedelta(days=2), strict=strict)
+    bulk, bulk_stats = sources.read_window(
+        contract, start, start + timedelta(days=2), sources.ReadOptions(strict=strict)
+    )
     monkeypatch.setattr(read_paths, "_bulk_readable", lambda *a: False)
-    streamed, streamed_stats = sources.read_window(contract, start, start + timedelta(days=2), strict=strict)
+    streamed, streamed_stats = sources.read_window(
+        contract, start, start + timedelta(days=2), sources.ReadOptions(strict=strict)
+    )
     pd.testing.assert_frame_equal(bulk, streamed)
     # Examples are the first bad values in the database's row order, which SQL leaves undefined.
     assert [_no_examples(p) for p in bulk_stats.schema_problems] == [
@@ -76,7 +80,7 @@ def test_bulk_read_is_used_for_tables(db_url: str, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(read_paths, "_bulk_read", spy)
     start = testing.DEFAULT_START
-    frame, _ = sources.read_window(contract, start, start + timedelta(days=2), strict=False)
+    frame, _ = sources.read_window(contract, start, start + timedelta(days=2), sources.ReadOptions(strict=False))
     assert len(frame) == 100
     assert calls == [db_url.split(":")[0].split("+")[0]]
 
@@ -104,10 +108,10 @@ def test_sqlite_arrow_read_equals_the_cursor_read(
     _, contract = _write(sqlite_url, text_in_numbers=text_in_numbers)
     start, end = testing.DEFAULT_START, testing.DEFAULT_START + timedelta(days=2)
     answered = _arrow_reads(monkeypatch)
-    arrow, arrow_stats = sources.read_window(contract, start, end, strict=False)
+    arrow, arrow_stats = sources.read_window(contract, start, end, sources.ReadOptions(strict=False))
     assert answered == [True]
     monkeypatch.setattr(read_paths, "_sqlite_arrow", lambda *a: read_paths._NOT_READ)
-    cursor, cursor_stats = sources.read_window(contract, start, end, strict=False)
+    cursor, cursor_stats = sources.read_window(contract, start, end, sources.ReadOptions(strict=False))
     pd.testing.assert_frame_equal(arrow, cursor)
     assert arrow_stats.schema_problems == cursor_stats.schema_problems
     assert [p.column for p in arrow_stats.type_problems] == (["num_3"] if text_in_numbers else [])

@@ -136,10 +136,12 @@ def test_write_log_round_trip_with_type_change(db_url: str) -> None:
     pd.testing.assert_series_equal(clean["num_0"], log["num_0"][:150].reset_index(drop=True))
     with pytest.raises(sources.ColumnTypeError, match="column num_3"):
         sources.read_window(contract, DEFAULT_START, CUT)
-    labelled, _ = sources.read_labelled(contract, DEFAULT_START, CUT, as_of=CUT + timedelta(days=1), strict=False)
+    labelled, _ = sources.read_labelled(
+        contract, DEFAULT_START, CUT, sources.ReadOptions(strict=False), as_of=CUT + timedelta(days=1)
+    )
     assert labelled["label"].tolist() == labels["label"].tolist()
     write_log(db_url, contract, log, labels)  # replace: no duplicates
-    again, _ = sources.read_window(contract, DEFAULT_START, CUT, strict=False)
+    again, _ = sources.read_window(contract, DEFAULT_START, CUT, sources.ReadOptions(strict=False))
     assert len(again) == 200
 
 

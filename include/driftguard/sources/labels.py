@@ -29,7 +29,7 @@ from driftguard.sources.schema import (
 )
 from driftguard.sources.stats import WindowStats
 from driftguard.sources.time_filter import as_utc, event_time, sqlite_offset, sqlite_utc_text, window_filter
-from driftguard.sources.window import ReadOptions, frame_stats, read_options, read_window
+from driftguard.sources.window import ReadOptions, frame_stats, read_window
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,6 @@ def read_labelled(
     *,
     as_of: datetime,
     url: str | None = None,
-    **overrides: Any,
 ) -> tuple[pd.DataFrame, WindowStats]:
     """`read_window` inner-joined with matured labels: training and realized-performance data.
 
@@ -230,9 +229,9 @@ def read_labelled(
     `read_window`'s seeded sample and only the labels of the sampled ids are read; `rows`,
     `min_ts` and `max_ts` are then the database's exact facts of every row with a matured label,
     `read_rows` the rows returned. Raises EmptyWindowError when no row has a matured label
-    (unless allow_empty). `options` and `overrides` as in read_window (`numeric_text` applies to
+    (unless allow_empty). `options` as in read_window (`numeric_text` applies to
     the window; its type problems are the window's)."""
-    opts = read_options(options, overrides)
+    opts = options if options is not None else ReadOptions()
     frame, stats = read_window(contract, start, end, opts, url=url)
     fraction = sample_fraction(stats.rows, opts.sample_rows) if stats.sampled else None  # read_window's share
     labels, exact = _read_labels(

@@ -7,7 +7,7 @@ import logging
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -50,13 +50,6 @@ class ReadOptions:
     chunksize: int = 50_000
 
 
-def read_options(options: ReadOptions | None, overrides: dict[str, Any]) -> ReadOptions:
-    """`options` with keyword overrides (`strict=False`, ...), the form callers wrote before
-    ReadOptions existed; an unknown keyword is a TypeError."""
-    base = options if options is not None else ReadOptions()
-    return replace(base, **overrides) if overrides else base
-
-
 @names_interval
 def read_window(
     contract: ModelContract,
@@ -65,7 +58,6 @@ def read_window(
     options: ReadOptions | None = None,
     *,
     url: str | None = None,
-    **overrides: Any,
 ) -> tuple[pd.DataFrame, WindowStats]:
     """Rows of the feature log with start <= timestamp < end: id, timestamp, features, prediction.
 
@@ -83,10 +75,11 @@ def read_window(
     gate, which fails the column's `types` check from WindowStats.type_problems) or "keep" (left as
     read for the caller to judge row by row, as training does).
 
-    `overrides`: ReadOptions fields as keywords, applied over `options`.
+    `options`: how to read (None: the defaults, a strict read of the whole window). Its fields
+    are not keywords here: `read_window(c, lo, hi, strict=False)` is a TypeError.
 
     Errors (SourceError) name the model, table, column and this interval."""
-    opts = read_options(options, overrides)
+    opts = options if options is not None else ReadOptions()
     strict, allow_empty, sample_rows, seed = opts.strict, opts.allow_empty, opts.sample_rows, opts.seed
     exact_facts, numeric_text, chunksize = opts.exact_facts, opts.numeric_text, opts.chunksize
     lo, hi = as_utc(start, "start", contract), as_utc(end, "end", contract)
