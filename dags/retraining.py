@@ -51,6 +51,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from driftguard import dag_defaults, retrain  # retrain: stdlib only at import, steps import their libraries
 from driftguard.dag_specs import DagSpec
+from driftguard.step_results import RETRAIN_OUTCOMES
 
 log = logging.getLogger(__name__)
 KIND = "retraining"
@@ -255,7 +256,7 @@ def build_retraining_dag(spec: DagSpec) -> None:
         ended = outcome()
         chain(trained, ended)  # not after candidate_trained: its short-circuit skips what follows it directly
         chain([promote, keep], ended)
-        chain(ended, [EmptyOperator(task_id=f"outcome_{name}") for name in dag_defaults.RETRAIN_OUTCOMES])
+        chain(ended, [EmptyOperator(task_id=f"outcome_{name}") for name in RETRAIN_OUTCOMES])
         if approval:
             from airflow.providers.standard.operators.hitl import HITLBranchOperator
 

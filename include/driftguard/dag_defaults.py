@@ -190,12 +190,6 @@ def retrain_asset_name(model: str) -> str:
     return f"driftguard_retrain_request__{model}"
 
 
-RETRAIN_OUTCOMES = ("promoted", "rejected", "insufficient_evidence", "insufficient_data", "declined", "aborted")
-"""How a retraining run can end (dg_retrains statuses). The retraining DAG ends in the task
-``outcome_<outcome>`` so that Airflow's grid says it: Airflow 3's task SDK has no call that sets
-the running DagRun's note (its execution API reads notes and sets one only on a triggered run)."""
-
-
 def retrain_asset(model: str) -> Any:
     """The Asset a monitoring run updates when it decides to retrain; the retraining DAG is
     scheduled on it. Imported lazily: this module stays Airflow-free at import time."""

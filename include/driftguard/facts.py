@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["RunFacts"]
+__all__ = ["DRIFT_TRIGGERS", "RunFacts"]
+
+DRIFT_TRIGGERS = ("drift_share", "important_features")
+"""The policy's triggers that read a run's drift (the health board shows them as "drift")."""
 
 
 @dataclass(frozen=True)

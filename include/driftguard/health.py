@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from driftguard.contract import CRON_PRESETS
-from driftguard.policy import DRIFT_TRIGGERS
+from driftguard.facts import DRIFT_TRIGGERS
 from driftguard.store import FailureRecord, RunRecord
 
 STATUSES: dict[str, tuple[str, str]] = {

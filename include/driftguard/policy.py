@@ -67,14 +67,13 @@ from statistics import NormalDist
 from typing import Any
 
 from driftguard.contract import PolicyConfig, format_duration
-from driftguard.facts import RunFacts
+from driftguard.facts import DRIFT_TRIGGERS, RunFacts
 
 TRIGGER = "trigger"
 GUARD = "guard"
 REVIEW = "review"  # reported and alerted, never a retrain by itself
 
 # Guard -> the triggers it gates (see the module docstring).
-DRIFT_TRIGGERS = ("drift_share", "important_features")
 GUARD_SCOPE: Mapping[str, tuple[str, ...]] = {
     "data_quality": ("no_champion", *DRIFT_TRIGGERS, "metric_drop", "estimated_metric_drop", "window_growth"),
     "cooldown": (*DRIFT_TRIGGERS, "metric_drop", "estimated_metric_drop", "window_growth"),

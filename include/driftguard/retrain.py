@@ -22,9 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from driftguard.dag_defaults import RETRAIN_OUTCOMES
 from driftguard.settings import Settings, get_settings
-from driftguard.step_results import GateVerdict
+from driftguard.step_results import RETRAIN_OUTCOMES, GateVerdict
 from driftguard.workdir import WorkDir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -680,7 +679,7 @@ def shadow_handover(
 
 
 OUTCOMES = RETRAIN_OUTCOMES
-"""How a retraining run can end (dag_defaults.RETRAIN_OUTCOMES, which the DAG reads at parse time)."""
+"""How a retraining run can end (step_results.RETRAIN_OUTCOMES, which the DAG reads at parse time)."""
 
 
 def outcome_task_id(results: Sequence[Mapping[str, Any] | None]) -> str | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 __all__ = [
+    "RETRAIN_OUTCOMES",
     "DecisionResult",
     "DriftResult",
     "Estimate",
@@ -30,6 +31,11 @@ __all__ = [
     "dump",
     "load",
 ]
+
+RETRAIN_OUTCOMES = ("promoted", "rejected", "insufficient_evidence", "insufficient_data", "declined", "aborted")
+"""How a retraining run can end (dg_retrains statuses). The retraining DAG ends in the task
+``outcome_<outcome>`` so that Airflow's grid says it: Airflow 3's task SDK has no call that sets
+the running DagRun's note (its execution API reads notes and sets one only on a triggered run)."""
 
 R = TypeVar("R", bound="StepResult")
 OMIT_NONE = {"omit_none": True}  # the field's metadata: absent from the JSON while it is None

@@ -224,7 +224,7 @@ def test_retraining_dag_ends_in_one_outcome_task_per_outcome() -> None:
     train_candidate, not candidate_trained, whose short-circuit skips its direct downstream)
     branches to one `outcome_<status>` task per retrain outcome."""
     from driftguard import retrain
-    from driftguard.dag_defaults import RETRAIN_OUTCOMES
+    from driftguard.step_results import RETRAIN_OUTCOMES
 
     dag = parse_dags().dags[dag_id("retrain", "flight_delay")]
     ended = dag.task_dict["outcome"]
