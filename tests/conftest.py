@@ -69,6 +69,26 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _STRAY_STORES = ("mlflow.db", "mlruns", "mlartifacts")
 
 
+# Test tiers (docs/testing.md): `make test` deselects these markers; `.ci/run` runs everything.
+_TOPOLOGY_FILES = {"test_topology.py", "test_approval.py"}  # Airflow's own scheduler / api-server processes
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the CI-only tiers from what a test needs, so no test can be filed in the wrong one: the
+    PostgreSQL server (any test that uses `pg_server`, including `db_url`'s postgres case), the
+    adversarial folder, and the files that start Airflow's own processes."""
+    for item in items:
+        path = Path(str(item.path))
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("db_url") == "postgres"
+        if on_postgres or "pg_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+        if "adversarial" in path.parts:
+            item.add_marker(pytest.mark.adversarial)
+        if path.name in _TOPOLOGY_FILES:
+            item.add_marker(pytest.mark.topology)
+
+
 @pytest.fixture(autouse=True)
 def isolated_mlflow_globals() -> Iterator[None]:
     """Every test starts and ends with MLflow's process-wide state as the session has it."""
