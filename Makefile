@@ -12,7 +12,6 @@ STAMP := $(VENV)/.installed
 export DRIFTGUARD_HOME ?= $(CURDIR)/.driftguard
 export DRIFTGUARD_FEATURE_LOG_URL ?= sqlite:///$(DRIFTGUARD_HOME)/feature_log.db
 export GX_ANALYTICS_ENABLED := false
-export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
 .PHONY: install test test-ci lint demo up bench scenarios gate-scenarios signal-backtests check clean browser
 
