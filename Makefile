@@ -1,6 +1,7 @@
 # Driftguard: two commands do everything on a fresh machine.
 #   make demo   - install, seed the demo world, run the DAGs end to end on embedded stores
-#   make test   - install test tools, lint, run the whole suite (unit, dags, integration)
+#   make test   - install test tools, lint, the fast tier: unit, DAG integrity, SQLite integration (2 workers)
+#   .ci/run     - CI: the whole suite (adds PostgreSQL, browser, topology, adversarial), `make test-ci`
 #   make up     - the Airflow UI on the same embedded stores (not while `make demo` runs: same port)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -11,9 +12,8 @@ STAMP := $(VENV)/.installed
 export DRIFTGUARD_HOME ?= $(CURDIR)/.driftguard
 export DRIFTGUARD_FEATURE_LOG_URL ?= sqlite:///$(DRIFTGUARD_HOME)/feature_log.db
 export GX_ANALYTICS_ENABLED := false
-export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: install test lint demo up screenshots bench scenarios gate-scenarios signal-backtests check clean browser
+.PHONY: install test test-ci lint demo up screenshots bench scenarios gate-scenarios signal-backtests check clean browser
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,17 @@ check: install
 browser:
 	@bash scripts/install_browser.sh || echo "WARNING: chromium not installed; browser tests will skip"
 
-test: install lint browser
-	$(BIN)/python -m pytest
+# Test tiers (docs/testing.md). xdist runs test files on TEST_WORKERS processes (a file's fixtures are
+# built once, in the worker that runs it); each worker has its own Airflow home and temp stores.
+TEST_WORKERS ?= 2
+PYTEST_XDIST := -n $(TEST_WORKERS) --dist loadfile
+FAST_TIER := -m "not postgres and not browser and not topology and not adversarial" tests/unit tests/dags tests/integration
+
+test: install lint
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(FAST_TIER)
+
+test-ci: install lint browser
+	$(BIN)/python -m pytest $(PYTEST_XDIST) --durations=15
 
 # Speed and memory: Driftguard's monitoring path vs the naive path, printed as a table
 # (JSON in benchmarks/results/). BENCH_ARGS="--sizes 100k,1m,10m --db sqlite,postgres".

@@ -60,8 +60,53 @@ import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
+from mlflow_support import restored_mlflow_globals  # noqa: E402
 
 pytest_plugins = ["airflow_support"]  # tests/ is on sys.path (rootdir conftest, no __init__.py)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# MLflow's defaults when no tracking URI is set: a store in the working directory (the repository).
+_STRAY_STORES = ("mlflow.db", "mlruns", "mlartifacts")
+
+
+# Test tiers (docs/testing.md): `make test` deselects these markers; `.ci/run` runs everything.
+_TOPOLOGY_FILES = {"test_topology.py", "test_approval.py"}  # Airflow's own scheduler / api-server processes
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the CI-only tiers from what a test needs, so no test can be filed in the wrong one: the
+    PostgreSQL server (any test that uses `pg_server`, including `db_url`'s postgres case), the
+    adversarial folder, and the files that start Airflow's own processes."""
+    for item in items:
+        path = Path(str(item.path))
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("db_url") == "postgres"
+        if on_postgres or "pg_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+        if "adversarial" in path.parts:
+            item.add_marker(pytest.mark.adversarial)
+        if path.name in _TOPOLOGY_FILES:
+            item.add_marker(pytest.mark.topology)
+
+
+@pytest.fixture(autouse=True)
+def isolated_mlflow_globals() -> Iterator[None]:
+    """Every test starts and ends with MLflow's process-wide state as the session has it."""
+    with restored_mlflow_globals():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def no_store_in_working_directory(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test that writes MLflow's default store into the repository or the working directory
+    (it means a code path ran MLflow without a tracking URI)."""
+    places = {REPO_ROOT, Path.cwd()}
+    before = {p / name for p in places for name in _STRAY_STORES if (p / name).exists()}
+    yield
+    stray = {p / name for p in places for name in _STRAY_STORES if (p / name).exists()} - before
+    if stray:
+        pytest.fail(f"{request.node.nodeid} wrote MLflow's default store {sorted(map(str, stray))}", pytrace=False)
+
 
 PG_URL = os.environ.get("DRIFTGUARD_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 

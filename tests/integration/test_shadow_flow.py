@@ -145,7 +145,10 @@ def test_a_shadow_promotion_that_requires_approval_waits_for_driftguard_approve(
     uri, store = settings.mlflow_tracking_uri, HistoryStore(settings.history_url)
     assert retrain.run_retraining(contract, _day(10), _day(11), settings=settings)["status"] == "promoted"
     change = {"summary": "metric drop", "change_point": _day(15).isoformat()}
-    assert retrain.run_retraining(contract, _day(19), _day(20), trigger=change, settings=settings)["version"] == "2"
+    second = retrain.run_retraining(contract, _day(19), _day(20), trigger=change, settings=settings)
+    # The gate cannot tell yet (as in the test above): v2 shadows; approval only matters once it can.
+    assert (second["status"], second["version"]) == ("insufficient_evidence", "2"), second["summary"]
+    assert [r["status"] for r in store.retrains("shadow_flow")] == ["promoted", "insufficient_evidence"]
     assert cli.main(["approve", "shadow_flow", "--reason", "too early"]) == 1
     assert "no shadow promotion awaits approval" in capsys.readouterr().err
     for n in range(20, 28):

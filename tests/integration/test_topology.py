@@ -222,11 +222,9 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             assert events[0]["extra"]["interval_end"] == _day(23).isoformat(), events[0]
             auto_tasks = _task_states(topo.api, RETRAIN, auto["dag_run_id"])
             assert auto_tasks["train_candidate"] == auto_tasks["register_candidate"] == "success", auto_tasks
-            verdict = _xcom(topo.api, RETRAIN, auto["dag_run_id"], "evaluate_candidate")
-            assert (verdict["champion_version"], verdict["version"]) == ("1", "2"), verdict
-            decided = "promote_champion" if verdict["promote"] else "keep_as_challenger"
-            other = "keep_as_challenger" if verdict["promote"] else "promote_champion"
-            assert (auto_tasks[decided], auto_tasks[other]) == ("success", "skipped"), auto_tasks
+            # The gate's verdict is pinned (the same data and contract as test_loop_dags.py): promoted.
+            promoted = ("promote_champion", "keep_as_challenger", "outcome_promoted")
+            assert tuple(auto_tasks[t] for t in promoted) == ("success", "skipped", "success"), auto_tasks
             # Nothing ran that the test did not cause (schedule end in the past, catchup off).
             assert sorted((r["dag_id"], r["run_type"]) for r in demo.all_runs(topo.api)) == sorted([
                 (MONITOR, "manual"), (MONITOR, "manual"), (RETRAIN, "asset_triggered"), (RETRAIN, "manual"),
@@ -238,9 +236,10 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'"))
             assert versions == [1, 2]
             champion = client.get_model_version_by_alias(MODEL, "champion")
-            assert champion.version == ("2" if verdict["promote"] else "1"), (champion, verdict)
+            assert champion.version == "2", champion
+            assert client.get_model_version_by_alias(MODEL, "previous_champion").version == "1"
             v2 = client.get_model_version(MODEL, "2")
-            assert v2.tags["driftguard.verdict"] == ("promote" if verdict["promote"] else "reject"), v2.tags
+            assert v2.tags["driftguard.verdict"] == "promote", v2.tags
             artifacts = client.list_artifacts(champion.run_id)
             assert artifacts, f"no artifacts served for run {champion.run_id}"
 
@@ -259,9 +258,9 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
                 (_day(13), _day(14)),
                 (_day(22), _day(23)),
             ], claimed
+            assert [r["status"] for r in claimed] == ["promoted", "promoted"], claimed
             promotions = [(p["action"], p["version"]) for p in store.promotions(MODEL)]
-            second = "promote" if verdict["promote"] else "reject"
-            assert promotions == [("first_champion", "1"), (second, "2")], promotions
+            assert promotions == [("first_champion", "1"), ("promote", "2")], promotions
             dispose_engines()  # no pooled connection keeps the database from being dropped
 
         # Everything it started, it stopped: no process group left, no process of the tree either

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from driftguard.contract import ModelContract
 from driftguard.gate import evaluate_gate
 from driftguard.servability import check_servable
 from driftguard.store import HistoryStore
+from mlflow_support import restored_mlflow_globals
 
 FEATURES = ["x1", "x2"]
 
@@ -29,22 +31,25 @@ def mlflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
 
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    mlflow_setup.configure(uri)
-    experiment = mlflow_setup.ensure_experiment("registry_tests", uri)
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(200, 2)), columns=FEATURES)
     y = (X["x1"] + 0.5 * rng.normal(size=200) > 0).astype(int)
     runs = []
-    for c in (0.01, 0.1, 1.0, 10.0, 1.0):
-        with mlflow.start_run(experiment_id=experiment) as run:
-            mlflow.sklearn.log_model(
-                LogisticRegression(C=c).fit(X, y),
-                name="model",
-                serialization_format="cloudpickle",
-                pip_requirements=["scikit-learn", "cloudpickle"],
-                pyfunc_predict_fn="predict_proba",
-            )
-        runs.append(run.info.run_id)
+    # The runs are logged through MLflow's global tracking URI; the module leaves it as it found it,
+    # and each test addresses the store by `uri` only (tests/conftest.py restores globals per test).
+    with restored_mlflow_globals():
+        mlflow_setup.configure(uri)
+        experiment = mlflow_setup.ensure_experiment("registry_tests", uri)
+        for c in (0.01, 0.1, 1.0, 10.0, 1.0):
+            with mlflow.start_run(experiment_id=experiment) as run:
+                mlflow.sklearn.log_model(
+                    LogisticRegression(C=c).fit(X, y),
+                    name="model",
+                    serialization_format="cloudpickle",
+                    pip_requirements=["scikit-learn", "cloudpickle"],
+                    pyfunc_predict_fn="predict_proba",
+                )
+            runs.append(run.info.run_id)
     yield {"uri": uri, "runs": runs, "X": X, "y": y.to_numpy(), "root": root}
 
 
@@ -381,3 +386,23 @@ def test_cli_rollback_refuses_without_a_distinct_previous_champion(
     err = capsys.readouterr().err
     assert f"rollback failed: reg_cli_same: cannot roll back v{v1}: @previous_champion is v{v1}" in err
     assert aliases(uri, "reg_cli_same") == {"champion": v1, "previous_champion": v1}
+
+
+def test_mlflow_globals_are_put_back_after_a_test(mlflow_env: dict[str, Any], tmp_path: Path) -> None:
+    """What tests/conftest.py wraps every test in: a configured URI, an open run and MLFLOW_* variables
+    set inside do not outlive it (they once sent a later test's store to ./mlflow.db)."""
+    import mlflow
+    from driftguard import mlflow_setup
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    before_uri, before_env = tracking_utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    uri = f"sqlite:///{tmp_path / 'other.db'}"
+    with restored_mlflow_globals():
+        mlflow_setup.configure(uri)
+        mlflow.set_registry_uri(uri)
+        os.environ["MLFLOW_EXPERIMENT_NAME"] = "leak"
+        mlflow.start_run(experiment_id=mlflow_setup.ensure_experiment("leaky", uri))
+        assert mlflow.get_tracking_uri() == uri and os.environ["MLFLOW_TRACKING_URI"] == uri
+    assert mlflow.active_run() is None
+    assert (tracking_utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")) == (before_uri, before_env)
+    assert "MLFLOW_EXPERIMENT_NAME" not in os.environ and os.environ.get("MLFLOW_REGISTRY_URI") != uri

@@ -48,21 +48,11 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(autouse=True)
-def isolated_mlflow(tracking_uri: str) -> Iterator[None]:
-    """MLflow's process-wide tracking URI, its environment variable and the fault hook are
-    restored after each test, whatever the test set."""
-    import mlflow
-
-    saved_env = os.environ.get("MLFLOW_TRACKING_URI")
-    saved_uri = mlflow.get_tracking_uri()
+def reset_checkpoint_hook(tracking_uri: str) -> Iterator[None]:
+    """The fault hook is cleared around each test (MLflow's globals are restored by tests/conftest.py)."""
     registry.CHECKPOINT_HOOK = None
     yield
     registry.CHECKPOINT_HOOK = None
-    if saved_env is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = saved_env
-    mlflow.set_tracking_uri(saved_uri)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from driftguard.contract import ModelContract
 from driftguard.gate import LATENCY_RATIO_FLOOR_MS, evaluate_gate, servability_check
 from driftguard.servability import SAMPLE_ROWS, check_servable, serving_sample
 from driftguard.settings import get_settings
+from mlflow_support import restored_mlflow_globals
 
 FEATURES = ["x1", "x2", "x3", "x4"]
 
@@ -50,32 +51,27 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
     root = tmp_path_factory.mktemp("serve")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    saved_uri = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow_setup.configure(uri)
-    experiment = mlflow_setup.ensure_experiment("serve_pair", uri)
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame(rng.normal(size=(1000, len(FEATURES))), columns=FEATURES)
-    y = (X["x1"] - X["x2"] + rng.normal(size=len(X)) > 0).astype(int)
-    uris = {}
-    for role, trees in (("champion", 100), ("challenger", 200)):
-        model = RandomForestClassifier(n_estimators=trees, max_depth=6, random_state=0).fit(X, y)
-        with mlflow.start_run(experiment_id=experiment) as run:
-            mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=infer_signature(X.head(5), model.predict_proba(X.head(5))),
-                serialization_format="cloudpickle",
-                pip_requirements=["scikit-learn", "cloudpickle"],
-                pyfunc_predict_fn="predict_proba",
-            )
-        mv = registry.register_candidate("serve_pair", run.info.run_id, tracking_uri=uri, tags={})
-        uris[role] = f"models:/serve_pair/{mv.version}"
-    yield {"uri": uri, "X": X, "y": y.to_numpy(), **uris}
-    mlflow.set_tracking_uri(saved_uri)
-    if saved_uri is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = saved_uri
+    with restored_mlflow_globals():  # configured for this module only
+        mlflow_setup.configure(uri)
+        experiment = mlflow_setup.ensure_experiment("serve_pair", uri)
+        rng = np.random.default_rng(0)
+        X = pd.DataFrame(rng.normal(size=(1000, len(FEATURES))), columns=FEATURES)
+        y = (X["x1"] - X["x2"] + rng.normal(size=len(X)) > 0).astype(int)
+        uris = {}
+        for role, trees in (("champion", 100), ("challenger", 200)):
+            model = RandomForestClassifier(n_estimators=trees, max_depth=6, random_state=0).fit(X, y)
+            with mlflow.start_run(experiment_id=experiment) as run:
+                mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    signature=infer_signature(X.head(5), model.predict_proba(X.head(5))),
+                    serialization_format="cloudpickle",
+                    pip_requirements=["scikit-learn", "cloudpickle"],
+                    pyfunc_predict_fn="predict_proba",
+                )
+            mv = registry.register_candidate("serve_pair", run.info.run_id, tracking_uri=uri, tags={})
+            uris[role] = f"models:/serve_pair/{mv.version}"
+        yield {"uri": uri, "X": X, "y": y.to_numpy(), **uris}
 
 
 def test_serving_sample_is_fixed_size_seeded_and_features_only() -> None:

@@ -394,19 +394,27 @@ def test_last_retrain_counts_finished_candidates_and_respects_before(db_url: str
     assert store.last_retrain_at("flight_delay") == T0 + 3 * WEEK
 
 
+def _bare_copy(column: sa.Column) -> sa.Column:
+    """The column for another table (Column.copy() is deprecated since SQLAlchemy 1.4)."""
+    default = column.default.arg if column.default is not None else None
+    return sa.Column(
+        column.name, column.type, primary_key=column.primary_key, nullable=column.nullable, default=default
+    )
+
+
 def test_signals_round_trip_and_an_older_store_gains_the_column(db_url: str) -> None:
     """A store created before `signals` existed gets the nullable column on first use; old rows read as {}."""
     from driftguard import store as store_mod
 
     old = HistoryStore(db_url)
     with old.engine.begin() as conn:  # the dg_runs layout of the first release: no signals column
-        cols = [c.copy() for c in store_mod.runs_table.columns if c.name != "signals"]
+        cols = [_bare_copy(c) for c in store_mod.runs_table.columns if c.name != "signals"]
         unique = sa.UniqueConstraint("model", "interval_start", "interval_end")
         legacy = sa.Table("dg_runs", sa.MetaData(), *cols, unique)
         legacy.create(conn)
         conn.execute(legacy.insert().values(**{**_legacy_row(), "model": "old_model"}))
         evidence = ("status", "effect", "reference_rows", "current_rows", "nonfinite")
-        drift_cols = [c.copy() for c in store_mod.feature_drift_table.columns if c.name not in evidence]
+        drift_cols = [_bare_copy(c) for c in store_mod.feature_drift_table.columns if c.name not in evidence]
         sa.Table("dg_feature_drift", sa.MetaData(), *drift_cols).create(conn)
     store_mod._CREATED.discard(old.url)
     store = HistoryStore(db_url)

@@ -7,7 +7,6 @@ labels in a separate table; regression models in the log table itself (both layo
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,10 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from driftguard import mlflow_setup, testing
+from driftguard import testing
 from driftguard.contract import ModelContract
 from driftguard.testing import DEFAULT_START as T0
 from driftguard.testing import ID_COLUMN, LABEL_COLUMN, TIMESTAMP_COLUMN
+from mlflow_support import restored_mlflow_globals
 
 DAYS = 60
 ROWS_PER_DAY = 50
@@ -85,15 +85,6 @@ def tracking(tmp_dir: Path) -> str:
 @pytest.fixture(scope="module", autouse=True)
 def restore_mlflow_globals() -> Iterator[None]:
     """mlflow_setup.configure points MLflow (and MLFLOW_TRACKING_URI) at a test's store for the
-    whole process; put the previous state back so later test modules see their own settings."""
-    import mlflow
-
-    keys = ["MLFLOW_TRACKING_URI", *mlflow_setup.HTTP_ENV_DEFAULTS]
-    saved = {key: os.environ.get(key) for key in keys}
-    yield
-    mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # None unsets it again
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    whole process; put the previous state back when the module ends (tests/mlflow_support.py)."""
+    with restored_mlflow_globals():
+        yield
