@@ -26,6 +26,7 @@ install: $(STAMP)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd include && $(BIN)/lint-imports ../pyproject.toml
 
 check: install
 	$(BIN)/driftguard check
@@ -75,7 +76,7 @@ gate-scenarios: install
 signal-backtests: install
 	SCENARIO_JOBS=$${SCENARIO_JOBS:-2} PYTHONPATH=include:. $(BIN)/python -m benchmarks.signal_backtests $(SCENARIO_ARGS)
 
-# Label-free performance estimates (CBPE / DLE, driftguard.estimation) against the realized metric
+# Label-free performance estimates (CBPE / DLE, driftguard.statistics.estimation) against the realized metric
 # and NannyML 0.13's CBPE / DLE on synthetic covariate shift (docs/estimation.md). NannyML runs from
 # its own virtualenv (`make nannyml-venv`, about 2 minutes); without it only Driftguard is compared.
 .PHONY: estimation-crosscheck nannyml-venv

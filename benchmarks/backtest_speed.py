@@ -49,7 +49,9 @@ def _rows(text: str) -> int:
 def _instrument(stages: dict[str, list[float]], current: dict[str, Any]) -> None:
     """Time the library steps while an interval (not an initial champion) is being replayed."""
     import mlflow.sklearn
-    from driftguard import backtest, gate, monitor, retrain, servability, training
+    from driftguard import backtest
+    from driftguard.monitoring import monitor
+    from driftguard.retraining import gate, retrain, servability, training
 
     def timed(owner: Any, name: str, label: str) -> None:
         inner = getattr(owner, name, None)

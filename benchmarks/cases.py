@@ -60,7 +60,7 @@ def prepare(home: Path) -> dict[str, Any]:
 
 def _context(db: str, rows: int, ref_rows: int, home: Path) -> Any:
     _env(home)
-    from driftguard import monitor
+    from driftguard.monitoring import monitor
     from driftguard.settings import get_settings
 
     from benchmarks import data
@@ -76,7 +76,8 @@ def once_per_reference(ctx: Any) -> float:
     label-free estimator (a champion logs both when it is trained; the benchmark's bootstrap
     window computes them on its first run and caches them under DRIFTGUARD_HOME). Timed apart,
     before the run, as a deployed model would have them already."""
-    from driftguard import monitor, reference
+    from driftguard.monitoring import monitor
+    from driftguard.retraining import reference
 
     ref = reference.load_reference(ctx.contract, tracking_uri=ctx.settings.mlflow_tracking_uri)
     started = time.perf_counter()
@@ -90,7 +91,7 @@ def driftguard(db: str, rows: int, ref_rows: int, home: Path) -> dict[str, Any]:
     once-per-reference work (calibration, estimator) is done first and reported apart."""
     t0 = time.perf_counter()
     _import_libraries()
-    from driftguard import monitor
+    from driftguard.monitoring import monitor
 
     import_s = time.perf_counter() - t0
     once = once_per_reference(_context(db, rows, ref_rows, home))
@@ -125,14 +126,14 @@ def _import_libraries() -> None:
     import warnings
 
     warnings.simplefilter("ignore")
-    from driftguard import drift, monitor, quality, reference, reports, sources, store  # noqa: F401
+    from driftguard import sources, store  # noqa: F401
     from mlflow.store.tracking import sqlalchemy_store  # noqa: F401  (MLflow loads it on first use)
 
 
 def step(db: str, rows: int, ref_rows: int, home: Path, name: str) -> dict[str, Any]:
     """One monitoring step in its own process, as an Airflow task runs it."""
     started = time.perf_counter()
-    from driftguard import monitor
+    from driftguard.monitoring import monitor
 
     ctx = _context(db, rows, ref_rows, home)
     imported = time.perf_counter()
@@ -200,8 +201,8 @@ def naive(db: str, rows: int, ref_rows: int, home: Path) -> dict[str, Any]:
     import warnings
 
     warnings.simplefilter("ignore")
-    from driftguard import quality
-    from driftguard.profile import profile_frame
+    from driftguard.monitoring import quality
+    from driftguard.statistics.profile import profile_frame
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 

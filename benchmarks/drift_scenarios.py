@@ -32,9 +32,9 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
 import pandas as pd  # noqa: E402
-from driftguard import _evidently as ev  # noqa: E402
-from driftguard.calibration import calibrate_for  # noqa: E402
-from driftguard.drift import run_drift  # noqa: E402
+from driftguard.monitoring import _evidently as ev  # noqa: E402
+from driftguard.monitoring.drift import run_drift  # noqa: E402
+from driftguard.statistics.calibration import calibrate_for  # noqa: E402
 from driftguard.testing import DEFAULT_START, NUMERIC, Injection, generate_log, synthetic_contract  # noqa: E402
 
 TOP = ("num_0", "num_1", "num_2")  # largest |weight| in the generator's label rule

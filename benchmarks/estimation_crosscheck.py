@@ -1,4 +1,4 @@
-"""Label-free performance estimates (driftguard.estimation) against the realized metric and against
+"""Label-free performance estimates (driftguard.statistics.estimation) against the realized metric and against
 NannyML 0.13's CBPE and DLE, on the same synthetic data.
 
 One reference (the champion's holdout: 10 days x 1,000 rows of driftguard.testing's log) and 20
@@ -48,8 +48,8 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from driftguard.estimation import fit_estimator  # noqa: E402
-from driftguard.metrics import task_metrics  # noqa: E402
+from driftguard.statistics.estimation import fit_estimator  # noqa: E402
+from driftguard.statistics.metrics import task_metrics  # noqa: E402
 from driftguard.testing import CATEGORICAL, DEFAULT_START, NUMERIC, Injection, generate_log  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

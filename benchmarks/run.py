@@ -81,7 +81,7 @@ def _tasks(common: list[str], name: str, timeout: float, db: str, rows: int) -> 
     start to finish, with every process's start-up and imports; peak RSS is the largest task's."""
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-    from driftguard.monitor import UPSTREAM
+    from driftguard.monitoring.monitor import UPSTREAM
 
     stages: dict[str, float] = {}
     peaks: dict[str, float] = {}

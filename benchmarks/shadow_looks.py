@@ -1,7 +1,7 @@
 """How often batch shadow scoring promotes a challenger that is no better than the champion.
 
 Every shadow window is another look at the pooled CI (docs/gate.md, "Batch shadow scoring"). This
-replays sessions with the pure functions only (driftguard.shadow, no stores): a challenger with
+replays sessions with the pure functions only (driftguard.retraining.shadow, no stores): a challenger with
 exactly the champion's skill, a holdout, then up to `promotion.shadow.max_windows` windows, and
 counts how each session ends.
 
@@ -16,7 +16,7 @@ from collections import Counter
 
 import numpy as np
 import pandas as pd
-from driftguard import shadow as sh
+from driftguard.retraining import shadow as sh
 from driftguard.testing import synthetic_contract
 
 

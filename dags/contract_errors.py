@@ -11,7 +11,7 @@ defines nothing and raises nothing.
 
 from __future__ import annotations
 
-from driftguard import dag_defaults
+from driftguard.airflow import dag_defaults
 
 _broken = dag_defaults.broken_contracts(dag_defaults.dag_specs())
 if _broken is not None:

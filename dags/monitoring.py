@@ -43,8 +43,9 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import dag, get_current_context, task
-from driftguard import dag_defaults, monitor  # monitor: stdlib only at import, steps import their libraries
-from driftguard.dag_specs import DagSpec
+from driftguard.airflow import dag_defaults
+from driftguard.airflow.dag_specs import DagSpec
+from driftguard.monitoring import monitor  # monitor: stdlib only at import, steps import their libraries
 
 log = logging.getLogger(__name__)
 KIND = "monitoring"

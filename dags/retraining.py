@@ -8,7 +8,7 @@ the last full day). Never promote a worse model: that is the promise.
 
 1. `read_request`: the decided interval and its reasons, from the triggering Asset event.
 2. `claim_interval`: first finishes what a killed retrain of the model left (an interrupted
-   promotion, MLflow runs left RUNNING: `driftguard.retrain.recover`); then a retrain already
+   promotion, MLflow runs left RUNNING: `driftguard.retraining.retrain.recover`); then a retrain already
    decided for this interval does nothing new (short-circuit), and neither does one whose
    candidate an earlier attempt promoted before it died (`promoted` is recorded then). Each later step refreshes the
    claim's heartbeat; a claim without one for 5 minutes is taken over by the next request.
@@ -49,8 +49,9 @@ from typing import Any
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, chain, dag, get_current_context, task
-from driftguard import dag_defaults, retrain  # retrain: stdlib only at import, steps import their libraries
-from driftguard.dag_specs import DagSpec
+from driftguard.airflow import dag_defaults
+from driftguard.airflow.dag_specs import DagSpec
+from driftguard.retraining import retrain  # retrain: stdlib only at import, steps import their libraries
 from driftguard.step_results import RETRAIN_OUTCOMES
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def _ctx(model: str, request: dict[str, Any]) -> retrain.RetrainContext:
 
 
 def _step(model: str, request: dict[str, Any], step: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-    """Run one driftguard.retrain step for the requested interval."""
+    """Run one driftguard.retraining.retrain step for the requested interval."""
     with dag_defaults.fail_fast_on_data_errors(model, step.__name__):
         return step(_ctx(model, request), **kwargs)
 

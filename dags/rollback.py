@@ -17,8 +17,8 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
-from driftguard import dag_defaults
-from driftguard.dag_specs import DagSpec
+from driftguard.airflow import dag_defaults
+from driftguard.airflow.dag_specs import DagSpec
 
 log = logging.getLogger(__name__)
 KIND = "rollback"
@@ -26,7 +26,7 @@ KIND = "rollback"
 
 @task(retries=0)
 def rollback_champion(model: str) -> dict[str, Any]:
-    from driftguard import registry
+    from driftguard.retraining import registry
     from driftguard.settings import get_settings
     from driftguard.store import HistoryStore
 

@@ -1,11 +1,11 @@
 """Airflow 3 plugin: Driftguard's pages inside the Airflow UI, behind Airflow's login.
 
-Registers the FastAPI app of driftguard.ui under /driftguard with Airflow's user dependency on
+Registers the FastAPI app of driftguard.ui.app under /driftguard with Airflow's user dependency on
 every route but Evidently's vendor bundle and font, which sandboxed report pages load without the
 cookie (a plugin app has no authentication otherwise), a "Driftguard" entry in the Browse
 menu, a "Driftguard" tab on DAG pages, and "Extra links" on Driftguard's task instances (the
 run's drift and data-quality reports, the model page, a retraining run's candidate page; the
-URLs come from driftguard.extra_links). Every Airflow component imports plugins, so this
+URLs come from driftguard.ui.extra_links). Every Airflow component imports plugins, so this
 module stays light: FastAPI and the history-store code only, no pandas/MLflow/Evidently.
 """
 
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
-from driftguard import extra_links
 from driftguard.settings import get_settings
-from driftguard.ui import create_app
+from driftguard.ui import extra_links
+from driftguard.ui.app import create_app
 from fastapi import Request
 
 if TYPE_CHECKING:  # pragma: no cover

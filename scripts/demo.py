@@ -303,8 +303,8 @@ def release_stale_claim(model: str, start: datetime | str, end: datetime | str) 
     """Before a retraining run for an interval: release the interval's retrain claim if a killed
     run left it "running" (its on_failure_callback never ran), or the new run would find the
     interval taken and do nothing. Nothing else runs retraining during the demo, so it is released
-    as that callback would (driftguard.retrain.fail)."""
-    from driftguard import retrain
+    as that callback would (driftguard.retraining.retrain.fail)."""
+    from driftguard.retraining import retrain
     from driftguard.settings import get_settings
     from driftguard.store import HistoryStore
 
@@ -318,7 +318,8 @@ def release_stale_claim(model: str, start: datetime | str, end: datetime | str) 
 def first_champions_in_process(airflow: InProcess, timings: Timings) -> None:
     """Each model's first champion, trained on its reference window (Jan-Feb for the demo) by a
     manual run of its retraining DAG, as a team does once when it adds a model."""
-    from driftguard import dag_defaults, registry
+    from driftguard.airflow import dag_defaults
+    from driftguard.retraining import registry
     from driftguard.settings import get_settings
 
     uri = get_settings().mlflow_tracking_uri
@@ -365,7 +366,7 @@ def retrain_in_process(airflow: InProcess, step: Step, monitor_run_id: str, timi
     """The retraining run a monitoring run asked for (its `request_retrain` task updated the
     model's Asset), unless a retraining run for that interval already succeeded. Returns a
     progress note."""
-    from driftguard import dag_defaults
+    from driftguard.airflow import dag_defaults
 
     request = airflow.xcom(step.dag_id, monitor_run_id, "request_retrain")
     if not request:
@@ -396,7 +397,7 @@ def retrain_in_process(airflow: InProcess, step: Step, monitor_run_id: str, timi
 
 
 def replay_in_process(airflow: InProcess, steps: list[Step], timings: Timings) -> list[Result]:
-    from driftguard import dag_defaults
+    from driftguard.airflow import dag_defaults
 
     for contract in dag_defaults.model_contracts().contracts.values():
         if contract.promotion.require_approval:
@@ -477,9 +478,9 @@ def migrate_airflow_db() -> None:
 
 def seed_demo_data() -> None:
     """`driftguard demo seed` in this process (idempotent: fingerprinted, skipped when present)."""
-    from driftguard import demo
+    from driftguard import demo_data
 
-    report = demo.seed_demo(demo.default_url())
+    report = demo_data.seed_demo(demo_data.default_url())
     verb = "seeded" if report["written"] else "already seeded"
     say(f"demo data {verb}: {report['flight_scoring_log']:,} flights, {report['flight_labels']:,} labels")
 
@@ -510,7 +511,7 @@ def summary(
         )
     for dag_id, counts in sorted(totals.items()):
         say(f"all runs of {dag_id}: {counts}")
-    from driftguard import dag_defaults
+    from driftguard.airflow import dag_defaults
     from driftguard.store import HistoryStore
 
     store = HistoryStore(settings.history_url)
@@ -575,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     env = demo_env()
     os.environ.update(env)  # this process configures Airflow and reads contracts the way the tasks will
-    from driftguard import dag_defaults
+    from driftguard.airflow import dag_defaults
     from driftguard.settings import get_settings
 
     started = time.monotonic()

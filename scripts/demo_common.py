@@ -95,7 +95,7 @@ def intervals(schedule: str, start: datetime, end: datetime) -> list[tuple[datet
 
 
 def plan(end: datetime, weeks: int | None) -> list[Step]:
-    from driftguard import dag_defaults
+    from driftguard.airflow import dag_defaults
 
     result = dag_defaults.model_contracts()
     for path, error in result.errors.items():

@@ -209,7 +209,8 @@ def replay(api: Api, services: Services, steps: list[Step], step_timeout: float)
 def train_first_champions(api: Api, services: Services, step_timeout: float) -> None:
     """Each model's first champion, trained on its reference window (Jan-Feb for the demo) by
     triggering its retraining DAG by hand, as a team does once when it adds a model."""
-    from driftguard import dag_defaults, registry
+    from driftguard.airflow import dag_defaults
+    from driftguard.retraining import registry
     from driftguard.settings import get_settings
 
     settings = get_settings()

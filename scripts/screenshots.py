@@ -1,6 +1,6 @@
 """`make screenshots`: PNGs of Driftguard's pages for docs/screenshots/, from the stores `make demo` left.
 
-Serves Driftguard's UI app (driftguard.ui.create_app, the app the Airflow plugin mounts, here
+Serves Driftguard's UI app (driftguard.ui.app.create_app, the app the Airflow plugin mounts, here
 without Airflow's login, bound to 127.0.0.1 only) on a free port over DRIFTGUARD_HOME, opens
 each page in headless Chromium (the browser tests' tests/browser_support.py flags, 1280x800)
 and saves: the health board, the model page, the newest candidate page, the runbook, and the
@@ -40,8 +40,9 @@ def _free_port() -> int:
 
 def pages(settings: Any) -> dict[str, str]:
     """Screenshot name -> path under the app, chosen from the history store (newest first)."""
-    from driftguard import reports, ui
+    from driftguard.reporting import reports
     from driftguard.store import HistoryStore
+    from driftguard.ui import app as ui
 
     store = HistoryStore(settings.history_url)
     models = store.models()
@@ -68,7 +69,7 @@ def pages(settings: Any) -> dict[str, str]:
 def serve(settings: Any, port: int) -> Any:
     """The UI app under uvicorn in a daemon thread; returns the server (set should_exit to stop)."""
     import uvicorn
-    from driftguard.ui import create_app
+    from driftguard.ui.app import create_app
 
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()

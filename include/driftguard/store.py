@@ -248,7 +248,7 @@ retrains_table = sa.Table(
 
 # At most one alias move (promotion or rollback) in flight per model: written before the first
 # alias write, deleted in the same transaction that appends its dg_promotions row. A row that
-# outlives its writer (a kill, an MLflow error) is completed by driftguard.registry.repair.
+# outlives its writer (a kill, an MLflow error) is completed by driftguard.retraining.registry.repair.
 promotion_intents_table = sa.Table(
     "dg_promotion_intents",
     metadata,
@@ -266,7 +266,7 @@ promotion_intents_table = sa.Table(
     sa.UniqueConstraint("model", name="uq_dg_promotion_intents_model"),
 )
 
-# Failed Airflow runs (driftguard.airflow_notifier records them from the tasks' failure callback):
+# Failed Airflow runs (driftguard.airflow.notifier records them from the tasks' failure callback):
 # one row per failed task of a run, so the health board can say "run failed", name the step and
 # error, and link the task's log. A cleared task that fails again replaces its row (same key).
 # task_id "" is a DAG-level failure (no task instance). The interval is the run's data interval
@@ -287,7 +287,7 @@ failures_table = sa.Table(
     sa.UniqueConstraint("dag_id", "run_id", "task_id", name="uq_dg_failures_task"),
 )
 
-# Batch shadow scoring (driftguard.shadow): one row per challenger and part of its evidence. kind
+# Batch shadow scoring (driftguard.retraining.shadow): one row per challenger and part of its evidence. kind
 # "holdout": the registration's gate holdout, which opens the session; "window": one monitoring
 # window it scored beside the champion; "end": a later retrain ended the session. The paired
 # rows themselves are parquet files (ShadowEvidence); a window row is written after its file,
@@ -406,7 +406,7 @@ SHADOW_KINDS = ("holdout", "window", "end")
 
 @dataclass
 class ShadowRecord:
-    """One part of a challenger's shadow evidence (a dg_shadow row); see driftguard.shadow."""
+    """One part of a challenger's shadow evidence (a dg_shadow row); see driftguard.retraining.shadow."""
 
     model: str
     challenger_version: str
@@ -865,7 +865,7 @@ class HistoryStore:
             row = conn.execute(q).first()
         return None if row is None else {k: v for k, v in row._mapping.items() if k != "id"}
 
-    # -- promotion intents (crash-safe alias moves, see driftguard.registry)
+    # -- promotion intents (crash-safe alias moves, see driftguard.retraining.registry)
 
     def begin_promotion_intent(
         self,

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from driftguard import monitor, retrain, training
-from driftguard.profile import non_finite
+from driftguard.monitoring import monitor
+from driftguard.retraining import retrain, training
 from driftguard.settings import get_settings
+from driftguard.statistics.profile import non_finite
 from driftguard.testing import generate_log, synthetic_contract, write_log
 from home_support import isolated_stores
 

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from driftguard import quality, sources
+from driftguard import sources
 from driftguard.contract import ModelContract
-from driftguard.profile import FINITE_LIMIT, profile_frame
+from driftguard.monitoring import quality
 from driftguard.sources import ColumnTypeError
+from driftguard.statistics.profile import FINITE_LIMIT, profile_frame
 from events_support import events_contract
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)

@@ -31,7 +31,7 @@ DEADLOCK_TIMEOUT = 600.0  # seconds for all runs; a deadlock (or lock wait) fail
 
 def _monitor(contract: Any, day: int) -> tuple[str, int, str]:
     """One Airflow task slot: a fresh process running a model's monitoring for one day."""
-    from driftguard import monitor
+    from driftguard.monitoring import monitor
 
     start = START + timedelta(days=day)
     result = monitor.run_monitoring(contract, start, start + timedelta(days=1))

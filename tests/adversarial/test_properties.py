@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from driftguard import gate, policy
 from driftguard.contract import ContractError, ModelContract, PolicyConfig, parse_contract
+from driftguard.monitoring import policy
+from driftguard.retraining import gate
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from driftguard import monitor
 from driftguard import store as store_mod
 from driftguard.contract import ModelContract
+from driftguard.monitoring import monitor
 from driftguard.settings import get_settings
 from driftguard.store import ConcurrentRunError, StoreError
 from driftguard.testing import LABEL_COLUMN, generate_log, synthetic_contract, write_log

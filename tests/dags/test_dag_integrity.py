@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 from airflow_support import DAGS_DIR, REPO_ROOT, parse_dags
+from driftguard.airflow.dag_defaults import dag_id
 from driftguard.contract import contract_files, load_contracts
-from driftguard.dag_defaults import dag_id
 
 PROBE = Path(__file__).with_name("parse_probe.py")
 UNREACHABLE_DB = "sqlite:////nonexistent-driftguard-probe/airflow.db"
@@ -156,7 +156,7 @@ STEP_TASKS = {
 def test_monitoring_dag_wires_what_each_step_reads() -> None:
     """The DAG's edges are monitor.UPSTREAM's: no step starts before the files it reads exist,
     and independent steps (the two reads, the three checks) run side by side."""
-    from driftguard.monitor import STEPS, UPSTREAM
+    from driftguard.monitoring.monitor import STEPS, UPSTREAM
 
     dag = parse_dags().dags[dag_id("monitor", "flight_delay")]
     for step, upstream in UPSTREAM.items():
@@ -223,7 +223,7 @@ def test_retraining_dag_ends_in_one_outcome_task_per_outcome() -> None:
     """Airflow's grid names how a retrain ended: `outcome` (after the deciding steps, and after
     train_candidate, not candidate_trained, whose short-circuit skips its direct downstream)
     branches to one `outcome_<status>` task per retrain outcome."""
-    from driftguard import retrain
+    from driftguard.retraining import retrain
     from driftguard.step_results import RETRAIN_OUTCOMES
 
     dag = parse_dags().dags[dag_id("retrain", "flight_delay")]

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from driftguard.dag_defaults import dag_id
+from driftguard.airflow.dag_defaults import dag_id
 from driftguard.testing import generate_log, synthetic_contract, write_log
 from topology_support import AIRFLOW_COMPONENTS, airflow_env, demo, free_port, log_tail
 
@@ -123,7 +123,7 @@ def task_states(api: demo.Api, dag: str, run_id: str) -> dict[str, str | None]:
 @pytest.mark.slow
 @pytest.mark.parametrize("answer", ["Approve", "Reject"])
 def test_promotion_waits_for_human_approval(tmp_path: Path, answer: str) -> None:
-    from driftguard import registry
+    from driftguard.retraining import registry
     from driftguard.store import HistoryStore
 
     with airflow_with_approval_contract(tmp_path) as (api, services, env):

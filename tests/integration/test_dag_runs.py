@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 from airflow_support import airflow_dags_test, run_dag
+from driftguard.airflow.dag_defaults import dag_id
 from driftguard.contract import ModelContract
-from driftguard.dag_defaults import dag_id
 from driftguard.testing import generate_log, synthetic_contract, write_log
 
 START = datetime(2024, 1, 1, tzinfo=UTC)

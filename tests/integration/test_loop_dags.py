@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from airflow_support import run_dag
-from driftguard.dag_defaults import dag_id, retrain_asset_name
+from driftguard.airflow.dag_defaults import dag_id, retrain_asset_name
 from driftguard.testing import Injection, generate_log, synthetic_contract, write_log
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -86,7 +86,7 @@ def _asset_events(name: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, str]) -> None:
-    from driftguard import registry
+    from driftguard.retraining import registry
     from driftguard.store import HistoryStore
 
     name = loop_env["name"]

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from driftguard import monitor, retrain
+from driftguard.monitoring import monitor
+from driftguard.retraining import retrain
 from driftguard.settings import get_settings
 from driftguard.testing import Injection, generate_log, synthetic_contract, write_log
 from home_support import isolated_stores

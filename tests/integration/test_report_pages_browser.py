@@ -2,7 +2,7 @@
 from a local folder: no Airflow, so it stays quick.
 
 The folder holds one run of tests/xss_support.py's payload model with a model score: the real
-drift.html (driftguard.drift.run_drift), validation.html (driftguard.quality.validate_window) and
+drift.html (driftguard.monitoring.drift.run_drift), validation.html (driftguard.monitoring.quality.validate_window) and
 reports/index.html (reports.write_home). Chromium's network log shows every request a page made.
 """
 
@@ -30,10 +30,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 def _seed(reports_dir: Path) -> SimpleNamespace:
     import xss_support
-    from driftguard import reports
-    from driftguard.drift import run_drift
-    from driftguard.profile import profile_frame
-    from driftguard.quality import validate_window
+    from driftguard.monitoring.drift import run_drift
+    from driftguard.monitoring.quality import validate_window
+    from driftguard.reporting import reports
+    from driftguard.statistics.profile import profile_frame
     from driftguard.store import RunRecord
     from driftguard.testing import DEFAULT_START
 
@@ -74,7 +74,7 @@ def _seed(reports_dir: Path) -> SimpleNamespace:
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     def end_headers(self) -> None:
-        from driftguard.ui import REPORT_CSP
+        from driftguard.ui.app import REPORT_CSP
 
         self.send_header("Content-Security-Policy", REPORT_CSP)  # what the plugin sends with report files
         super().end_headers()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from driftguard import registry, retrain
+from driftguard.retraining import registry, retrain
 from driftguard.settings import get_settings
 from driftguard.store import HistoryStore
 from driftguard.testing import Injection, generate_log, synthetic_contract, write_log

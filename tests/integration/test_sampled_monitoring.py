@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from driftguard import monitor
+from driftguard.monitoring import monitor
 from driftguard.settings import get_settings
 from driftguard.store import HistoryStore
 from driftguard.testing import Injection, generate_log, synthetic_contract, write_log

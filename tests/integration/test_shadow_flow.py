@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from driftguard import monitor, registry, retrain
+from driftguard.monitoring import monitor
+from driftguard.retraining import registry, retrain
 from driftguard.settings import get_settings
 from driftguard.store import HistoryStore
 from driftguard.testing import Injection, generate_log, synthetic_contract, write_log

@@ -2,7 +2,7 @@
 
 One api-server (Airflow 3.3, SQLite metadata DB, simple auth manager, the repo's plugins/ folder)
 runs for the module on a free port, with DRIFTGUARD_* pointing at a temporary history store and
-reports folder holding one recorded run whose drift.html came from the real driftguard.drift.run_drift,
+reports folder holding one recorded run whose drift.html came from the real driftguard.monitoring.drift.run_drift,
 and a run of a second model whose feature log carries HTML/script payloads (tests/xss_support.py)
 in a feature name and category values, with the real drift.html and validation.html, plus a
 hand-written report page whose script tries to call Airflow's API.
@@ -87,8 +87,8 @@ def _http(
 
 def _seed(home: Path) -> SimpleNamespace:
     """One recorded run with a real Evidently drift report (small synthetic log with a mean shift)."""
-    from driftguard import reports
-    from driftguard.drift import run_drift
+    from driftguard.monitoring.drift import run_drift
+    from driftguard.reporting import reports
     from driftguard.store import HistoryStore, RunRecord, dispose_engines
     from driftguard.testing import DEFAULT_START, Injection, generate_log, synthetic_contract
 
@@ -130,10 +130,10 @@ def _seed(home: Path) -> SimpleNamespace:
 def _seed_payloads(reports_dir: Path, store: Any) -> SimpleNamespace:
     """A run of XSS_MODEL: its drift.html (run_drift) and validation.html (validate_window) hold the payloads."""
     import xss_support
-    from driftguard import reports
-    from driftguard.drift import run_drift
-    from driftguard.profile import profile_frame
-    from driftguard.quality import validate_window
+    from driftguard.monitoring.drift import run_drift
+    from driftguard.monitoring.quality import validate_window
+    from driftguard.reporting import reports
+    from driftguard.statistics.profile import profile_frame
     from driftguard.store import RunRecord
     from driftguard.testing import DEFAULT_START
 
@@ -696,7 +696,7 @@ def test_task_extra_links_through_airflow_rest_api(server: SimpleNamespace) -> N
     the drift report once a page exists in the run's report folder (named from its data interval)."""
     from datetime import datetime
 
-    from driftguard import reports
+    from driftguard.reporting import reports
 
     status, _, body = _http(f"{server.base}/api/v2/dags/{FAILED_DAG}/dagRuns", token=server.token)
     assert status == 200, body[:500]

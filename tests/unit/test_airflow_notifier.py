@@ -23,7 +23,7 @@ from datetime import datetime
 
 from airflow.sdk import dag, task
 
-from driftguard.airflow_notifier import DriftguardNotifier
+from driftguard.airflow.notifier import DriftguardNotifier
 from driftguard.contract import AlertConfig, AlertRoute
 
 notifier = DriftguardNotifier(
@@ -125,7 +125,7 @@ def test_notifier_called_directly_with_a_dag_run_context(
     """DAG-level callbacks get `dag_run` and `reason` instead of a task instance."""
     from datetime import timedelta
 
-    from driftguard.airflow_notifier import DriftguardNotifier
+    from driftguard.airflow.notifier import DriftguardNotifier
     from driftguard.contract import AlertConfig, AlertRoute
 
     url, received = webhook

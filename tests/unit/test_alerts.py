@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from driftguard.alerts import Alert, dispatch
 from driftguard.contract import AlertConfig, AlertRoute
+from driftguard.reporting.alerts import Alert, dispatch
 from driftguard.store import HistoryStore, dispose_engines
 
 NOW = datetime(2013, 6, 3, 6, tzinfo=UTC)
@@ -159,7 +159,7 @@ def test_same_alert_is_suppressed_until_repeat_after(
     config = AlertConfig(routes=[AlertRoute(kind="webhook", url=f"{base}/hook-b")], repeat_after=timedelta(days=1))
     hits = lambda: len([r for r in receiver.requests if r["path"] == "/hook-b"])  # noqa: E731
     assert dispatch(drift_alert(), config, store=store, now=NOW)
-    with caplog.at_level(logging.INFO, logger="driftguard.alerts"):
+    with caplog.at_level(logging.INFO, logger="driftguard.reporting.alerts"):
         assert dispatch(drift_alert(), config, store=store, now=NOW + timedelta(hours=23)) is False
     assert (
         "alert suppressed: drift drift in 2 feature(s) for flight_delay already sent at 2013-06-03T06:00" in caplog.text
@@ -186,7 +186,7 @@ def test_failed_webhook_is_logged_loudly_never_raises_and_is_retried(
         ]
     )
     alert = drift_alert(kind="quality_critical", severity="critical", title="2 critical checks failed")
-    with caplog.at_level(logging.INFO, logger="driftguard.alerts"):
+    with caplog.at_level(logging.INFO, logger="driftguard.reporting.alerts"):
         assert dispatch(alert, config, store=store, now=NOW) is True
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert any(
@@ -213,7 +213,7 @@ def test_unreachable_host_and_missing_env_var_do_not_raise(
             AlertRoute(kind="webhook", url="${DG_TEST_MISSING}"),
         ]
     )
-    with caplog.at_level(logging.ERROR, logger="driftguard.alerts"):
+    with caplog.at_level(logging.ERROR, logger="driftguard.reporting.alerts"):
         assert dispatch(drift_alert(), config, store=store, now=NOW) is True
     text = caplog.text
     assert "ALERT DELIVERY FAILED via webhook http://127.0.0.1:9/closed for flight_delay: URLError" in text
@@ -261,7 +261,7 @@ def test_email_without_smtp_host_is_skipped_with_a_warning(
 ) -> None:
     monkeypatch.delenv("DRIFTGUARD_SMTP_HOST", raising=False)
     config = AlertConfig(routes=[AlertRoute(kind="email", to=["oncall@example.com"])])
-    with caplog.at_level(logging.WARNING, logger="driftguard.alerts"):
+    with caplog.at_level(logging.WARNING, logger="driftguard.reporting.alerts"):
         assert dispatch(drift_alert(), config, store=store, now=NOW)
     assert "alert route email skipped for flight_delay: DRIFTGUARD_SMTP_HOST is not set" in caplog.text
     # A skipped route is not a failure: the alert counts as sent (no re-send every run).
@@ -272,7 +272,7 @@ def test_broken_store_still_sends(caplog: pytest.LogCaptureFixture, tmp_path) ->
     (tmp_path / "not_a_dir").write_text("a file where the store's folder should be")
     broken = HistoryStore(f"sqlite:///{tmp_path}/not_a_dir/h.db")
     try:
-        with caplog.at_level(logging.WARNING, logger="driftguard.alerts"):
+        with caplog.at_level(logging.WARNING, logger="driftguard.reporting.alerts"):
             assert dispatch(drift_alert(), AlertConfig(), store=broken, now=NOW) is True
     finally:
         dispose_engines()

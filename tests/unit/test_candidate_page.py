@@ -1,4 +1,4 @@
-"""The champion-vs-challenger page (driftguard.candidate_page, /models/{model}/candidates/{version}):
+"""The champion-vs-challenger page (driftguard.ui.candidate_page, /models/{model}/candidates/{version}):
 a real gate verdict stored in a real SQLite history store, its numbers on the page, links, escaping."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import xss_support
-from driftguard import candidate_page
 from driftguard.contract import ModelContract
-from driftguard.gate import evaluate_gate
-from driftguard.servability import ServabilityResult
+from driftguard.retraining.gate import evaluate_gate
+from driftguard.retraining.servability import ServabilityResult
 from driftguard.settings import Settings
 from driftguard.store import HistoryStore, RunRecord, ShadowRecord, dispose_engines
-from driftguard.ui import THEME_SCRIPT, create_app
+from driftguard.ui import candidate_page
+from driftguard.ui.app import THEME_SCRIPT, create_app
 from fastapi.testclient import TestClient
 
 T0 = datetime(2013, 6, 3, tzinfo=UTC)

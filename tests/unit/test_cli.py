@@ -78,9 +78,9 @@ def test_check_models_dir_from_settings(
 def test_check_connect(
     tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from driftguard import demo
+    from driftguard import demo_data
 
-    demo.seed_demo(sqlite_url, months=[1])
+    demo_data.seed_demo(sqlite_url, months=[1])
     capsys.readouterr()
     assert main(["check", str(DEMO), "--connect", "--url", sqlite_url]) == 0
     assert capsys.readouterr().out.splitlines()[0] == f"ok {DEMO}"

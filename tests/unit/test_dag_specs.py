@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from driftguard.airflow.dag_specs import DagSpec, load_specs
 from driftguard.contract import load_contract
-from driftguard.dag_specs import DagSpec, load_specs
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "include" / "models"
 
@@ -59,7 +59,7 @@ def test_cache_is_used_then_invalidated_by_an_edit(tmp_path: Path) -> None:
 
     # A warm cache answers without validating: a fresh interpreter never imports the contract models.
     code = (
-        "import sys; from pathlib import Path; from driftguard.dag_specs import load_specs; "
+        "import sys; from pathlib import Path; from driftguard.airflow.dag_specs import load_specs; "
         f"r = load_specs(Path({str(models)!r}), Path({str(cache)!r})); "
         "print(sorted(r.specs), 'driftguard.contract' in sys.modules, 'pydantic' in sys.modules)"
     )
@@ -98,7 +98,7 @@ def test_step_modules_import_without_the_contract_models() -> None:
     """The DAG files hold the step functions themselves (monitor.FLOW, retrain.train ...), so
     importing the step modules must stay as cheap as the spec cache: no pydantic, no pandas."""
     code = (
-        "import sys; from driftguard import monitor, retrain; "
+        "import sys; from driftguard.monitoring import monitor; from driftguard.retraining import retrain; "
         "print([m for m in ('driftguard.contract', 'pydantic', 'pandas', 'sqlalchemy') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -107,13 +107,13 @@ def test_step_modules_import_without_the_contract_models() -> None:
 
 def test_the_monitoring_flow_is_one_table() -> None:
     """UPSTREAM and STEPS derive from FLOW, whose order respects its own edges (the in-process run)."""
-    from driftguard import monitor
+    from driftguard.monitoring import monitor
 
     assert list(monitor.STEPS) == [s.name for s in monitor.FLOW] and len(set(monitor.STEPS)) == len(monitor.FLOW)
     done: set[str] = set()
     for step in monitor.FLOW:
         assert set(monitor.UPSTREAM[step.name]) <= done, step.name
-        assert monitor.STEPS[step.name] is step.run and step.run.__module__ == "driftguard.monitor"
+        assert monitor.STEPS[step.name] is step.run and step.run.__module__ == "driftguard.monitoring.monitor"
         done.add(step.name)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from driftguard import demo, sources
+from driftguard import demo_data, sources
 from driftguard.contract import load_contract
 from driftguard.settings import REPO_ROOT
 
@@ -22,7 +22,7 @@ FLIGHTS, LABELLED = 336_776, 327_346  # all 2013 flights; those with an arrival 
 @pytest.fixture(scope="module")
 def sqlite_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, int]]:
     url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'feature_log.db'}"
-    return url, demo.seed_demo(url)
+    return url, demo_data.seed_demo(url)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def pg_demo(pg_server: str) -> Iterator[tuple[str, dict[str, int]]]:
         conn.execute(sa.text(f'create schema "{schema}"'))
     url = f"{pg_server}{'&' if '?' in pg_server else '?'}options=-csearch_path%3D{schema}"
     try:
-        yield url, demo.seed_demo(url, months=[6, 9])
+        yield url, demo_data.seed_demo(url, months=[6, 9])
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f'drop schema "{schema}" cascade'))
@@ -68,8 +68,8 @@ def test_sqlite_counts_columns_and_values(sqlite_demo: tuple[str, dict[str, int]
     insp = sa.inspect(sa.create_engine(url))
     log_cols = [c["name"] for c in insp.get_columns("flight_scoring_log")]
     assert log_cols == ["flight_id", "scheduled_departure", "carrier", "origin", "dest", "distance", "sched_dep_hour",
-                        "day_of_week", *demo.WEATHER]  # fmt: skip
-    assert not set(log_cols) & {*demo.POST_DEPARTURE, "arrived_late"}  # nothing known after take-off
+                        "day_of_week", *demo_data.WEATHER]  # fmt: skip
+    assert not set(log_cols) & {*demo_data.POST_DEPARTURE, "arrived_late"}  # nothing known after take-off
     assert [c["name"] for c in insp.get_columns("flight_labels")] == ["flight_id", "arrived_late", "labelled_at"]
     assert {i["column_names"][0] for i in insp.get_indexes("flight_scoring_log")} == {"scheduled_departure"}
     assert insp.get_pk_constraint("flight_labels")["constrained_columns"] == ["flight_id"]
@@ -122,7 +122,7 @@ def test_sqlite_rerun_is_a_no_op(sqlite_demo: tuple[str, dict[str, int]], capsys
     url, _ = sqlite_demo
     path = Path(sa.engine.make_url(url).database)
     before = path.stat().st_mtime_ns
-    assert demo.seed_demo(url) == {"flight_scoring_log": FLIGHTS, "flight_labels": LABELLED, "written": 0}
+    assert demo_data.seed_demo(url) == {"flight_scoring_log": FLIGHTS, "flight_labels": LABELLED, "written": 0}
     assert "already holds this demo data; nothing to do" in capsys.readouterr().out.replace(
         f" ({{'flight_scoring_log': {FLIGHTS}, 'flight_labels': {LABELLED}}})", ""
     )
@@ -153,10 +153,10 @@ def test_postgres_month_subset(pg_demo: tuple[str, dict[str, int]], contract) ->
 
 def test_postgres_idempotence_and_replace(pg_demo: tuple[str, dict[str, int]]) -> None:
     url, report = pg_demo
-    assert demo.seed_demo(url, months=[6, 9])["written"] == 0
+    assert demo_data.seed_demo(url, months=[6, 9])["written"] == 0
     with pytest.raises(RuntimeError, match=r"hold other content .* rerun with replace=True \(CLI: --replace\)"):
-        demo.seed_demo(url, months=[6, 9], label_delay=timedelta(days=2))
-    rebuilt = demo.seed_demo(url, months=[6, 9], label_delay=timedelta(days=2), replace=True)
+        demo_data.seed_demo(url, months=[6, 9], label_delay=timedelta(days=2))
+    rebuilt = demo_data.seed_demo(url, months=[6, 9], label_delay=timedelta(days=2), replace=True)
     assert rebuilt["written"] == 1 and rebuilt["flight_labels"] == report["flight_labels"]
     engine = sa.create_engine(url)
     with engine.connect() as conn:
@@ -169,12 +169,12 @@ def test_postgres_idempotence_and_replace(pg_demo: tuple[str, dict[str, int]]) -
         count = conn.execute(sa.text("select count(*) from flight_scoring_log")).scalar()
     engine.dispose()
     assert delay == (timedelta(days=2), timedelta(days=2)) and count == report["flight_scoring_log"]
-    demo.seed_demo(url, months=[6, 9], replace=True)  # back to the shared fixture's content
+    demo_data.seed_demo(url, months=[6, 9], replace=True)  # back to the shared fixture's content
 
 
 def test_default_url_follows_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("DRIFTGUARD_FEATURE_LOG_URL", raising=False)
     monkeypatch.setenv("DRIFTGUARD_HOME", str(tmp_path))
-    assert demo.default_url() == f"sqlite:///{tmp_path.resolve() / 'feature_log.db'}"
+    assert demo_data.default_url() == f"sqlite:///{tmp_path.resolve() / 'feature_log.db'}"
     monkeypatch.setenv("DRIFTGUARD_FEATURE_LOG_URL", "postgresql://u@h/db")
-    assert demo.default_url() == "postgresql://u@h/db"
+    assert demo_data.default_url() == "postgresql://u@h/db"

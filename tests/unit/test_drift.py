@@ -1,4 +1,4 @@
-"""driftguard.drift: real Evidently runs on synthetic logs with known injected drift."""
+"""driftguard.monitoring.drift: real Evidently runs on synthetic logs with known injected drift."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from driftguard import _evidently
-from driftguard.drift import DriftError, DriftResult, FeatureDrift, run_drift
+from driftguard.monitoring import _evidently
+from driftguard.monitoring.drift import DriftError, DriftResult, FeatureDrift, run_drift
 from driftguard.testing import (
     CATEGORICAL,
     DEFAULT_START,
@@ -255,7 +255,7 @@ def test_switched_off_prediction_drift_and_all_null_labels(
     reference: pd.DataFrame, clean: pd.DataFrame, caplog: pytest.LogCaptureFixture
 ) -> None:
     current = clean.assign(**{LABEL_COLUMN: np.nan})  # labels not matured yet
-    with caplog.at_level(logging.WARNING, logger="driftguard.drift"):
+    with caplog.at_level(logging.WARNING, logger="driftguard.monitoring.drift"):
         result = run_drift(
             contract({"prediction": False}),
             reference,

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from driftguard import calibration as cal
-from driftguard import drift_stats as ds
-from driftguard.calibration import calibrate_for, schedule_length
-from driftguard.drift import INSUFFICIENT, run_drift
+from driftguard.monitoring.drift import INSUFFICIENT, run_drift
+from driftguard.statistics import calibration as cal
+from driftguard.statistics import drift_stats as ds
+from driftguard.statistics.calibration import calibrate_for, schedule_length
 from driftguard.testing import DEFAULT_START, Injection, generate_log, synthetic_contract
 
 ROWS = 2000

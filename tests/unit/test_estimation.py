@@ -1,4 +1,4 @@
-"""driftguard.estimation: label-free CBPE / DLE estimates against the realized metric.
+"""driftguard.statistics.estimation: label-free CBPE / DLE estimates against the realized metric.
 
 The data come from driftguard.testing: `mean_shift` / `variance_change` are covariate shift (the
 label rule P(y | x) is kept, so the estimate should follow the realized metric) and
@@ -18,7 +18,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from driftguard.estimation import (
+from driftguard.statistics.estimation import (
     Estimate,
     Estimator,
     expected_metric,
@@ -29,7 +29,7 @@ from driftguard.estimation import (
     side_by_side,
     supported_metrics,
 )
-from driftguard.metrics import metric_fn, task_metrics
+from driftguard.statistics.metrics import metric_fn, task_metrics
 from driftguard.testing import CATEGORICAL, DEFAULT_START, NUMERIC, Injection, generate_log
 from sklearn.isotonic import IsotonicRegression
 
@@ -230,7 +230,7 @@ def test_the_stored_calibration_map_is_sklearns_isotonic_prediction() -> None:
 
 
 def test_r2_is_not_estimable_and_says_why(holdouts: dict[str, pd.DataFrame], caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="driftguard.estimation"):
+    with caplog.at_level(logging.ERROR, logger="driftguard.statistics.estimation"):
         est = _fit(REGRESSION, holdouts[REGRESSION].iloc[:500], "r2")
     assert est.reason and "r2" in est.reason
     assert "r2 cannot be estimated" in caplog.text

@@ -1,4 +1,4 @@
-"""driftguard._evidently's HTML: feature-log data stays data inside Evidently's page.
+"""driftguard.monitoring._evidently's HTML: feature-log data stays data inside Evidently's page.
 
 The report embeds its widgets as JSON in a <script>; a category value or feature name holding
 "</script>" or "<!--" must neither end that element nor open a comment, and the JSON must still
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import xss_support
-from driftguard import _evidently
-from driftguard.drift import run_drift
+from driftguard.monitoring import _evidently
+from driftguard.monitoring.drift import run_drift
 from driftguard.testing import DEFAULT_START
 
 

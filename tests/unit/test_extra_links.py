@@ -1,6 +1,6 @@
 """Airflow extra links of Driftguard's tasks: the URL computation, and Airflow's plugin manager loading them.
 
-The URLs are checked against a real reports folder (files written where driftguard.reports puts
+The URLs are checked against a real reports folder (files written where driftguard.reporting.reports puts
 a run's pages); the plugin test loads the repo's plugins/ folder through Airflow's own plugins
 manager, as the api-server does, and the candidate link against a real run's XCom. A real task
 instance's links through the REST API are checked in tests/integration/test_ui_browser.py.
@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from driftguard import extra_links, reports
+from driftguard.reporting import reports
+from driftguard.ui import extra_links
 
 START = datetime(2013, 3, 10, tzinfo=UTC)
 END = START + timedelta(days=7)

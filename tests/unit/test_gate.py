@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 from driftguard.contract import ModelContract
-from driftguard.gate import Check, GateVerdict, evaluate_gate, holm, paired_bootstrap
-from driftguard.servability import ServabilityResult
+from driftguard.retraining.gate import Check, GateVerdict, evaluate_gate, holm, paired_bootstrap
+from driftguard.retraining.servability import ServabilityResult
 from sklearn.metrics import roc_auc_score
 
 N = 3000
@@ -167,7 +167,7 @@ def test_inconclusive_ci_on_few_rows_is_insufficient_evidence(data: dict[str, np
 
 
 def test_rows_needed_hand_worked() -> None:
-    from driftguard.gate import rows_needed
+    from driftguard.retraining.gate import rows_needed
 
     # (z_0.975 + z_0.8)^2 = (1.95996 + 0.84162)^2 = 7.8489; x (se / margin)^2 = 4 -> 31.40 x 100 rows
     assert rows_needed(100, 0.02, 0.01, confidence=0.95, power=0.8) == 3140

@@ -1,11 +1,11 @@
-"""driftguard.health: every board status from history rows and a clock (pure, no database)."""
+"""driftguard.reporting.health: every board status from history rows and a clock (pure, no database)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from driftguard import health
+from driftguard.reporting import health
 from driftguard.store import FailureRecord, RunRecord
 
 T0 = datetime(2013, 3, 3, tzinfo=UTC)  # a Sunday: @weekly intervals end on Sundays 00:00 UTC

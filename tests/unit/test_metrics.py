@@ -1,4 +1,4 @@
-"""driftguard.metrics against scikit-learn's own functions on known values."""
+"""driftguard.statistics.metrics against scikit-learn's own functions on known values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from driftguard.contract import Task
-from driftguard.metrics import (
+from driftguard.statistics.metrics import (
     expected_calibration_error,
     metric_fn,
     proxy_metrics,
@@ -143,7 +143,7 @@ def test_proxy_metrics() -> None:
 def test_metric_se_matches_the_analytic_standard_error() -> None:
     """For MAE (a mean of |errors|) the bootstrap SE must match std(|e|) / sqrt(n); above
     SE_MAX_ROWS it is measured on a sample and scaled by sqrt(sample / n)."""
-    from driftguard.metrics import SE_MAX_ROWS, metric_se
+    from driftguard.statistics.metrics import SE_MAX_ROWS, metric_se
 
     rng = np.random.default_rng(7)
     for n in (200, SE_MAX_ROWS * 8):
@@ -157,7 +157,7 @@ def test_metric_se_matches_the_analytic_standard_error() -> None:
 def test_a_perfect_score_on_few_rows_keeps_an_honest_standard_error() -> None:
     """ROC AUC 1.0 on 20 rows (8 positives): every bootstrap resample is 1.0 too, yet the score
     only says the error rate is below ~3/8. The SE is floored there, and left alone on many rows."""
-    from driftguard.metrics import metric_se, se_floor
+    from driftguard.statistics.metrics import metric_se, se_floor
 
     y = np.array([1] * 8 + [0] * 12, dtype=float)
     perfect = y * 0.8 + 0.1  # every positive above every negative

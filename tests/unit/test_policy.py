@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from driftguard.contract import Persistence, PolicyConfig
-from driftguard.policy import (
+from driftguard.monitoring.policy import (
     GUARD_SCOPE,
     ChampionFacts,
     Decision,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from driftguard.cli import main
 from driftguard.contract import unit_warnings
-from driftguard.power import settings_warnings
+from driftguard.statistics.power import settings_warnings
 from driftguard.testing import DEFAULT_START, generate_log, synthetic_contract, write_log
 
 MONTH = timedelta(days=30)

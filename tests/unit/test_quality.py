@@ -1,4 +1,4 @@
-"""driftguard.quality: real Great Expectations runs on small synthetic windows."""
+"""driftguard.monitoring.quality: real Great Expectations runs on small synthetic windows."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from driftguard import _gx
 from driftguard.contract import ModelContract, parse_contract
-from driftguard.profile import profile_frame
-from driftguard.quality import (
+from driftguard.monitoring import _gx
+from driftguard.monitoring.quality import (
     FAMILIES,
     RENDERER,
     SOURCE_SCHEMA_CHECK,
@@ -22,6 +21,7 @@ from driftguard.quality import (
     problem_columns,
     validate_window,
 )
+from driftguard.statistics.profile import profile_frame
 
 CONTRACT_YAML = """
 name: toy_model

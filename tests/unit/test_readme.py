@@ -73,7 +73,7 @@ def _anchors(page: Path) -> set[str]:
     seen: collections.Counter[str] = collections.Counter()
     out = set()
     for heading in re.findall(r"^#{1,6} +(.+?) *#*$", _FENCE.sub("", page.read_text()), re.M):
-        explicit = re.search(r"\{#([\w-]+)\}$", heading)  # `## drift {#drift}`: driftguard.runbook's ids
+        explicit = re.search(r"\{#([\w-]+)\}$", heading)  # `## drift {#drift}`: driftguard.reporting.runbook's ids
         if explicit:
             out.add(explicit[1])
             heading = heading[: explicit.start()]

@@ -1,5 +1,5 @@
-"""driftguard.reference and driftguard.mlflow_setup against a real MLflow store (SQLite + local
-artifacts), real candidates trained by driftguard.training, and real local HTTP endpoints."""
+"""driftguard.retraining.reference and driftguard.mlflow_setup against a real MLflow store (SQLite + local
+artifacts), real candidates trained by driftguard.retraining.training, and real local HTTP endpoints."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from driftguard import mlflow_setup, reference, training
+from driftguard import mlflow_setup
 from driftguard.contract import ModelContract
 from driftguard.mlflow_setup import MlflowUnavailable
-from driftguard.profile import profile_frame
-from driftguard.reference import SCORE_COLUMN, TS_COLUMN, Reference, ReferenceError
-from driftguard.training import Candidate
+from driftguard.retraining import reference, training
+from driftguard.retraining.reference import SCORE_COLUMN, TS_COLUMN, Reference, ReferenceError
+from driftguard.retraining.training import Candidate
+from driftguard.statistics.profile import profile_frame
 from mlflow import MlflowClient
 from training_support import (
     AS_OF,
@@ -123,7 +124,7 @@ def test_champion_reference_reads_the_runs_artifacts(
     assert len(sample) == contract.reference.sample_size < len(window)  # the training window, sampled
     assert set(sample["num_0"]) <= set(window["num_0"]) and sample[TS_COLUMN].is_monotonic_increasing
     # The drift thresholds were calibrated once, at training, and come with the version.
-    from driftguard.calibration import Calibration, settings_key
+    from driftguard.statistics.calibration import Calibration, settings_key
 
     calibration = Calibration.from_dict(ref.calibration)
     assert calibration.settings == settings_key(contract) and set(calibration.features) == set(FEATURES)

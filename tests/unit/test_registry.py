@@ -1,4 +1,4 @@
-"""driftguard.registry and driftguard.servability against a real MLflow SQLite store in tmp_path."""
+"""retraining.registry and retraining.servability against a real MLflow SQLite store in tmp_path."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from driftguard import registry
 from driftguard.contract import ModelContract
-from driftguard.gate import evaluate_gate
-from driftguard.servability import check_servable
+from driftguard.retraining import registry
+from driftguard.retraining.gate import evaluate_gate
+from driftguard.retraining.servability import check_servable
 from driftguard.store import HistoryStore
 from mlflow_support import restored_mlflow_globals
 
@@ -209,7 +209,7 @@ def _verdict(promote: bool):  # a real verdict from the gate on tiny arrays
             "promotion": {"floors": {"roc_auc": 0.99 if not promote else 0.5}, "bootstrap": {"samples": 100}},
         }
     )
-    from driftguard.servability import ServabilityResult
+    from driftguard.retraining.servability import ServabilityResult
 
     ok = ServabilityResult(True, 0.1, 1.0, None, "models:/reg_verdict/1")
     y = np.array([0, 1] * 50, dtype=float)
@@ -323,7 +323,7 @@ def test_servability_parses_the_child_line_and_empty_sample(mlflow_env: dict[str
     CPU time scaled to 1,000 rows; latency is the gate's to judge, not the parser's."""
     import subprocess
 
-    from driftguard.servability import _MARKER, _parse
+    from driftguard.retraining.servability import _MARKER, _parse
 
     line = _MARKER + json.dumps(
         {"rows": 100, "load_seconds": 0.5, "predict_seconds": 0.3, "wall_predict_seconds": 0.9, "repeats": 15,

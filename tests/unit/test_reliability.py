@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from driftguard import mlflow_setup, recovery, registry
+from driftguard import mlflow_setup
 from driftguard import store as store_mod
+from driftguard.retraining import recovery, registry
 from driftguard.store import HistoryStore, StoreBusyError, retrains_table
 
 # The exact write order: every prefix of it (a fault at the next checkpoint) leaves valid aliases.
@@ -363,7 +364,7 @@ _CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from driftguard import registry
+    from driftguard.retraining import registry
     from driftguard.store import HistoryStore
 
     uri, history, model, action, stop_at, flag = sys.argv[1:7]
@@ -461,7 +462,7 @@ def test_orphaned_runs_are_closed_as_failed_unless_a_live_claim_owns_them(
     dry = recovery.close_orphaned_runs(model, store=store, tracking_uri=uri, stale_after=timedelta(minutes=5),
                                        dry_run=True)  # fmt: skip
     assert [f.fixed for f in dry] == [False] and c.get_run(dead_run).info.status == "RUNNING"
-    with caplog.at_level("WARNING", logger="driftguard.recovery"):
+    with caplog.at_level("WARNING", logger="driftguard.retraining.recovery"):
         found = recovery.close_orphaned_runs(model, store=store, tracking_uri=uri, stale_after=timedelta(minutes=5))
 
     assert [f.kind for f in found] == ["orphan_run"] and dead_run in found[0].message

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from driftguard.reports import run_dir, shadow_cell, trend_svg, write_home, write_model_index, write_summary
+from driftguard.reporting.reports import run_dir, shadow_cell, trend_svg, write_home, write_model_index, write_summary
 from driftguard.store import HistoryStore, RunRecord, ShadowRecord, dispose_engines
 
 T0 = datetime(2013, 3, 4, tzinfo=UTC)
@@ -232,7 +232,7 @@ def test_single_run_plot_is_centred() -> None:
 def test_trend_draws_the_weighted_share_and_the_estimate_band() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from driftguard.reports import trend_svg
+    from driftguard.reporting.reports import trend_svg
     from driftguard.store import RunRecord
 
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -260,7 +260,7 @@ def test_trend_draws_the_weighted_share_and_the_estimate_band() -> None:
 def test_decision_cell_words_a_review_reason_as_raised_not_as_a_guard() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from driftguard.reports import decision_cell
+    from driftguard.reporting.reports import decision_cell
     from driftguard.store import RunRecord
 
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -314,7 +314,8 @@ def test_monitor_writes_a_home_listing_each_models_latest_runs(tmp_path: Path, s
     "no runs yet" when it was built without the store's runs) and links its reports."""
     from types import SimpleNamespace
 
-    from driftguard import monitor, reports
+    from driftguard.monitoring import monitor
+    from driftguard.reporting import reports
 
     runs = [rec(i) for i in range(7)] + [rec(0, model="taxi_fare")]
     folder = run_dir(tmp_path, "flight_delay", runs[6].interval_start, runs[6].interval_end)
@@ -354,7 +355,7 @@ def test_drift_header_and_table_sort_colour_name_and_escape() -> None:
     """Drifted first then by effect size, insufficient data last and said so; the score column is
     "model score"; data in a column name, a threshold basis or the reference label stays text."""
     import xss_support
-    from driftguard.reports import drift_sections, drift_title
+    from driftguard.reporting.reports import drift_sections, drift_title
 
     evil = xss_support.PAYLOADS[1]
     data = {
@@ -397,7 +398,7 @@ def test_drift_header_and_table_sort_colour_name_and_escape() -> None:
 
 def test_quality_page_status_follows_driftguard_severities_and_escapes() -> None:
     import xss_support
-    from driftguard.reports import quality_page, quality_status
+    from driftguard.reporting.reports import quality_page, quality_status
 
     assert quality_status(0, 0) == ("passed", "passed")
     assert quality_status(0, 3) == ("warning", "passed, 3 warnings")

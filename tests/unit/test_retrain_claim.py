@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from driftguard import retrain
+from driftguard.retraining import retrain
 from driftguard.settings import get_settings
 from driftguard.store import HistoryStore, retrains_table
 from driftguard.testing import synthetic_contract

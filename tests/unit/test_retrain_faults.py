@@ -35,8 +35,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from driftguard import recovery, registry, retrain
 from driftguard.contract import ModelContract
+from driftguard.retraining import recovery, registry, retrain
 from driftguard.settings import Settings, get_settings
 from driftguard.store import HistoryStore, retrains_table
 from driftguard.testing import generate_log, synthetic_contract, write_log
@@ -319,11 +319,11 @@ def _module_fault(module: str, attr: str, exc: BaseException, **kw: Any) -> Call
 BEFORE_GATE: list[tuple[str, Callable[[Faults], None], str | None]] = [
     ("claim: history database down", _store_fault("claim_retrain"), None),
     ("boundary: after claim", _boundary("train"), "failed"),
-    ("train: feature log down", _module_fault("driftguard.training", "load_training_data",
+    ("train: feature log down", _module_fault("driftguard.retraining.training", "load_training_data",
                                               db_down("SELECT events")), "failed"),
     ("train: ensure_experiment", _module_fault("driftguard.mlflow_setup", "ensure_experiment",
                                                mlflow_down("get_experiment_by_name"), step="train"), "failed"),
-    ("train: search for a reusable run", _module_fault("driftguard.training", "find_candidate",
+    ("train: search for a reusable run", _module_fault("driftguard.retraining.training", "find_candidate",
                                                        mlflow_down("search_runs")), "failed"),
     ("train: start_run", _training_fault("start_run"), "failed"),
     ("train: set_tags", _training_fault("set_tags"), "failed"),
@@ -333,7 +333,7 @@ BEFORE_GATE: list[tuple[str, Callable[[Faults], None], str | None]] = [
                                                              OSError("artifact store: Connection refused"),
                                                              step="train"), "failed"),
     ("train: log_dict", _training_fault("log_dict"), "failed"),
-    ("train: log_reference (reference artifacts)", _module_fault("driftguard.reference", "log_reference",
+    ("train: log_reference (reference artifacts)", _module_fault("driftguard.retraining.reference", "log_reference",
                                                                  mlflow_down("log_artifact")), "failed"),
     ("boundary: after train", _boundary("register"), "failed"),
     ("register: search_model_versions", _client_fault("search_model_versions", "register"), "failed"),
@@ -380,7 +380,7 @@ def test_faults_before_the_gate_each_leave_a_state_the_next_attempt_repairs(worl
         rerun(w, contract, old=old)
     assert (
         faults.fired.count("HistoryStore.heartbeat_retrain") >= 4
-        and "driftguard.recovery.recover_model" in faults.fired
+        and "driftguard.retraining.recovery.recover_model" in faults.fired
     )
     assert len(runs(w, name, "FINISHED")) == 1
 
@@ -485,7 +485,7 @@ AT_PROMOTE: dict[str, Probe] = {
     "promote: shadow handover reads a dead history database": Probe(
         _store_fault_in("shadow_records", "promote"), after="promoted"),
     "promote: after the outcome is recorded (alert)": Probe(
-        _module_fault("driftguard.retrain", "_alert", OSError("notifier: Connection refused (injected)"),
+        _module_fault("driftguard.retraining.retrain", "_alert", OSError("notifier: Connection refused (injected)"),
                       step="promote"), after="promoted", raises=True),
 }  # fmt: skip
 
@@ -494,8 +494,9 @@ REJECTING = {"promotion": {"bootstrap": {"samples": 100}, "mode": "superiority",
 # On a fresh model: the whole retrain runs, the fault hits the gate or a move of its own kind.
 FRESH: dict[str, Probe] = {
     "evaluate: candidate artifacts cannot be downloaded for servability": Probe(
-        _module_fault("driftguard.servability", "_download", OSError("artifact store: Connection refused (injected)"),
-                      step="evaluate"), after="rejected", final="rejected"),
+        _module_fault("driftguard.retraining.servability", "_download",
+                      OSError("artifact store: Connection refused (injected)"), step="evaluate"),
+        after="rejected", final="rejected"),
     "evaluate: candidate load fails in-process": Probe(
         lambda f: f.arm(_mlflow().pyfunc, "load_model", OSError("artifact store: Connection refused (injected)"),
                         step="evaluate", nth=2), after="rejected", final="rejected"),
@@ -557,7 +558,8 @@ _CHILD = textwrap.dedent(
     from pathlib import Path
 
     import mlflow
-    from driftguard import registry, retrain, testing
+    from driftguard.retraining import registry, retrain
+    from driftguard import testing
 
     point, flag, url, name, overrides, start, end, stale = sys.argv[1:9]
 

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from driftguard import metrics, sources
+from driftguard import sources
 from driftguard.contract import ModelContract
 from driftguard.sources import EmptyWindowError, ReadOptions, SourceError
+from driftguard.statistics import metrics
 from events_support import events_contract
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)

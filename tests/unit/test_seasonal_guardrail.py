@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from driftguard.contract import Change, ModelContract
-from driftguard.gate import (
+from driftguard.retraining.gate import (
     SeasonalRows,
     evaluate_gate,
     seasonal_guardrail,
     seasonal_horizon,
     seasonal_phase,
 )
-from driftguard.servability import ServabilityResult
+from driftguard.retraining.servability import ServabilityResult
 
 DAY = timedelta(days=1)
 NOW = datetime(2024, 7, 1, tzinfo=UTC)  # end of the retrain's holdout

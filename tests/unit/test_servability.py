@@ -1,4 +1,4 @@
-"""driftguard.servability against a real MLflow SQLite store: the fixed serving batch, a verdict
+"""driftguard.retraining.servability against a real MLflow SQLite store: the fixed serving batch, a verdict
 that does not move beside a CPU hog, and a challenger that cannot score getting its own check."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from driftguard import registry, retrain
 from driftguard.contract import ModelContract
-from driftguard.gate import LATENCY_RATIO_FLOOR_MS, evaluate_gate, servability_check
-from driftguard.servability import SAMPLE_ROWS, check_servable, serving_sample
+from driftguard.retraining import registry, retrain
+from driftguard.retraining.gate import LATENCY_RATIO_FLOOR_MS, evaluate_gate, servability_check
+from driftguard.retraining.servability import SAMPLE_ROWS, check_servable, serving_sample
 from driftguard.settings import get_settings
 from mlflow_support import restored_mlflow_globals
 

@@ -1,4 +1,4 @@
-"""driftguard.shadow, the accumulation rule of batch shadow scoring, pure: which challenger shadows,
+"""driftguard.retraining.shadow, the accumulation rule of batch shadow scoring, pure: which challenger shadows,
 how windows pool (each row once, a rerun replaces its own part), and when the pooled evidence
 promotes, keeps shadowing, rejects or expires."""
 
@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from driftguard import shadow as sh
 from driftguard.contract import Task
-from driftguard.gate import Check, GateVerdict
+from driftguard.retraining import shadow as sh
+from driftguard.retraining.gate import Check, GateVerdict
 from driftguard.store import ShadowRecord
 from driftguard.testing import synthetic_contract
 
@@ -214,9 +214,9 @@ def test_each_shadow_look_spends_a_share_of_the_gates_error() -> None:
 
 
 def test_a_declined_shadow_promotion_is_recorded_once(tmp_path) -> None:
-    """`driftguard approve --decline` (driftguard.shadow_approval) on a real SQLite history store:
+    """`driftguard approve --decline` (driftguard.retraining.shadow_approval) on a real SQLite history store:
     the pending window records the answer, and there is nothing left to answer."""
-    from driftguard import shadow_approval
+    from driftguard.retraining import shadow_approval
     from driftguard.store import HistoryStore
 
     store = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")

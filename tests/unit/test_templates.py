@@ -1,4 +1,4 @@
-"""driftguard.templating: every page family renders hostile values as text, and the templates ship.
+"""driftguard.reporting.templating: every page family renders hostile values as text, and the templates ship.
 
 A value that ever reached a page unescaped would show up here as markup: each family (served
 pages, report files, the run cells they share) is rendered from real inputs holding a <script>
@@ -14,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from driftguard import candidate_page, reports, templating, ui
+from driftguard.reporting import reports, templating
 from driftguard.settings import Settings
 from driftguard.store import HistoryStore, RunRecord, ShadowRecord, dispose_engines
+from driftguard.ui import app as ui
+from driftguard.ui import candidate_page
 from fastapi.testclient import TestClient
 
 EVIL = "<script>alert('dg')</script>"
@@ -24,7 +26,7 @@ ESCAPED = "&lt;script&gt;alert(&#x27;dg&#x27;)&lt;/script&gt;"
 EVIL_MODEL = "m<script>alert('dg')"  # a model name cannot hold '/'
 T0 = datetime(2013, 3, 4, tzinfo=UTC)
 WEEK = timedelta(days=7)
-TEMPLATES = Path(templating.__file__).parent / "templates"
+TEMPLATES = Path(templating.__file__).parents[1] / "templates"  # driftguard/templates (package data)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -1,4 +1,4 @@
-"""driftguard.training with real SQLite feature logs, real scikit-learn and a real MLflow store."""
+"""driftguard.retraining.training with real SQLite feature logs, real scikit-learn and a real MLflow store."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from driftguard import mlflow_setup, training
+from driftguard import mlflow_setup
 from driftguard.contract import ModelContract
-from driftguard.reference import SCORE_COLUMN, TS_COLUMN
-from driftguard.training import Candidate, TrainingData, TrainingError
+from driftguard.retraining import training
+from driftguard.retraining.reference import SCORE_COLUMN, TS_COLUMN
+from driftguard.retraining.training import Candidate, TrainingData, TrainingError
 from mlflow import MlflowClient
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler

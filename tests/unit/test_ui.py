@@ -1,4 +1,4 @@
-"""driftguard.ui: pages from a real SQLite history store, escaping, report-file containment, auth hook."""
+"""driftguard.ui.app: pages from a real SQLite history store, escaping, report-file containment, auth hook."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from typing import Any
 from urllib.parse import urljoin
 
 import pytest
-from driftguard import reports, ui
+from driftguard.reporting import reports
 from driftguard.settings import Settings
 from driftguard.store import HistoryStore, RunRecord, ShadowRecord, dispose_engines
-from driftguard.ui import create_app, resolve_report_file, resolve_vendor_asset
+from driftguard.ui import app as ui
+from driftguard.ui.app import create_app, resolve_report_file, resolve_vendor_asset
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
 
@@ -27,7 +28,7 @@ T0 = datetime(2013, 3, 4, tzinfo=UTC)
 WEEK = timedelta(days=7)
 EVIL = "<script>alert(1)</script>"
 EVIL_MODEL = "<img src=x onerror=alert(1)>"  # model names cannot hold '/', so no closing tag here
-BUNDLE = "evidently-0.0.0.js"  # a name of the vendor bundle driftguard._evidently copies into _assets
+BUNDLE = "evidently-0.0.0.js"  # a name of the vendor bundle driftguard.monitoring._evidently copies into _assets
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -612,7 +613,7 @@ def test_board_shows_a_failed_run_with_its_task_log_and_an_overdue_contract(onca
 
 
 def test_runbook_page_has_a_section_per_alert_kind(oncall: SimpleNamespace) -> None:
-    from driftguard.alerts import KINDS
+    from driftguard.reporting.alerts import KINDS
 
     resp = oncall.client.get("/driftguard/runbook")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
@@ -623,7 +624,7 @@ def test_runbook_page_has_a_section_per_alert_kind(oncall: SimpleNamespace) -> N
 
 
 def test_runbook_renderer_escapes_everything() -> None:
-    from driftguard import runbook
+    from driftguard.reporting import runbook
 
     html_, headings = runbook.render(
         f"## {EVIL} {{#x}}\n\ntext {EVIL} `{EVIL}` **{EVIL}** [a](javascript:alert(1)) [b](#x)\n\n"
