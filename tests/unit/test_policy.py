@@ -417,6 +417,7 @@ def test_a_carried_pre_change_level_keeps_the_metric_trigger_armed() -> None:
     # A champion that reaches the old level again uses its own metric.
     good = decide_(run(0, metric=0.86), champ=champion(validation_metric=0.87, baseline_metric=0.85))
     assert "vs champion validation 0.8700" in good.reason("metric_drop").detail
+    assert good.reason("metric_drop").baseline == 0.87  # structured, for the model page's trend
 
 
 def test_a_post_change_window_grows_by_the_growth_factor() -> None:

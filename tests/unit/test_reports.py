@@ -445,7 +445,8 @@ def test_trend_marks_failures_retrain_outcomes_and_the_champion_baseline() -> No
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     week = timedelta(days=7)
     drop = {"rule": "metric_drop", "kind": "trigger", "fired": False,
-            "detail": "roc_auc 0.7100 vs champion validation 0.7400: worse by 0.0300 (0.0300 < 0.0500)"}  # fmt: skip
+            "detail": "roc_auc 0.7100 vs champion validation 0.7400: worse by 0.0300 (0.0300 < 0.0500)",
+            "baseline": 0.74}  # fmt: skip
     runs = [
         RunRecord(
             model="m",

@@ -140,6 +140,7 @@ class Reason:
     fired: bool  # trigger: proposes a retrain; guard: blocks
     detail: str
     applies_to: tuple[str, ...] = field(default=())  # guards: the triggers they gate
+    baseline: float | None = None  # metric triggers: the level the run was compared with (the trend draws it)
 
     @property
     def passed(self) -> bool:
@@ -147,13 +148,16 @@ class Reason:
         return not self.fired
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "rule": self.rule,
             "kind": self.kind,
             "fired": self.fired,
             "detail": self.detail,
             "applies_to": list(self.applies_to),
         }
+        if self.baseline is not None:
+            out["baseline"] = self.baseline
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Reason:
@@ -163,6 +167,7 @@ class Reason:
             fired=bool(d["fired"]),
             detail=str(d.get("detail", "")),
             applies_to=tuple(d.get("applies_to") or ()),
+            baseline=None if d.get("baseline") is None else float(d["baseline"]),
         )
 
 
@@ -372,7 +377,7 @@ def _trigger_metric(
     unit = f" = {policy.metric_drop} of {baseline:.4f}" if policy.metric_drop.relative else ""
     head = f"{metric} {realized:.4f} vs {basis} {baseline:.4f}: {word} by {abs(drop):.4f}"
     if not big:
-        return Reason("metric_drop", TRIGGER, False, f"{head} ({drop:.4f} < {limit:.4f}{unit})")
+        return Reason("metric_drop", TRIGGER, False, f"{head} ({drop:.4f} < {limit:.4f}{unit})", baseline=baseline)
     # Past the limit: is it past the noise too? Consecutive runs past the limit are pooled (their
     # mean drop has a smaller standard error), so a persistent drop on small windows is not missed.
     streak = [
@@ -388,7 +393,8 @@ def _trigger_metric(
     fired = mean_drop >= noise - _EPS
     runs = f" (mean of {len(streak)} runs past the limit: {mean_drop:.4f})" if len(streak) > 1 else ""
     tail = "" if fired else f", within noise ({mean_drop:.4f} < {noise:.4f})"
-    return Reason("metric_drop", TRIGGER, fired, f"{head} ({drop:.4f} >= {limit:.4f}{unit}){runs}{tail}")
+    detail = f"{head} ({drop:.4f} >= {limit:.4f}{unit}){runs}{tail}"
+    return Reason("metric_drop", TRIGGER, fired, detail, baseline=baseline)
 
 
 def breach_streak(

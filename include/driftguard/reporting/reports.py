@@ -268,8 +268,6 @@ def _band_polygon(
     return out
 
 
-_BASELINE = re.compile(r" vs (?P<basis>[a-z ]+?) (?P<value>-?[0-9]+(?:\.[0-9]+)?):")
-"""The baseline in a metric_drop reason (monitoring.policy: `roc_auc 0.71 vs champion validation 0.74: ...`)."""
 RETRAIN_MARKS = {
     "promoted": ("promoted-marker", "promoted"),
     "rejected": ("rejection-marker", "rejected"),
@@ -283,9 +281,8 @@ RETRAIN_MARKS = {
 def champion_baseline(rec: RunRecord) -> float | None:
     """The champion baseline the metric_drop rule compared this run's metric with, if it did."""
     for r in rec.reasons:
-        if r.get("rule") == "metric_drop":
-            found = _BASELINE.search(str(r.get("detail") or ""))
-            return float(found["value"]) if found else None
+        if r.get("rule") == "metric_drop" and r.get("baseline") is not None:
+            return float(r["baseline"])
     return None
 
 
