@@ -1,5 +1,6 @@
 """driftguard.retraining.servability against a real MLflow SQLite store: the fixed serving batch, a verdict
-that does not move beside a CPU hog, and a challenger that cannot score getting its own check."""
+that does not move beside a CPU hog, a challenger that cannot score getting its own check, and
+infrastructure trouble (an unreachable store, a busy machine) raising instead of rejecting."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ import pytest
 from driftguard.contract import ModelContract
 from driftguard.retraining import registry, retrain
 from driftguard.retraining.gate import LATENCY_RATIO_FLOOR_MS, evaluate_gate, servability_check
-from driftguard.retraining.servability import SAMPLE_ROWS, check_servable, serving_sample
+from driftguard.retraining.servability import (
+    SAMPLE_ROWS,
+    ChildTimeout,
+    ServabilityUnavailable,
+    _run_child,
+    check_servable,
+    serving_sample,
+)
 from driftguard.settings import get_settings
 from mlflow_support import restored_mlflow_globals
 
@@ -138,3 +146,42 @@ def test_challenger_failing_in_process_gets_loads_and_scores(pair: dict[str, Any
     )
     assert [ch.name for ch in verdict.checks] == ["loads_and_scores"] and not verdict.promote
     assert verdict.reasons()[0].startswith("loads_and_scores: the challenger does not load or score the holdout: ")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads the child's CPU time from /proc")
+def test_timeout_rejects_only_a_child_over_its_cpu_budget() -> None:
+    """The timeout rule on real processes: a child that computes past its CPU budget is the
+    model's fault; one stopped by the wall clock before it used its budget (here: asleep, as a
+    child starved of a core looks) is not, whatever the wall time."""
+    env, cwd = dict(os.environ), os.getcwd()
+    spin = _run_child([sys.executable, "-c", "while True: pass"], env=env, cwd=cwd, cpu_timeout_s=0.5,
+                      wall_timeout_s=60)  # fmt: skip
+    assert isinstance(spin, ChildTimeout) and spin.over_cpu and spin.cpu_s > 0.5 and spin.wall_s < 60
+    idle = _run_child([sys.executable, "-c", "import time; time.sleep(60)"], env=env, cwd=cwd, cpu_timeout_s=0.5,
+                      wall_timeout_s=1.0)  # fmt: skip
+    assert isinstance(idle, ChildTimeout) and not idle.over_cpu and idle.cpu_s < 0.5 and 1.0 < idle.wall_s < 30
+    done = _run_child([sys.executable, "-c", "print('hi')"], env=env, cwd=cwd, cpu_timeout_s=30, wall_timeout_s=60)
+    assert isinstance(done, subprocess.CompletedProcess) and done.returncode == 0 and done.stdout == "hi\n"
+
+
+def test_check_servable_rejects_a_cpu_overrun_and_raises_on_a_busy_machine(pair: dict[str, Any]) -> None:
+    """Through the real check: a CPU budget the child cannot meet is a rejection with its numbers;
+    a wall-clock wait that ends first is no verdict at all."""
+    sample = serving_sample(pair["X"], FEATURES, seed=7)
+    over = check_servable(pair["challenger"], sample, tracking_uri=pair["uri"], timeout_s=0.05)
+    assert not over.ok and "CPU time, more than the 0.05s budget" in over.error
+    with pytest.raises(ServabilityUnavailable, match=r"still running after .*\(a busy machine\)"):
+        check_servable(pair["challenger"], sample, tracking_uri=pair["uri"], timeout_s=1000, wall_timeout_s=0.3)
+
+
+def test_unreachable_store_raises_and_a_missing_version_is_rejected(
+    pair: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tracking server nobody listens on is no verdict on the model; a version the store says
+    does not exist (RESOURCE_DOES_NOT_EXIST) is."""
+    sample = serving_sample(pair["X"], FEATURES, seed=7)
+    missing = check_servable("models:/serve_pair/99", sample, tracking_uri=pair["uri"])
+    assert not missing.ok and missing.error.startswith("cannot download the artifacts of models:/serve_pair/99")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(ServabilityUnavailable, match="a store is unreachable"):
+        check_servable(pair["challenger"], sample, tracking_uri="http://127.0.0.1:9")

@@ -392,7 +392,12 @@ def _champion_scores(ctx: RetrainContext, holdout: Any) -> tuple[str | None, Any
 @_beating
 def evaluate(ctx: RetrainContext) -> dict[str, Any]:
     """Score champion and challenger on the same out-of-time holdout rows; time both in a fresh
-    process on the serving sample; run the gate."""
+    process on the serving sample; run the gate.
+
+    Infrastructure trouble while checking the candidate (a store unreachable, a machine too busy
+    to finish the fresh-process check) raises ``servability.ServabilityUnavailable`` before
+    anything is recorded: the step fails, the claim is released (``fail``) and a retry or the next
+    run evaluates again. Only a defect of the model is a rejection (docs/gate.md, servability)."""
 
     from driftguard.retraining import gate, registry, servability
 
@@ -540,8 +545,9 @@ def _challenger_scores(ctx: RetrainContext, model_uri: str | None, holdout: Any)
     """(scores of the registered version on the holdout, None), or (None, the error) when it
     cannot be loaded or scored here: the gate then fails ``loads_and_scores`` with that error
     and judges nothing else. None for ``model_uri`` (it already failed in the fresh process)
-    skips loading it again."""
-    from driftguard.retraining import training
+    skips loading it again. An unreachable store (:func:`driftguard.retraining.servability.is_transient`)
+    is no verdict: it raises :class:`~driftguard.retraining.servability.ServabilityUnavailable`."""
+    from driftguard.retraining import servability, training
 
     if model_uri is None:
         return None, None
@@ -550,7 +556,12 @@ def _challenger_scores(ctx: RetrainContext, model_uri: str | None, holdout: Any)
 
         model = mlflow.pyfunc.load_model(model_uri)
         return training.score(model, holdout[ctx.contract.feature_names], ctx.contract.task), None
-    except Exception as exc:  # any load or predict failure: the challenger is not servable
+    except Exception as exc:  # any other load or predict failure: the challenger is not servable
+        if servability.is_transient(exc):
+            raise servability.ServabilityUnavailable(
+                f"{ctx.label}: candidate {model_uri} cannot be loaded here, a store is unreachable: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         log.error("%s: candidate %s cannot be loaded or scored: %s: %s", ctx.label, model_uri, type(exc).__name__, exc)
         return None, f"{type(exc).__name__}: {exc}"
 

@@ -37,10 +37,17 @@ the trainer's own environment, so it cannot find one, and costs ~0.4 s). The reg
 itself is exercised by the parent's download. A fresh-process check costs about 2.5-3 s on an
 idle machine, interpreter start and imports included.
 
-Any failure (download, import, load, predict, wrong row count, non-finite output, timeout)
-gives ``ok=False`` with the error's last lines; this module never raises for a bad model. A
-champion that fails in the child only loses its timing (the ratio is then not judged); the
-retrain step deals with an unservable champion itself.
+A defect of the model gives ``ok=False`` with the error's last lines, and the gate rejects:
+artifacts missing or corrupt (MLflow's ``RESOURCE_DOES_NOT_EXIST``, a missing file, a directory
+without the model), the model failing to import, load or predict in the child, a wrong row count,
+non-finite output, or more than ``timeout_s`` of CPU time. This module never raises for a bad
+model. Trouble of the infrastructure is no verdict on the model, so it raises
+:class:`ServabilityUnavailable` instead and no outcome is recorded (the retrain releases its claim,
+Airflow's retry or the next run checks again): the artifact or tracking store unreachable
+(:func:`is_transient`), or the child still running after ``wall_timeout_s`` without having used
+``timeout_s`` of CPU (a busy machine: :func:`_run_child`). A champion whose artifacts are missing or
+that fails in the child only loses its timing (the ratio is then not judged); the retrain step
+deals with an unservable champion itself.
 """
 
 from __future__ import annotations
@@ -60,6 +67,27 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _MARKER = "DRIFTGUARD_SERVABILITY_RESULT="
+
+
+class ServabilityUnavailable(RuntimeError):
+    """The check could not run for reasons outside the model (an unreachable artifact or tracking
+    store, a machine too busy to finish it): not a verdict, so the gate must not judge it. A
+    RuntimeError, not a data error: the DAG's task retries it."""
+
+
+CPU_TIMEOUT_S = 120.0
+"""The child's CPU-time budget (seconds): interpreter start, imports, loads, warm-up and timed
+predicts of both models. A model that needs more is rejected."""
+
+WALL_TIMEOUT_S = 600.0
+"""How long the check waits in wall-clock time for a child that has not used its CPU budget: past
+it the machine is too busy to tell, and the check raises :class:`ServabilityUnavailable`."""
+
+POLL_S = 0.25
+"""How often the child's CPU time is read while it runs (a finished child is seen at once)."""
+
+_TRANSIENT_MLFLOW_CODES = frozenset({"TEMPORARILY_UNAVAILABLE", "DEADLINE_EXCEEDED", "REQUEST_LIMIT_EXCEEDED"})
+_MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 SAMPLE_ROWS = 1000
 """Rows in the timed batch: resampled with replacement, so also when the data has 8 rows."""
@@ -225,6 +253,39 @@ def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(kept[-lines:]) or "(no output)"
 
 
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it was raised from) says a store could not be reached,
+    not that the artifacts are bad: a connection error or timeout (``requests``' errors are
+    ``OSError``s), any other ``OSError`` but a missing file (a missing artifact is a defect), a
+    dead tracking database (SQLAlchemy's ``OperationalError``), a failed health check of the
+    tracking server (``MlflowUnavailable``), or an MLflow error with a 5xx
+    status from the server, a "try again" code, or a failed REST call. Anything else, notably
+    MLflow's ``RESOURCE_DOES_NOT_EXIST``, is the model's: the check stays a rejection."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    from driftguard.mlflow_setup import MlflowUnavailable
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, MlflowUnavailable):  # the tracking server's health check failed
+            return True
+        if isinstance(cause, MlflowException):
+            if cause.error_code in _TRANSIENT_MLFLOW_CODES:
+                return True
+            if isinstance(cause, RestException) and cause.get_http_status_code() >= 500:
+                return True
+        elif isinstance(cause, (ConnectionError, TimeoutError)):
+            return True
+        elif isinstance(cause, OSError):
+            return not isinstance(cause, _MISSING)
+        elif type(cause).__module__.startswith("sqlalchemy") and type(cause).__name__ == "OperationalError":
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _download(model_uri: str, tracking_uri: str, into: Path) -> str:
     """The model's artifacts in a local directory (for a local artifact store, a copy)."""
     import mlflow.artifacts
@@ -238,21 +299,82 @@ def _download(model_uri: str, tracking_uri: str, into: Path) -> str:
     return mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(into))
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, its reaped children included) a running process has used so far,
+    from ``/proc``; None where there is no ``/proc`` or the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+
+
+@dataclass(frozen=True)
+class ChildTimeout:
+    """The child was stopped: ``over_cpu`` when it used more than its CPU budget (the model's
+    fault), else it was still running when the wall-clock wait ran out (the machine's)."""
+
+    over_cpu: bool
+    cpu_s: float | None
+    wall_s: float
+    output: str
+
+
+def _run_child(
+    cmd: list[str], *, env: dict[str, str], cwd: str, cpu_timeout_s: float, wall_timeout_s: float
+) -> subprocess.CompletedProcess[str] | ChildTimeout:
+    """Run the child to its end, or stop it when it used ``cpu_timeout_s`` of CPU time or waited
+    ``wall_timeout_s`` of wall-clock time, whichever comes first.
+
+    Why CPU time decides: the budget is the model's cost, and CPU time is what the model spends,
+    whatever else runs on the machine; wall-clock time also counts the time the child waited for a
+    core (a first champion was rejected on a 2-core machine at load average 20 only because the
+    machine was busy). So only a child over its CPU budget is the model's fault; a child stopped by
+    the wall clock had not used it, and nothing can be concluded about the model (also a child
+    that waits on I/O, or one that hangs without computing: that costs a retried check, never a
+    wrong verdict). Where CPU time cannot be read (no ``/proc``) only the wall clock stops it."""
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=POLL_S)
+                return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+            except subprocess.TimeoutExpired:
+                pass
+            cpu, wall = cpu_seconds(proc.pid), time.monotonic() - started
+            if (cpu is not None and cpu > cpu_timeout_s) or wall > wall_timeout_s:
+                proc.kill()
+                out, err = proc.communicate()
+                over = cpu is not None and cpu > cpu_timeout_s
+                return ChildTimeout(over, cpu, wall, (err or "") + (out or ""))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def check_servable(
     model_uri: str,
     sample: Any,
     *,
     tracking_uri: str,
     champion_uri: str | None = None,
-    timeout_s: float = 120,
+    timeout_s: float = CPU_TIMEOUT_S,
+    wall_timeout_s: float = WALL_TIMEOUT_S,
     repeats: int = MAX_REPEATS,
 ) -> ServabilityResult:
     """Load ``model_uri`` (and ``champion_uri``) in a fresh interpreter, score ``sample`` (a
     DataFrame of feature columns, normally :func:`serving_sample`) and time both models on it.
 
     ``ok`` is True only if the challenger's artifacts downloaded, loaded and scored the sample
-    with one finite output per row. Latency is not judged here: see
-    :func:`driftguard.retraining.gate.servability_check`."""
+    with one finite output per row, within ``timeout_s`` of the child's CPU time. Latency is not
+    judged here: see :func:`driftguard.retraining.gate.servability_check`.
+
+    Raises :class:`ServabilityUnavailable` when the infrastructure, not the model, stopped the
+    check: a store unreachable while downloading either model's artifacts (:func:`is_transient`),
+    or the child still short of ``timeout_s`` CPU seconds after ``wall_timeout_s`` (:func:`_run_child`)."""
     started = time.perf_counter()
 
     def failed(msg: str) -> ServabilityResult:
@@ -270,12 +392,14 @@ def check_servable(
         try:
             challenger_dir = _download(model_uri, tracking_uri, Path(tmp) / "challenger")
         except Exception as exc:
+            _raise_if_transient(exc, model_uri)
             return failed(f"cannot download the artifacts of {model_uri}: {type(exc).__name__}: {exc}")
         champion_dir, champion_error = None, None
         if champion_uri:
             try:
                 champion_dir = _download(champion_uri, tracking_uri, Path(tmp) / "champion")
             except Exception as exc:  # the challenger is on trial; the champion only loses its timing
+                _raise_if_transient(exc, champion_uri)  # but not to an outage: the ratio would go unjudged
                 champion_error = f"cannot download the artifacts of {champion_uri}: {type(exc).__name__}: {exc}"
         args = {
             "sample": str(sample_path),
@@ -287,12 +411,28 @@ def check_servable(
         }
         env = {**os.environ, **SINGLE_THREAD_ENV, "PYTHONUNBUFFERED": "1", "MLFLOW_TRACKING_URI": tracking_uri}
         cmd = [sys.executable, "-c", _CHILD, json.dumps(args)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=tmp)
-        except subprocess.TimeoutExpired as exc:
-            out = (exc.stderr or b"").decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-            return failed(f"timed out after {timeout_s:g}s loading/predicting {model_uri}\n{_tail(out, 5)}")
+        proc = _run_child(cmd, env=env, cwd=tmp, cpu_timeout_s=timeout_s, wall_timeout_s=wall_timeout_s)
+    if isinstance(proc, ChildTimeout):
+        used = "unknown CPU time" if proc.cpu_s is None else f"{proc.cpu_s:.1f}s of CPU time"
+        if not proc.over_cpu:
+            raise ServabilityUnavailable(
+                f"servability of {model_uri} not decided: the fresh process was still running after "
+                f"{proc.wall_s:.0f}s of wall-clock time, having used {used} of its {timeout_s:g}s budget "
+                "(a busy machine); check again"
+            )
+        return failed(
+            f"timed out loading/predicting {model_uri}: {used}, more than the {timeout_s:g}s budget "
+            f"(after {proc.wall_s:.0f}s of wall-clock time)\n{_tail(proc.output, 5)}"
+        )
     return _parse(model_uri, proc, champion_uri=champion_uri, champion_error=champion_error, started=started)
+
+
+def _raise_if_transient(exc: Exception, uri: str) -> None:
+    if is_transient(exc):
+        raise ServabilityUnavailable(
+            f"servability of {uri} not decided: its artifacts cannot be downloaded, a store is unreachable: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _parse(
