@@ -443,6 +443,7 @@ class Probe:
     final: str = "promoted"  # after the rerun
     champion: bool = True  # a @champion v1 exists before the retrain (fresh models only)
     overrides: dict[str, Any] | None = None
+    detail: str | None = None  # in the dg_retrains verdict right after the fault: says why
 
     @property
     def raising(self) -> bool:
@@ -491,15 +492,35 @@ AT_PROMOTE: dict[str, Probe] = {
 
 REJECTING = {"promotion": {"bootstrap": {"samples": 100}, "mode": "superiority", "margin": 0.3}}
 
+
+def _arm_model_file_gone(f: Faults) -> None:
+    """The challenger's artifacts download without their MLmodel file (a corrupt artifact): a
+    defect of the model, which the fresh process finds."""
+    from driftguard.retraining import servability
+
+    real = servability._download
+
+    def download(model_uri: str, tracking_uri: str, into: Path) -> str:
+        local = real(model_uri, tracking_uri, into)
+        if f.step == "evaluate" and into.name == "challenger" and not f.fired:
+            (Path(local) / "MLmodel").unlink()
+            f.fired.append("servability._download (MLmodel removed)")
+        return local
+
+    f.mp.setattr(servability, "_download", download)
+
+
 # On a fresh model: the whole retrain runs, the fault hits the gate or a move of its own kind.
 FRESH: dict[str, Probe] = {
     "evaluate: candidate artifacts cannot be downloaded for servability": Probe(
         _module_fault("driftguard.retraining.servability", "_download",
                       OSError("artifact store: Connection refused (injected)"), step="evaluate"),
-        after="rejected", final="rejected"),
+        detail="ServabilityUnavailable"),
     "evaluate: candidate load fails in-process": Probe(
         lambda f: f.arm(_mlflow().pyfunc, "load_model", OSError("artifact store: Connection refused (injected)"),
-                        step="evaluate", nth=2), after="rejected", final="rejected"),
+                        step="evaluate", nth=2), detail="ServabilityUnavailable"),
+    "evaluate: candidate artifacts without the model (corrupt)": Probe(
+        _arm_model_file_gone, after="rejected", final="rejected", detail="fresh process failed (exit 1)"),
     "first champion: between @champion and its tag": Probe(
         _checkpoint("tag:promoted_at"), champion=False,
         overrides={"reference": {"start": "2024-01-01", "end": "2024-01-22"}}),
@@ -520,6 +541,8 @@ def _probe(w: World, contract: ModelContract, p: Probe, attempt: Callable[[], An
             assert attempt()["status"] == p.after
     assert faults.fired, "the fault never fired"
     assert_after_fault(w, name, old=old, status=p.after)
+    if p.detail is not None:
+        assert p.detail in json.dumps(row(w, name)["verdict"]), row(w, name)
     if p.after == "running":  # the worker could not even release its claim: detectable as stale
         stale = recovery.stale_claims(w.store, stale_after=timedelta(0), model=name)
         assert len(stale) == 1 and "its worker died" in stale[0].message
