@@ -185,3 +185,19 @@ def test_unreachable_store_raises_and_a_missing_version_is_rejected(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with pytest.raises(ServabilityUnavailable, match="a store is unreachable"):
         check_servable(pair["challenger"], sample, tracking_uri="http://127.0.0.1:9")
+
+
+def test_an_http_answer_is_an_outage_only_for_5xx_and_429() -> None:
+    """requests' HTTPError is an OSError: a 404 from the artifact store is about the artifacts (a
+    rejection), a 503 or 429 about the store (retried)."""
+    import requests
+    from driftguard.retraining.servability import is_transient
+
+    def answer(status: int) -> requests.HTTPError:
+        response = requests.Response()
+        response.status_code = status
+        return requests.HTTPError(f"{status} from the artifact store", response=response)
+
+    assert not is_transient(answer(404)) and not is_transient(answer(403))
+    assert is_transient(answer(503)) and is_transient(answer(429))
+    assert is_transient(requests.ConnectionError("refused")) and not is_transient(FileNotFoundError("MLmodel"))

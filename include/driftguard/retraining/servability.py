@@ -258,8 +258,8 @@ def is_transient(exc: BaseException) -> bool:
     not that the artifacts are bad: a connection error or timeout (``requests``' errors are
     ``OSError``s), any other ``OSError`` but a missing file (a missing artifact is a defect), a
     dead tracking database (SQLAlchemy's ``OperationalError``), a failed health check of the
-    tracking server (``MlflowUnavailable``), or an MLflow error with a 5xx
-    status from the server, a "try again" code, or a failed REST call. Anything else, notably
+    tracking server (``MlflowUnavailable``), an HTTP 5xx or 429 answer, or an MLflow error with a
+    5xx status from the server, a "try again" code, or a failed REST call. Anything else, notably
     MLflow's ``RESOURCE_DOES_NOT_EXIST``, is the model's: the check stays a rejection."""
     from mlflow.exceptions import MlflowException, RestException
 
@@ -278,6 +278,10 @@ def is_transient(exc: BaseException) -> bool:
                 return True
         elif isinstance(cause, (ConnectionError, TimeoutError)):
             return True
+        elif (status := getattr(getattr(cause, "response", None), "status_code", None)) is not None:
+            # An HTTP answer (requests' HTTPError is an OSError): the server was reached; a 4xx
+            # (missing, forbidden) is about the artifacts, 5xx and 429 (too many requests) are not.
+            return status >= 500 or status == 429
         elif isinstance(cause, OSError):
             return not isinstance(cause, _MISSING)
         elif type(cause).__module__.startswith("sqlalchemy") and type(cause).__name__ == "OperationalError":
