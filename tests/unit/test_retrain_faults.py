@@ -342,9 +342,9 @@ BEFORE_GATE: list[tuple[str, Callable[[Faults], None], str | None]] = [
         _mlflow(), "register_model", mlflow_down("create_registered_model"), step="register"), "failed"),
     ("register: register_model created the version, answer lost", _arm_register_model_lost, "failed"),
     ("boundary: after register", _boundary("evaluate"), "failed"),
-    # The champion cannot be loaded: the retrain would roll it back (contract default), but there is
-    # no @previous_champion; nothing moves.
-    ("evaluate: champion load (no @previous_champion)", lambda f: f.arm(
+    # The champion cannot be loaded because the store is unreachable: an outage, not a verdict on the
+    # champion (no rollback, no alert); the step fails and is retried.
+    ("evaluate: champion load, store unreachable", lambda f: f.arm(
         _mlflow().pyfunc, "load_model", OSError("artifact store: Connection refused (injected)"), step="evaluate"),
      "failed"),
     ("evaluate: verdict tags (set_model_version_tag)", _client_fault("set_model_version_tag", "evaluate"), "failed"),
@@ -363,6 +363,8 @@ def test_faults_before_the_gate_each_leave_a_state_the_next_attempt_repairs(worl
             with pytest.raises(Exception, match=r"injected|Connection refused|no @previous_champion") as err:
                 w.run(contract)
         assert faults.fired, f"{probe}: the fault never fired"
+        if "store unreachable" in probe:  # an outage, not a broken champion: no rollback attempted
+            assert type(err.value).__name__ == "ServabilityUnavailable", err.value
         try:
             assert_after_fault(w, name, old=old, status=status)
             assert len(interval_versions(w, name)) <= 1

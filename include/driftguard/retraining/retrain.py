@@ -352,8 +352,10 @@ def register(ctx: RetrainContext) -> dict[str, Any]:
 
 def _champion_scores(ctx: RetrainContext, holdout: Any) -> tuple[str | None, Any]:
     """(@champion version, its holdout scores). An unloadable champion is said loudly and, when the
-    contract allows, rolled back to @previous_champion before the comparison."""
-    from driftguard.retraining import registry, training
+    contract allows, rolled back to @previous_champion before the comparison. An unreachable store
+    (servability.is_transient) says nothing about the champion: no alert, no rollback, the step
+    raises ServabilityUnavailable and is retried."""
+    from driftguard.retraining import registry, servability, training
 
     name, uri = ctx.contract.registered_model_name, ctx.settings.mlflow_tracking_uri
     for attempt in (1, 2):
@@ -366,7 +368,12 @@ def _champion_scores(ctx: RetrainContext, holdout: Any) -> tuple[str | None, Any
                 return None, None
             model, version = loaded
             return version, training.score(model, holdout[ctx.contract.feature_names], ctx.contract.task)
-        except Exception as exc:  # any load or predict failure makes the champion unservable
+        except Exception as exc:  # any other load or predict failure makes the champion unservable
+            if servability.is_transient(exc):
+                raise servability.ServabilityUnavailable(
+                    f"{ctx.label}: champion v{mv.version} could not be loaded, the store is unreachable "
+                    f"({type(exc).__name__}: {exc}); no verdict, no rollback: the step is retried"
+                ) from exc
             log.error("%s: CHAMPION v%s IS NOT SERVABLE: %s", ctx.label, mv.version, exc)
             _alert(
                 ctx,
