@@ -60,10 +60,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from airflow_env import demo_env, password_file
 from demo_common import LOG_NAME, Result, Step, candidates, check_interval, intervals, output_to, plan, say
-from demo_scheduler import Api, wait_for_api
 
-# intervals, plan: tested through this module; Api, wait_for_api: tests/topology_support.py drives Airflow with them
-__all__ = ["Api", "intervals", "main", "plan", "wait_for_api"]
+# intervals, plan: tested through this module
+__all__ = ["intervals", "main", "plan"]
 
 TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+)")
 TASK_END = re.compile(r"\[DAG TEST\] end task task_id=\S+")

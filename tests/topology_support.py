@@ -3,7 +3,7 @@ components (LocalExecutor, PostgreSQL metadata DB) and an MLflow tracking server
 backend, served artifacts), with the environment variable names of docker-compose.yaml.
 
 Reuses scripts/airflow_env.py (environment, process groups stopped without orphans) and
-scripts/demo.py (REST client, login, waiting until Airflow is idle). Everything started here
+scripts/demo_scheduler.py (REST client, login, waiting until Airflow is idle). Everything started here
 is stopped in the context managers' exits, also when the test fails.
 """
 
@@ -32,7 +32,7 @@ if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
 import airflow_env  # noqa: E402
-import demo  # noqa: E402
+import demo_scheduler  # noqa: E402  (the REST client `make demo --scheduler` uses)
 
 Services = airflow_env.Services
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class Topology:
     process that was running (`stopped`) and those that had to be killed afterwards (`survivors`)."""
 
     env: dict[str, str]
-    api: demo.Api
+    api: demo_scheduler.Api
     airflow: airflow_env.Services
     mlflow: airflow_env.Services
     mlflow_uri: str
@@ -193,7 +193,7 @@ def _wait_http(url: str, topo: Topology, timeout: float) -> None:
 
 def _wait_api(topo: Topology, timeout: float) -> None:
     try:
-        demo.wait_for_api(topo.api, topo.airflow, topo.env, timeout=timeout)
+        demo_scheduler.wait_for_api(topo.api, topo.airflow, topo.env, timeout=timeout)
     except (SystemExit, RuntimeError) as exc:
         raise topo.fail(f"Airflow API: {exc}") from None
 
@@ -211,7 +211,7 @@ def start_topology(
     mlflow_port = env["MLFLOW_TRACKING_URI"].rsplit(":", 1)[1]
     topo = Topology(
         env=env,
-        api=demo.Api(f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}"),
+        api=demo_scheduler.Api(f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}"),
         airflow=airflow_env.Services(env, log_dir),
         mlflow=airflow_env.Services({**env, **mlflow_server_env(mlflow_backend_uri)}, log_dir),
         mlflow_uri=env["MLFLOW_TRACKING_URI"],

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from driftguard.airflow.dag_defaults import dag_id
 from driftguard.testing import generate_log, synthetic_contract, write_log
-from topology_support import AIRFLOW_COMPONENTS, airflow_env, demo, free_port, log_tail
+from topology_support import AIRFLOW_COMPONENTS, airflow_env, demo_scheduler, free_port, log_tail
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 NAME = "approval_model"
@@ -32,7 +32,9 @@ TASKS = "/taskInstances"
 
 
 @contextlib.contextmanager
-def airflow_with_approval_contract(tmp_path: Path) -> Iterator[tuple[demo.Api, airflow_env.Services, dict[str, str]]]:
+def airflow_with_approval_contract(
+    tmp_path: Path,
+) -> Iterator[tuple[demo_scheduler.Api, airflow_env.Services, dict[str, str]]]:
     """The synthetic model with required approval, its log and stores in tmp, and Airflow running."""
     home = tmp_path / "home"
     models = tmp_path / "models"
@@ -77,9 +79,9 @@ def airflow_with_approval_contract(tmp_path: Path) -> Iterator[tuple[demo.Api, a
     try:
         for name, sub in AIRFLOW_COMPONENTS:
             services.start(name, [airflow_env.airflow_bin(), *sub])
-        api = demo.Api(f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}")
+        api = demo_scheduler.Api(f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}")
         try:
-            demo.wait_for_api(api, services, env, timeout=240)
+            demo_scheduler.wait_for_api(api, services, env, timeout=240)
         except (SystemExit, RuntimeError) as exc:
             pytest.fail(f"Airflow API did not come up: {exc}\n{tails(services)}")
         yield api, services, env
@@ -115,7 +117,7 @@ def airflow_start_race(services: airflow_env.Services) -> bool:
     return any(marker in log_tail(s.log_path, 100_000) for s in services.services)
 
 
-def task_states(api: demo.Api, dag: str, run_id: str) -> dict[str, str | None]:
+def task_states(api: demo_scheduler.Api, dag: str, run_id: str) -> dict[str, str | None]:
     tis = api.get(f"/api/v2/dags/{quote(dag)}/dagRuns/{quote(run_id)}{TASKS}", limit=100)["task_instances"]
     return {ti["task_id"]: ti["state"] for ti in tis}
 

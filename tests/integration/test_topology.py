@@ -29,7 +29,7 @@ import yaml
 from topology_support import (
     Services,
     Topology,
-    demo,
+    demo_scheduler,
     existing_databases,
     group_alive,
     pg_databases,
@@ -91,20 +91,20 @@ def _write_world(models: Path, feature_log_url: str) -> None:
 # --------------------------------------------------------------------------- REST helpers
 
 
-def _runs(api: demo.Api, dag_id: str) -> list[dict[str, Any]]:
+def _runs(api: demo_scheduler.Api, dag_id: str) -> list[dict[str, Any]]:
     return api.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns", order_by="run_after", limit=100)["dag_runs"]
 
 
-def _run(api: demo.Api, dag_id: str, run_id: str) -> dict[str, Any]:
+def _run(api: demo_scheduler.Api, dag_id: str, run_id: str) -> dict[str, Any]:
     return api.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}")
 
 
-def _task_states(api: demo.Api, dag_id: str, run_id: str) -> dict[str, str | None]:
+def _task_states(api: demo_scheduler.Api, dag_id: str, run_id: str) -> dict[str, str | None]:
     tis = api.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances", limit=100)
     return {ti["task_id"]: ti["state"] for ti in tis["task_instances"]}
 
 
-def _xcom(api: demo.Api, dag_id: str, run_id: str, task_id: str) -> Any:
+def _xcom(api: demo_scheduler.Api, dag_id: str, run_id: str, task_id: str) -> Any:
     import json
 
     path = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{task_id}/xcomEntries/return_value"
@@ -133,8 +133,8 @@ def _wait_done(topo: Topology, dag_id: str, run_id: str, timeout: float = STEP_T
     while time.monotonic() < deadline:
         topo.check_alive()
         run = _run(topo.api, dag_id, run_id)
-        pending = demo.busy(topo.api, [MONITOR, RETRAIN])
-        if run["state"] not in demo.ACTIVE_STATES and not pending:
+        pending = demo_scheduler.busy(topo.api, [MONITOR, RETRAIN])
+        if run["state"] not in demo_scheduler.ACTIVE_STATES and not pending:
             return run
         time.sleep(2)
     states = _task_states(topo.api, dag_id, run_id)
@@ -148,9 +148,9 @@ def _trigger(topo: Topology, dag_id: str, body: dict[str, Any]) -> str:
 
 def _monitor(topo: Topology, day: int) -> dict[str, Any]:
     """One monitoring run for exactly the data interval [day, day + 1), as `make demo` triggers it."""
-    step = demo.Step(MONITOR, _day(day), _day(day + 1))
-    demo.start_run(topo.api, step, None)
-    run = demo.find_run(topo.api, step)
+    step = demo_scheduler.Step(MONITOR, _day(day), _day(day + 1))
+    demo_scheduler.start_run(topo.api, step, None)
+    run = demo_scheduler.find_run(topo.api, step)
     assert run is not None, f"no run of {MONITOR} for {step}"
     return _wait_done(topo, MONITOR, run["dag_run_id"])
 
@@ -192,11 +192,11 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             # 2. A stable day: no retrain. The three peers are monitored for the same day at the same
             #    time (their retraining DAGs stay paused: their first-champion requests only queue).
             for peer in PEER_MONITORS:
-                demo.start_run(topo.api, demo.Step(peer, _day(15), _day(16)), None)
+                demo_scheduler.start_run(topo.api, demo_scheduler.Step(peer, _day(15), _day(16)), None)
             stable = _monitor(topo, 15)
             assert stable["state"] == "success", topo.fail(f"stable run {stable}")
             for peer in PEER_MONITORS:
-                run = demo.find_run(topo.api, demo.Step(peer, _day(15), _day(16)))
+                run = demo_scheduler.find_run(topo.api, demo_scheduler.Step(peer, _day(15), _day(16)))
                 assert run is not None and _wait_done(topo, peer, run["dag_run_id"])["state"] == "success", run
             tasks = _task_states(topo.api, MONITOR, stable["dag_run_id"])
             assert (tasks["no_retrain"], tasks["request_retrain"]) == ("success", "skipped"), tasks
@@ -226,7 +226,7 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             promoted = ("promote_champion", "keep_as_challenger", "outcome_promoted")
             assert tuple(auto_tasks[t] for t in promoted) == ("success", "skipped", "success"), auto_tasks
             # Nothing ran that the test did not cause (schedule end in the past, catchup off).
-            assert sorted((r["dag_id"], r["run_type"]) for r in demo.all_runs(topo.api)) == sorted([
+            assert sorted((r["dag_id"], r["run_type"]) for r in demo_scheduler.all_runs(topo.api)) == sorted([
                 (MONITOR, "manual"), (MONITOR, "manual"), (RETRAIN, "asset_triggered"), (RETRAIN, "manual"),
                 *((peer, "manual") for peer in PEER_MONITORS),
             ])  # fmt: skip
@@ -290,8 +290,8 @@ def test_stop_kills_processes_that_left_the_process_group(tmp_path: Path) -> Non
     while len(psutil.Process(airflow.services[0].process.pid).children()) < 1:  # type: ignore[union-attr]
         assert time.monotonic() < deadline, "the spawner did not start its child"
         time.sleep(0.1)
-    topo = Topology(env={}, api=demo.Api("http://127.0.0.1:9"), airflow=airflow, mlflow=Services({}, tmp_path),
-                    mlflow_uri="http://127.0.0.1:9")  # fmt: skip
+    topo = Topology(env={}, api=demo_scheduler.Api("http://127.0.0.1:9"), airflow=airflow,
+                    mlflow=Services({}, tmp_path), mlflow_uri="http://127.0.0.1:9")  # fmt: skip
     stop(topo)
     assert len(topo.stopped) == 2
     assert [cmd for _, cmd in topo.survivors] == [f"{sys.executable} -c import time; time.sleep(300)"]
