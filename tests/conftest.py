@@ -56,6 +56,7 @@ def _isolate_environment() -> None:
 _isolate_environment()
 # --------------------------------------------------------------------------- end of Airflow environment
 
+import sys  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
@@ -96,12 +97,39 @@ def isolated_mlflow_globals() -> Iterator[None]:
         yield
 
 
+_previous_test = ["(none: the first test of this worker)"]
+
+
+def _uri_in(places: set[Path]) -> str | None:
+    """MLflow's tracking URI as set (global or MLFLOW_TRACKING_URI), when it names a store in one of
+    `places`: how `mlflow.set_tracking_uri(mlflow.get_tracking_uri())` pins the default."""
+    uris = [os.environ.get("MLFLOW_TRACKING_URI")]
+    if "mlflow" in sys.modules:
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        uris.append(tracking_utils._tracking_uri)
+    for uri in filter(None, uris):
+        path = Path(str(uri).split(":///", 1)[-1]) if str(uri).startswith(("sqlite:", "file:")) else None
+        if path is not None and path.resolve().parent in {p.resolve() for p in places}:
+            return str(uri)
+    return None
+
+
 @pytest.fixture(autouse=True)
 def no_store_in_working_directory(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail the test that writes MLflow's default store into the repository or the working directory
-    (it means a code path ran MLflow without a tracking URI)."""
+    (it means a code path ran MLflow without a tracking URI), and the test that starts with MLflow's
+    URI pinned there (a module fixture of the test before restored a *resolved* default URI)."""
     places = {REPO_ROOT, Path.cwd()}
+    pinned = _uri_in(places)
+    if pinned:
+        pytest.fail(
+            f"MLflow's tracking URI is {pinned} (the working directory's store) before this test: "
+            f"left by {_previous_test[0]} or its module fixtures",
+            pytrace=False,
+        )
     before = {p / name for p in places for name in _STRAY_STORES if (p / name).exists()}
+    _previous_test[0] = request.node.nodeid
     yield
     stray = {p / name for p in places for name in _STRAY_STORES if (p / name).exists()} - before
     if stray:

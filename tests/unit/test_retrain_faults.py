@@ -41,6 +41,7 @@ from driftguard.settings import Settings, get_settings
 from driftguard.store import HistoryStore, retrains_table
 from driftguard.testing import generate_log, synthetic_contract, write_log
 from mlflow.exceptions import MlflowException
+from mlflow_support import restored_mlflow_globals
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 DAY0, DAY1 = START + timedelta(days=27), START + timedelta(days=28)  # the interval every probe retrains
@@ -101,27 +102,26 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    import mlflow
-
     root = tmp_path_factory.mktemp("faults")
     home = root / "home"
     mp = pytest.MonkeyPatch()
-    saved_uri = mlflow.get_tracking_uri()
-    mp.setenv("DRIFTGUARD_HOME", str(home))
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-    mp.setenv("DRIFTGUARD_HISTORY_URL", f"sqlite:///{home / 'history.db'}")
-    mp.setenv("DRIFTGUARD_REPORTS_DIR", str(home / "reports"))
-    url = f"sqlite:///{root / 'log.db'}"
-    log, labels = generate_log("binary_classification", start=START, days=30, rows_per_day=100, seed=5)
-    settings = get_settings()
-    w = World(url, settings, "", itertools.count())
-    base = w.contract("base_model")
-    write_log(url, base, log, labels)
-    assert w.run(base)["status"] == "promoted"
-    w.base_run = registry.client(w.uri).get_model_version("base_model", "1").run_id
-    yield w
+    # MLflow's URI is process-wide: put it back as it was set, never as it resolves (unset, that
+    # is MLflow's default store in the working directory, which a later test would then write).
+    with restored_mlflow_globals():
+        mp.setenv("DRIFTGUARD_HOME", str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        mp.setenv("DRIFTGUARD_HISTORY_URL", f"sqlite:///{home / 'history.db'}")
+        mp.setenv("DRIFTGUARD_REPORTS_DIR", str(home / "reports"))
+        url = f"sqlite:///{root / 'log.db'}"
+        log, labels = generate_log("binary_classification", start=START, days=30, rows_per_day=100, seed=5)
+        settings = get_settings()
+        w = World(url, settings, "", itertools.count())
+        base = w.contract("base_model")
+        write_log(url, base, log, labels)
+        assert w.run(base)["status"] == "promoted"
+        w.base_run = registry.client(w.uri).get_model_version("base_model", "1").run_id
+        yield w
     mp.undo()
-    mlflow.set_tracking_uri(saved_uri)
 
 
 @pytest.fixture(autouse=True)

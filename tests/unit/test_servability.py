@@ -19,6 +19,8 @@ from driftguard.contract import ModelContract
 from driftguard.retraining import registry, retrain
 from driftguard.retraining.gate import LATENCY_RATIO_FLOOR_MS, evaluate_gate, servability_check
 from driftguard.retraining.servability import (
+    MAX_REPEATS,
+    MIN_REPEATS,
     SAMPLE_ROWS,
     ChildTimeout,
     ServabilityUnavailable,
@@ -96,39 +98,42 @@ def test_serving_sample_is_fixed_size_seeded_and_features_only() -> None:
 def test_verdict_does_not_move_beside_a_cpu_hog(pair: dict[str, Any]) -> None:
     """The same pair judged on an idle core and on a core shared with a busy-looping process:
     the wall-clock time roughly doubles, the verdict (and the CPU-time ratio) does not. The
-    ceiling is set just 1.5x above the idle time, where a wall-clock judge would flip."""
+    ceiling is set 1.1x above the larger of the two CPU times, where a wall-clock judge would
+    flip on the busy core (set after both runs: under outside load the "idle" run's CPU time
+    can itself exceed the busy one's, and a ceiling from it alone left no room)."""
     sample = serving_sample(pair["X"], FEATURES, seed=7)
     core = min(os.sched_getaffinity(0))
 
-    def judge() -> tuple[Any, Any]:
+    def judge() -> Any:
         result = check_servable(pair["challenger"], sample, tracking_uri=pair["uri"], champion_uri=pair["champion"])
         assert result.ok, result.error
-        return result, servability_check(result, budget_ms=budget, max_ratio=3.0)
+        return result
 
     saved = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {core})  # the check's child inherits the pinning
     try:
-        budget = float("inf")
-        idle, _ = judge()
-        budget = 1.5 * idle.ms_per_1k_rows
-        idle_check = servability_check(idle, budget_ms=budget, max_ratio=3.0)
+        idle = judge()
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         try:
             os.sched_setaffinity(hog.pid, {core})
             time.sleep(0.2)
-            busy, busy_check = judge()
+            busy = judge()
         finally:
             hog.kill()
             hog.wait()
     finally:
         os.sched_setaffinity(0, saved)
+    budget = 1.1 * max(idle.ms_per_1k_rows, busy.ms_per_1k_rows)
+    idle_check, busy_check = (servability_check(r, budget_ms=budget, max_ratio=3.0) for r in (idle, busy))
     assert busy.wall_ms_per_1k_rows > 1.4 * busy.ms_per_1k_rows, "the hog did not share the core: nothing tested"
     assert busy.wall_ms_per_1k_rows > budget  # the old wall-clock judge would have said "too slow"
     assert idle_check.passed and busy_check.passed, (idle_check.detail, busy_check.detail)
     assert idle.champion_ms_per_1k_rows > LATENCY_RATIO_FLOOR_MS  # the ratio is judged as measured
     assert 1.3 < idle.ratio < 3.0 and busy.ratio == pytest.approx(idle.ratio, rel=0.25)
     assert busy.ms_per_1k_rows == pytest.approx(idle.ms_per_1k_rows, rel=0.3)
-    assert (idle.rows, idle.repeats) == (1000, 15) and busy.champion_load_seconds is not None
+    # a loaded machine affords fewer repeats within the time budget, never fewer than the minimum
+    assert idle.rows == 1000 and MIN_REPEATS <= idle.repeats <= MAX_REPEATS
+    assert busy.champion_load_seconds is not None
 
 
 def test_challenger_failing_in_process_gets_loads_and_scores(pair: dict[str, Any]) -> None:
