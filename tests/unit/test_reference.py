@@ -183,6 +183,30 @@ def test_missing_artifacts_name_model_version_and_run(
         reference.champion_reference(partial, tracking_uri=uri)
 
 
+def test_missing_artifacts_fail_the_task_an_unreachable_store_retries_it(
+    workdir: Path, logs: dict[str, str], trained: dict[str, tuple[training.TrainingData, Candidate]]
+) -> None:
+    """A ReferenceError fails the DAG task at once (a data error: retrying cannot recreate the
+    artifacts); a champion whose artifacts sit on a store that does not answer is not one: that
+    error propagates as a transient one, and Airflow retries the task."""
+    from driftguard.airflow.dag_defaults import is_data_error
+    from driftguard.retraining.servability import is_transient
+
+    assert is_data_error(ReferenceError("model 'm': reference artifacts missing"))
+    uri = tracking(workdir)
+    contract = make_contract("binary_classification", logs["binary_classification"], name="dead_artifact_store")
+    client = MlflowClient(uri)
+    dead = f"http://127.0.0.1:{_free_port()}/api/2.0/mlflow-artifacts/artifacts"
+    experiment = client.create_experiment(mlflow_setup.experiment_name(contract.name), artifact_location=dead)
+    run = client.create_run(experiment)
+    client.set_terminated(run.info.run_id)
+    register_champion(uri, contract.name, run.info.run_id)
+    with pytest.raises(Exception) as raised:
+        reference.champion_reference(contract, tracking_uri=uri)
+    assert not isinstance(raised.value, ReferenceError), raised.value
+    assert is_transient(raised.value) and not is_data_error(raised.value)
+
+
 def test_corrupt_artifacts_are_reported(
     workdir: Path, logs: dict[str, str], tmp_path: Path, trained: dict[str, tuple[training.TrainingData, Candidate]]
 ) -> None:

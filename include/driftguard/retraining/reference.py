@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,8 +34,13 @@ CALIBRATION_FILE = "calibration.json"  # optional: versions trained before it ar
 ESTIMATOR_FILE = "estimator.json"  # optional: label-free performance estimator (driftguard.statistics.estimation)
 
 
-class ReferenceError(Exception):
-    """No usable reference: the message names the model (and version/run, or the window)."""
+class ReferenceError(ValueError):
+    """No usable reference: the message names the model (and version/run, or the window).
+
+    A ValueError, so a DAG task fails at once (``dag_defaults.is_data_error``): missing or damaged
+    artifacts, a contract the champion's reference no longer matches, or no bootstrap window do
+    not fix themselves on a retry. A store that cannot be reached is never one: that error
+    propagates as raised and the task is retried."""
 
 
 @dataclass(frozen=True)
@@ -304,10 +310,18 @@ def champion_reference(contract: ModelContract, *, tracking_uri: str | None = No
     where = f"model {contract.name!r} champion version {version.version} (run {run_id})"
     if not run_id:
         raise ReferenceError(f"{where}: the model version has no run, so no reference artifacts")
+    run = client.get_run(run_id)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            download_artifacts(run_id=run_id, artifact_path=ARTIFACT_DIR, dst_path=tmp, tracking_uri=uri)
+            # From the run's artifact URI, not `runs:/`: that repository swallows every error and
+            # says RESOURCE_DOES_NOT_EXIST, so a store that does not answer looked like missing files.
+            source = posixpath.join(run.info.artifact_uri, ARTIFACT_DIR)
+            download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=uri)  # -> tmp/reference
         except (MlflowException, OSError) as exc:
+            from driftguard.retraining.servability import is_transient
+
+            if is_transient(exc):  # the artifact store is down, not the artifacts missing: retry
+                raise
             raise ReferenceError(
                 f"{where}: reference artifacts missing or unreadable ({str(exc).splitlines()[0]}); retrain the "
                 "model to recreate them"
@@ -316,7 +330,6 @@ def champion_reference(contract: ModelContract, *, tracking_uri: str | None = No
         calibration = _read_calibration(Path(tmp))
         estimator_path = Path(tmp) / ARTIFACT_DIR / ESTIMATOR_FILE
         estimator = estimator_path.read_bytes() if estimator_path.is_file() else None
-    run = client.get_run(run_id)
     trained_at = _trained_at(run)
     ranked = importance.get("ranked") or _ranked(importance.get("importance", {}))
     ref = Reference(
