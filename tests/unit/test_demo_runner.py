@@ -117,6 +117,18 @@ def test_plan_orders_intervals_of_all_models_and_limits_them(tmp_path: Path, mon
     assert len(demo.plan(datetime(2013, 3, 18, tzinfo=UTC), weeks=2)) == 2
 
 
+def test_the_default_replay_is_march_to_the_shadow_promotion_and_zero_is_the_year(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`make demo` replays [2013-03-10, 2013-10-06) (docs/demo.md says why); --weeks 0, all 42 weeks."""
+    monkeypatch.setenv("DRIFTGUARD_MODELS_DIR", str(airflow_env.REPO_ROOT / "include" / "models"))
+    end = datetime(2014, 1, 1, tzinfo=UTC)  # the day after DRIFTGUARD_SCHEDULE_END, as main() passes it
+    default = demo.plan(end, demo.DEFAULT_WEEKS)
+    assert (default[0].start, default[-1].end) == (datetime(2013, 3, 10, tzinfo=UTC), datetime(2013, 10, 6, tzinfo=UTC))
+    year = demo.plan(end, 0)
+    assert len(year) == 42 and year[-1].end == datetime(2013, 12, 29, tzinfo=UTC)
+
+
 def test_retrain_conf_carries_the_assets_request_as_the_dag_reads_an_asset_event() -> None:
     """The demo runs the retraining DAG with the monitoring run's Asset extra as conf; the trigger
     must be what `read_request` builds from that Asset event, or the candidate trains on other rows
