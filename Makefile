@@ -89,10 +89,11 @@ nannyml-venv:
 	@test -x $(NANNYML_VENV)/bin/python || $(PYTHON) -m venv $(NANNYML_VENV)
 	$(NANNYML_VENV)/bin/python -m pip install -q nannyml==0.13.1 statsmodels "pandas<3"
 
-# Seed the demo world and replay the year 2013 week by week as real Airflow DAG runs, in one process
-# with Airflow's public dag.test() (scripts/demo.py): 42 weekly monitoring runs and the retraining
-# runs they ask for through the model's Asset, recorded in the embedded Airflow DB (`make up` shows
-# them). Rerunnable: finished weeks are skipped. DEMO_ARGS="--weeks 13" replays only the first weeks;
+# Seed the demo world and replay 2013 week by week as real Airflow DAG runs, in one process
+# with Airflow's public dag.test() (scripts/demo.py): 30 weekly monitoring runs (March to 2013-10-06,
+# every outcome of the loop) and the retraining runs they ask for through the model's Asset, recorded
+# in the embedded Airflow DB (`make up` shows them). Rerunnable: finished weeks are skipped.
+# DEMO_ARGS="--weeks 0" replays the whole year (42 weeks), DEMO_ARGS="--weeks 13" the first 13;
 # DEMO_ARGS=--scheduler replays through a running scheduler and the REST API instead (full fidelity,
 # a process per task: over an hour).
 DEMO_ARGS ?=

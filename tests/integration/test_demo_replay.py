@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -119,6 +120,9 @@ def test_demo_replays_weeks_in_process_and_a_rerun_changes_nothing(tmp_path: Pat
     assert "published" in (log / "task_id=publish_results" / "attempt=1.log").read_text()
     assert (log / "task_id=request_retrain" / "attempt=1.log").exists()
     assert "where the time went: Airflow DB migrate" in out and "monitoring: 4 run(s)" in out
+    # CPU beside wall time: the load-independent figure docs/demo.md's "How long" reports.
+    assert re.search(r"finished in [\d.]+ min \(CPU [\d.]+ min: user \+ system", out), out[-2000:]
+    assert re.search(r"monitoring: 4 run\(s\), \d+ s \(median [\d.]+ s, max [\d.]+ s\), CPU \d+ s", out)
 
     before = _snapshot(home)
     assert len(before["versions"]) == 2 and len(before["history"]) == 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -116,6 +117,18 @@ def test_plan_orders_intervals_of_all_models_and_limits_them(tmp_path: Path, mon
     assert len(demo.plan(datetime(2013, 3, 18, tzinfo=UTC), weeks=2)) == 2
 
 
+def test_the_default_replay_is_march_to_the_shadow_promotion_and_zero_is_the_year(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`make demo` replays [2013-03-10, 2013-10-06) (docs/demo.md says why); --weeks 0, all 42 weeks."""
+    monkeypatch.setenv("DRIFTGUARD_MODELS_DIR", str(airflow_env.REPO_ROOT / "include" / "models"))
+    end = datetime(2014, 1, 1, tzinfo=UTC)  # the day after DRIFTGUARD_SCHEDULE_END, as main() passes it
+    default = demo.plan(end, demo.DEFAULT_WEEKS)
+    assert (default[0].start, default[-1].end) == (datetime(2013, 3, 10, tzinfo=UTC), datetime(2013, 10, 6, tzinfo=UTC))
+    year = demo.plan(end, 0)
+    assert len(year) == 42 and year[-1].end == datetime(2013, 12, 29, tzinfo=UTC)
+
+
 def test_retrain_conf_carries_the_assets_request_as_the_dag_reads_an_asset_event() -> None:
     """The demo runs the retraining DAG with the monitoring run's Asset extra as conf; the trigger
     must be what `read_request` builds from that Asset event, or the candidate trains on other rows
@@ -154,17 +167,25 @@ def test_timings_sum_stages_runs_and_tasks() -> None:
     with timings.stage("seed demo data"):
         pass
     for seconds in (3.0, 5.0, 4.0):
-        timings.add_run("monitoring", seconds)
+        timings.add_run("monitoring", seconds, cpu=seconds / 2)
+    timings.add_run("retraining", 9.0)  # no CPU figure: none printed
     lines = timings.lines()
-    assert lines[0].startswith("seed demo data: ")
-    assert lines[1] == "monitoring: 3 run(s), 12 s (median 4.0 s, max 5.0 s)"
+    assert re.fullmatch(r"seed demo data: \d+ s \(CPU \d+ s\)", lines[0]), lines[0]
+    assert lines[1] == "monitoring: 3 run(s), 12 s (median 4.0 s, max 5.0 s), CPU 6 s (median 2.0 s)"
+    assert lines[2] == "retraining: 1 run(s), 9 s (median 9.0 s, max 9.0 s)"
     timings.tasks = {"check_quality": 2.0, "detect_drift": 7.5}
-    assert timings.lines()[2:] == [
+    assert timings.lines()[3:] == [
         "slowest tasks (all runs): detect_drift 8 s, check_quality 2 s",
-        "Airflow's run loop around the tasks: 2 s",
+        "Airflow's run loop around the tasks: 12 s",
     ]
     line = "2026-12-03T15:44:33.442714Z [info     ] [DAG TEST] starting task_id=extract_window map_index=-1"
     assert demo._seconds_between(line, "2026-12-03T15:44:35.942714Z [info ] end") == 2.5
+
+
+def test_cpu_seconds_counts_this_process_and_its_finished_children() -> None:
+    before = demo.cpu_seconds()
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    assert demo.cpu_seconds() - before > 0.1  # the child's CPU, which time.process_time() leaves out
 
 
 def test_the_demo_uses_only_public_airflow_entry_points() -> None:

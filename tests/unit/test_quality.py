@@ -17,6 +17,7 @@ from driftguard.monitoring.quality import (
     SOURCE_SCHEMA_CHECK,
     CheckResult,
     QualityResult,
+    _runnable,
     build_suite,
     problem_columns,
     validate_window,
@@ -233,6 +234,19 @@ def test_missing_column_fails_schema_without_noise(contract: ModelContract, prof
     assert check.severity == "critical" and "'num_4' is missing" in check.message
     assert not result.passed_critical
     assert [c.family for c in result.checks if c.column == "num_4"] == ["schema"]
+
+
+def test_runnable_suite_is_the_suite_itself_unless_a_column_is_absent(contract: ModelContract, profile: dict) -> None:
+    """Every healthy run validates the generated suite as built (no serialise-and-rebuild); a
+    window without a column drops that column's value checks and keeps its existence check."""
+    suite = build_suite(contract, profile)
+    columns = set(make_frame().columns)
+    assert _runnable(suite, columns) is suite
+    fewer = _runnable(suite, columns - {"num_4"})
+    assert [e.expectation_type for e in fewer.expectations if getattr(e, "column", None) == "num_4"] == [
+        "expect_column_to_exist"
+    ]
+    assert len(fewer.expectations) < len(suite.expectations)
 
 
 def test_schema_problem_for_a_missing_column_is_one_failure(contract: ModelContract, profile: dict) -> None:

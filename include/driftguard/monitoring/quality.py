@@ -554,7 +554,12 @@ def _drop_type_noise(checks: list[CheckResult]) -> list[CheckResult]:
 
 
 def _runnable(suite: ExpectationSuite, columns: set[str]) -> ExpectationSuite:
-    """The suite minus checks on absent columns: their existence check already reports them."""
+    """The suite minus checks on absent columns: their existence check already reports them.
+    The suite itself when every column it names is present (every healthy run): rebuilding it
+    costs a serialisation of each expectation for nothing."""
+    named = {getattr(e, "column", None) for e in suite.expectations} - {None}
+    if named <= columns:
+        return suite
     data = suite.to_json_dict()
     data["expectations"] = [
         e
