@@ -212,6 +212,8 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             request = _xcom(topo.api, MONITOR, drifted["dag_run_id"], "request_retrain")
             auto_id = f"retrain__{_day(22).isoformat()}_{_day(23).isoformat()}"
             assert auto_id == "retrain__2024-01-23T00:00:00+00:00_2024-01-24T00:00:00+00:00"
+            found = demo_scheduler.retrain_run(topo.api, demo_scheduler.Step(MONITOR, _day(22), _day(23)))
+            assert found is not None and found["dag_run_id"] == auto_id, found  # as `make demo --scheduler` finds it
             retrains = _runs(topo.api, RETRAIN)
             assert [(r["dag_run_id"], r["run_type"]) for r in retrains] == [
                 (first_id, "manual"), (auto_id, "operator_triggered"),
