@@ -10,6 +10,7 @@ The stores are read back with sqlite3 (Airflow's metadata DB, MLflow's registry,
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sqlite3
@@ -84,6 +85,9 @@ def test_demo_replays_weeks_in_process_and_a_rerun_changes_nothing(tmp_path: Pat
     # The same candidate as when the scheduler ran it from the Asset event: same data, same gate numbers.
     assert "95% CI of the roc_auc gain [+0.0360, +0.0693] on 6,552 rows" in out
     assert "4 monitoring run(s): {'success': 4}" in out
+    # The summary counts the triggered run left queued in the paused retraining DAG.
+    totals = next(line for line in out.splitlines() if f"all runs of {RETRAIN}: " in line)
+    assert ast.literal_eval(totals.split(": ", 1)[1]) == {"success": 2, "queued": 1}, totals
 
     db = home / "airflow" / "airflow.db"
     # Monitoring: one dag.test(logical_date=<interval end>) run per week; Airflow infers the manual
