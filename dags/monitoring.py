@@ -24,8 +24,13 @@ whether the model needs retraining:
    It waits for `shadow_challenger`: a retrain is held while a challenger shadows.
 6. `publish_results`: history tables (one upsert per interval: reruns replace), the HTML reports,
    the model's index page, alerts to the owners.
-7. `retrain_or_not` branches to `request_retrain` (updates the model's retrain-request Asset,
-   which schedules the retraining DAG) or `no_retrain`.
+7. `retrain_or_not` branches to `request_retrain` or `no_retrain`. `request_retrain` records the
+   request (interval, reasons, change point) on the model's retrain-request Asset, for lineage;
+   `trigger_retrain` then starts `driftguard_retrain__<model>` with that request as its conf and
+   the run id `retrain__<interval start>_<interval end>` (UTC ISO, as Airflow names runs), no
+   logical date. If a retraining run with that id exists (a rerun or clear of this run), the
+   trigger is skipped and no second retrain starts; a FAILED retrain is retried by clearing it
+   in the retraining DAG, not by clearing this run. Its "Triggered DAG" link opens the retrain.
 8. `promote_shadow`: when the shadow evidence cleared the gate, the challenger is promoted
    through the guarded alias move (nothing moves if `@champion` moved meanwhile).
 
@@ -42,6 +47,7 @@ import logging
 from typing import Any
 
 import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, get_current_context, task
 from driftguard.airflow import dag_defaults
 from driftguard.airflow.dag_specs import DagSpec
@@ -92,20 +98,16 @@ def build_monitoring_dag(spec: DagSpec) -> None:
 
     @task(outlets=[asset])
     def request_retrain(published: dict[str, Any]) -> dict[str, Any]:
-        """Update the retrain-request Asset; its extra carries the interval and the reasons."""
+        """The retrain request (the retraining run's conf), also put on the retrain-request Asset's
+        event for lineage."""
         context = get_current_context()
         start, end = dag_defaults.interval_from_context(context)
-        extra = {
-            "model": spec.name,
-            "interval_start": start.isoformat(),
-            "interval_end": end.isoformat(),
-            "summary": published["summary"][-1500:],
-            "report": published.get("report"),
-            **(published.get("retrain_request") or {}),  # change point, pre-change metric level
-        }
-        context["outlet_events"][asset].extra = extra
+        requested_by = f"{context['dag'].dag_id} {context['run_id']}"
+        conf = dag_defaults.retrain_conf(start, end, published, requested_by)
+        run_id = dag_defaults.retrain_run_id(start, end)
+        context["outlet_events"][asset].extra = {"model": spec.name, "retrain_run_id": run_id, **conf}
         log.info("retrain requested for %s as of %s: %s", spec.name, end, published["summary"])
-        return extra
+        return conf
 
     @dag(
         dag_id=dag_defaults.dag_id("monitor", spec.name),
@@ -117,6 +119,7 @@ def build_monitoring_dag(spec: DagSpec) -> None:
         default_args=dag_defaults.default_args(spec),
         tags=dag_defaults.tags(KIND, spec),
         doc_md=dag_defaults.doc_md(__doc__, spec, KIND),
+        user_defined_macros={"retrain_run_id": dag_defaults.retrain_run_id},
     )
     def monitoring() -> None:
         steps = {step.run: TASKS[step.run](spec.name) for step in monitor.FLOW}
@@ -124,7 +127,17 @@ def build_monitoring_dag(spec: DagSpec) -> None:
             for upstream in step.upstream:
                 steps[upstream] >> steps[step.run]
         published = steps[monitor.publish]
-        retrain_or_not(published) >> [request_retrain(published), no_retrain(published)]
+        request = request_retrain(published)
+        retrain_or_not(published) >> [request, no_retrain(published)]
+        TriggerDagRunOperator(
+            task_id="trigger_retrain",
+            trigger_dag_id=dag_defaults.dag_id("retrain", spec.name),
+            trigger_run_id="{{ retrain_run_id(data_interval_start, data_interval_end) }}",
+            conf=request,  # the XComArg: request_retrain >> trigger_retrain
+            logical_date=None,  # the retraining DAG has no schedule: the interval is in the id and conf
+            skip_when_already_exists=True,  # a rerun of this interval starts no second retrain
+            openlineage_inject_parent_info=False,  # the conf is the request, nothing else
+        )
 
     monitoring()
 

@@ -1,12 +1,17 @@
 """
 ### Driftguard retraining
 
-One DAG per valid model contract. It runs when the model's monitoring DAG decides to retrain
-(it updates the model's retrain-request Asset) or when a person triggers it (params
-`interval_start` / `interval_end`: the data up to `interval_end` trains the candidate; default
-the last full day). Never promote a worse model: that is the promise.
+One DAG per valid model contract, unscheduled. The model's monitoring run starts it when it
+decides to retrain (its `trigger_retrain` task), as run `retrain__<interval start>_<interval end>`
+(UTC ISO timestamps, e.g. `retrain__2013-03-10T00:00:00+00:00_2013-03-17T00:00:00+00:00`, no
+logical date) with the request as conf; a person starts it with params `interval_start` /
+`interval_end` (the data up to `interval_end` trains the candidate; default the last full day)
+and `reason`, as an Airflow `manual__…` run. Never promote a worse model: that is the promise.
 
-1. `read_request`: the decided interval and its reasons, from the triggering Asset event.
+A rerun of the monitoring run finds its retrain run and starts no second one. To retry a FAILED
+retrain, clear that retraining run (its failure released the interval's claim).
+
+1. `read_request`: the decided interval and its reasons, from the run's conf.
 2. `claim_interval`: first finishes what a killed retrain of the model left (an interrupted
    promotion, MLflow runs left RUNNING: `driftguard.retraining.retrain.recover`); then a retrain already
    decided for this interval does nothing new (short-circuit), and neither does one whose
@@ -87,41 +92,22 @@ def release_claim(context: Any) -> None:
 
 @task
 def read_request(model: str) -> dict[str, Any]:
-    """The interval to retrain for: the newest triggering Asset event, else the run's params."""
+    """The interval to retrain for and why, from the run's conf: as the monitoring run's
+    `trigger_retrain` passes it (interval, reason, the monitoring `trigger`) or as a person gives it
+    (params `interval_start` / `interval_end`, default the last full day, and `reason`)."""
     context = get_current_context()
-    events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
-    if events:
-        extra = dict(events[-1].extra or {})
-        request = {
-            "interval_start": extra["interval_start"],
-            "interval_end": extra["interval_end"],
-            "trigger": {
-                "source": "monitoring",
-                "summary": extra.get("summary", ""),
-                "report": extra.get("report"),
-                **{
-                    k: extra[k]
-                    for k in ("triggers", "change_point", "change_basis", "change_runs", "baseline_metric")
-                    if k in extra
-                },
-            },
-        }
-        if len(events) > 1:
-            log.info("%d retrain requests queued for %s; training on the newest", len(events), model)
-    else:
-        params = context["params"]
-        end = params.get("interval_end") or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        end = end if isinstance(end, datetime) else datetime.fromisoformat(str(end))
-        end = end if end.tzinfo else end.replace(tzinfo=UTC)
-        start = params.get("interval_start") or (end - timedelta(days=1))
-        start = start if isinstance(start, datetime) else datetime.fromisoformat(str(start))
-        start = start if start.tzinfo else start.replace(tzinfo=UTC)
-        request = {
-            "interval_start": start.isoformat(),
-            "interval_end": end.isoformat(),
-            "trigger": params.get("trigger")
-            or {"source": "manual", "summary": params.get("reason") or "manual retrain"},
-        }
+    params = context["params"]
+    end = params.get("interval_end") or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = end if isinstance(end, datetime) else datetime.fromisoformat(str(end))
+    end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    start = params.get("interval_start") or (end - timedelta(days=1))
+    start = start if isinstance(start, datetime) else datetime.fromisoformat(str(start))
+    start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    request = {
+        "interval_start": start.isoformat(),
+        "interval_end": end.isoformat(),
+        "trigger": params.get("trigger") or {"source": "manual", "summary": params.get("reason") or "manual retrain"},
+    }
     log.info(
         "retrain %s for [%s, %s): %s",
         model,
@@ -229,7 +215,7 @@ def build_retraining_dag(spec: DagSpec) -> None:
 
     @dag(
         dag_id=dag_defaults.dag_id("retrain", spec.name),
-        schedule=[dag_defaults.retrain_asset(spec.name)],
+        schedule=None,  # started by the monitoring run's trigger_retrain, or by a person
         start_date=pendulum.instance(dag_defaults.start_date(spec)),
         catchup=False,
         max_active_runs=1,

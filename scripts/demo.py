@@ -9,12 +9,13 @@ run again), both recording every run in the same Airflow metadata DB, so `make u
   Evidently and MLflow are imported once instead of once per task. A monitoring run is
   `dag.test(logical_date=<interval end>)`: Airflow infers a manual run's data interval as the
   schedule period that ends at its logical date, so the run covers exactly that week. A
-  retraining run is `dag.test(run_conf=...)` with the request the monitoring run put on the
-  model's Asset (interval and trigger), which the DAG reads as it reads a person's request; the
-  DAGs stay paused, so the Asset event queues nothing behind the demo's back.
+  retraining run is `dag.test(run_conf=...)` with the request the monitoring run made (interval
+  and trigger), the conf its `trigger_retrain` task gave the `retrain__<interval>` run it queued.
+  dag.test() cannot run that existing run, and the DAGs stay paused, so it stays queued: the
+  demo's manual run does its work (were it unpaused, it would find the interval decided).
 * `--scheduler` (scripts/demo_scheduler.py): a real api-server, scheduler and dag-processor;
-  each week is triggered through the REST API, and the scheduler starts the retraining runs from
-  the Asset events. Full fidelity, one process per task: about ten times slower.
+  each week is triggered through the REST API, and the scheduler runs the `retrain__<interval>`
+  runs the weeks trigger. Full fidelity, one process per task: about ten times slower.
 
 Steps:
 
@@ -365,31 +366,13 @@ def first_champions_in_process(airflow: InProcess, timings: Timings) -> None:
 
 
 FIRST_CHAMPION = "first champion (make demo)"
-REQUEST_KEYS = ("model", "interval_start", "interval_end", "summary", "report")
-
-
-def retrain_conf(request: dict[str, Any], requested_by: str) -> dict[str, Any]:
-    """The conf of the retraining run a monitoring run asked for. `request` is the extra it put
-    on the model's Asset; the trigger is built as the DAG's `read_request` builds it from an Asset
-    event, so the candidate trains on the same data (a change point moves the window's start)."""
-    trigger = {
-        "source": "monitoring",
-        "summary": request.get("summary", ""),
-        "report": request.get("report"),
-        **{k: v for k, v in request.items() if k not in REQUEST_KEYS},
-    }
-    return {
-        "interval_start": request["interval_start"],
-        "interval_end": request["interval_end"],
-        "reason": f"retrain requested by {requested_by}",
-        "trigger": trigger,
-    }
 
 
 def retrain_in_process(airflow: InProcess, step: Step, monitor_run_id: str, timings: Timings) -> str | None:
-    """The retraining run a monitoring run asked for (its `request_retrain` task updated the
-    model's Asset), unless a retraining run for that interval already succeeded. Returns a
-    progress note."""
+    """The retraining run a monitoring run asked for, unless a retraining run for that interval
+    already succeeded. Its `trigger_retrain` task queued `retrain__<interval>` in the paused
+    retraining DAG; dag.test() cannot run an existing run, so the same request (the conf that
+    `request_retrain` returned) runs here as a manual dag.test() run. Returns a progress note."""
     from driftguard.airflow import dag_defaults
 
     request = airflow.xcom(step.dag_id, monitor_run_id, "request_retrain")
@@ -408,7 +391,7 @@ def retrain_in_process(airflow: InProcess, step: Step, monitor_run_id: str, timi
     if _stop_requested:
         return "retrain pending (stopped; a rerun runs it)"
     release_stale_claim(_model(step.dag_id), *interval)
-    outcome = airflow.run(dag_id, conf=retrain_conf(request, f"{step.dag_id} {monitor_run_id}"))
+    outcome = airflow.run(dag_id, conf=request)
     timings.add_run("retraining", outcome.seconds, outcome.cpu)
     result = next((r for t in RETRAIN_OUTCOMES if (r := airflow.xcom(dag_id, outcome.run_id, t))), None)
     if result:

@@ -2,7 +2,8 @@
 
 A real api-server, scheduler and dag-processor (background process groups, logs in
 DRIFTGUARD_HOME/logs/); each week is a run created through the public REST API for exactly its
-data interval, and the scheduler starts the retraining runs from the model's Asset events. Every
+data interval, and a week that decides to retrain triggers its retraining run
+(`retrain__<interval start>_<interval end>`), which the scheduler runs before the next week. Every
 task is its own process, as in production, so this takes about ten times as long as the default
 in-process replay. A failed week is rerun by clearing its failed tasks.
 """
@@ -94,24 +95,33 @@ def find_run(api: Api, step: Step) -> dict[str, Any] | None:
     return runs[0] if runs else None
 
 
-def busy(api: Api, dag_ids: list[str]) -> list[str]:
-    """What Airflow still has to do: active runs and queued asset events (future runs)."""
+def busy(api: Api) -> list[str]:
+    """What Airflow still has to do: queued and running runs of DAGs that are not paused (a run
+    queued in a paused DAG waits for a person to unpause it). A retraining run a monitoring run
+    triggers exists, queued, before that monitoring run ends, so nothing is missed in between."""
+    paused = {d["dag_id"] for d in api.get("/api/v2/dags", paused=True, limit=1000)["dags"]}
     active = api.get("/api/v2/dags/~/dagRuns", state=list(ACTIVE_STATES))["dag_runs"]
-    pending = [f"{r['dag_id']} {r['state']}" for r in active]
-    for dag_id in dag_ids:
-        events = api.get(f"/api/v2/dags/{quote(dag_id)}/assets/queuedEvents")
-        if events.get("total_entries"):
-            pending.append(f"{dag_id} has {events['total_entries']} queued asset event(s)")
-    return pending
+    return [f"{r['dag_id']} {r['state']}" for r in active if r["dag_id"] not in paused]
 
 
-def wait_idle(api: Api, services: Services, dag_ids: list[str], step: Step, timeout: float) -> dict[str, Any]:
+def retrain_run(api: Api, step: Step) -> dict[str, Any] | None:
+    """The retraining run this monitoring interval triggered, found by its id
+    (`dag_defaults.retrain_run_id`), or None."""
+    from driftguard.airflow import dag_defaults
+
+    dag_id = dag_defaults.dag_id("retrain", step.dag_id.split("__", 1)[1])
+    path = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(dag_defaults.retrain_run_id(step.start, step.end))}"
+    status, run_ = api.request("GET", path, ok=(200, 404))
+    return run_ if status == 200 else None
+
+
+def wait_idle(api: Api, services: Services, step: Step, timeout: float) -> dict[str, Any]:
     started = time.monotonic()
     deadline, next_note = started + timeout, started + 60
     while time.monotonic() < deadline:
         services.check_alive()
         run_ = find_run(api, step)
-        pending = busy(api, dag_ids)
+        pending = busy(api)
         if run_ and run_["state"] not in ACTIVE_STATES and not pending:
             return run_
         if time.monotonic() >= next_note:
@@ -120,7 +130,7 @@ def wait_idle(api: Api, services: Services, dag_ids: list[str], step: Step, time
         time.sleep(1)
     raise SystemExit(
         f"[demo] {step.dag_id} [{step.start:%Y-%m-%d}, {step.end:%Y-%m-%d}) not done after {timeout:.0f} s; "
-        f"still pending: {busy(api, dag_ids)}; logs in {services.log_dir}"
+        f"still pending: {busy(api)}; logs in {services.log_dir}"
     )
 
 
@@ -169,7 +179,8 @@ def all_runs(api: Api, **filters: Any) -> list[dict[str, Any]]:
 
 
 def report_other_runs(api: Api, step: Step, since: str) -> None:
-    """Runs that this interval's run caused (retraining through its Asset, ...), for the log."""
+    """Runs that started while this interval's run was replayed (the retraining it triggered, ...),
+    for the log."""
     for r in all_runs(api, start_date_gte=since):
         if r["dag_id"] != step.dag_id:
             say(f"  + {r['dag_id']} ({r.get('run_type')}): {r['state']}")
@@ -197,10 +208,12 @@ def replay(api: Api, services: Services, steps: list[Step], step_timeout: float)
             since = iso(datetime.now(UTC))
             if not (existing and existing["state"] in ACTIVE_STATES):
                 start_run(api, step, existing)
-            existing = wait_idle(api, services, dag_ids, step, step_timeout)
+            existing = wait_idle(api, services, step, step_timeout)
             rows = rows_of(api, existing)
             say(f"{label}: {existing['state']} ({rows} rows)")
             report_other_runs(api, step, since)
+            if retrain := retrain_run(api, step):
+                say(f"  retrain {retrain['dag_run_id']}: {retrain['state']}")
         check_interval(existing, step)
         results.append((step, existing["state"], rows))
     return results
@@ -214,7 +227,6 @@ def train_first_champions(api: Api, services: Services, step_timeout: float) -> 
     from driftguard.settings import get_settings
 
     settings = get_settings()
-    dag_ids = sorted(d["dag_id"] for d in api.get("/api/v2/dags", tags=["driftguard"], limit=1000)["dags"])
     for contract in dag_defaults.model_contracts().contracts.values():
         end = contract.reference.end
         if end is None or registry.champion_version(contract.name, tracking_uri=settings.mlflow_tracking_uri):
@@ -244,7 +256,7 @@ def train_first_champions(api: Api, services: Services, step_timeout: float) -> 
         while True:
             services.check_alive()
             done = api.get(f"{path}/{quote(run_id)}")
-            if done["state"] not in ACTIVE_STATES and not busy(api, dag_ids):
+            if done["state"] not in ACTIVE_STATES and not busy(api):
                 break
             if time.monotonic() > deadline:
                 raise SystemExit(f"[demo] first champion of {contract.name} not trained after {step_timeout:.0f} s")

@@ -237,3 +237,29 @@ def test_retraining_dag_ends_in_one_outcome_task_per_outcome() -> None:
     assert retrain.outcome_task_id([None, {"status": "rejected"}, {"status": "trained"}]) == "outcome_rejected"
     assert retrain.outcome_task_id([None, None, None, {"status": "insufficient_data"}]) == "outcome_insufficient_data"
     assert retrain.outcome_task_id([None, {"status": "trained"}]) is None
+
+
+def test_monitoring_triggers_the_retrain_of_its_interval_and_retraining_has_no_schedule() -> None:
+    """A retrain decision starts `retrain__<interval start>_<interval end>` with the request as
+    conf; the Asset stays as lineage, and the retraining DAG is not scheduled on it (it would
+    run twice per decision)."""
+    import pendulum
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+    from driftguard.airflow.dag_defaults import retrain_asset_name
+
+    bag = parse_dags()
+    monitoring, retraining = bag.dags[dag_id("monitor", "flight_delay")], bag.dags[dag_id("retrain", "flight_delay")]
+    assert retraining.schedule is None and type(retraining.timetable).__name__ == "NullTimetable"
+    trigger = monitoring.task_dict["trigger_retrain"]
+    assert isinstance(trigger, TriggerDagRunOperator)
+    assert trigger.trigger_dag_id == retraining.dag_id
+    assert trigger.upstream_task_ids == {"request_retrain"}
+    assert (trigger.skip_when_already_exists, trigger.reset_dag_run, trigger.logical_date) == (True, False, None)
+    assert [a.name for a in monitoring.task_dict["request_retrain"].outlets] == [retrain_asset_name("flight_delay")]
+    start, end = pendulum.datetime(2013, 3, 10, tz="UTC"), pendulum.datetime(2013, 3, 17, tz="UTC")
+    run_id = (
+        monitoring.get_template_env()
+        .from_string(trigger.trigger_run_id)
+        .render(data_interval_start=start, data_interval_end=end)
+    )
+    assert run_id == "retrain__2013-03-10T00:00:00+00:00_2013-03-17T00:00:00+00:00"

@@ -72,7 +72,7 @@ def test_monitoring_run_reads_its_data_interval(
     assert result.state == "success", result
     assert all(result.task_states[t] == "success" for t in MONITOR_TASKS), result.task_states
     # No champion yet: the policy's "no champion" trigger asks for the first model.
-    assert result.task_states["request_retrain"] == "success"
+    assert result.task_states["request_retrain"] == result.task_states["trigger_retrain"] == "success"
     assert result.task_states["no_retrain"] == "skipped"
     assert result.data_interval_start == datetime(2024, 1, 2, tzinfo=UTC)
     assert result.data_interval_end == datetime(2024, 1, 3, tzinfo=UTC)

@@ -1,8 +1,8 @@
 """`make demo`'s default mode end to end: scripts/demo.py replays weeks in-process with dag.test().
 
 Four weeks on a fresh DRIFTGUARD_HOME (the first champion, then [03-10, 04-07) of 2013; the fourth
-week's realized ROC AUC drop asks for a retrain on the model's Asset, which the demo runs with that
-request as conf), then the same command again, which must change nothing. The script runs as
+week's realized ROC AUC drop triggers `retrain__<interval>`, whose conf the demo runs with
+dag.test()), then the same command again, which must change nothing. The script runs as
 `make demo` runs it, in its own process: it configures Airflow for its own home before importing
 it, which this test process has already done for the suite's.
 The stores are read back with sqlite3 (Airflow's metadata DB, MLflow's registry, the history).
@@ -10,6 +10,7 @@ The stores are read back with sqlite3 (Airflow's metadata DB, MLflow's registry,
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -85,6 +86,9 @@ def test_demo_replays_weeks_in_process_and_a_rerun_changes_nothing(tmp_path: Pat
     # The same candidate as when the scheduler ran it from the Asset event: same data, same gate numbers.
     assert "95% CI of the roc_auc gain [+0.0360, +0.0693] on 6,552 rows" in out
     assert "4 monitoring run(s): {'success': 4}" in out
+    # The summary counts the triggered run left queued in the paused retraining DAG.
+    totals = next(line for line in out.splitlines() if f"all runs of {RETRAIN}: " in line)
+    assert ast.literal_eval(totals.split(": ", 1)[1]) == {"success": 2, "queued": 1}, totals
 
     db = home / "airflow" / "airflow.db"
     # Monitoring: one dag.test(logical_date=<interval end>) run per week; Airflow infers the manual
@@ -98,16 +102,25 @@ def test_demo_replays_weeks_in_process_and_a_rerun_changes_nothing(tmp_path: Pat
     )
     assert [r[:5] for r in monitoring] == [(end, start, end, "manual", "success") for start, end in WEEKS]
     week4_run = monitoring[3][5]
-    # Retraining: dag.test(run_conf=...) runs: the first champion, then the request of week 4.
-    retraining = _query(db, "select run_type, state, conf from dag_run where dag_id = ? order by id", RETRAIN)
-    assert [(r[0], r[1]) for r in retraining] == [("manual", "success"), ("manual", "success")]
-    confs = [_conf(r[2]) for r in retraining]
+    # Retraining: the first champion (dag.test(run_conf=...)); week 4's trigger_retrain queued
+    # retrain__<interval> in the paused DAG, and the demo ran that conf with dag.test().
+    retraining = _query(
+        db, "select run_id, run_type, state, logical_date, conf from dag_run where dag_id = ? order by id", RETRAIN
+    )
+    triggered_id = "retrain__2013-03-31T00:00:00+00:00_2013-04-07T00:00:00+00:00"
+    assert [r[1:3] for r in retraining] == [
+        ("manual", "success"),
+        ("operator_triggered", "queued"),
+        ("manual", "success"),
+    ], retraining
+    assert (retraining[1][0], retraining[1][3]) == (triggered_id, None)  # no logical date
+    confs = [_conf(r[4]) for r in retraining]
     assert confs[0]["reason"] == "first champion (make demo)" and "trigger" not in confs[0]
+    assert confs[2] == confs[1], "the demo's run is the triggered run's request"
     assert (confs[1]["interval_start"][:10], confs[1]["interval_end"][:10]) == WEEKS[3]
     assert confs[1]["trigger"]["source"] == "monitoring"
     assert confs[1]["trigger"]["triggers"] == ["metric_drop"], confs[1]["trigger"]
-    # The request is still the model's Asset event (the monitoring run updated the Asset); the
-    # DAGs stay paused, so it queued no run behind the demo's back.
+    # The request is also the model's Asset event (lineage); nothing is scheduled on the Asset.
     events = _query(db, "select source_run_id from asset_event where source_dag_id = ?", MONITOR)
     assert events == [(week4_run,)]
     assert _query(db, "select count(*) from asset_dag_run_queue") == [(0,)], "nothing left for a scheduler"

@@ -3,9 +3,10 @@ PostgreSQL: feature log and history in the database under test, MLflow on SQLite
 
 One scenario per database, in order: the retraining DAG trains the first champion by hand;
 monitoring runs on stable data decide "no retrain"; after an injected concept drift the realized
-metric drops, a run decides to retrain and updates the retrain-request Asset; the retraining DAG
-(triggered as the scheduler would, from that Asset event) gates and registers the candidate; a
-rerun of the same monitoring interval leaves history unchanged.
+metric drops, a run decides to retrain, records the request on the retrain-request Asset and
+triggers `retrain__<interval>` with it as conf; a rerun of the same monitoring interval leaves
+history unchanged and triggers no second retrain; the retraining DAG on that conf gates and
+registers the candidate (dag.test() cannot run the queued run itself, so a manual run does).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from airflow_support import run_dag
-from driftguard.airflow.dag_defaults import dag_id, retrain_asset_name
+from airflow_support import run_dag, task_xcom
+from driftguard.airflow.dag_defaults import dag_id, retrain_asset_name, retrain_run_id
 from driftguard.testing import Injection, generate_log, synthetic_contract, write_log
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -84,6 +85,17 @@ def _asset_events(name: str) -> list[dict]:
         return [dict(r.extra or {}) for r in rows]
 
 
+def _retrain_runs(name: str) -> list[tuple[str, str, str, object, dict]]:
+    """(run id, run type, state, logical date, conf) of the model's retraining runs, oldest first."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == dag_id("retrain", name)).order_by(DagRun.id).all()
+        value = lambda v: str(getattr(v, "value", v))  # noqa: E731 (enum members or plain strings)
+        return [(r.run_id, value(r.run_type), value(r.state), r.logical_date, dict(r.conf or {})) for r in runs]
+
+
 @pytest.mark.slow
 def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, str]) -> None:
     from driftguard.retraining import registry
@@ -114,19 +126,35 @@ def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, st
     published = stable.xcom("publish_results")
     assert published["status"] == "ok" and published["retrain"] is False
 
-    # 3. After the concept drift the realized metric collapses: retrain requested via the Asset.
+    assert stable.task_states["trigger_retrain"] == "skipped"
+
+    # 3. After the concept drift the realized metric collapses: a retrain is requested (the Asset
+    #    event, for lineage) and triggered as `retrain__<interval>` with the request as conf.
     drifted = run_dag(dag_id("monitor", name), _day(23))
     assert drifted.state == "success", drifted
     assert drifted.task_states["request_retrain"] == "success", drifted.xcom("publish_results")
+    assert drifted.task_states["trigger_retrain"] == "success", drifted.task_states
+    request = drifted.xcom("request_retrain")
+    assert (request["interval_start"], request["interval_end"]) == (_day(22).isoformat(), _day(23).isoformat())
+    assert "roc_auc" in request["trigger"]["summary"] and "worse by" in request["trigger"]["summary"]
+    assert request["trigger"]["triggers"] == ["metric_drop"], request["trigger"]
     events = _asset_events(name)
-    assert events and events[-1]["interval_end"] == _day(23).isoformat()
-    assert "roc_auc" in events[-1]["summary"] and "worse by" in events[-1]["summary"]
+    triggered_id = f"retrain__{_day(22).isoformat()}_{_day(23).isoformat()}"
+    assert triggered_id == retrain_run_id(_day(22), _day(23))
+    assert events == [{"model": name, "retrain_run_id": triggered_id, **request}], events
+    assert task_xcom(dag_id("monitor", name), drifted.run_id, "trigger_retrain", "trigger_run_id") == triggered_id
+    triggered = [r for r in _retrain_runs(name) if r[0] == triggered_id]
+    # Queued (no scheduler here), no logical date, the request as conf.
+    assert triggered == [(triggered_id, "operator_triggered", "queued", None, request)], _retrain_runs(name)
 
     store = HistoryStore(loop_env["DRIFTGUARD_HISTORY_URL"])
     before = [r.to_dict() for r in store.runs(name)]
-    # 4. A rerun of the same interval replaces its record: same rows, same content (but timestamps).
+    # 4. A rerun of the same interval replaces its record: same rows, same content (but timestamps),
+    #    and starts no second retrain: the run `retrain__<interval>` exists, so the trigger skips.
     again = run_dag(dag_id("monitor", name), _day(23))
     assert again.state == "success"
+    assert (again.task_states["request_retrain"], again.task_states["trigger_retrain"]) == ("success", "skipped")
+    assert [r for r in _retrain_runs(name) if r[1] == "operator_triggered"] == triggered
     after = [r.to_dict() for r in store.runs(name)]
     assert len(after) == len(before) == 2
     # The record names the run that wrote it (the rerun now); nothing else changes.
@@ -135,13 +163,9 @@ def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, st
     for old, new in zip(strip(before), strip(after), strict=True):
         assert {k: (old[k], new[k]) for k in old if old[k] != new[k]} == {}
 
-    # 5. The retraining DAG on that Asset event's interval: gated, registered, decided once.
-    extra = events[-1]
-    retrained = run_dag(
-        dag_id("retrain", name),
-        None,
-        conf={"interval_start": extra["interval_start"], "interval_end": extra["interval_end"]},
-    )
+    # 5. The retraining DAG on the triggered run's conf: gated, registered, decided once.
+    extra = triggered[0][4]
+    retrained = run_dag(dag_id("retrain", name), None, conf=extra)
     assert retrained.state == "success", retrained
     # The gate's verdict, pinned: the candidate, trained on the rows up to the drift, is no worse on
     # the post-drift holdout than v1 by more than the margin (0.02 roc_auc): promoted.
@@ -158,7 +182,7 @@ def test_monitoring_and_retraining_loop(airflow_db: Path, loop_env: dict[str, st
     assert mv.tags["driftguard.verdict"] == "promote"
     # MLflow's run list tells the candidates apart: model, data cut-off, trigger.
     cut_off = datetime.fromisoformat(extra["interval_end"])
-    assert registry.client(uri).get_run(mv.run_id).info.run_name == f"{name} {cut_off:%Y-%m-%d} manual"
+    assert registry.client(uri).get_run(mv.run_id).info.run_name == f"{name} {cut_off:%Y-%m-%d} metric_drop"
 
     # 6. The next day: that retrain starts the cooldown (2 days).
     after_retrain = run_dag(dag_id("monitor", name), _day(24))

@@ -4,15 +4,15 @@ PostgreSQL (the local server) holds Airflow's metadata DB, MLflow's backend stor
 Driftguard database (feature log + history), each a throwaway database. Airflow runs its four
 components (api-server, scheduler, dag-processor, triggerer) with the LocalExecutor; MLflow runs
 as a tracking server with served artifacts. The monitoring -> retraining -> registration loop is
-driven only through Airflow's REST API, and the scheduler (not dag.test()) creates and runs
-every DAG run, including the asset-triggered retraining run.
+driven only through Airflow's REST API, and the scheduler (not dag.test()) runs every DAG run,
+including the retraining run the monitoring run triggers (`retrain__<interval>`).
 
 Scenario (same contract and days as tests/integration/test_loop_dags.py): a manual retraining
 run trains the first champion; monitoring a stable day decides no retrain (three more models are
 monitored for that day at the same time: four runs in the executor's four task slots, one history
-row each); monitoring a day after
-the injected concept drift requests a retrain through the Asset, which the scheduler turns into a
-retraining run that gates and registers version 2.
+row each); monitoring a day after the injected concept drift triggers the retraining run
+`retrain__<interval start>_<interval end>` with the request as conf, which gates and registers
+version 2; clearing the trigger afterwards starts no second retrain.
 """
 
 from __future__ import annotations
@@ -126,14 +126,14 @@ def _wait_dags(topo: Topology, dag_ids: set[str], timeout: float = 300) -> None:
 
 
 def _wait_done(topo: Topology, dag_id: str, run_id: str, timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
-    """Until the run has finished AND Airflow is idle: no active runs, no queued asset events (so a
-    run the scheduler creates from this run's Asset event has been created and has finished too)."""
+    """Until the run has finished AND Airflow is idle: no queued or running run of an unpaused DAG
+    (so the retraining run this run triggered has finished too)."""
     deadline = time.monotonic() + timeout
     pending: list[str] = []
     while time.monotonic() < deadline:
         topo.check_alive()
         run = _run(topo.api, dag_id, run_id)
-        pending = demo_scheduler.busy(topo.api, [MONITOR, RETRAIN])
+        pending = demo_scheduler.busy(topo.api)
         if run["state"] not in demo_scheduler.ACTIVE_STATES and not pending:
             return run
         time.sleep(2)
@@ -173,7 +173,7 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             assert len(pids) == 5 and all(group_alive(p) for p in pids)
             assert "MLFLOW_BACKEND_STORE_URI" not in topo.airflow.env  # tasks reach MLflow over HTTP only
             _wait_dags(topo, {MONITOR, RETRAIN, *PEER_MONITORS})
-            # The retraining DAG must be unpaused for its asset-triggered run.
+            # The retraining DAG must be unpaused for the scheduler to run its triggered run.
             for dag_id in (MONITOR, RETRAIN, *PEER_MONITORS):
                 topo.api.request("PATCH", f"/api/v2/dags/{quote(dag_id)}", {"is_paused": False})
 
@@ -190,7 +190,7 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             assert first_tasks["keep_as_challenger"] == "skipped", first_tasks
 
             # 2. A stable day: no retrain. The three peers are monitored for the same day at the same
-            #    time (their retraining DAGs stay paused: their first-champion requests only queue).
+            #    time (their retraining DAGs stay paused: the first-champion runs they trigger only queue).
             for peer in PEER_MONITORS:
                 demo_scheduler.start_run(topo.api, demo_scheduler.Step(peer, _day(15), _day(16)), None)
             stable = _monitor(topo, 15)
@@ -201,34 +201,63 @@ def test_production_topology_runs_the_loop_through_the_scheduler(pg_server: str,
             tasks = _task_states(topo.api, MONITOR, stable["dag_run_id"])
             assert (tasks["no_retrain"], tasks["request_retrain"]) == ("success", "skipped"), tasks
 
-            # 3. After the concept drift: retrain requested through the Asset; the scheduler creates
-            #    the retraining run from the Asset event, and _wait_done waits until it has finished.
+            # 3. After the concept drift: the monitoring run triggers `retrain__<interval>` with its
+            #    request as conf; _wait_done waits until that retraining run has finished too.
             drifted = _monitor(topo, 22)
             assert drifted["state"] == "success", topo.fail(f"drifted run {drifted}")
             tasks = _task_states(topo.api, MONITOR, drifted["dag_run_id"])
-            assert tasks["request_retrain"] == "success", _xcom(
-                topo.api, MONITOR, drifted["dag_run_id"], "publish_results"
-            )
-
+            assert tasks["request_retrain"] == tasks["trigger_retrain"] == "success", (
+                tasks, _xcom(topo.api, MONITOR, drifted["dag_run_id"], "publish_results"),
+            )  # fmt: skip
+            request = _xcom(topo.api, MONITOR, drifted["dag_run_id"], "request_retrain")
+            auto_id = f"retrain__{_day(22).isoformat()}_{_day(23).isoformat()}"
+            assert auto_id == "retrain__2024-01-23T00:00:00+00:00_2024-01-24T00:00:00+00:00"
+            found = demo_scheduler.retrain_run(topo.api, demo_scheduler.Step(MONITOR, _day(22), _day(23)))
+            assert found is not None and found["dag_run_id"] == auto_id, found  # as `make demo --scheduler` finds it
             retrains = _runs(topo.api, RETRAIN)
-            assert [r["run_type"] for r in retrains] == ["manual", "asset_triggered"], retrains
+            assert [(r["dag_run_id"], r["run_type"]) for r in retrains] == [
+                (first_id, "manual"), (auto_id, "operator_triggered"),
+            ], retrains  # fmt: skip
             auto = retrains[1]
-            assert auto["state"] == "success", topo.fail(f"asset-triggered run {auto}")
-            events = topo.api.get(
-                f"/api/v2/dags/{quote(RETRAIN)}/dagRuns/{quote(auto['dag_run_id'])}/upstreamAssetEvents"
-            )["asset_events"]
-            assert len(events) == 1 and events[0]["source_dag_id"] == MONITOR, events
-            assert events[0]["source_run_id"] == drifted["dag_run_id"]
-            assert events[0]["extra"]["interval_end"] == _day(23).isoformat(), events[0]
-            auto_tasks = _task_states(topo.api, RETRAIN, auto["dag_run_id"])
+            assert auto["state"] == "success", topo.fail(f"triggered run {auto}")
+            assert (auto["logical_date"], auto["conf"]) == (None, request), auto
+            assert (request["interval_start"], request["interval_end"]) == (_day(22).isoformat(), _day(23).isoformat())
+            assert request["trigger"]["source"] == "monitoring" and "worse by" in request["trigger"]["summary"], request
+            # The Asset event stays, for lineage: which run asked, for which retrain run.
+            events = topo.api.get("/api/v2/assets/events", source_dag_id=MONITOR)["asset_events"]
+            assert [(e["source_run_id"], e["extra"]["retrain_run_id"]) for e in events] == [
+                (drifted["dag_run_id"], auto_id)
+            ], events
+            auto_tasks = _task_states(topo.api, RETRAIN, auto_id)
             assert auto_tasks["train_candidate"] == auto_tasks["register_candidate"] == "success", auto_tasks
             # The gate's verdict is pinned (the same data and contract as test_loop_dags.py): promoted.
             promoted = ("promote_champion", "keep_as_challenger", "outcome_promoted")
             assert tuple(auto_tasks[t] for t in promoted) == ("success", "skipped", "success"), auto_tasks
-            # Nothing ran that the test did not cause (schedule end in the past, catchup off).
+
+            # 3b. Clearing the trigger (as clearing the monitoring run would) starts no second retrain:
+            #     the run id exists, so the trigger is skipped.
+            topo.api.request("POST", f"/api/v2/dags/{quote(MONITOR)}/clearTaskInstances", {
+                "dry_run": False, "dag_run_id": drifted["dag_run_id"], "task_ids": ["trigger_retrain"],
+                "only_failed": False,
+            })  # fmt: skip
+            again = _wait_done(topo, MONITOR, drifted["dag_run_id"])
+            assert again["state"] == "success", topo.fail(f"cleared run {again}")
+            assert _task_states(topo.api, MONITOR, drifted["dag_run_id"])["trigger_retrain"] == "skipped"
+            assert [r["dag_run_id"] for r in _runs(topo.api, RETRAIN)] == [first_id, auto_id]
+            # Nothing ran that the test did not cause (schedule end in the past, catchup off); the
+            # peers' first-champion retrains wait, queued, in their paused retraining DAGs.
+            peer_retrains = {
+                (r["dag_id"], r["dag_run_id"], r["state"]) for r in demo_scheduler.all_runs(topo.api)
+                if r["dag_id"].startswith(f"driftguard_retrain__{MODEL}_peer")
+            }  # fmt: skip
+            assert peer_retrains == {
+                (f"driftguard_retrain__{p}", f"retrain__{_day(15).isoformat()}_{_day(16).isoformat()}", "queued")
+                for p in PEERS
+            }, peer_retrains  # fmt: skip
             assert sorted((r["dag_id"], r["run_type"]) for r in demo_scheduler.all_runs(topo.api)) == sorted([
-                (MONITOR, "manual"), (MONITOR, "manual"), (RETRAIN, "asset_triggered"), (RETRAIN, "manual"),
+                (MONITOR, "manual"), (MONITOR, "manual"), (RETRAIN, "operator_triggered"), (RETRAIN, "manual"),
                 *((peer, "manual") for peer in PEER_MONITORS),
+                *((f"driftguard_retrain__{p}", "operator_triggered") for p in PEERS),
             ])  # fmt: skip
 
             # 4. MLflow, through the HTTP tracking server (PostgreSQL backend, served artifacts).

@@ -129,39 +129,6 @@ def test_the_default_replay_is_march_to_the_shadow_promotion_and_zero_is_the_yea
     assert len(year) == 42 and year[-1].end == datetime(2013, 12, 29, tzinfo=UTC)
 
 
-def test_retrain_conf_carries_the_assets_request_as_the_dag_reads_an_asset_event() -> None:
-    """The demo runs the retraining DAG with the monitoring run's Asset extra as conf; the trigger
-    must be what `read_request` builds from that Asset event, or the candidate trains on other rows
-    (a change point moves the start of its window)."""
-    request = {
-        "model": "flight_delay",
-        "interval_start": "2013-03-31T00:00:00+00:00",
-        "interval_end": "2013-04-07T00:00:00+00:00",
-        "summary": "realized roc_auc fell",
-        "report": "flight_delay/drift.html",
-        "triggers": ["metric_drop"],
-        "change_point": "2013-03-20T00:00:00+00:00",
-        "change_basis": "metric",
-        "change_runs": 2,
-        "baseline_metric": 0.61,
-    }
-    conf = demo.retrain_conf(request, "driftguard_monitor__flight_delay manual__x")
-    assert (conf["interval_start"], conf["interval_end"]) == (request["interval_start"], request["interval_end"])
-    assert conf["reason"] == "retrain requested by driftguard_monitor__flight_delay manual__x"
-    assert conf["trigger"] == {
-        "source": "monitoring",
-        "summary": "realized roc_auc fell",
-        "report": "flight_delay/drift.html",
-        "triggers": ["metric_drop"],
-        "change_point": "2013-03-20T00:00:00+00:00",
-        "change_basis": "metric",
-        "change_runs": 2,
-        "baseline_metric": 0.61,
-    }
-    bare = demo.retrain_conf({k: request[k] for k in ("interval_start", "interval_end")}, "m r")
-    assert bare["trigger"] == {"source": "monitoring", "summary": "", "report": None}
-
-
 def test_timings_sum_stages_runs_and_tasks() -> None:
     timings = demo.Timings()
     with timings.stage("seed demo data"):

@@ -186,13 +186,19 @@ def fail_fast_on_data_errors(model: str, step: str) -> Iterator[None]:
 # --------------------------------------------------------------------------- retrain requests
 
 
+RETRAIN_REQUEST_TRIGGER_KEYS = ("triggers", "change_point", "change_basis", "change_runs", "baseline_metric")
+"""What a monitoring run's decision adds to a retrain request's trigger (the policy's `retrain_request`)."""
+
+
 def retrain_asset_name(model: str) -> str:
     return f"driftguard_retrain_request__{model}"
 
 
 def retrain_asset(model: str) -> Any:
-    """The Asset a monitoring run updates when it decides to retrain; the retraining DAG is
-    scheduled on it. Imported lazily: this module stays Airflow-free at import time."""
+    """The Asset a monitoring run updates when it decides to retrain: lineage (which run asked,
+    with what reasons, in the Asset's event extra). Nothing is scheduled on it: the monitoring run
+    triggers the retraining run itself, named by `retrain_run_id`. Imported lazily: this module
+    stays Airflow-free at import time."""
     from airflow.sdk import Asset
 
     return Asset(
@@ -200,6 +206,35 @@ def retrain_asset(model: str) -> Any:
         uri=f"x-driftguard://models/{model}/retrain-request",  # x-: a custom scheme, no provider normalizer
         group="driftguard",
     )
+
+
+def retrain_run_id(start: datetime | str, end: datetime | str) -> str:
+    """The run id of the retraining run a monitoring run triggers for its interval [start, end):
+    `retrain__2013-03-10T00:00:00+00:00_2013-03-17T00:00:00+00:00`, UTC ISO timestamps as Airflow
+    names its own runs (`scheduled__<interval start>`).
+
+    Why one id per interval: Airflow refuses a second run with the same id, so a rerun or clear of
+    the monitoring run finds the retrain already there and starts none (the trigger is skipped)."""
+    return f"retrain__{_utc(start).isoformat()}_{_utc(end).isoformat()}"
+
+
+def retrain_conf(start: datetime, end: datetime, published: dict[str, Any], requested_by: str) -> dict[str, Any]:
+    """The conf of the retraining run a monitoring run triggers: the decided interval, who asked,
+    and the trigger (the policy's summary and report, and what its decision adds: the triggers that
+    counted, a change point, the pre-change metric level). The retraining DAG reads it as it reads
+    a person's params; the Asset event's extra is the same request."""
+    request = published.get("retrain_request") or {}
+    return {
+        "interval_start": _utc(start).isoformat(),
+        "interval_end": _utc(end).isoformat(),
+        "reason": f"retrain requested by {requested_by}",
+        "trigger": {
+            "source": "monitoring",
+            "summary": published["summary"][-1500:],
+            "report": published.get("report"),
+            **{k: request[k] for k in RETRAIN_REQUEST_TRIGGER_KEYS if k in request},
+        },
+    }
 
 
 def interval_from_context(context: Any) -> tuple[datetime, datetime]:
