@@ -13,6 +13,7 @@ problems equal the streaming path's."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,8 @@ _PG_ARROW_SQL = (sa.Integer, sa.Float, sa.Numeric, sa.Boolean, sa.String, sa.Dat
 
 def _arrow_readable(conn: sa.Connection, stmt: sa.Select[Any], sqltypes: dict[str, Any]) -> bool:
     """Can the Arrow path read `stmt`? Only a table's columns (a query relation has no reflected
-    types to check), of a SQLite file or of PostgreSQL through libpq with mapped types."""
+    types to check), of a SQLite file or of PostgreSQL through libpq with mapped types and the
+    driver installed (the `postgres` extra; without it, PostgreSQL streams)."""
     types = [sqltypes.get(c.name) for c in stmt.selected_columns]
     if any(t is None for t in types):
         return False
@@ -89,6 +91,7 @@ def _arrow_readable(conn: sa.Connection, stmt: sa.Select[Any], sqltypes: dict[st
         conn.dialect.name == "postgresql"
         and conn.dialect.driver in _PG_ARROW_DRIVERS
         and all(isinstance(t, _PG_ARROW_SQL) and not isinstance(t, sa.Enum) for t in types)
+        and importlib.util.find_spec("adbc_driver_postgresql") is not None
     )
 
 
@@ -227,7 +230,19 @@ def _to_pandas(columns: list[Any], names: list[str]) -> pd.DataFrame:
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
     del table
     pa.default_memory_pool().release_unused()
+    _release_freed_heap()
     return frame
+
+
+def _release_freed_heap() -> None:
+    """Hand the C heap's freed pages back to the system (glibc's malloc_trim). libpq and the ADBC
+    drivers malloc every fetched part and free it once converted; glibc keeps those pages, so a
+    1M-row PostgreSQL read held 220 MB more after it than COPY's (peak of the read_window: 920 ->
+    806 MB, COPY 829). Elsewhere than glibc there is nothing to call, and nothing is done."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _chunks(frame: pd.DataFrame | None, chunksize: int) -> int:
