@@ -296,6 +296,15 @@ def test_every_column_type_and_hostile_text_read_as_streaming_does(
         assert frame["c_char"].head(2).tolist() == ["a  ", "ab "]  # char(n) padded, as PostgreSQL sends it
 
 
+def test_psycopg3_urls_take_the_arrow_path_too(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`postgresql+psycopg://` (libpq too): that dialect's compiled `$1` (with its bind casts) reads the same."""
+    contract = _typed_log(pg_url.replace("+psycopg2://", "+psycopg://"), n=20)
+    (frame, stats), (streamed, streamed_stats), answered = _read_both(contract, monkeypatch)
+    assert answered == [True]
+    pd.testing.assert_frame_equal(frame, streamed)
+    assert stats.to_dict() == streamed_stats.to_dict()
+
+
 @pytest.mark.parametrize("ts_type", ["timestamptz", "timestamp", "text"])
 def test_postgres_timestamps_are_utc_whatever_the_session_time_zone(
     pg_url: str, monkeypatch: pytest.MonkeyPatch, ts_type: str
