@@ -1,7 +1,10 @@
-"""The bulk read paths (PostgreSQL COPY + pyarrow; SQLite through ADBC's Arrow driver, else raw
-sqlite3 columns) give exactly the frame and schema problems of streaming through SQLAlchemy, on a
-log with every data fault the testing module can inject (text in a numeric column, nulls, unseen
-categories) and an unordered insert."""
+"""The Arrow read path (ADBC for a SQLite file and for PostgreSQL; on SQLite the raw sqlite3
+cursor for columns Arrow cannot type) gives exactly the frame and schema problems of streaming
+through SQLAlchemy: on a log with every data fault the testing module can inject (text in a
+numeric column, nulls, unseen categories) and an unordered insert, on every column type a log
+holds, with hostile text, under session time zones; values stay bound; errors name model and
+table, and ADBC failing to connect is retried. The PostgreSQL tables are real, reached through
+the URL's libpq options (search_path), so a lost option fails the read."""
 
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ def _no_examples(problem: str) -> str:
     return problem.split(", e.g.")[0]
 
 
-def test_bulk_read_equals_streaming(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arrow_read_equals_streaming(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     strict = False  # lenient, so the text in num_3 is read as missing and reported rather than raised
     _, contract = _write(db_url)
     start = testing.DEFAULT_START
@@ -68,7 +71,7 @@ def test_bulk_read_equals_streaming(db_url: str, monkeypatch: pytest.MonkeyPatch
     assert bulk["num_2"].isna().sum() > 100  # the null spike survived as NaN
 
 
-def test_bulk_read_is_used_for_tables(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arrow_read_is_used_for_tables(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Guard against the fast path silently switching off (the benchmark's figures depend on it)."""
     _, contract = _write(db_url, rows_per_day=50)
     calls: list[str] = []
