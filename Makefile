@@ -50,6 +50,8 @@ test-ci: install lint browser
 
 # Speed and memory: Driftguard's monitoring path vs the naive path, printed as a table
 # (JSON in benchmarks/results/). BENCH_ARGS="--sizes 100k,1m,10m --db sqlite,postgres".
+# Then the read paths side by side on whole windows (Arrow/ADBC, SQLAlchemy stream, PostgreSQL COPY,
+# SQLite's cursor; `--reads 100k,1m --read-runs 3`, `--reads ""` to skip; docs/performance.md#read-paths).
 # Then the backtest's seconds per monitoring-only and retraining interval against their targets
 # (10k-row windows, one BLAS/OpenMP thread; about 1.5 minutes): `make bench-backtest` alone.
 bench: install

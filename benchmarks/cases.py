@@ -3,6 +3,7 @@
     python -m benchmarks.cases driftguard|naive --db sqlite|postgres --rows N --home DIR --out FILE
     python -m benchmarks.cases step --step extract ... (one monitoring step, as one Airflow task)
     python -m benchmarks.cases dagparse --out FILE
+    python -m benchmarks.cases read --read-path stream|copy|cursor|arrow --db ... --rows N --out FILE
 
 Prints nothing useful; writes one JSON object to --out. Run by benchmarks.run.
 """
@@ -264,6 +265,71 @@ def _preset_verdicts(snap: dict[str, Any]) -> tuple[dict[str, bool], dict[str, f
     return verdicts, scores
 
 
+# --------------------------------------------------------------------------- read paths
+
+READ_PATHS = {"postgres": ("stream", "copy", "arrow"), "sqlite": ("stream", "cursor", "arrow")}
+
+
+def read(db: str, rows: int, ref_rows: int, home: Path, path: str) -> dict[str, Any]:
+    """One whole-window read_window (lenient, no sampling) forced through one read path: "arrow"
+    (ADBC, what Driftguard uses for tables), "stream" (SQLAlchemy rows, its path for queries and
+    other databases), "copy" (PostgreSQL COPY as CSV parsed by pyarrow, the former path, see
+    benchmarks.copy_read) or "cursor" (SQLite's raw sqlite3 fallback). Wall and CPU seconds
+    (this process: the database server's own CPU is not in it), peak RSS and the RSS before the
+    read, and a hash of the frame so the run can check every path read the same frame. One
+    BLAS/OpenMP thread, as the other benchmarks (pyarrow's own thread pool is left as deployed)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"  # before numpy is imported
+    _env(home)
+    import pandas as pd
+    from driftguard import sources
+    from driftguard.sources import read_paths
+
+    from benchmarks import copy_read, data
+
+    if path not in READ_PATHS[db]:
+        raise SystemExit(f"read path {path!r} is not one of {db}'s: {READ_PATHS[db]}")
+    answered: list[bool] = []
+    arrow = read_paths._arrow_read
+
+    def spy(*args: Any) -> Any:  # the case must not time a silent fallback as "arrow"
+        got = arrow(*args)
+        answered.append(got is not read_paths._NOT_READ)
+        return got
+
+    if path == "stream":
+        read_paths._arrow_readable = lambda *a: False  # type: ignore[assignment]
+    elif path == "copy":
+        read_paths._arrow_read = copy_read.copy_read  # type: ignore[assignment]
+    elif path == "cursor":
+        read_paths._arrow_read = lambda *a: read_paths._NOT_READ  # type: ignore[assignment]
+    else:
+        read_paths._arrow_read = spy  # type: ignore[assignment]
+    _, (lo, hi) = data.windows()
+    contract = data.contract(db, data.Spec(rows, ref_rows))
+    before_mb = peak_rss_mb()
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    frame, stats = sources.read_window(contract, lo, hi, sources.ReadOptions(strict=False))
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    if path == "arrow" and answered != [True]:
+        raise SystemExit(f"the Arrow path did not answer the read: {answered}")
+    return {
+        "path": path,
+        "db": db,
+        "rows": rows,
+        "rows_read": len(frame),
+        "seconds": round(wall, 3),
+        "cpu_s": round(after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "rss_before_mb": round(before_mb, 1),
+        "frame_hash": int(pd.util.hash_pandas_object(frame, index=False).sum()),
+        "dtypes": {c: str(t) for c, t in frame.dtypes.items()},
+        "schema_problems": list(stats.schema_problems),
+    }
+
+
 # --------------------------------------------------------------------------- DAG parsing
 
 
@@ -382,8 +448,10 @@ def dagimport(file: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "case", choices=["prepare", "driftguard", "step", "outcome", "naive", "dagparse", "dagfork", "dagimport"]
+        "case",
+        choices=["prepare", "driftguard", "step", "outcome", "naive", "read", "dagparse", "dagfork", "dagimport"],
     )
+    parser.add_argument("--read-path", default="arrow")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--step", default="")
     parser.add_argument("--db", default="sqlite")
@@ -403,6 +471,8 @@ def main() -> None:
         result = outcome(_context(args.db, args.rows, args.ref_rows, args.home))
     elif args.case == "naive":
         result = naive(args.db, args.rows, args.ref_rows, args.home)
+    elif args.case == "read":
+        result = read(args.db, args.rows, args.ref_rows, args.home, args.read_path)
     elif args.case == "dagparse":
         result = dagparse()
     elif args.case == "dagfork":

@@ -31,7 +31,8 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 SPEC_VERSION = 1
-PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+# DRIFTGUARD_BENCH_PG_URL puts the PostgreSQL logs in another database (a psycopg2 URL).
+PG_URL = os.environ.get("DRIFTGUARD_BENCH_PG_URL") or "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 PG_SCHEMA = "dg_bench"
 # DRIFTGUARD_BENCH_RESULTS moves data, homes and logs elsewhere (the smoke test uses a tmp folder).
 RESULTS = Path(os.environ.get("DRIFTGUARD_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
@@ -171,8 +172,12 @@ def windows() -> tuple[tuple[datetime, datetime], tuple[datetime, datetime]]:
 
 def _pg_conn() -> Any:
     import psycopg2
+    import sqlalchemy as sa
 
-    return psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test")
+    url = sa.engine.make_url(PG_URL)
+    return psycopg2.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database, **url.query
+    )
 
 
 def _pg_ready(cur: Any, spec: Spec) -> bool:

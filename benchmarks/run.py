@@ -1,9 +1,12 @@
 """`make bench`: Driftguard's monitoring run against the naive full-data path, per size and database.
 
     python -m benchmarks.run [--sizes 100k,1m,10m] [--db sqlite,postgres] [--skip-naive-above 1m]
+                             [--reads 100k,1m] [--read-runs 3]
 
 Each case runs in a fresh subprocess (benchmarks.cases) so its peak RSS is its own; the table
-compares paths measured in the same run. Writes benchmarks/results/results.json.
+compares paths measured in the same run. Then one whole-window read per read path (Arrow, the
+SQLAlchemy stream, PostgreSQL COPY, SQLite's cursor), each in its own process, `--read-runs` rounds
+interleaved. Writes benchmarks/results/results.json.
 """
 
 from __future__ import annotations
@@ -167,6 +170,80 @@ def run_dags(runs: int, timeout: float) -> dict[str, Any]:
         "import_errors": ok[0]["import_errors"],
         "heavy_modules": ok[0]["heavy_modules"],
     }
+
+
+def run_reads(sizes: list[int], dbs: list[str], runs: int, timeout: float, ref_rows: int) -> list[dict[str, Any]]:
+    """Each read path of cases.READ_PATHS on each size: `runs` rounds, the paths interleaved within a
+    round so a change in the machine's load falls on all of them; the median per path (wall, CPU)
+    and the largest peak RSS. `frames_equal`: every path read the same frame (hash of its values)."""
+    from statistics import median
+
+    from benchmarks.cases import READ_PATHS
+
+    out = []
+    for db in dbs:
+        for rows in sizes:
+            spec = data.Spec(rows, ref_rows)
+            print(f"[read {db} {data.label(rows)}] data ...", flush=True)
+            data.ensure(db, spec)
+            home = _fresh_home(RESULTS / "home" / "_template", f"read_{db}_{data.label(rows)}")
+            got: dict[str, list[dict[str, Any]]] = {p: [] for p in READ_PATHS[db]}
+            for i in range(runs):
+                for path in READ_PATHS[db]:
+                    print(f"[read {db} {data.label(rows)}] {path} {i + 1}/{runs} ...", flush=True)
+                    args = ["read", "--read-path", path, "--db", db, "--rows", str(rows)]
+                    args += ["--ref-rows", str(ref_rows), "--home", str(home)]
+                    got[path].append(_case(args, f"read_{db}_{data.label(rows)}_{path}_{i}", timeout))
+            paths: dict[str, Any] = {}
+            for path, results in got.items():
+                bad = [r for r in results if "error" in r]
+                if bad:
+                    paths[path] = {"error": bad[0]["error"]}
+                    continue
+                paths[path] = {
+                    "seconds": median(r["seconds"] for r in results),
+                    "cpu_s": median(r["cpu_s"] for r in results),
+                    "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+                    "rss_before_mb": max(r["rss_before_mb"] for r in results),
+                    "runs_s": [r["seconds"] for r in results],
+                    "rows_read": results[0]["rows_read"],
+                    "frame_hash": results[0]["frame_hash"],
+                }
+            hashes = {v["frame_hash"] for v in paths.values() if "frame_hash" in v}
+            load = os.getloadavg()
+            out.append(
+                {
+                    "db": db,
+                    "rows": rows,
+                    "runs": runs,
+                    "paths": paths,
+                    "frames_equal": len(hashes) == 1,
+                    "load_avg": load,
+                }
+            )
+    return out
+
+
+def read_table(reads: list[dict[str, Any]]) -> str:
+    """The read paths side by side: medians, and each path's wall time over the Arrow path's."""
+    head = ("db", "rows", "path", "wall s", "CPU s", "peak RSS MB", "RSS before read MB", "wall / arrow", "same frame")
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for r in reads:
+        arrow = r["paths"].get("arrow", {}).get("seconds")
+        case = f"{r['db']} | {data.label(r['rows'])}"
+        for path, p in r["paths"].items():
+            if "error" in p:
+                lines.append(f"{case} | {path} | FAILED: {p['error'][:200]!r} |  |  |  |  | ")
+                continue
+            ratio = f"{p['seconds'] / arrow:.2f}x" if arrow else "n/a"
+            same = "yes" if r["frames_equal"] else "NO"
+            lines.append(
+                f"{case} | {path} | {p['seconds']:.2f} | {p['cpu_s']:.2f} | {_mb(p['peak_rss_mb'])} | "
+                f"{_mb(p['rss_before_mb'])} | {ratio} | {same}"
+            )
+    loads = ", ".join(f"{r['db']} {data.label(r['rows'])} {r['load_avg'][0]:.1f}" for r in reads)
+    lines.append(f"Median of {reads[0]['runs'] if reads else 0} interleaved runs; load average after each: {loads}.")
+    return "\n".join(lines)
 
 
 def run(
@@ -452,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         "TASK_SLOTS at a time",
     )
     parser.add_argument("--ref-rows", default=data.label(data.REF_ROWS), help="rows in the reference period")
+    parser.add_argument("--reads", default="100k,1m", help="window sizes for the read-path comparison ('' to skip)")
+    parser.add_argument("--read-runs", type=int, default=3, help="interleaved rounds of the read-path comparison")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per case")
     parser.add_argument("--out", type=Path, default=RESULTS / "results.json")
     args = parser.parse_args(argv)
@@ -469,11 +548,16 @@ def main(argv: list[str] | None = None) -> int:
         data.parse_size(args.ref_rows),
         args.mode,
     )
+    read_sizes = [data.parse_size(s) for s in args.reads.split(",") if s]
+    result["reads"] = run_reads(read_sizes, dbs, args.read_runs, args.timeout, data.parse_size(args.ref_rows))
     result["target_lines"] = targets(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str))
     print()
     print(table(result))
+    if result["reads"]:
+        print("\nRead paths (one whole window, lenient read_window, no sampling):")
+        print(read_table(result["reads"]))
     print("\nTargets:")
     print("\n".join(result["target_lines"]))
     print(f"\nwritten {args.out}")

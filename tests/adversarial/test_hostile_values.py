@@ -142,8 +142,9 @@ def test_text_in_a_sqlite_real_column_is_a_failed_types_check(tmp_path) -> None:
 
 @pytest.mark.postgres
 def test_postgres_infinity_and_a_query_producing_text(pg_url: str) -> None:
-    """PostgreSQL: a double precision column holds 'Infinity' (COPY's typed parse falls back to
-    streaming), and a source.query can hand back text where the contract wants a number."""
+    """PostgreSQL: a double precision column holds 'Infinity' (ADBC's Arrow read keeps it; the
+    former COPY read had to fall back to streaming), and a source.query can hand back text where
+    the contract wants a number."""
     engine = sa.create_engine(pg_url)
     with engine.begin() as conn:
         _frame().to_sql("events", conn, index=False)

@@ -58,7 +58,7 @@ def _run(results: Path, *args: str) -> tuple[dict[str, Any], str]:
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
-    return _run(tmp_path_factory.mktemp("bench"), "--dag-runs", "1")
+    return _run(tmp_path_factory.mktemp("bench"), "--dag-runs", "1", "--reads", "5k", "--read-runs", "1")
 
 
 def test_both_paths_ran_in_their_own_process_with_stages_and_memory(bench: tuple[dict[str, Any], str]) -> None:
@@ -81,7 +81,7 @@ def test_both_paths_ran_in_their_own_process_with_stages_and_memory(bench: tuple
 
 
 def test_tasks_mode_runs_each_step_in_its_own_process(tmp_path: Path) -> None:
-    result, stdout = _run(tmp_path, "--mode", "tasks", "--dag-runs", "0", "--skip-naive-above", "1")
+    result, stdout = _run(tmp_path, "--mode", "tasks", "--dag-runs", "0", "--skip-naive-above", "1", "--reads", "")
     [case] = result["cases"]
     dg = case["driftguard"]
     assert dg["mode"] == "tasks" and list(dg["stages"]) == STEPS
@@ -129,6 +129,18 @@ def test_dag_parse_is_measured_per_file(bench: tuple[dict[str, Any], str]) -> No
     assert all(v > 0 for v in dags["forked_parse_s_per_file"].values())
     assert dags["import_errors"] == 0
     assert all(v is not None and v > 0 for v in dags["import_s_per_file"].values())
+
+
+def test_read_paths_are_compared_on_the_same_frame(bench: tuple[dict[str, Any], str]) -> None:
+    """Each SQLite read path in its own process; all read the same frame (its hash), printed as a table."""
+    result, stdout = bench
+    [reads] = result["reads"]
+    assert (reads["db"], reads["rows"], reads["runs"]) == ("sqlite", 5000, 1)
+    assert list(reads["paths"]) == ["stream", "cursor", "arrow"]
+    assert all("error" not in p for p in reads["paths"].values()), reads["paths"]
+    assert reads["frames_equal"] and all(p["rows_read"] == 5000 for p in reads["paths"].values())
+    assert all(p["peak_rss_mb"] >= p["rss_before_mb"] > 50 for p in reads["paths"].values())
+    assert "sqlite | 5k | arrow | " in stdout and "| 1.00x | yes" in stdout
 
 
 def test_table_and_target_lines_name_cases_and_figures(bench: tuple[dict[str, Any], str]) -> None:

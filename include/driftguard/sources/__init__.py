@@ -46,8 +46,10 @@ The package, one seam per module (each imports only the ones listed before it):
 * ``time_filter``: ``[start, end)`` in SQL, including SQLite text timestamps in any layout
   and UTC offset.
 * ``dtypes``: the contract's dtypes from what the driver returned.
-* ``read_paths``: rows to a frame: Arrow (ADBC for a SQLite file, COPY parsed by pyarrow for
-  PostgreSQL), the sqlite3 cursor, or SQLAlchemy streaming.
+* ``read_paths``: rows to a frame: one Arrow path for tables (ADBC's SQLite driver for a
+  database file, its PostgreSQL driver through libpq), the sqlite3 cursor for a SQLite column
+  whose values mix types, SQLAlchemy streaming for queries, column types ADBC does not map and
+  other databases.
 * ``sampling``: the seeded id-hash sample and the exact facts counted beside it.
 * ``window``, ``labels``, ``checks``: the public readers and checks re-exported here.
 """
