@@ -67,7 +67,7 @@ pytest_plugins = ["airflow_support"]  # tests/ is on sys.path (rootdir conftest,
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # MLflow's defaults when no tracking URI is set: a store in the working directory (the repository).
-_STRAY_STORES = ("mlflow.db", "mlruns", "mlartifacts")
+_STRAY_STORES = ("mlflow.db", "mlflow.db.init-lock", "mlruns", "mlartifacts")
 
 
 # Test tiers (docs/testing.md): `make test` deselects these markers; `.ci/run` runs everything.
