@@ -73,11 +73,53 @@ _STRAY_STORES = ("mlflow.db", "mlflow.db.init-lock", "mlruns", "mlartifacts")
 # Test tiers (docs/testing.md): `make test` deselects these markers; `.ci/run` runs everything.
 _TOPOLOGY_FILES = {"test_topology.py", "test_approval.py"}  # Airflow's own scheduler / api-server processes
 
+# The files that take minutes, longest first (measured, docs/testing.md "How long"). `--dist
+# loadfile` hands whole files to the workers in collection order; started last, one of these
+# would leave the other worker idle at the end of the run.
+LONG_FILES = (
+    "tests/integration/test_backtest_determinism.py",
+    "tests/integration/test_backtest.py",
+    "tests/integration/test_retrain_flow.py",
+    "tests/integration/test_approval.py",
+    "tests/unit/test_benchmarks_smoke.py",
+    "tests/unit/test_retrain_faults.py",
+    "tests/unit/test_estimation.py",
+    "tests/integration/test_monitor_detection.py",
+    "tests/integration/test_demo_replay.py",
+    "tests/integration/test_loop_dags.py",
+    "tests/integration/test_topology.py",
+    "tests/adversarial/test_parallel_models.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the collection order (LONG_FILES first) for xdist's file scheduling: by default it
+    reorders files by their number of tests, which says nothing about how long they take. A
+    renamed or removed long file would silently lose its place: that stops the run instead."""
+    missing = [name for name in LONG_FILES if not (config.rootpath / name).is_file()]
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py LONG_FILES names files that do not exist: {missing}")
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def long_files_first(items: list[pytest.Item], rootdir: Path) -> None:
+    """Sort the items of LONG_FILES to the front, in that order; the rest keep collection order."""
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+
+    def key(item: pytest.Item) -> int:
+        path = Path(str(item.path))
+        name = path.relative_to(rootdir).as_posix() if path.is_relative_to(rootdir) else str(path)
+        return rank.get(name, len(rank))
+
+    items.sort(key=key)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the CI-only tiers from what a test needs, so no test can be filed in the wrong one: the
-    PostgreSQL server (any test that uses `pg_server`, including `db_url`'s postgres case), the
-    adversarial folder, and the files that start Airflow's own processes."""
+    """Put LONG_FILES first, and mark the CI-only tiers from what a test needs, so no test can be
+    filed in the wrong one: the PostgreSQL server (any test that uses `pg_server`, including
+    `db_url`'s postgres case), the adversarial folder, and the files that start Airflow's own processes."""
+    long_files_first(items, config.rootpath)
     for item in items:
         path = Path(str(item.path))
         callspec = getattr(item, "callspec", None)
