@@ -730,7 +730,7 @@ def _retrain(
     from driftguard.retraining import retrain
 
     try:
-        trigger = {"summary": summary, **(request or {})}  # the change point, as the DAG's Asset event carries it
+        trigger = {"summary": summary, **(request or {})}  # the change point, as the DAG's conf carries it
         result = retrain.run_retraining(contract, start, end, trigger=trigger, settings=settings)
     except Exception as exc:
         log.warning("%s: retraining as of %s failed: %s: %s", contract.name, end.isoformat(), type(exc).__name__, exc)
