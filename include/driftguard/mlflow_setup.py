@@ -97,6 +97,47 @@ def check_http(uri: str, *, timeout: float = HEALTH_TIMEOUT_S) -> None:
         ) from None
 
 
+_TRANSIENT_MLFLOW_CODES = frozenset({"TEMPORARILY_UNAVAILABLE", "DEADLINE_EXCEEDED", "REQUEST_LIMIT_EXCEEDED"})
+_MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it was raised from) says a store could not be reached,
+    not that the artifacts are bad: a connection error or timeout (``requests``' errors are
+    ``OSError``s), any other ``OSError`` but a missing file (a missing artifact is a defect), a
+    dead tracking database (SQLAlchemy's ``OperationalError``), a failed health check of the
+    tracking server (``MlflowUnavailable``), an HTTP 5xx or 429 answer, or an MLflow error with a
+    5xx status from the server, a "try again" code, or a failed REST call. Anything else, notably
+    MLflow's ``RESOURCE_DOES_NOT_EXIST``, is about the artifacts: the servability check stays a
+    rejection, a missing reference a ReferenceError. Callers: the servability check, the retrain
+    step's in-process loads, the reference download."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, MlflowUnavailable):  # the tracking server's health check failed
+            return True
+        if isinstance(cause, MlflowException):
+            if cause.error_code in _TRANSIENT_MLFLOW_CODES:
+                return True
+            if isinstance(cause, RestException) and cause.get_http_status_code() >= 500:
+                return True
+        elif isinstance(cause, (ConnectionError, TimeoutError)):
+            return True
+        elif (status := getattr(getattr(cause, "response", None), "status_code", None)) is not None:
+            # An HTTP answer (requests' HTTPError is an OSError): the server was reached; a 4xx
+            # (missing, forbidden) is about the artifacts, 5xx and 429 (too many requests) are not.
+            return status >= 500 or status == 429
+        elif isinstance(cause, OSError):
+            return not isinstance(cause, _MISSING)
+        elif type(cause).__module__.startswith("sqlalchemy") and type(cause).__name__ == "OperationalError":
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def configure(tracking_uri: str | None = None) -> str:
     """Set MLflow's tracking URI (process-wide, also MLFLOW_TRACKING_URI) from the argument or the
     settings and return it; the model registry follows it.

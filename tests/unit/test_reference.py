@@ -190,7 +190,7 @@ def test_missing_artifacts_fail_the_task_an_unreachable_store_retries_it(
     artifacts); a champion whose artifacts sit on a store that does not answer is not one: that
     error propagates as a transient one, and Airflow retries the task."""
     from driftguard.airflow.dag_defaults import is_data_error
-    from driftguard.retraining.servability import is_transient
+    from driftguard.mlflow_setup import is_transient
 
     assert is_data_error(ReferenceError("model 'm': reference artifacts missing"))
     uri = tracking(workdir)

@@ -196,7 +196,7 @@ def test_an_http_answer_is_an_outage_only_for_5xx_and_429() -> None:
     """requests' HTTPError is an OSError: a 404 from the artifact store is about the artifacts (a
     rejection), a 503 or 429 about the store (retried)."""
     import requests
-    from driftguard.retraining.servability import is_transient
+    from driftguard.mlflow_setup import is_transient
 
     def answer(status: int) -> requests.HTTPError:
         response = requests.Response()

@@ -318,9 +318,7 @@ def champion_reference(contract: ModelContract, *, tracking_uri: str | None = No
             source = posixpath.join(run.info.artifact_uri, ARTIFACT_DIR)
             download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=uri)  # -> tmp/reference
         except (MlflowException, OSError) as exc:
-            from driftguard.retraining.servability import is_transient
-
-            if is_transient(exc):  # the artifact store is down, not the artifacts missing: retry
+            if mlflow_setup.is_transient(exc):  # the artifact store is down, not the artifacts missing: retry
                 raise
             raise ReferenceError(
                 f"{where}: reference artifacts missing or unreadable ({str(exc).splitlines()[0]}); retrain the "

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from driftguard import mlflow_setup
 from driftguard.settings import Settings, get_settings
 from driftguard.step_results import RETRAIN_OUTCOMES, GateVerdict
 from driftguard.workdir import WorkDir
@@ -353,7 +354,7 @@ def register(ctx: RetrainContext) -> dict[str, Any]:
 def _champion_scores(ctx: RetrainContext, holdout: Any) -> tuple[str | None, Any]:
     """(@champion version, its holdout scores). An unloadable champion is said loudly and, when the
     contract allows, rolled back to @previous_champion before the comparison. An unreachable store
-    (servability.is_transient) says nothing about the champion: no alert, no rollback, the step
+    (mlflow_setup.is_transient) says nothing about the champion: no alert, no rollback, the step
     raises ServabilityUnavailable and is retried."""
     from driftguard.retraining import registry, servability, training
 
@@ -369,7 +370,7 @@ def _champion_scores(ctx: RetrainContext, holdout: Any) -> tuple[str | None, Any
             model, version = loaded
             return version, training.score(model, holdout[ctx.contract.feature_names], ctx.contract.task)
         except Exception as exc:  # any other load or predict failure makes the champion unservable
-            if servability.is_transient(exc):
+            if mlflow_setup.is_transient(exc):
                 raise servability.ServabilityUnavailable(
                     f"{ctx.label}: champion v{mv.version} could not be loaded, the store is unreachable "
                     f"({type(exc).__name__}: {exc}); no verdict, no rollback: the step is retried"
@@ -552,7 +553,7 @@ def _challenger_scores(ctx: RetrainContext, model_uri: str | None, holdout: Any)
     """(scores of the registered version on the holdout, None), or (None, the error) when it
     cannot be loaded or scored here: the gate then fails ``loads_and_scores`` with that error
     and judges nothing else. None for ``model_uri`` (it already failed in the fresh process)
-    skips loading it again. An unreachable store (:func:`driftguard.retraining.servability.is_transient`)
+    skips loading it again. An unreachable store (:func:`driftguard.mlflow_setup.is_transient`)
     is no verdict: it raises :class:`~driftguard.retraining.servability.ServabilityUnavailable`."""
     from driftguard.retraining import servability, training
 
@@ -564,7 +565,7 @@ def _challenger_scores(ctx: RetrainContext, model_uri: str | None, holdout: Any)
         model = mlflow.pyfunc.load_model(model_uri)
         return training.score(model, holdout[ctx.contract.feature_names], ctx.contract.task), None
     except Exception as exc:  # any other load or predict failure: the challenger is not servable
-        if servability.is_transient(exc):
+        if mlflow_setup.is_transient(exc):
             raise servability.ServabilityUnavailable(
                 f"{ctx.label}: candidate {model_uri} cannot be loaded here, a store is unreachable: "
                 f"{type(exc).__name__}: {exc}"

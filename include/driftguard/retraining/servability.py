@@ -44,10 +44,10 @@ non-finite output, or more than ``timeout_s`` of CPU time. This module never rai
 model. Trouble of the infrastructure is no verdict on the model, so it raises
 :class:`ServabilityUnavailable` instead and no outcome is recorded (the retrain releases its claim,
 Airflow's retry or the next run checks again): the artifact or tracking store unreachable
-(:func:`is_transient`), or the child still running after ``wall_timeout_s`` without having used
-``timeout_s`` of CPU (a busy machine: :func:`_run_child`). A champion whose artifacts are missing or
-that fails in the child only loses its timing (the ratio is then not judged); the retrain step
-deals with an unservable champion itself.
+(:func:`driftguard.mlflow_setup.is_transient`), or the child still running after
+``wall_timeout_s`` without having used ``timeout_s`` of CPU (a busy machine: :func:`_run_child`).
+A champion whose artifacts are missing or that fails in the child only loses its timing (the
+ratio is then not judged); the retrain step deals with an unservable champion itself.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from driftguard import mlflow_setup
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +88,6 @@ it the machine is too busy to tell, and the check raises :class:`ServabilityUnav
 POLL_S = 0.25
 """How often the child's CPU time is read while it runs (a finished child is seen at once)."""
 
-_TRANSIENT_MLFLOW_CODES = frozenset({"TEMPORARILY_UNAVAILABLE", "DEADLINE_EXCEEDED", "REQUEST_LIMIT_EXCEEDED"})
-_MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 SAMPLE_ROWS = 1000
 """Rows in the timed batch: resampled with replacement, so also when the data has 8 rows."""
@@ -253,48 +253,9 @@ def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(kept[-lines:]) or "(no output)"
 
 
-def is_transient(exc: BaseException) -> bool:
-    """True when ``exc`` (or an exception it was raised from) says a store could not be reached,
-    not that the artifacts are bad: a connection error or timeout (``requests``' errors are
-    ``OSError``s), any other ``OSError`` but a missing file (a missing artifact is a defect), a
-    dead tracking database (SQLAlchemy's ``OperationalError``), a failed health check of the
-    tracking server (``MlflowUnavailable``), an HTTP 5xx or 429 answer, or an MLflow error with a
-    5xx status from the server, a "try again" code, or a failed REST call. Anything else, notably
-    MLflow's ``RESOURCE_DOES_NOT_EXIST``, is the model's: the check stays a rejection."""
-    from mlflow.exceptions import MlflowException, RestException
-
-    from driftguard.mlflow_setup import MlflowUnavailable
-
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, MlflowUnavailable):  # the tracking server's health check failed
-            return True
-        if isinstance(cause, MlflowException):
-            if cause.error_code in _TRANSIENT_MLFLOW_CODES:
-                return True
-            if isinstance(cause, RestException) and cause.get_http_status_code() >= 500:
-                return True
-        elif isinstance(cause, (ConnectionError, TimeoutError)):
-            return True
-        elif (status := getattr(getattr(cause, "response", None), "status_code", None)) is not None:
-            # An HTTP answer (requests' HTTPError is an OSError): the server was reached; a 4xx
-            # (missing, forbidden) is about the artifacts, 5xx and 429 (too many requests) are not.
-            return status >= 500 or status == 429
-        elif isinstance(cause, OSError):
-            return not isinstance(cause, _MISSING)
-        elif type(cause).__module__.startswith("sqlalchemy") and type(cause).__name__ == "OperationalError":
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
-
-
 def _download(model_uri: str, tracking_uri: str, into: Path) -> str:
     """The model's artifacts in a local directory (for a local artifact store, a copy)."""
     import mlflow.artifacts
-
-    from driftguard import mlflow_setup
 
     # Process-wide, as every registry call here: MLflow resolves a version's ``models:/<id>``
     # source through the global tracking URI, whatever ``tracking_uri=`` says.
@@ -377,8 +338,9 @@ def check_servable(
     judged here: see :func:`driftguard.retraining.gate.servability_check`.
 
     Raises :class:`ServabilityUnavailable` when the infrastructure, not the model, stopped the
-    check: a store unreachable while downloading either model's artifacts (:func:`is_transient`),
-    or the child still short of ``timeout_s`` CPU seconds after ``wall_timeout_s`` (:func:`_run_child`)."""
+    check: a store unreachable while downloading either model's artifacts
+    (:func:`driftguard.mlflow_setup.is_transient`), or the child still short of ``timeout_s`` CPU
+    seconds after ``wall_timeout_s`` (:func:`_run_child`)."""
     started = time.perf_counter()
 
     def failed(msg: str) -> ServabilityResult:
@@ -432,7 +394,7 @@ def check_servable(
 
 
 def _raise_if_transient(exc: Exception, uri: str) -> None:
-    if is_transient(exc):
+    if mlflow_setup.is_transient(exc):
         raise ServabilityUnavailable(
             f"servability of {uri} not decided: its artifacts cannot be downloaded, a store is unreachable: "
             f"{type(exc).__name__}: {exc}"
