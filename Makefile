@@ -40,10 +40,10 @@ browser:
 # built once, in the worker that runs it); each worker has its own Airflow home and temp stores.
 TEST_WORKERS ?= 2
 PYTEST_XDIST := -n $(TEST_WORKERS) --dist loadfile
-FAST_TIER := -m "not postgres and not browser and not topology and not adversarial" tests/unit tests/dags tests/integration
+FAST_TIER := -m "not postgres and not browser and not topology and not adversarial and not bench" tests/unit tests/dags tests/integration
 
 test: install lint
-	$(BIN)/python -m pytest $(PYTEST_XDIST) $(FAST_TIER)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) --durations=15 $(FAST_TIER)
 
 test-ci: install lint browser
 	$(BIN)/python -m pytest $(PYTEST_XDIST) --durations=15

@@ -71,23 +71,29 @@ _STRAY_STORES = ("mlflow.db", "mlflow.db.init-lock", "mlruns", "mlartifacts")
 
 
 # Test tiers (docs/testing.md): `make test` deselects these markers; `.ci/run` runs everything.
-_TOPOLOGY_FILES = {"test_topology.py", "test_approval.py"}  # Airflow's own scheduler / api-server processes
+# Files that start Airflow's own scheduler or api-server processes.
+_TOPOLOGY_FILES = {"test_topology.py", "test_approval.py", "test_ui_browser.py"}
 
-# The files that take minutes, longest first (measured, docs/testing.md "How long"). `--dist
+# The files that take a minute or more, longest first (measured, docs/testing.md "How long"). `--dist
 # loadfile` hands whole files to the workers in collection order; started last, one of these
 # would leave the other worker idle at the end of the run.
 LONG_FILES = (
-    "tests/integration/test_backtest_determinism.py",
+    "tests/adversarial/test_backtest_determinism.py",
+    "tests/integration/test_topology.py",
     "tests/integration/test_backtest.py",
-    "tests/integration/test_retrain_flow.py",
     "tests/integration/test_approval.py",
     "tests/unit/test_benchmarks_smoke.py",
-    "tests/unit/test_retrain_faults.py",
-    "tests/unit/test_estimation.py",
-    "tests/integration/test_monitor_detection.py",
+    "tests/integration/test_retrain_flow.py",
+    "tests/adversarial/test_retrain_faults.py",
     "tests/integration/test_demo_replay.py",
     "tests/integration/test_loop_dags.py",
-    "tests/integration/test_topology.py",
+    "tests/integration/test_ui_browser.py",
+    "tests/integration/test_dag_runs.py",
+    "tests/integration/test_shadow_flow.py",
+    "tests/integration/test_monitor_detection.py",
+    "tests/integration/test_compose.py",
+    "tests/unit/test_training.py",
+    "tests/unit/test_estimation.py",
     "tests/adversarial/test_parallel_models.py",
 )
 

@@ -1,5 +1,5 @@
 """Backtest on synthetic logs with a concept drift at a known date: the binary task, the CLI and
-the configuration (backtest_support.py has the logs and contracts).
+the configuration (tests/backtest_support.py has the logs and contracts).
 
 Real SQLite feature logs, real MLflow stores, real GX and Evidently runs through the same
 run_monitoring / run_retraining the DAGs use.
@@ -8,7 +8,7 @@ Timeline: initial champion as of day 24; concept drift from day 25; labels matur
 the first interval that can measure the drift is the one starting on day 26; a retrain as of day
 29 trains on post-drift rows only, and the run goes on to day 32 so that the policy's recovery
 shows in its totals. The regression task and the runs that must reproduce its decision table
-(resumed, killed, parallel, beside a CPU hog) are in test_backtest_determinism.py.
+(resumed, killed, parallel, beside a CPU hog) are in tests/adversarial/test_backtest_determinism.py (CI tier).
 """
 
 from __future__ import annotations

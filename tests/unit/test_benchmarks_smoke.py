@@ -2,7 +2,8 @@
 
 Runs `python -m benchmarks.run` for real (SQLite, 5k-row window, 5k-row reference, both paths,
 one DAG-parse process) into a tmp folder and checks the JSON it writes and the table it prints.
-No timing is asserted: the machine is shared.
+No timing is asserted: the machine is shared. About two minutes of subprocesses, so the CI tier's
+(`bench` marker): `make test` leaves it out, `.ci/run` runs it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import data  # noqa: E402
 from benchmarks.run import table, targets, truth  # noqa: E402
+
+pytestmark = pytest.mark.bench
 
 STEPS = [
     "extract", "load_reference", "score", "check_quality", "detect_drift", "evaluate_model", "shadow", "decide",

@@ -6,8 +6,9 @@ intervals, the drift a few days in; labels mature a day late, so the first inter
 measure the drift starts the day after it. With training.window 4d (train 2d, validation 1d,
 holdout 1d) a retrain four days after the drift trains on post-drift rows only.
 
-Two files, one per module fixture (test_backtest.py: binary; test_backtest_determinism.py:
-regression and the runs compared with it), so `--dist loadfile` replays them on two workers.
+Two files, one per module fixture: tests/integration/test_backtest.py (binary, fast tier) and
+tests/adversarial/test_backtest_determinism.py (regression, and the runs that must reproduce it
+after a kill, in parallel processes and beside a CPU hog: CI tier).
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
 """The backtest on the regression task, and the runs that must write its decision table again.
 
 Real SQLite feature logs, real MLflow stores, real GX and Evidently runs through the same
-run_monitoring / run_retraining the DAGs use (backtest_support.py has the logs and contracts).
+run_monitoring / run_retraining the DAGs use (tests/backtest_support.py has the logs and contracts).
 
 Timeline: initial champion as of day 21; concept drift from day 23, first measurable in the
 interval starting on day 24; eight daily intervals. That run is the reference for the resumable-
 run tests: a run stopped, killed between an interval's retrain and its row and resumed, one with
 strategies in parallel processes and one beside a CPU hog must all write the same decision table
 (backtest.csv) as it.
+
+Faults, parallel processes and load: the CI tier (adversarial); the binary task's replay, in
+tests/integration/test_backtest.py, is in the fast tier.
 """
 
 from __future__ import annotations
