@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from driftguard.retraining import recovery, registry, retrain
 from driftguard.settings import Settings, get_settings
 from driftguard.store import HistoryStore, retrains_table
 from driftguard.testing import generate_log, synthetic_contract, write_log
+from kill_support import kill_when_flagged
 from mlflow.exceptions import MlflowException
 from mlflow_support import restored_mlflow_globals
 
@@ -629,18 +629,7 @@ def kill_at(w: World, point: str, name: str, flag: Path, *, stale_seconds: float
         stderr=subprocess.PIPE,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while not flag.exists():
-            assert child.poll() is None, child.communicate()[1].decode()[-3000:]
-            assert time.monotonic() < deadline, "the child never reached the kill point"
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    kill_when_flagged(child, flag, limit_s=180, what="the kill point")
 
 
 def heartbeat_stopped(w: World, name: str, mp: pytest.MonkeyPatch) -> None:

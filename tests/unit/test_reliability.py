@@ -9,12 +9,10 @@ One real kill -9 per kind of move runs in a subprocess. See docs/reliability.md.
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +24,7 @@ from driftguard import mlflow_setup
 from driftguard import store as store_mod
 from driftguard.retraining import recovery, registry
 from driftguard.store import HistoryStore, StoreBusyError, retrains_table
+from kill_support import kill_when_flagged
 
 # The exact write order: every prefix of it (a fault at the next checkpoint) leaves valid aliases.
 PROMOTE_STEPS = ["intent", "set:champion", "set:previous_champion", "delete:challenger", "tag:promoted_at", "record"]
@@ -408,18 +407,7 @@ def test_kill_9_between_alias_writes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not flag.exists():
-            assert child.poll() is None, child.communicate()[1].decode()[-2000:]
-            assert time.monotonic() < deadline, "the child never reached the checkpoint"
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    kill_when_flagged(child, flag, limit_s=60, what="the checkpoint")
     assert_valid(uri, model)
     assert store.promotion_intent(model) is not None
     before = moves(store, model)
