@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import data  # noqa: E402
-from benchmarks.run import table, targets, truth  # noqa: E402
+from benchmarks.run import import_seconds, table, targets, truth  # noqa: E402
 
 pytestmark = pytest.mark.bench
 
@@ -96,6 +96,15 @@ def test_tasks_mode_runs_each_step_in_its_own_process(tmp_path: Path) -> None:
     assert dg["task_slots"] == 2
     stage_line = next(line for line in stdout.splitlines() if line.startswith("  sqlite 5k driftguard: "))
     assert [part.split()[0] for part in stage_line.split(": ", 1)[1].split(", ")] == STEPS
+    # Each task's own imports (issue 18 item 8): the heavy libraries only where the step uses them.
+    imports, heavy = dg["import_s_per_task"], dg["heavy_libraries_per_task"]
+    assert list(imports) == list(heavy) == STEPS and all(v > 0 for v in imports.values())
+    assert "great_expectations" in heavy["check_quality"] and "evidently" in heavy["detect_drift"]
+    assert "mlflow" in heavy["load_reference"]
+    assert heavy["decide"] == heavy["publish"] == heavy["extract"] == []
+    assert any(line.startswith("  [info] import time per task (sqlite 5k") for line in stdout.splitlines())
+    [verdict] = [line for line in stdout.splitlines() if "for a task that loads none of GX" in line]
+    assert verdict.startswith(("  [met]", "  [NOT met]")) and "of 7 such tasks" in verdict, verdict
     print(
         f"benchmark: tasks mode, sqlite 5k, {dg['task_slots']} slots: run {dg['seconds']:.1f} s "
         f"for {sum(dg['stages'].values()):.1f} s of steps"
@@ -154,6 +163,23 @@ def test_table_and_target_lines_name_cases_and_figures(bench: tuple[dict[str, An
     assert any(line.startswith("  [met] DAG parse") or line.startswith("  [NOT met] DAG parse") for line in lines)
     # 1M and 10M targets are not claimed from a 5k run.
     assert not any("1M" in line or "10M" in line for line in lines)
+
+
+def test_import_seconds_sums_the_outermost_imports_of_importtime_lines() -> None:
+    log = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       120 |        120 | _io",
+            "import time:       300 |        300 |   numpy.core",
+            "import time:       500 |    800_000 | numpy",  # not a number: ignored
+            "import time:       500 |     800000 | numpy",
+            "some task output | with | pipes",
+            "import time:        80 |         80 |     pandas._libs",
+            "import time:       900 |    1200000 | pandas",
+        ]
+    )
+    assert import_seconds(log) == pytest.approx((120 + 800_000 + 1_200_000) / 1e6, abs=1e-3)
+    assert import_seconds("no imports here") == 0.0
 
 
 def test_sizes_labels_and_cached_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
