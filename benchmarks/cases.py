@@ -132,7 +132,7 @@ def _import_libraries() -> None:
 
 
 HEAVY_LIBRARIES = ("great_expectations", "evidently", "mlflow", "sklearn")
-"""The libraries a step module imports only where it uses them (issue 18 item 8)."""
+"""The libraries a step module imports only inside the functions that use them."""
 
 TASK_SPEC = "task_context.json"
 """Written by the parent into the home before `--mode tasks`: the contract and the window, so a

@@ -539,7 +539,7 @@ def targets(result: dict[str, Any]) -> list[str]:
 
 
 def _task_import_lines(cases: list[dict[str, Any]], limit: float) -> list[str]:
-    """Issue 18 item 8, from `--mode tasks`: each task process's import time; the target is judged on
+    """From `--mode tasks`: each task process's import time; the target is judged on
     the tasks whose step loads none of the heavy libraries. Import time does not grow with rows, so
     the smallest case measured is enough."""
     tasks = [c for c in cases if "import_s_per_task" in c["driftguard"]]

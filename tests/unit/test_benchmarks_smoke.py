@@ -96,7 +96,7 @@ def test_tasks_mode_runs_each_step_in_its_own_process(tmp_path: Path) -> None:
     assert dg["task_slots"] == 2
     stage_line = next(line for line in stdout.splitlines() if line.startswith("  sqlite 5k driftguard: "))
     assert [part.split()[0] for part in stage_line.split(": ", 1)[1].split(", ")] == STEPS
-    # Each task's own imports (issue 18 item 8): the heavy libraries only where the step uses them.
+    # Each task's own imports: the heavy libraries only where the step uses them.
     imports, heavy = dg["import_s_per_task"], dg["heavy_libraries_per_task"]
     assert list(imports) == list(heavy) == STEPS and all(v > 0 for v in imports.values())
     assert "great_expectations" in heavy["check_quality"] and "evidently" in heavy["detect_drift"]
