@@ -61,15 +61,19 @@ def prepare(home: Path) -> dict[str, Any]:
 
 def _context(db: str, rows: int, ref_rows: int, home: Path) -> Any:
     _env(home)
-    from driftguard.monitoring import monitor
-    from driftguard.settings import get_settings
 
     from benchmarks import data
 
     _, (lo, hi) = data.windows()
-    contract = data.contract(db, data.Spec(rows, ref_rows))
+    return _run_context(data.contract(db, data.Spec(rows, ref_rows)), lo, hi)
+
+
+def _run_context(contract: Any, start: Any, end: Any) -> Any:
+    from driftguard.monitoring import monitor
+    from driftguard.settings import get_settings
+
     # One run id for every step's process (as the DAG passes Airflow's): they share the run's work folder.
-    return monitor.RunContext.create(contract, lo, hi, get_settings(), run_id="benchmark")
+    return monitor.RunContext.create(contract, start, end, get_settings(), run_id="benchmark")
 
 
 def once_per_reference(ctx: Any) -> float:
@@ -157,13 +161,10 @@ def step(home: Path, name: str) -> dict[str, Any]:
     _env(home)
     from driftguard.contract import ModelContract
     from driftguard.monitoring import monitor
-    from driftguard.settings import get_settings
 
     spec = json.loads((home / TASK_SPEC).read_text())
-    contract = ModelContract.model_validate(spec["contract"])
     start, end = (datetime.fromisoformat(spec[k]) for k in ("start", "end"))
-    # One run id for every step's process (as the DAG passes Airflow's): they share the run's work folder.
-    ctx = monitor.RunContext.create(contract, start, end, get_settings(), run_id="benchmark")
+    ctx = _run_context(ModelContract.model_validate(spec["contract"]), start, end)
     started = time.perf_counter()
     getattr(monitor, name)(ctx)  # imports what it needs itself, as the Airflow task does
     return {
