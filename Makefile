@@ -18,7 +18,7 @@ export GX_ANALYTICS_ENABLED := false
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q --no-compile -r requirements-dev.txt -e .
+	$(BIN)/python -m pip install -q -r requirements-dev.txt -e .
 	@touch $@
 
 install: $(STAMP)
