@@ -170,7 +170,7 @@ class ApprovalRun:
             "POST", f"{self.dag_path}/dagRuns", {"dag_run_id": self.run_id, "logical_date": None, "conf": conf}
         )
 
-    def wait_awaiting(self) -> dict[str, str | None]:
+    def wait_awaiting(self, timeout: float = 600) -> dict[str, str | None]:
         def awaiting() -> tuple[bool, Any]:
             states = self.states()
             run_state = self.api.get(self.run_path)["state"]
@@ -180,7 +180,7 @@ class ApprovalRun:
                 )
             return states.get("approve_promotion") == "awaiting_input", states
 
-        return wait_for(f"{self.dag}: approve_promotion awaiting_input", awaiting, self.services, timeout=600)
+        return wait_for(f"{self.dag}: approve_promotion awaiting_input", awaiting, self.services, timeout=timeout)
 
     def answer(self, option: str) -> None:
         self.api.request("PATCH", self.hitl_path, {"chosen_options": [option]})
@@ -209,7 +209,7 @@ class ApprovalRun:
                 {"dry_run": False, "dag_run_id": self.run_id, "task_ids": ["approve_promotion"],
                  "include_downstream": True, "only_failed": False, "reset_dag_runs": True},
             )  # fmt: skip
-            self.wait_awaiting()
+            self.wait_awaiting(timeout=300)
             self.answer(option)
             final = wait_for(f"{self.dag} finishes after the second answer", finished, self.services, timeout=200)
             states = self.states()
